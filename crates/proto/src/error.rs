@@ -1,0 +1,116 @@
+//! Error codes a server sends in `{"type":"error"}` messages.
+
+use serde::{Deserialize, Serialize};
+
+/// Why the server refused a message or a connection.
+///
+/// Clients branch on the code; the accompanying `message` is a plain sentence for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The token is malformed or its signature does not verify.
+    BadToken,
+    /// The token was valid once but its `exp` has passed.
+    ExpiredToken,
+    /// The token does not allow this: another room, or a role that may not do it.
+    Forbidden,
+    /// Not JSON, not an object with a known `type`, missing fields, or out of order.
+    BadMessage,
+    /// A frame larger than [`crate::MAX_FRAME_BYTES`].
+    TooLarge,
+    /// More messages than the per-connection rate allows; the message was dropped.
+    RateLimited,
+    /// The peer named in the message is not in the room (or not waiting, for admit/deny).
+    UnknownPeer,
+    /// The call already has the maximum number of participants.
+    RoomFull,
+    /// A clinician denied entry from the waiting room.
+    Denied,
+    /// The same identity connected again; this older connection is closed.
+    Replaced,
+    /// No `hello` arrived in time after the socket opened.
+    HelloTimeout,
+    /// The server is shutting down; reconnect later.
+    ShuttingDown,
+    /// Something went wrong on the server; nothing the client did.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for registering metrics and for documentation tests.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadToken,
+        ErrorCode::ExpiredToken,
+        ErrorCode::Forbidden,
+        ErrorCode::BadMessage,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::UnknownPeer,
+        ErrorCode::RoomFull,
+        ErrorCode::Denied,
+        ErrorCode::Replaced,
+        ErrorCode::HelloTimeout,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadToken => "bad_token",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::Denied => "denied",
+            ErrorCode::Replaced => "replaced",
+            ErrorCode::HelloTimeout => "hello_timeout",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// A plain sentence for people, used when the server has nothing more specific to say.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            ErrorCode::BadToken => "This invitation is not valid. Ask the care home for a new one.",
+            ErrorCode::ExpiredToken => {
+                "This invitation has expired. Ask the care home for a new one."
+            }
+            ErrorCode::Forbidden => "This invitation does not allow that.",
+            ErrorCode::BadMessage => "The message was not understood.",
+            ErrorCode::TooLarge => "The message was too large and was not delivered.",
+            ErrorCode::RateLimited => "Too many messages too quickly; the message was not delivered.",
+            ErrorCode::UnknownPeer => "That person is not in this room.",
+            ErrorCode::RoomFull => "This call already has as many people as it can hold.",
+            ErrorCode::Denied => "The clinician could not let you in this time.",
+            ErrorCode::Replaced => "This account connected from another place.",
+            ErrorCode::HelloTimeout => "The connection was closed because it did not identify itself in time.",
+            ErrorCode::ShuttingDown => "The server is restarting. Reconnecting shortly.",
+            ErrorCode::Internal => "Something went wrong on the server.",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Hearth's wire types: every message of the signaling protocol v1 (`docs/protocol.md`), with no IO.
+//!
+//! The signaling server, the call engine and the UI bindings all speak through these types, so a
+//! field renamed here is a protocol change: update `docs/protocol.md` in the same commit.
+
+mod error;
+mod message;
+
+pub use error::ErrorCode;
+pub use message::{
+    ClientMessage, IceServer, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer, parse_client,
+    ParseError,
+};
+
+/// Path of the WebSocket endpoint for protocol v1.
+pub const WS_PATH: &str = "/v1/ws";
+
+/// The largest text frame a client may send, in bytes; larger frames get [`ErrorCode::TooLarge`].
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;

@@ -1,0 +1,354 @@
+//! The messages of protocol v1: what a client sends, what the server sends back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ErrorCode;
+
+/// A participant's id within the server, assigned by the server; opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub String);
+
+impl PeerId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for PeerId {
+    fn from(s: &str) -> Self {
+        PeerId(s.to_owned())
+    }
+}
+
+/// Who a token belongs to; decides the screen the app shows and what the server allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A care-home resident's tablet.
+    Resident,
+    /// A family member of a resident.
+    Family,
+    /// A doctor or nurse who hosts consults and admits from the waiting room.
+    Clinician,
+    /// A patient who waits to be admitted to a consult.
+    Patient,
+    /// Care-home staff.
+    Staff,
+    /// Someone invited once, e.g. from a browser link.
+    Guest,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 6] = [
+        Role::Resident,
+        Role::Family,
+        Role::Clinician,
+        Role::Patient,
+        Role::Staff,
+        Role::Guest,
+    ];
+
+    /// The role as it appears on the wire and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Resident => "resident",
+            Role::Family => "family",
+            Role::Clinician => "clinician",
+            Role::Patient => "patient",
+            Role::Staff => "staff",
+            Role::Guest => "guest",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown role {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// A participant of a call, as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Their id, to address `signal` messages.
+    pub peer: PeerId,
+    /// Display name from their token.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+}
+
+/// Someone in a consult's waiting room, as clinicians see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingPeer {
+    /// Their id, to `admit` or `deny`.
+    pub peer: PeerId,
+    /// Display name from their token.
+    pub name: String,
+    /// `patient` or `guest`.
+    pub role: Role,
+    /// When they first checked in, in milliseconds since the Unix epoch; kept across reconnects.
+    pub since: u64,
+    /// Extension: false while their connection has dropped and their place is being held.
+    pub connected: bool,
+}
+
+/// An ICE server entry, in the shape of the browser's `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` or `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username (`expiry:sub`), absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password, absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// The first message on every connection.
+    Hello {
+        /// A signed join token.
+        token: String,
+        /// Extension: the room the client means to join; refused with `forbidden` when the
+        /// token is for another room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// Relay opaque `data` to another participant of the room.
+    Signal {
+        /// The recipient.
+        to: PeerId,
+        /// Anything: SDP, ICE candidates, call control.
+        data: Value,
+    },
+    /// A clinician lets someone in from the waiting room.
+    Admit {
+        /// The waiting peer.
+        peer: PeerId,
+    },
+    /// A clinician turns someone away from the waiting room.
+    Deny {
+        /// The waiting peer.
+        peer: PeerId,
+        /// Extension: a plain sentence the patient sees.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Leave the room and close the connection.
+    Leave,
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// You are in the room.
+    Welcome {
+        /// Your id.
+        peer: PeerId,
+        /// The room.
+        room: String,
+        /// Your role.
+        role: Role,
+        /// Everyone else already in the call.
+        peers: Vec<PeerInfo>,
+        /// STUN and TURN servers for ICE; empty when none is configured.
+        ice_servers: Vec<IceServer>,
+    },
+    /// You are in the waiting room of a consult.
+    Waiting {
+        /// The room.
+        room: String,
+        /// Extension: your id (kept across reconnects).
+        peer: PeerId,
+        /// Extension: your place in the queue, 1 for next.
+        position: usize,
+    },
+    /// Clinicians only: who is waiting, in arrival order.
+    Lobby {
+        /// The queue, first arrived first.
+        waiting: Vec<WaitingPeer>,
+    },
+    /// Someone entered the call.
+    PeerJoined {
+        /// Their id.
+        peer: PeerId,
+        /// Their display name.
+        name: String,
+        /// Their role.
+        role: Role,
+    },
+    /// Someone left the call.
+    PeerLeft {
+        /// Their id.
+        peer: PeerId,
+    },
+    /// Opaque data relayed from another participant.
+    Signal {
+        /// The sender, set by the server.
+        from: PeerId,
+        /// What they sent.
+        data: Value,
+    },
+    /// Something was refused.
+    Error {
+        /// What to branch on.
+        code: ErrorCode,
+        /// A plain sentence.
+        message: String,
+    },
+    /// Extension: the server is shutting down; reconnect after the delay.
+    Shutdown {
+        /// How long to wait before reconnecting, in milliseconds.
+        retry_after_ms: u64,
+    },
+}
+
+impl ServerMessage {
+    /// An error message with the code's default sentence.
+    pub fn error(code: ErrorCode) -> Self {
+        ServerMessage::Error {
+            code,
+            message: code.default_message().to_owned(),
+        }
+    }
+}
+
+/// Why a client frame could not be read as a [`ClientMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Not JSON at all.
+    NotJson,
+    /// A JSON object whose `type` is not one of the client messages.
+    UnknownType,
+    /// Known `type`, wrong or missing fields, or not an object.
+    Invalid(String),
+}
+
+impl ParseError {
+    /// A plain sentence for the `error` message.
+    pub fn sentence(&self) -> String {
+        match self {
+            ParseError::NotJson => "The message is not valid JSON.".to_owned(),
+            ParseError::UnknownType => "The message type is not known.".to_owned(),
+            ParseError::Invalid(detail) => format!("The message is not well formed: {detail}."),
+        }
+    }
+}
+
+/// Reads one client text frame.
+pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ParseError::NotJson
+        }
+        _ => {
+            let detail = e.to_string();
+            if detail.starts_with("unknown variant") {
+                ParseError::UnknownType
+            } else {
+                // serde's text names the field and the expected type; strip the position.
+                let detail = detail
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                ParseError::Invalid(detail)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn client_messages_read_the_documented_shapes() {
+        assert_eq!(
+            parse_client(r#"{"type":"hello","token":"t"}"#).unwrap(),
+            ClientMessage::Hello { token: "t".into(), room: None }
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"signal","to":"p1","data":{"sdp":"x"}}"#).unwrap(),
+            ClientMessage::Signal { to: "p1".into(), data: json!({"sdp":"x"}) }
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"deny","peer":"p2"}"#).unwrap(),
+            ClientMessage::Deny { peer: "p2".into(), reason: None }
+        );
+        assert_eq!(parse_client(r#"{"type":"leave"}"#).unwrap(), ClientMessage::Leave);
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        assert_eq!(parse_client("{not json"), Err(ParseError::NotJson));
+        assert_eq!(parse_client(""), Err(ParseError::NotJson));
+        assert_eq!(parse_client(r#"{"type":"dance"}"#), Err(ParseError::UnknownType));
+        assert!(matches!(parse_client(r#"{"type":"signal","to":"p"}"#), Err(ParseError::Invalid(d)) if d.contains("data")));
+        assert!(matches!(parse_client("42"), Err(ParseError::Invalid(_))));
+        assert!(matches!(parse_client(r#"{"token":"t"}"#), Err(ParseError::Invalid(d)) if d.contains("type")));
+    }
+
+    #[test]
+    fn server_messages_write_the_documented_shapes() {
+        let welcome = ServerMessage::Welcome {
+            peer: "p1".into(),
+            room: "r".into(),
+            role: Role::Family,
+            peers: vec![PeerInfo { peer: "p0".into(), name: "Mrs Kim".into(), role: Role::Resident }],
+            ice_servers: vec![IceServer { urls: vec!["stun:s:3478".into()], username: None, credential: None }],
+        };
+        assert_eq!(
+            serde_json::to_value(&welcome).unwrap(),
+            json!({"type":"welcome","peer":"p1","room":"r","role":"family",
+                   "peers":[{"peer":"p0","name":"Mrs Kim","role":"resident"}],
+                   "ice_servers":[{"urls":["stun:s:3478"]}]})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::error(ErrorCode::RoomFull)).unwrap()["code"],
+            json!("room_full")
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_wire_name() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("doctor".parse::<Role>().is_err());
+    }
+}

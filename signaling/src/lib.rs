@@ -1,0 +1,23 @@
+//! Hearth's signaling server: rooms, a consult waiting room, signed join tokens and TURN
+//! credentials over one WebSocket protocol (`docs/protocol.md`), on one node with in-memory state.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), signaling::ServerError> {
+//! let server = signaling::Server::start(signaling::ServerOptions::default()).await?;
+//! println!("ws://{}/v1/ws", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod hub;
+pub mod ice;
+pub mod metrics;
+mod options;
+pub mod room;
+pub mod secret;
+mod server;
+pub mod token;
+
+pub use options::{DEFAULT_LISTEN, Limits, ServerOptions};
+pub use server::{Server, ServerError, app};

@@ -1,0 +1,178 @@
+//! `hearth-signaling`: run the signaling server, or mint a join token with its secret.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hearth_proto::Role;
+use signaling::ice::{IceOptions, TurnOptions};
+use signaling::secret::Secret;
+use signaling::token::TokenKeys;
+use signaling::{Limits, Server, ServerOptions};
+
+#[derive(Parser)]
+#[command(name = "hearth-signaling", version, about = "Hearth's signaling server")]
+struct Cli {
+    /// Where the dev secret is kept (default: the user's data dir, e.g. ~/.local/share/hearth).
+    #[arg(long, env = "HEARTH_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Dev mode: without HEARTH_SECRET, generate a secret once and keep it in the data dir.
+    #[arg(long, env = "HEARTH_DEV", global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the secret comes from HEARTH_SECRET, or the data dir with --dev).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "HEARTH_LISTEN", default_value = signaling::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// STUN URLs handed to clients (comma separated or repeated).
+        #[arg(long = "stun-url", env = "HEARTH_STUN_URLS", value_delimiter = ',')]
+        stun_urls: Vec<String>,
+        /// TURN URLs handed to clients with credentials; needs HEARTH_TURN_SECRET.
+        #[arg(long = "turn-url", env = "HEARTH_TURN_URLS", value_delimiter = ',')]
+        turn_urls: Vec<String>,
+        /// How long TURN credentials stay valid.
+        #[arg(long, env = "HEARTH_TURN_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
+        turn_ttl: Duration,
+        /// Participants in one call.
+        #[arg(long, env = "HEARTH_MAX_PARTICIPANTS", default_value_t = 4)]
+        max_participants: usize,
+    },
+    /// Print a signed join token.
+    Mint {
+        /// The room.
+        #[arg(long)]
+        room: String,
+        /// resident, family, clinician, patient, staff or guest.
+        #[arg(long)]
+        role: Role,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Stable subject (a device or person id); random when not given.
+        #[arg(long)]
+        sub: Option<String>,
+        /// How long the token is valid, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+fn secret(cli: &Cli) -> anyhow::Result<Secret> {
+    if let Ok(text) = std::env::var("HEARTH_SECRET") {
+        return Secret::new(&text).context("HEARTH_SECRET is not usable");
+    }
+    if !cli.dev {
+        bail!(
+            "HEARTH_SECRET is not set. Set it to at least 32 random characters, \
+             or pass --dev to generate one in the data dir."
+        );
+    }
+    let dir = match &cli.data_dir {
+        Some(dir) => dir.clone(),
+        None => dirs::data_dir()
+            .context("no data dir is known for this user; pass --data-dir")?
+            .join("hearth"),
+    };
+    let (secret, path, generated) = Secret::load_or_generate(&dir)?;
+    if generated {
+        eprintln!("dev mode: generated a new secret and wrote it to {}", path.display());
+    } else {
+        eprintln!("dev mode: using the secret in {}", path.display());
+    }
+    Ok(secret)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Mint {
+            room,
+            role,
+            name,
+            sub,
+            ttl,
+        } => {
+            let keys = TokenKeys::new(&secret(&cli)?);
+            let token = keys.mint(room, *role, name, sub.as_deref(), *ttl, now_unix())?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            stun_urls,
+            turn_urls,
+            turn_ttl,
+            max_participants,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+                tracing::warn!(error = %e, "could not raise the open-file limit");
+            }
+            let turn = if turn_urls.is_empty() {
+                None
+            } else {
+                let text = std::env::var("HEARTH_TURN_SECRET")
+                    .context("--turn-url needs HEARTH_TURN_SECRET (coturn's static-auth-secret)")?;
+                Some(TurnOptions {
+                    urls: turn_urls.clone(),
+                    secret: Secret::new(&text).context("HEARTH_TURN_SECRET is not usable")?,
+                    ttl: *turn_ttl,
+                })
+            };
+            if *max_participants < 2 {
+                bail!("--max-participants must be at least 2");
+            }
+            let options = ServerOptions {
+                listen: *listen,
+                secret: secret(&cli)?,
+                ice: IceOptions {
+                    stun_urls: stun_urls.clone(),
+                    turn,
+                },
+                limits: Limits {
+                    max_participants: *max_participants,
+                    ..Limits::default()
+                },
+            };
+            let server = Server::start(options).await?;
+            eprintln!("hearth-signaling: WebSocket at {}", server.ws_url());
+            if cli.dev {
+                eprintln!(
+                    "get a token: hearth-signaling --dev mint --room demo --role family --name Ann"
+                );
+            }
+            wait_for_signal().await?;
+            server.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Server configuration: plain structs with defaults; `main.rs` fills them from flags and env.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::ice::IceOptions;
+use crate::secret::Secret;
+
+/// The address `serve` listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
+
+/// Everything a [`crate::Server`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The join-token signing secret.
+    pub secret: Secret,
+    /// STUN and TURN handed to clients.
+    pub ice: IceOptions,
+    /// Limits and timeouts.
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    /// Loopback, a random port, a fresh random secret, no STUN/TURN, default limits.
+    fn default() -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret: Secret::generate(),
+            ice: IceOptions::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Limits that keep one client from hurting others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Participants in one call (mesh); more get `room_full`.
+    pub max_participants: usize,
+    /// Time from socket open to `hello`.
+    pub hello_timeout: Duration,
+    /// Largest accepted text frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second per connection.
+    pub rate_per_second: u32,
+    /// Messages a connection may send at once before the rate applies.
+    pub rate_burst: u32,
+    /// Messages queued for one client before it counts as too slow and is disconnected.
+    pub outbound_queue: usize,
+    /// Longest time one write to a client may take before it is disconnected.
+    pub write_timeout: Duration,
+    /// How often the server pings each client.
+    pub ping_interval: Duration,
+    /// A client silent this long (no frame, no pong) is disconnected.
+    pub idle_timeout: Duration,
+    /// How long a dropped patient's place in the waiting room is held.
+    pub waiting_grace: Duration,
+    /// How long shutdown waits for clients to close.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_participants: 4,
+            hello_timeout: Duration::from_secs(5),
+            max_frame_bytes: hearth_proto::MAX_FRAME_BYTES,
+            rate_per_second: 50,
+            rate_burst: 50,
+            outbound_queue: 128,
+            write_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(40),
+            waiting_grace: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! One room as plain state: who is in the call, who waits in the consult's waiting room, and what
+//! each change tells whom. No sockets and no clock: callers pass `now` and deliver the effects.
+
+use hearth_proto::{ErrorCode, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer};
+
+/// Someone arriving with a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entrant {
+    /// The id the server picked for this connection.
+    pub peer: PeerId,
+    /// The token's stable subject; reconnects are matched by it.
+    pub sub: String,
+    /// Display name.
+    pub name: String,
+    /// Role from the token.
+    pub role: Role,
+}
+
+impl Entrant {
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            peer: self.peer.clone(),
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// What the caller must deliver after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send this message to that peer.
+    Send(PeerId, ServerMessage),
+    /// That peer is now in the call: send it a `welcome` listing these others.
+    Welcome {
+        /// The new member.
+        peer: PeerId,
+        /// Everyone else in the call.
+        peers: Vec<PeerInfo>,
+    },
+    /// Send that peer an error and close its connection; it is no longer in the room.
+    Close {
+        /// Whose connection.
+        peer: PeerId,
+        /// The code.
+        code: ErrorCode,
+        /// The sentence.
+        message: String,
+    },
+}
+
+/// Where a join put the entrant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// In the call, under its own new id.
+    Call,
+    /// In the waiting room under this id: the entrant's own, or the held place of an earlier
+    /// connection with the same subject, which the caller must now route to the new connection.
+    Waiting(PeerId),
+}
+
+#[derive(Debug)]
+struct Waiter {
+    who: Entrant,
+    since_ms: u64,
+    /// When the connection dropped, while the place is held.
+    dropped_ms: Option<u64>,
+    /// The position this waiter was last told, to tell only changes.
+    told_position: usize,
+}
+
+/// A room: the call (mesh, at most `capacity` members) and, for consults, a waiting room.
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    capacity: usize,
+    members: Vec<Entrant>,
+    queue: Vec<Waiter>,
+    /// A clinician has hosted this room since it was created: guests wait too.
+    consult: bool,
+}
+
+impl Room {
+    /// An empty room named `name` whose call holds at most `capacity` participants.
+    pub fn new(name: &str, capacity: usize) -> Room {
+        Room {
+            name: name.to_owned(),
+            capacity,
+            members: Vec::new(),
+            queue: Vec::new(),
+            consult: false,
+        }
+    }
+
+    /// True when nobody is in the call or waiting (held places count as waiting).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.queue.is_empty()
+    }
+
+    /// Number of participants in the call.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Ids in the waiting room, first arrived first.
+    pub fn waiting(&self) -> Vec<PeerId> {
+        self.queue.iter().map(|w| w.who.peer.clone()).collect()
+    }
+
+    fn must_wait(&self, role: Role) -> bool {
+        match role {
+            Role::Patient => true,
+            Role::Guest => self.consult || !self.queue.is_empty(),
+            Role::Resident | Role::Family | Role::Clinician | Role::Staff => false,
+        }
+    }
+
+    /// Someone arrives. A patient always waits (the clinician may not be there yet); a guest waits
+    /// when the room is a consult; everyone else enters the call if there is room. The same subject
+    /// connecting again replaces its older connection: in the call as a new participant (the
+    /// others see it leave and join), in the waiting room keeping its place and id.
+    pub fn join(
+        &mut self,
+        who: Entrant,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) -> Result<Placement, ErrorCode> {
+        if let Some(w) = self.queue.iter_mut().find(|w| w.who.sub == who.sub) {
+            w.who.name = who.name;
+            w.dropped_ms = None;
+            w.told_position = 0;
+            let id = w.who.peer.clone();
+            self.queue_changed(out);
+            return Ok(Placement::Waiting(id));
+        }
+        if self.must_wait(who.role) {
+            let id = who.peer.clone();
+            self.queue.push(Waiter {
+                who,
+                since_ms: now_ms,
+                dropped_ms: None,
+                told_position: 0,
+            });
+            self.queue_changed(out);
+            return Ok(Placement::Waiting(id));
+        }
+        let replaced = self.members.iter().position(|m| m.sub == who.sub);
+        let room_after = self.members.len() - usize::from(replaced.is_some());
+        if room_after >= self.capacity {
+            return Err(ErrorCode::RoomFull);
+        }
+        if let Some(i) = replaced {
+            let old = self.members.remove(i);
+            out.push(Effect::Close {
+                peer: old.peer.clone(),
+                code: ErrorCode::Replaced,
+                message: ErrorCode::Replaced.default_message().to_owned(),
+            });
+            self.tell_members(out, &ServerMessage::PeerLeft { peer: old.peer });
+        }
+        self.enter(who, out);
+        Ok(Placement::Call)
+    }
+
+    fn enter(&mut self, who: Entrant, out: &mut Vec<Effect>) {
+        out.push(Effect::Welcome {
+            peer: who.peer.clone(),
+            peers: self.members.iter().map(Entrant::info).collect(),
+        });
+        self.tell_members(
+            out,
+            &ServerMessage::PeerJoined {
+                peer: who.peer.clone(),
+                name: who.name.clone(),
+                role: who.role,
+            },
+        );
+        let clinician = who.role == Role::Clinician;
+        let id = who.peer.clone();
+        self.members.push(who);
+        if clinician {
+            self.consult = true;
+            out.push(Effect::Send(id, self.lobby()));
+        }
+    }
+
+    /// The peer left on purpose: gone from the call or the queue, no place held.
+    pub fn leave(&mut self, peer: &PeerId, out: &mut Vec<Effect>) {
+        if let Some(i) = self.queue.iter().position(|w| &w.who.peer == peer) {
+            self.queue.remove(i);
+            self.queue_changed(out);
+        } else {
+            self.remove_member(peer, out);
+        }
+    }
+
+    /// The peer's connection dropped: a member leaves the call; a waiter's place is held until
+    /// [`Room::expire`] finds it older than the grace period.
+    pub fn disconnect(&mut self, peer: &PeerId, now_ms: u64, out: &mut Vec<Effect>) {
+        if let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) {
+            w.dropped_ms = Some(now_ms);
+            self.queue_changed(out);
+        } else {
+            self.remove_member(peer, out);
+        }
+    }
+
+    fn remove_member(&mut self, peer: &PeerId, out: &mut Vec<Effect>) {
+        if let Some(i) = self.members.iter().position(|m| &m.peer == peer) {
+            self.members.remove(i);
+            self.tell_members(out, &ServerMessage::PeerLeft { peer: peer.clone() });
+        }
+    }
+
+    /// Drops held places older than `grace_ms`. Returns whether anything changed.
+    pub fn expire(&mut self, now_ms: u64, grace_ms: u64, out: &mut Vec<Effect>) -> bool {
+        let before = self.queue.len();
+        self.queue
+            .retain(|w| w.dropped_ms.is_none_or(|t| now_ms.saturating_sub(t) < grace_ms));
+        let changed = self.queue.len() != before;
+        if changed {
+            self.queue_changed(out);
+        }
+        changed
+    }
+
+    fn clinician(&self, by: &PeerId) -> Result<(), ErrorCode> {
+        match self.members.iter().find(|m| &m.peer == by) {
+            Some(m) if m.role == Role::Clinician => Ok(()),
+            _ => Err(ErrorCode::Forbidden),
+        }
+    }
+
+    /// A clinician lets a waiting, connected peer into the call.
+    pub fn admit(
+        &mut self,
+        by: &PeerId,
+        peer: &PeerId,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ErrorCode> {
+        self.clinician(by)?;
+        let i = self
+            .queue
+            .iter()
+            .position(|w| &w.who.peer == peer && w.dropped_ms.is_none())
+            .ok_or(ErrorCode::UnknownPeer)?;
+        if self.members.len() >= self.capacity {
+            return Err(ErrorCode::RoomFull);
+        }
+        let waiter = self.queue.remove(i);
+        self.enter(waiter.who, out);
+        self.queue_changed(out);
+        Ok(())
+    }
+
+    /// A clinician turns a waiting peer away, with an optional sentence for them.
+    pub fn deny(
+        &mut self,
+        by: &PeerId,
+        peer: &PeerId,
+        reason: Option<String>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ErrorCode> {
+        self.clinician(by)?;
+        let i = self
+            .queue
+            .iter()
+            .position(|w| &w.who.peer == peer)
+            .ok_or(ErrorCode::UnknownPeer)?;
+        let waiter = self.queue.remove(i);
+        if waiter.dropped_ms.is_none() {
+            out.push(Effect::Close {
+                peer: waiter.who.peer,
+                code: ErrorCode::Denied,
+                message: reason.unwrap_or_else(|| ErrorCode::Denied.default_message().to_owned()),
+            });
+        }
+        self.queue_changed(out);
+        Ok(())
+    }
+
+    /// Whether `from` may send a `signal` to `to`: both must be in the call.
+    pub fn check_signal(&self, from: &PeerId, to: &PeerId) -> Result<(), ErrorCode> {
+        if !self.members.iter().any(|m| &m.peer == from) {
+            return Err(ErrorCode::Forbidden);
+        }
+        if from == to || !self.members.iter().any(|m| &m.peer == to) {
+            return Err(ErrorCode::UnknownPeer);
+        }
+        Ok(())
+    }
+
+    fn lobby(&self) -> ServerMessage {
+        ServerMessage::Lobby {
+            waiting: self
+                .queue
+                .iter()
+                .map(|w| WaitingPeer {
+                    peer: w.who.peer.clone(),
+                    name: w.who.name.clone(),
+                    role: w.who.role,
+                    since: w.since_ms,
+                    connected: w.dropped_ms.is_none(),
+                })
+                .collect(),
+        }
+    }
+
+    /// After any change to the queue: clinicians get the new lobby, connected waiters whose place
+    /// changed get their new position.
+    fn queue_changed(&mut self, out: &mut Vec<Effect>) {
+        let lobby = self.lobby();
+        for m in self.members.iter().filter(|m| m.role == Role::Clinician) {
+            out.push(Effect::Send(m.peer.clone(), lobby.clone()));
+        }
+        let name = &self.name;
+        for (i, w) in self.queue.iter_mut().enumerate() {
+            let position = i + 1;
+            if w.dropped_ms.is_none() && w.told_position != position {
+                w.told_position = position;
+                out.push(Effect::Send(
+                    w.who.peer.clone(),
+                    ServerMessage::Waiting {
+                        room: name.clone(),
+                        peer: w.who.peer.clone(),
+                        position,
+                    },
+                ));
+            }
+        }
+    }
+
+    fn tell_members(&self, out: &mut Vec<Effect>, msg: &ServerMessage) {
+        for m in &self.members {
+            out.push(Effect::Send(m.peer.clone(), msg.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entrant(peer: &str, role: Role) -> Entrant {
+        Entrant {
+            peer: peer.into(),
+            sub: format!("sub-{peer}"),
+            name: peer.to_uppercase(),
+            role,
+        }
+    }
+
+    fn sent_to<'a>(out: &'a [Effect], peer: &str) -> Vec<&'a ServerMessage> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send(p, m) if p.as_str() == peer => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn lobby_ids(msg: &ServerMessage) -> Vec<String> {
+        match msg {
+            ServerMessage::Lobby { waiting } => waiting.iter().map(|w| w.peer.0.clone()).collect(),
+            other => panic!("not a lobby: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn family_enters_and_others_hear_of_it() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        assert_eq!(room.join(entrant("kim", Role::Resident), 0, &mut out), Ok(Placement::Call));
+        out.clear();
+        room.join(entrant("ann", Role::Family), 1, &mut out).unwrap();
+        assert!(out.contains(&Effect::Welcome {
+            peer: "ann".into(),
+            peers: vec![PeerInfo { peer: "kim".into(), name: "KIM".into(), role: Role::Resident }],
+        }));
+        assert_eq!(
+            sent_to(&out, "kim"),
+            vec![&ServerMessage::PeerJoined { peer: "ann".into(), name: "ANN".into(), role: Role::Family }]
+        );
+    }
+
+    #[test]
+    fn patients_queue_in_order_and_clinician_admits_and_denies() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        assert_eq!(
+            room.join(entrant("p1", Role::Patient), 10, &mut out),
+            Ok(Placement::Waiting("p1".into()))
+        );
+        room.join(entrant("p2", Role::Patient), 20, &mut out).unwrap();
+        out.clear();
+        room.join(entrant("doc", Role::Clinician), 30, &mut out).unwrap();
+        let to_doc = sent_to(&out, "doc");
+        assert_eq!(lobby_ids(to_doc[0]), vec!["p1", "p2"]);
+        // A guest arriving at a consult waits behind them.
+        out.clear();
+        assert_eq!(
+            room.join(entrant("g", Role::Guest), 40, &mut out),
+            Ok(Placement::Waiting("g".into()))
+        );
+        assert_eq!(lobby_ids(sent_to(&out, "doc")[0]), vec!["p1", "p2", "g"]);
+        // Admit p1: welcome lists the doctor; p2 and g move up.
+        out.clear();
+        room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
+        assert!(out.iter().any(|e| matches!(e, Effect::Welcome { peer, .. } if peer.as_str() == "p1")));
+        assert!(matches!(sent_to(&out, "p2")[0], ServerMessage::Waiting { position: 1, .. }));
+        assert!(matches!(sent_to(&out, "g")[0], ServerMessage::Waiting { position: 2, .. }));
+        // Deny g with a reason.
+        out.clear();
+        room.deny(&"doc".into(), &"g".into(), Some("Please call the surgery.".into()), &mut out).unwrap();
+        assert!(out.contains(&Effect::Close {
+            peer: "g".into(),
+            code: ErrorCode::Denied,
+            message: "Please call the surgery.".into()
+        }));
+        assert_eq!(room.waiting(), vec![PeerId::from("p2")]);
+    }
+
+    #[test]
+    fn only_clinicians_admit_and_only_waiters_are_admitted() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("fam", Role::Family), 0, &mut out).unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out).unwrap();
+        assert_eq!(room.admit(&"fam".into(), &"p1".into(), &mut out), Err(ErrorCode::Forbidden));
+        assert_eq!(room.admit(&"p1".into(), &"p1".into(), &mut out), Err(ErrorCode::Forbidden));
+        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
+        assert_eq!(room.admit(&"doc".into(), &"nobody".into(), &mut out), Err(ErrorCode::UnknownPeer));
+        assert_eq!(room.deny(&"doc".into(), &"fam".into(), None, &mut out), Err(ErrorCode::UnknownPeer));
+    }
+
+    #[test]
+    fn a_dropped_patient_keeps_place_and_id_until_grace_ends() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
+        room.join(entrant("p1", Role::Patient), 10, &mut out).unwrap();
+        room.join(entrant("p2", Role::Patient), 20, &mut out).unwrap();
+        out.clear();
+        room.disconnect(&"p1".into(), 1_000, &mut out);
+        match sent_to(&out, "doc")[0] {
+            ServerMessage::Lobby { waiting } => {
+                assert_eq!(waiting[0].peer.as_str(), "p1");
+                assert!(!waiting[0].connected);
+                assert_eq!(waiting[0].since, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A dropped patient cannot be admitted, but is not forgotten.
+        assert_eq!(room.admit(&"doc".into(), &"p1".into(), &mut out), Err(ErrorCode::UnknownPeer));
+        assert!(!room.expire(30_000, 60_000, &mut out));
+        // Reconnects under a new connection id, same subject: back in first place with the old id.
+        let again = Entrant { peer: "p1-new".into(), ..entrant("p1", Role::Patient) };
+        out.clear();
+        assert_eq!(room.join(again, 40_000, &mut out), Ok(Placement::Waiting("p1".into())));
+        assert_eq!(lobby_ids(sent_to(&out, "doc")[0]), vec!["p1", "p2"]);
+        assert!(matches!(sent_to(&out, "p1")[0], ServerMessage::Waiting { position: 1, .. }));
+        // Dropped again and never back: gone after the grace period.
+        room.disconnect(&"p1".into(), 50_000, &mut out);
+        out.clear();
+        assert!(room.expire(110_000, 60_000, &mut out));
+        assert_eq!(room.waiting(), vec![PeerId::from("p2")]);
+        assert!(matches!(sent_to(&out, "p2")[0], ServerMessage::Waiting { position: 1, .. }));
+    }
+
+    #[test]
+    fn the_call_is_capped_and_the_same_subject_replaces_itself() {
+        let mut room = Room::new("r", 2);
+        let mut out = vec![];
+        room.join(entrant("a", Role::Family), 0, &mut out).unwrap();
+        room.join(entrant("b", Role::Family), 0, &mut out).unwrap();
+        assert_eq!(room.join(entrant("c", Role::Family), 0, &mut out), Err(ErrorCode::RoomFull));
+        out.clear();
+        let b_again = Entrant { peer: "b2".into(), ..entrant("b", Role::Family) };
+        assert_eq!(room.join(b_again, 0, &mut out), Ok(Placement::Call));
+        assert!(out.iter().any(|e| matches!(e, Effect::Close { peer, code: ErrorCode::Replaced, .. } if peer.as_str() == "b")));
+        assert!(sent_to(&out, "a").contains(&&ServerMessage::PeerLeft { peer: "b".into() }));
+        assert_eq!(room.member_count(), 2);
+    }
+
+    #[test]
+    fn signals_only_between_members() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
+        room.join(entrant("fam", Role::Family), 0, &mut out).unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out).unwrap();
+        assert_eq!(room.check_signal(&"doc".into(), &"fam".into()), Ok(()));
+        assert_eq!(room.check_signal(&"doc".into(), &"p1".into()), Err(ErrorCode::UnknownPeer));
+        assert_eq!(room.check_signal(&"p1".into(), &"doc".into()), Err(ErrorCode::Forbidden));
+        assert_eq!(room.check_signal(&"doc".into(), &"doc".into()), Err(ErrorCode::UnknownPeer));
+    }
+
+    #[test]
+    fn leaving_empties_the_room() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("a", Role::Family), 0, &mut out).unwrap();
+        room.join(entrant("p", Role::Patient), 0, &mut out).unwrap();
+        room.leave(&"a".into(), &mut out);
+        room.leave(&"p".into(), &mut out);
+        assert!(room.is_empty());
+    }
+}

@@ -1,0 +1,182 @@
+//! The HTTP side: the router (`/v1/ws`, `/healthz`, `/readyz`, `/metrics`) and a [`Server`] that
+//! binds it, sweeps held waiting-room places, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::hub::Hub;
+use crate::options::ServerOptions;
+use crate::token::TokenKeys;
+
+/// Frames beyond this are refused by the WebSocket layer itself (the connection ends); frames
+/// between [`crate::Limits::max_frame_bytes`] and this get a `too_large` error and the
+/// connection lives on.
+const HARD_FRAME_CAP: usize = 1024 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// The router, apart from any listener, so tests and other front ends can mount it.
+pub fn app(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route(hearth_proto::WS_PATH, get(ws))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(hub)
+}
+
+async fn ws(State(hub): State<Arc<Hub>>, upgrade: WebSocketUpgrade) -> Response {
+    if hub.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let tasks = hub.tasks.clone();
+    upgrade
+        // Small per-connection buffers keep idle connections cheap; tungstenite grows them
+        // for large frames.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(HARD_FRAME_CAP)
+        .max_frame_size(HARD_FRAME_CAP)
+        .on_upgrade(move |socket| tasks.track_future(crate::connection::run(socket, hub)))
+}
+
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    if hub.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        hub.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A running signaling server. Dropping it stops it; [`Server::shutdown`] stops it gracefully.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+    serve: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `options.listen` and starts serving.
+    pub async fn start(options: ServerOptions) -> Result<Server, ServerError> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+        let hub = Arc::new(Hub::new(options));
+        let stop = CancellationToken::new();
+        let router = app(hub.clone());
+        let graceful = stop.clone();
+        let serve = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(graceful.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                error!(error = %e, "server stopped with an error");
+            }
+        });
+        let sweeper = hub.clone();
+        let sweep_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = sweep_stop.cancelled() => break,
+                    _ = tick.tick() => sweeper.sweep(),
+                }
+            }
+        });
+        info!(%addr, "signaling server listening");
+        Ok(Server {
+            addr,
+            hub,
+            stop,
+            serve: Some(serve),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL of protocol v1.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, hearth_proto::WS_PATH)
+    }
+
+    /// The keys this server checks tokens with, for minting in tests and tools.
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.hub.keys
+    }
+
+    /// Connections currently in a room or waiting.
+    pub fn peer_count(&self) -> usize {
+        self.hub.peer_count()
+    }
+
+    /// Stops accepting, fails `/readyz`, tells every client to reconnect later, and waits (up to
+    /// the shutdown grace) for their connections to close.
+    pub async fn shutdown(mut self) {
+        info!("shutting down");
+        self.hub.shutdown.cancel();
+        self.stop.cancel();
+        self.hub.tasks.close();
+        let grace = self.hub.options.limits.shutdown_grace;
+        if tokio::time::timeout(grace, self.hub.tasks.wait()).await.is_err() {
+            info!("clients still connected after the shutdown grace; closing anyway");
+        }
+        if let Some(serve) = self.serve.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), serve).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.hub.shutdown.cancel();
+        self.stop.cancel();
+        if let Some(serve) = self.serve.take() {
+            serve.abort();
+        }
+    }
+}
