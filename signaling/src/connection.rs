@@ -27,12 +27,15 @@ pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
         let (sink, stream) = socket.split();
         let (tx, rx) = mpsc::channel(hub.options.limits.outbound_queue);
         let done = CancellationToken::new();
-        let writer = tokio::spawn(
-            write_loop(sink, rx, done.clone(), hub.clone()).in_current_span(),
-        );
+        let writer =
+            tokio::spawn(write_loop(sink, rx, done.clone(), hub.clone()).in_current_span());
         let mut conn = Conn {
             hub: hub.clone(),
-            handle: ConnHandle { id, tx, done: done.clone() },
+            handle: ConnHandle {
+                id,
+                tx,
+                done: done.clone(),
+            },
             stream,
         };
         if let Some(session) = conn.handshake().await {
@@ -77,7 +80,10 @@ impl Conn {
             && self
                 .handle
                 .tx
-                .try_send(Outbound::Text { text, relayed_at: None })
+                .try_send(Outbound::Text {
+                    text,
+                    relayed_at: None,
+                })
                 .is_err()
         {
             // Full: the client does not read what it is sent.
@@ -93,7 +99,12 @@ impl Conn {
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        if self.handle.tx.try_send(Outbound::Close { code, reason }).is_err() {
+        if self
+            .handle
+            .tx
+            .try_send(Outbound::Close { code, reason })
+            .is_err()
+        {
             self.handle.done.cancel();
         }
     }
@@ -122,7 +133,10 @@ impl Conn {
             }
             Some(Ok(Message::Binary(_))) => {
                 self.hub.metrics.messages_in.increment(1);
-                self.refuse(ErrorCode::BadMessage, "Messages must be JSON text frames, not binary.");
+                self.refuse(
+                    ErrorCode::BadMessage,
+                    "Messages must be JSON text frames, not binary.",
+                );
                 Frame::Skip
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Frame::Skip,
@@ -205,20 +219,26 @@ impl Conn {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.reset();
         let idle_timeout = limits.idle_timeout;
-        let mut last_seen = tokio::time::Instant::now();
+        let mut last_seen = Instant::now();
+        // Made once, not per message: each `cancelled()` registers a waiter when first polled,
+        // and idleness is checked on the ping tick rather than with a timer reset per message.
+        let (done_token, shutdown_token) = (self.handle.done.clone(), self.hub.shutdown.clone());
+        let done = done_token.cancelled();
+        let shutdown = shutdown_token.cancelled();
+        tokio::pin!(done, shutdown);
         loop {
             let frame = tokio::select! {
-                () = self.handle.done.cancelled() => return false,
-                () = self.hub.shutdown.cancelled() => {
+                () = &mut done => return false,
+                () = &mut shutdown => {
                     self.shutting_down();
                     return false;
                 }
-                () = sleep_until(last_seen + idle_timeout) => {
-                    info!("no traffic within the idle timeout; closing");
-                    self.close(CLOSE_GOING_AWAY, "idle");
-                    return false;
-                }
                 _ = ping.tick() => {
+                    if last_seen.elapsed() >= idle_timeout {
+                        info!("no traffic within the idle timeout; closing");
+                        self.close(CLOSE_GOING_AWAY, "idle");
+                        return false;
+                    }
                     if self.handle.tx.try_send(Outbound::Ping).is_err() {
                         self.handle.done.cancel();
                     }
@@ -227,14 +247,17 @@ impl Conn {
                 frame = self.stream.next() => frame,
             };
             let read_at = Instant::now();
-            last_seen = tokio::time::Instant::now();
+            last_seen = read_at;
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
                 Frame::End => return false,
             };
             if limiter.check().is_err() {
-                self.refuse(ErrorCode::RateLimited, ErrorCode::RateLimited.default_message());
+                self.refuse(
+                    ErrorCode::RateLimited,
+                    ErrorCode::RateLimited.default_message(),
+                );
                 continue;
             }
             let msg = match parse_client(&text) {
@@ -298,10 +321,12 @@ async fn write_loop(
     hub: Arc<Hub>,
 ) {
     let write_timeout = hub.options.limits.write_timeout;
+    let cancelled = done.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let item = tokio::select! {
             biased;
-            () = done.cancelled() => break,
+            () = &mut cancelled => break,
             item = rx.recv() => item,
         };
         let Some(item) = item else { break };

@@ -147,7 +147,11 @@ impl Hub {
         };
         if let Some(old) = state.peers.insert(peer.clone(), link) {
             // The same patient reconnected while the server still held the old socket.
-            self.close_conn(&old.conn, ErrorCode::Replaced, ErrorCode::Replaced.default_message());
+            self.close_conn(
+                &old.conn,
+                ErrorCode::Replaced,
+                ErrorCode::Replaced.default_message(),
+            );
         }
         self.apply(&mut state, out, now);
         self.metrics.rooms.set(state.rooms.len() as f64);
@@ -242,7 +246,8 @@ impl Hub {
     /// Forgets waiting-room places held longer than the grace period.
     pub(crate) fn sweep(&self) {
         let now = unix_ms();
-        let grace = u64::try_from(self.options.limits.waiting_grace.as_millis()).unwrap_or(u64::MAX);
+        let grace =
+            u64::try_from(self.options.limits.waiting_grace.as_millis()).unwrap_or(u64::MAX);
         let mut state = self.lock();
         let mut out = Vec::new();
         for room in state.rooms.values_mut() {
@@ -271,14 +276,19 @@ impl Hub {
             message: message.to_owned(),
         };
         let delivered = encode(&error).is_some_and(|text| {
-            self.deliver(conn, Outbound::Text { text, relayed_at: None })
-                && self.deliver(
-                    conn,
-                    Outbound::Close {
-                        code: CLOSE_POLICY,
-                        reason: code.as_str(),
-                    },
-                )
+            self.deliver(
+                conn,
+                Outbound::Text {
+                    text,
+                    relayed_at: None,
+                },
+            ) && self.deliver(
+                conn,
+                Outbound::Close {
+                    code: CLOSE_POLICY,
+                    reason: code.as_str(),
+                },
+            )
         });
         if !delivered {
             conn.done.cancel();
@@ -312,7 +322,13 @@ impl Hub {
                         continue;
                     };
                     if let Some(text) = encode(&msg)
-                        && !self.deliver(&link.conn, Outbound::Text { text, relayed_at: None })
+                        && !self.deliver(
+                            &link.conn,
+                            Outbound::Text {
+                                text,
+                                relayed_at: None,
+                            },
+                        )
                     {
                         slow.push(peer);
                     }
@@ -330,7 +346,13 @@ impl Hub {
                     };
                     debug!(peer = %peer, "welcome");
                     if let Some(text) = encode(&welcome)
-                        && !self.deliver(&link.conn, Outbound::Text { text, relayed_at: None })
+                        && !self.deliver(
+                            &link.conn,
+                            Outbound::Text {
+                                text,
+                                relayed_at: None,
+                            },
+                        )
                     {
                         slow.push(peer);
                     }

@@ -110,6 +110,9 @@ mod tests {
         let list = both.servers_for("tablet-7", 1_899_996_400);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].username.as_deref(), Some("1900000000:tablet-7"));
-        assert_eq!(list[0].credential.as_deref(), Some("w5oZGjgrl4JDTF2Ma3LiCtfqy/s="));
+        assert_eq!(
+            list[0].credential.as_deref(),
+            Some("w5oZGjgrl4JDTF2Ma3LiCtfqy/s=")
+        );
     }
 }

@@ -13,7 +13,11 @@ use signaling::token::TokenKeys;
 use signaling::{Limits, Server, ServerOptions};
 
 #[derive(Parser)]
-#[command(name = "hearth-signaling", version, about = "Hearth's signaling server")]
+#[command(
+    name = "hearth-signaling",
+    version,
+    about = "Hearth's signaling server"
+)]
 struct Cli {
     /// Where the dev secret is kept (default: the user's data dir, e.g. ~/.local/share/hearth).
     #[arg(long, env = "HEARTH_DATA_DIR", global = true)]
@@ -83,7 +87,10 @@ fn secret(cli: &Cli) -> anyhow::Result<Secret> {
     };
     let (secret, path, generated) = Secret::load_or_generate(&dir)?;
     if generated {
-        eprintln!("dev mode: generated a new secret and wrote it to {}", path.display());
+        eprintln!(
+            "dev mode: generated a new secret and wrote it to {}",
+            path.display()
+        );
     } else {
         eprintln!("dev mode: using the secret in {}", path.display());
     }

@@ -3,7 +3,9 @@
 
 use hearth_proto::ErrorCode;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Metric names, as scraped.
 pub mod names {
@@ -53,23 +55,38 @@ impl Metrics {
     /// A fresh set, all zero.
     pub fn new() -> Metrics {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(names::RELAY_LATENCY.to_owned()), &RELAY_BUCKETS)
+            .set_buckets_for_metric(
+                Matcher::Full(names::RELAY_LATENCY.to_owned()),
+                &RELAY_BUCKETS,
+            )
             .map(PrometheusBuilder::build_recorder)
             // Only fails on an empty bucket list, which the constant is not.
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let meta = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-        let describe = |name: &'static str, unit: Option<Unit>, help: &'static str| {
-            match name {
-                names::CONNECTIONS | names::ROOMS => recorder.describe_gauge(name.into(), unit, help.into()),
-                names::RELAY_LATENCY => recorder.describe_histogram(name.into(), unit, help.into()),
-                _ => recorder.describe_counter(name.into(), unit, help.into()),
+        let describe = |name: &'static str, unit: Option<Unit>, help: &'static str| match name {
+            names::CONNECTIONS | names::ROOMS => {
+                recorder.describe_gauge(name.into(), unit, help.into())
             }
+            names::RELAY_LATENCY => recorder.describe_histogram(name.into(), unit, help.into()),
+            _ => recorder.describe_counter(name.into(), unit, help.into()),
         };
         describe(names::CONNECTIONS, None, "Open WebSocket connections.");
-        describe(names::ROOMS, None, "Rooms with someone in the call or waiting.");
-        describe(names::MESSAGES_IN, None, "Text frames received from clients.");
+        describe(
+            names::ROOMS,
+            None,
+            "Rooms with someone in the call or waiting.",
+        );
+        describe(
+            names::MESSAGES_IN,
+            None,
+            "Text frames received from clients.",
+        );
         describe(names::MESSAGES_OUT, None, "Frames written to clients.");
-        describe(names::ERRORS, None, "Error messages sent to clients, by code.");
+        describe(
+            names::ERRORS,
+            None,
+            "Error messages sent to clients, by code.",
+        );
         describe(
             names::RELAY_LATENCY,
             Some(Unit::Seconds),
@@ -88,7 +105,8 @@ impl Metrics {
             rooms: recorder.register_gauge(&Key::from_name(names::ROOMS), &meta),
             messages_in: recorder.register_counter(&Key::from_name(names::MESSAGES_IN), &meta),
             messages_out: recorder.register_counter(&Key::from_name(names::MESSAGES_OUT), &meta),
-            relay_latency: recorder.register_histogram(&Key::from_name(names::RELAY_LATENCY), &meta),
+            relay_latency: recorder
+                .register_histogram(&Key::from_name(names::RELAY_LATENCY), &meta),
             errors,
             recorder,
         }

@@ -215,8 +215,10 @@ impl Room {
     /// Drops held places older than `grace_ms`. Returns whether anything changed.
     pub fn expire(&mut self, now_ms: u64, grace_ms: u64, out: &mut Vec<Effect>) -> bool {
         let before = self.queue.len();
-        self.queue
-            .retain(|w| w.dropped_ms.is_none_or(|t| now_ms.saturating_sub(t) < grace_ms));
+        self.queue.retain(|w| {
+            w.dropped_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) < grace_ms)
+        });
         let changed = self.queue.len() != before;
         if changed {
             self.queue_changed(out);
@@ -370,16 +372,28 @@ mod tests {
     fn family_enters_and_others_hear_of_it() {
         let mut room = Room::new("r", 4);
         let mut out = vec![];
-        assert_eq!(room.join(entrant("kim", Role::Resident), 0, &mut out), Ok(Placement::Call));
+        assert_eq!(
+            room.join(entrant("kim", Role::Resident), 0, &mut out),
+            Ok(Placement::Call)
+        );
         out.clear();
-        room.join(entrant("ann", Role::Family), 1, &mut out).unwrap();
+        room.join(entrant("ann", Role::Family), 1, &mut out)
+            .unwrap();
         assert!(out.contains(&Effect::Welcome {
             peer: "ann".into(),
-            peers: vec![PeerInfo { peer: "kim".into(), name: "KIM".into(), role: Role::Resident }],
+            peers: vec![PeerInfo {
+                peer: "kim".into(),
+                name: "KIM".into(),
+                role: Role::Resident
+            }],
         }));
         assert_eq!(
             sent_to(&out, "kim"),
-            vec![&ServerMessage::PeerJoined { peer: "ann".into(), name: "ANN".into(), role: Role::Family }]
+            vec![&ServerMessage::PeerJoined {
+                peer: "ann".into(),
+                name: "ANN".into(),
+                role: Role::Family
+            }]
         );
     }
 
@@ -391,9 +405,11 @@ mod tests {
             room.join(entrant("p1", Role::Patient), 10, &mut out),
             Ok(Placement::Waiting("p1".into()))
         );
-        room.join(entrant("p2", Role::Patient), 20, &mut out).unwrap();
+        room.join(entrant("p2", Role::Patient), 20, &mut out)
+            .unwrap();
         out.clear();
-        room.join(entrant("doc", Role::Clinician), 30, &mut out).unwrap();
+        room.join(entrant("doc", Role::Clinician), 30, &mut out)
+            .unwrap();
         let to_doc = sent_to(&out, "doc");
         assert_eq!(lobby_ids(to_doc[0]), vec!["p1", "p2"]);
         // A guest arriving at a consult waits behind them.
@@ -406,12 +422,27 @@ mod tests {
         // Admit p1: welcome lists the doctor; p2 and g move up.
         out.clear();
         room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
-        assert!(out.iter().any(|e| matches!(e, Effect::Welcome { peer, .. } if peer.as_str() == "p1")));
-        assert!(matches!(sent_to(&out, "p2")[0], ServerMessage::Waiting { position: 1, .. }));
-        assert!(matches!(sent_to(&out, "g")[0], ServerMessage::Waiting { position: 2, .. }));
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Welcome { peer, .. } if peer.as_str() == "p1"))
+        );
+        assert!(matches!(
+            sent_to(&out, "p2")[0],
+            ServerMessage::Waiting { position: 1, .. }
+        ));
+        assert!(matches!(
+            sent_to(&out, "g")[0],
+            ServerMessage::Waiting { position: 2, .. }
+        ));
         // Deny g with a reason.
         out.clear();
-        room.deny(&"doc".into(), &"g".into(), Some("Please call the surgery.".into()), &mut out).unwrap();
+        room.deny(
+            &"doc".into(),
+            &"g".into(),
+            Some("Please call the surgery.".into()),
+            &mut out,
+        )
+        .unwrap();
         assert!(out.contains(&Effect::Close {
             peer: "g".into(),
             code: ErrorCode::Denied,
@@ -424,22 +455,40 @@ mod tests {
     fn only_clinicians_admit_and_only_waiters_are_admitted() {
         let mut room = Room::new("r", 4);
         let mut out = vec![];
-        room.join(entrant("fam", Role::Family), 0, &mut out).unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out).unwrap();
-        assert_eq!(room.admit(&"fam".into(), &"p1".into(), &mut out), Err(ErrorCode::Forbidden));
-        assert_eq!(room.admit(&"p1".into(), &"p1".into(), &mut out), Err(ErrorCode::Forbidden));
-        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
-        assert_eq!(room.admit(&"doc".into(), &"nobody".into(), &mut out), Err(ErrorCode::UnknownPeer));
-        assert_eq!(room.deny(&"doc".into(), &"fam".into(), None, &mut out), Err(ErrorCode::UnknownPeer));
+        room.join(entrant("fam", Role::Family), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out)
+            .unwrap();
+        assert_eq!(
+            room.admit(&"fam".into(), &"p1".into(), &mut out),
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            room.admit(&"p1".into(), &"p1".into(), &mut out),
+            Err(ErrorCode::Forbidden)
+        );
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        assert_eq!(
+            room.admit(&"doc".into(), &"nobody".into(), &mut out),
+            Err(ErrorCode::UnknownPeer)
+        );
+        assert_eq!(
+            room.deny(&"doc".into(), &"fam".into(), None, &mut out),
+            Err(ErrorCode::UnknownPeer)
+        );
     }
 
     #[test]
     fn a_dropped_patient_keeps_place_and_id_until_grace_ends() {
         let mut room = Room::new("r", 4);
         let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
-        room.join(entrant("p1", Role::Patient), 10, &mut out).unwrap();
-        room.join(entrant("p2", Role::Patient), 20, &mut out).unwrap();
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 10, &mut out)
+            .unwrap();
+        room.join(entrant("p2", Role::Patient), 20, &mut out)
+            .unwrap();
         out.clear();
         room.disconnect(&"p1".into(), 1_000, &mut out);
         match sent_to(&out, "doc")[0] {
@@ -451,20 +500,35 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A dropped patient cannot be admitted, but is not forgotten.
-        assert_eq!(room.admit(&"doc".into(), &"p1".into(), &mut out), Err(ErrorCode::UnknownPeer));
+        assert_eq!(
+            room.admit(&"doc".into(), &"p1".into(), &mut out),
+            Err(ErrorCode::UnknownPeer)
+        );
         assert!(!room.expire(30_000, 60_000, &mut out));
         // Reconnects under a new connection id, same subject: back in first place with the old id.
-        let again = Entrant { peer: "p1-new".into(), ..entrant("p1", Role::Patient) };
+        let again = Entrant {
+            peer: "p1-new".into(),
+            ..entrant("p1", Role::Patient)
+        };
         out.clear();
-        assert_eq!(room.join(again, 40_000, &mut out), Ok(Placement::Waiting("p1".into())));
+        assert_eq!(
+            room.join(again, 40_000, &mut out),
+            Ok(Placement::Waiting("p1".into()))
+        );
         assert_eq!(lobby_ids(sent_to(&out, "doc")[0]), vec!["p1", "p2"]);
-        assert!(matches!(sent_to(&out, "p1")[0], ServerMessage::Waiting { position: 1, .. }));
+        assert!(matches!(
+            sent_to(&out, "p1")[0],
+            ServerMessage::Waiting { position: 1, .. }
+        ));
         // Dropped again and never back: gone after the grace period.
         room.disconnect(&"p1".into(), 50_000, &mut out);
         out.clear();
         assert!(room.expire(110_000, 60_000, &mut out));
         assert_eq!(room.waiting(), vec![PeerId::from("p2")]);
-        assert!(matches!(sent_to(&out, "p2")[0], ServerMessage::Waiting { position: 1, .. }));
+        assert!(matches!(
+            sent_to(&out, "p2")[0],
+            ServerMessage::Waiting { position: 1, .. }
+        ));
     }
 
     #[test]
@@ -473,9 +537,15 @@ mod tests {
         let mut out = vec![];
         room.join(entrant("a", Role::Family), 0, &mut out).unwrap();
         room.join(entrant("b", Role::Family), 0, &mut out).unwrap();
-        assert_eq!(room.join(entrant("c", Role::Family), 0, &mut out), Err(ErrorCode::RoomFull));
+        assert_eq!(
+            room.join(entrant("c", Role::Family), 0, &mut out),
+            Err(ErrorCode::RoomFull)
+        );
         out.clear();
-        let b_again = Entrant { peer: "b2".into(), ..entrant("b", Role::Family) };
+        let b_again = Entrant {
+            peer: "b2".into(),
+            ..entrant("b", Role::Family)
+        };
         assert_eq!(room.join(b_again, 0, &mut out), Ok(Placement::Call));
         assert!(out.iter().any(|e| matches!(e, Effect::Close { peer, code: ErrorCode::Replaced, .. } if peer.as_str() == "b")));
         assert!(sent_to(&out, "a").contains(&&ServerMessage::PeerLeft { peer: "b".into() }));
@@ -486,13 +556,25 @@ mod tests {
     fn signals_only_between_members() {
         let mut room = Room::new("r", 4);
         let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out).unwrap();
-        room.join(entrant("fam", Role::Family), 0, &mut out).unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out).unwrap();
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        room.join(entrant("fam", Role::Family), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out)
+            .unwrap();
         assert_eq!(room.check_signal(&"doc".into(), &"fam".into()), Ok(()));
-        assert_eq!(room.check_signal(&"doc".into(), &"p1".into()), Err(ErrorCode::UnknownPeer));
-        assert_eq!(room.check_signal(&"p1".into(), &"doc".into()), Err(ErrorCode::Forbidden));
-        assert_eq!(room.check_signal(&"doc".into(), &"doc".into()), Err(ErrorCode::UnknownPeer));
+        assert_eq!(
+            room.check_signal(&"doc".into(), &"p1".into()),
+            Err(ErrorCode::UnknownPeer)
+        );
+        assert_eq!(
+            room.check_signal(&"p1".into(), &"doc".into()),
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            room.check_signal(&"doc".into(), &"doc".into()),
+            Err(ErrorCode::UnknownPeer)
+        );
     }
 
     #[test]

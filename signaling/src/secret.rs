@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn short_secrets_are_refused_and_debug_hides_bytes() {
-        assert!(matches!(Secret::new("short"), Err(SecretError::TooShort(5))));
+        assert!(matches!(
+            Secret::new("short"),
+            Err(SecretError::TooShort(5))
+        ));
         let s = Secret::new(&"k".repeat(40)).unwrap();
         assert!(!format!("{s:?}").contains("kkk"));
     }

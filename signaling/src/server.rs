@@ -57,7 +57,7 @@ async fn ws(State(hub): State<Arc<Hub>>, upgrade: WebSocketUpgrade) -> Response 
     upgrade
         // Small per-connection buffers keep idle connections cheap; tungstenite grows them
         // for large frames.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(HARD_FRAME_CAP)
         .max_frame_size(HARD_FRAME_CAP)
@@ -92,12 +92,13 @@ pub struct Server {
 impl Server {
     /// Binds `options.listen` and starts serving.
     pub async fn start(options: ServerOptions) -> Result<Server, ServerError> {
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: options.listen,
             source,
@@ -162,7 +163,10 @@ impl Server {
         self.stop.cancel();
         self.hub.tasks.close();
         let grace = self.hub.options.limits.shutdown_grace;
-        if tokio::time::timeout(grace, self.hub.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.hub.tasks.wait())
+            .await
+            .is_err()
+        {
             info!("clients still connected after the shutdown grace; closing anyway");
         }
         if let Some(serve) = self.serve.take() {

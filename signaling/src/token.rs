@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn signs_exactly_as_an_independent_implementation() {
         assert_eq!(keys().sign(&kim()).unwrap(), KIM_TOKEN.trim());
-        assert_eq!(keys().verify(KIM_TOKEN.trim(), 1_800_000_000).unwrap(), kim());
+        assert_eq!(
+            keys().verify(KIM_TOKEN.trim(), 1_800_000_000).unwrap(),
+            kim()
+        );
     }
 
     /// RFC 7515 appendix A.1: the HS256 example token and key. Its claims are not ours, so only
@@ -198,23 +201,36 @@ mod tests {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
-        let decoded =
-            jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_secret(&key), &validation)
-                .unwrap();
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &DecodingKey::from_secret(&key),
+            &validation,
+        )
+        .unwrap();
         assert_eq!(decoded.claims["iss"], "joe");
         let mut forged = token.to_owned();
         forged.replace_range(forged.len() - 2.., "Xj");
         assert!(
-            jsonwebtoken::decode::<serde_json::Value>(&forged, &DecodingKey::from_secret(&key), &validation)
-                .is_err()
+            jsonwebtoken::decode::<serde_json::Value>(
+                &forged,
+                &DecodingKey::from_secret(&key),
+                &validation
+            )
+            .is_err()
         );
     }
 
     #[test]
     fn expiry_is_checked_against_now() {
         let token = keys().sign(&kim()).unwrap();
-        assert_eq!(keys().verify(&token, 1_899_999_999).unwrap().room, "kim-family");
-        assert_eq!(keys().verify(&token, 1_900_000_000), Err(TokenError::Expired));
+        assert_eq!(
+            keys().verify(&token, 1_899_999_999).unwrap().room,
+            "kim-family"
+        );
+        assert_eq!(
+            keys().verify(&token, 1_900_000_000),
+            Err(TokenError::Expired)
+        );
         assert_eq!(TokenError::Expired.code(), ErrorCode::ExpiredToken);
     }
 
@@ -236,7 +252,8 @@ mod tests {
         // alg=none is never accepted.
         let none = format!(
             "{}.{}.",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(br#"{"alg":"none","typ":"JWT"}"#),
             parts[1]
         );
         assert_eq!(keys().verify(&none, 0), Err(TokenError::Invalid));
@@ -245,8 +262,20 @@ mod tests {
     #[test]
     fn minted_tokens_carry_fresh_ids_and_bounds_hold() {
         let k = keys();
-        let a = k.verify(&k.mint("r", Role::Guest, "Ann", None, Duration::from_secs(60), 1000).unwrap(), 1000).unwrap();
-        let b = k.verify(&k.mint("r", Role::Guest, "Ann", None, Duration::from_secs(60), 1000).unwrap(), 1000).unwrap();
+        let a = k
+            .verify(
+                &k.mint("r", Role::Guest, "Ann", None, Duration::from_secs(60), 1000)
+                    .unwrap(),
+                1000,
+            )
+            .unwrap();
+        let b = k
+            .verify(
+                &k.mint("r", Role::Guest, "Ann", None, Duration::from_secs(60), 1000)
+                    .unwrap(),
+                1000,
+            )
+            .unwrap();
         assert_eq!(a.exp, 1060);
         assert_ne!(a.jti, b.jti);
         assert_ne!(a.sub, b.sub);
@@ -255,7 +284,14 @@ mod tests {
             Err(TokenError::BadClaims("room"))
         );
         assert_eq!(
-            k.mint("r", Role::Guest, &"n".repeat(300), None, Duration::from_secs(60), 0),
+            k.mint(
+                "r",
+                Role::Guest,
+                &"n".repeat(300),
+                None,
+                Duration::from_secs(60),
+                0
+            ),
             Err(TokenError::BadClaims("name"))
         );
     }

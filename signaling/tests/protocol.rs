@@ -18,21 +18,36 @@ async fn family_joins_a_resident_and_signals_relay_both_ways() {
     assert_eq!(welcome["room"], "kim-family");
     assert_eq!(welcome["role"], "resident");
     assert_eq!(welcome["peers"], json!([]));
-    assert_eq!(welcome["ice_servers"], json!([]), "no STUN/TURN configured, and the list says so");
+    assert_eq!(
+        welcome["ice_servers"],
+        json!([]),
+        "no STUN/TURN configured, and the list says so"
+    );
     let kim_id = peer(&welcome);
 
     let (mut ann, welcome) = Client::join(&server, "kim-family", Role::Family, "Ann").await;
     let ann_id = peer(&welcome);
     // Presence: the resident's tablet is already there.
-    assert_eq!(welcome["peers"], json!([{"peer": kim_id, "name": "Mrs Kim", "role": "resident"}]));
+    assert_eq!(
+        welcome["peers"],
+        json!([{"peer": kim_id, "name": "Mrs Kim", "role": "resident"}])
+    );
     let joined = kim.expect("peer_joined").await;
-    assert_eq!(joined, json!({"type":"peer_joined","peer": ann_id,"name":"Ann","role":"family"}));
+    assert_eq!(
+        joined,
+        json!({"type":"peer_joined","peer": ann_id,"name":"Ann","role":"family"})
+    );
 
     // A forged `from` is ignored: the server sets it.
     let offer = json!({"sdp": "v=0 offer", "kind": "offer"});
-    ann.send(json!({"type":"signal","to": kim_id,"from":"someone-else","data": offer})).await;
-    assert_eq!(kim.expect("signal").await, json!({"type":"signal","from": ann_id,"data": offer}));
-    kim.send(json!({"type":"signal","to": ann_id,"data":{"kind":"answer"}})).await;
+    ann.send(json!({"type":"signal","to": kim_id,"from":"someone-else","data": offer}))
+        .await;
+    assert_eq!(
+        kim.expect("signal").await,
+        json!({"type":"signal","from": ann_id,"data": offer})
+    );
+    kim.send(json!({"type":"signal","to": ann_id,"data":{"kind":"answer"}}))
+        .await;
     assert_eq!(ann.expect("signal").await["from"], kim_id);
 
     ann.send(json!({"type":"leave"})).await;
@@ -54,24 +69,40 @@ async fn a_dropped_connection_is_a_peer_left() {
 async fn waiting_room_queues_in_order_admits_and_denies() {
     let server = start().await;
     let (mut p1, w1) = Client::join(&server, "consult", Role::Patient, "Park").await;
-    assert_eq!(w1, json!({"type":"waiting","room":"consult","peer": peer(&w1),"position":1}));
+    assert_eq!(
+        w1,
+        json!({"type":"waiting","room":"consult","peer": peer(&w1),"position":1})
+    );
     let (mut p2, w2) = Client::join(&server, "consult", Role::Patient, "Lee").await;
     assert_eq!(w2["position"], 2);
     let (p1_id, p2_id) = (peer(&w1), peer(&w2));
 
     let (mut doc, welcome) = Client::join(&server, "consult", Role::Clinician, "Dr Cho").await;
     assert_eq!(welcome["type"], "welcome");
-    assert_eq!(welcome["peers"], json!([]), "waiting patients are not in the call");
+    assert_eq!(
+        welcome["peers"],
+        json!([]),
+        "waiting patients are not in the call"
+    );
     let doc_id = peer(&welcome);
     let lobby = doc.expect("lobby").await;
-    let queue: Vec<_> = lobby["waiting"].as_array().unwrap().iter().map(peer).collect();
+    let queue: Vec<_> = lobby["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(peer)
+        .collect();
     assert_eq!(queue, vec![p1_id.clone(), p2_id.clone()]);
     assert_eq!(lobby["waiting"][0]["name"], "Park");
     assert_eq!(lobby["waiting"][0]["role"], "patient");
-    assert!(lobby["waiting"][0]["since"].as_u64().unwrap() <= lobby["waiting"][1]["since"].as_u64().unwrap());
+    assert!(
+        lobby["waiting"][0]["since"].as_u64().unwrap()
+            <= lobby["waiting"][1]["since"].as_u64().unwrap()
+    );
 
     // A waiting patient cannot signal anyone.
-    p2.send(json!({"type":"signal","to": doc_id,"data":{}})).await;
+    p2.send(json!({"type":"signal","to": doc_id,"data":{}}))
+        .await;
     p2.expect_error("forbidden").await;
     // Only a clinician admits.
     p2.send(json!({"type":"admit","peer": p2_id})).await;
@@ -79,13 +110,17 @@ async fn waiting_room_queues_in_order_admits_and_denies() {
 
     doc.send(json!({"type":"admit","peer": p1_id})).await;
     let w = p1.expect("welcome").await;
-    assert_eq!(w["peers"], json!([{"peer": doc_id,"name":"Dr Cho","role":"clinician"}]));
+    assert_eq!(
+        w["peers"],
+        json!([{"peer": doc_id,"name":"Dr Cho","role":"clinician"}])
+    );
     assert_eq!(doc.expect("peer_joined").await["peer"], p1_id);
     let lobby = doc.expect("lobby").await;
     assert_eq!(lobby["waiting"].as_array().unwrap().len(), 1);
     assert_eq!(p2.expect("waiting").await["position"], 1);
 
-    doc.send(json!({"type":"deny","peer": p2_id,"reason":"Please book another time."})).await;
+    doc.send(json!({"type":"deny","peer": p2_id,"reason":"Please book another time."}))
+        .await;
     let denied = p2.expect_error("denied").await;
     assert_eq!(denied["message"], "Please book another time.");
     assert_eq!(p2.closed().await, Some(1008));
@@ -108,7 +143,10 @@ async fn a_patient_who_reconnects_keeps_their_place() {
     drop(p1);
     let lobby = doc.expect("lobby").await;
     assert_eq!(lobby["waiting"][0]["peer"], peer(&w1));
-    assert_eq!(lobby["waiting"][0]["connected"], false, "the clinician sees the drop");
+    assert_eq!(
+        lobby["waiting"][0]["connected"], false,
+        "the clinician sees the drop"
+    );
     let since = lobby["waiting"][0]["since"].clone();
 
     let (mut p1, again) = Client::join_with(&server, &park).await;
@@ -118,7 +156,10 @@ async fn a_patient_who_reconnects_keeps_their_place() {
     let lobby = doc.expect("lobby").await;
     assert_eq!(lobby["waiting"][0]["peer"], peer(&w1));
     assert_eq!(lobby["waiting"][0]["connected"], true);
-    assert_eq!(lobby["waiting"][0]["since"], since, "waiting time counts from the first check-in");
+    assert_eq!(
+        lobby["waiting"][0]["since"], since,
+        "waiting time counts from the first check-in"
+    );
     assert_eq!(lobby["waiting"][1]["peer"], peer(&w2));
 
     doc.send(json!({"type":"admit","peer": peer(&w1)})).await;
@@ -150,7 +191,11 @@ async fn the_call_is_capped_at_four_and_room_full_beyond() {
     assert_eq!(w["code"], "room_full");
     assert_eq!(e.closed().await, Some(1008));
     // A clinician cannot admit past the cap either.
-    let server = start_with(Limits { max_participants: 2, ..Limits::default() }).await;
+    let server = start_with(Limits {
+        max_participants: 2,
+        ..Limits::default()
+    })
+    .await;
     let (mut doc, _) = Client::join(&server, "c", Role::Clinician, "Doc").await;
     doc.expect("lobby").await;
     let (_nurse, _) = Client::join(&server, "c", Role::Clinician, "Nurse").await;
@@ -196,7 +241,14 @@ async fn turn_credentials_follow_the_coturn_scheme() {
     .unwrap();
     let tok = server
         .tokens()
-        .mint("r", Role::Family, "Ann", Some("ann-laptop"), Duration::from_secs(60), common::now())
+        .mint(
+            "r",
+            Role::Family,
+            "Ann",
+            Some("ann-laptop"),
+            Duration::from_secs(60),
+            common::now(),
+        )
         .unwrap();
     let (_c, w) = Client::join_with(&server, &tok).await;
     let ice = w["ice_servers"].as_array().unwrap();
@@ -206,5 +258,8 @@ async fn turn_credentials_follow_the_coturn_scheme() {
     assert_eq!(sub, "ann-laptop");
     let expiry: u64 = expiry.parse().unwrap();
     assert!(expiry > common::now() + 590 && expiry <= common::now() + 601);
-    assert_eq!(ice[1]["credential"], turn_credential(&turn_secret, sub, expiry).1);
+    assert_eq!(
+        ice[1]["credential"],
+        turn_credential(&turn_secret, sub, expiry).1
+    );
 }

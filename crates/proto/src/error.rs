@@ -84,12 +84,16 @@ impl ErrorCode {
             ErrorCode::Forbidden => "This invitation does not allow that.",
             ErrorCode::BadMessage => "The message was not understood.",
             ErrorCode::TooLarge => "The message was too large and was not delivered.",
-            ErrorCode::RateLimited => "Too many messages too quickly; the message was not delivered.",
+            ErrorCode::RateLimited => {
+                "Too many messages too quickly; the message was not delivered."
+            }
             ErrorCode::UnknownPeer => "That person is not in this room.",
             ErrorCode::RoomFull => "This call already has as many people as it can hold.",
             ErrorCode::Denied => "The clinician could not let you in this time.",
             ErrorCode::Replaced => "This account connected from another place.",
-            ErrorCode::HelloTimeout => "The connection was closed because it did not identify itself in time.",
+            ErrorCode::HelloTimeout => {
+                "The connection was closed because it did not identify itself in time."
+            }
             ErrorCode::ShuttingDown => "The server is restarting. Reconnecting shortly.",
             ErrorCode::Internal => "Something went wrong on the server.",
         }

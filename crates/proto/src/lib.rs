@@ -8,8 +8,8 @@ mod message;
 
 pub use error::ErrorCode;
 pub use message::{
-    ClientMessage, IceServer, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer, parse_client,
-    ParseError,
+    ClientMessage, IceServer, ParseError, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer,
+    parse_client,
 };
 
 /// Path of the WebSocket endpoint for protocol v1.

@@ -300,27 +300,46 @@ mod tests {
     fn client_messages_read_the_documented_shapes() {
         assert_eq!(
             parse_client(r#"{"type":"hello","token":"t"}"#).unwrap(),
-            ClientMessage::Hello { token: "t".into(), room: None }
+            ClientMessage::Hello {
+                token: "t".into(),
+                room: None
+            }
         );
         assert_eq!(
             parse_client(r#"{"type":"signal","to":"p1","data":{"sdp":"x"}}"#).unwrap(),
-            ClientMessage::Signal { to: "p1".into(), data: json!({"sdp":"x"}) }
+            ClientMessage::Signal {
+                to: "p1".into(),
+                data: json!({"sdp":"x"})
+            }
         );
         assert_eq!(
             parse_client(r#"{"type":"deny","peer":"p2"}"#).unwrap(),
-            ClientMessage::Deny { peer: "p2".into(), reason: None }
+            ClientMessage::Deny {
+                peer: "p2".into(),
+                reason: None
+            }
         );
-        assert_eq!(parse_client(r#"{"type":"leave"}"#).unwrap(), ClientMessage::Leave);
+        assert_eq!(
+            parse_client(r#"{"type":"leave"}"#).unwrap(),
+            ClientMessage::Leave
+        );
     }
 
     #[test]
     fn bad_frames_are_classified() {
         assert_eq!(parse_client("{not json"), Err(ParseError::NotJson));
         assert_eq!(parse_client(""), Err(ParseError::NotJson));
-        assert_eq!(parse_client(r#"{"type":"dance"}"#), Err(ParseError::UnknownType));
-        assert!(matches!(parse_client(r#"{"type":"signal","to":"p"}"#), Err(ParseError::Invalid(d)) if d.contains("data")));
+        assert_eq!(
+            parse_client(r#"{"type":"dance"}"#),
+            Err(ParseError::UnknownType)
+        );
+        assert!(
+            matches!(parse_client(r#"{"type":"signal","to":"p"}"#), Err(ParseError::Invalid(d)) if d.contains("data"))
+        );
         assert!(matches!(parse_client("42"), Err(ParseError::Invalid(_))));
-        assert!(matches!(parse_client(r#"{"token":"t"}"#), Err(ParseError::Invalid(d)) if d.contains("type")));
+        assert!(
+            matches!(parse_client(r#"{"token":"t"}"#), Err(ParseError::Invalid(d)) if d.contains("type"))
+        );
     }
 
     #[test]
@@ -329,8 +348,16 @@ mod tests {
             peer: "p1".into(),
             room: "r".into(),
             role: Role::Family,
-            peers: vec![PeerInfo { peer: "p0".into(), name: "Mrs Kim".into(), role: Role::Resident }],
-            ice_servers: vec![IceServer { urls: vec!["stun:s:3478".into()], username: None, credential: None }],
+            peers: vec![PeerInfo {
+                peer: "p0".into(),
+                name: "Mrs Kim".into(),
+                role: Role::Resident,
+            }],
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:s:3478".into()],
+                username: None,
+                credential: None,
+            }],
         };
         assert_eq!(
             serde_json::to_value(&welcome).unwrap(),

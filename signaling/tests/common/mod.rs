@@ -28,7 +28,10 @@ pub async fn start_with(limits: Limits) -> Server {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A token whose `sub` is derived from the name, so the same name reconnects as the same person.
@@ -36,7 +39,14 @@ pub fn token(server: &Server, room: &str, role: Role, name: &str) -> String {
     let sub = format!("sub-{}", name.to_lowercase());
     server
         .tokens()
-        .mint(room, role, name, Some(&sub), Duration::from_secs(3600), now())
+        .mint(
+            room,
+            role,
+            name,
+            Some(&sub),
+            Duration::from_secs(3600),
+            now(),
+        )
         .unwrap()
 }
 
@@ -46,7 +56,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &Server) -> Client {
-        let (ws, _) = connect_async(server.ws_url()).await.expect("websocket connects");
+        let (ws, _) = connect_async(server.ws_url())
+            .await
+            .expect("websocket connects");
         Client { ws }
     }
 
@@ -108,12 +120,37 @@ impl Client {
     /// Reads until the server closes; returns the close code (None if the stream just ended).
     pub async fn closed(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("closed within 5 s") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("closed within 5 s")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+
+    /// Splits into a sender and a background reader that forwards every JSON message, so a
+    /// test can flood without its own replies backing up.
+    pub fn into_split(
+        self,
+    ) -> (
+        futures_util::stream::SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>,
+        tokio::sync::mpsc::UnboundedReceiver<Value>,
+    ) {
+        let (sink, mut stream) = self.ws.split();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Text(t) = m
+                    && tx.send(serde_json::from_str(&t).unwrap()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        (sink, rx)
     }
 
     /// Asserts that no message (other than pings) arrives for `d`.
@@ -137,7 +174,10 @@ pub async fn http_get(server: &Server, path: &str) -> (u16, String) {
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 

@@ -1,0 +1,327 @@
+//! Bad input, limits and lifecycle over real sockets: every case gets its error code, the
+//! connection (and every other room) lives on where it should, and the server shuts down cleanly.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, http_get, peer, start, start_with, token};
+use hearth_proto::Role;
+use serde_json::json;
+use signaling::secret::Secret;
+use signaling::token::{Claims, TokenKeys};
+use signaling::{Limits, Server};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Two members of one room, the second's id.
+async fn pair(server: &Server, room: &str) -> (Client, Client, String, String) {
+    let (mut a, wa) = Client::join(server, room, Role::Resident, &format!("{room}-a")).await;
+    let (b, wb) = Client::join(server, room, Role::Family, &format!("{room}-b")).await;
+    a.expect("peer_joined").await;
+    (a, b, peer(&wa), peer(&wb))
+}
+
+#[tokio::test]
+async fn bad_messages_get_their_code_and_the_connection_lives_on() {
+    let server = start().await;
+    let (mut a, mut b, a_id, b_id) = pair(&server, "one").await;
+    let (mut x, mut y, x_id, y_id) = pair(&server, "other").await;
+
+    a.send_text("{this is not json".into()).await;
+    a.expect_error("bad_message").await;
+    a.send(json!({"type":"dance"})).await;
+    let e = a.expect_error("bad_message").await;
+    assert!(e["message"].as_str().unwrap().contains("type"));
+    a.send(json!({"type":"signal","to": b_id})).await;
+    a.expect_error("bad_message").await;
+    a.send(json!([1, 2, 3])).await;
+    a.expect_error("bad_message").await;
+    a.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    a.expect_error("bad_message").await;
+    a.send(json!({"type":"hello","token":"again"})).await;
+    a.expect_error("bad_message").await;
+
+    // Over 64 KiB: refused, not delivered, connection kept.
+    let big = "x".repeat(70 * 1024);
+    a.send(json!({"type":"signal","to": b_id,"data": big}))
+        .await;
+    let e = a.expect_error("too_large").await;
+    assert!(e["message"].as_str().unwrap().contains("65536"));
+    // Just under the limit is fine.
+    let fits = "y".repeat(60 * 1024);
+    a.send(json!({"type":"signal","to": b_id,"data": fits}))
+        .await;
+    assert_eq!(
+        b.expect("signal").await["data"].as_str().unwrap().len(),
+        fits.len()
+    );
+
+    // A signal to someone not in the room, including a member of another room.
+    a.send(json!({"type":"signal","to":"nobody","data":1}))
+        .await;
+    a.expect_error("unknown_peer").await;
+    a.send(json!({"type":"signal","to": x_id,"data":1})).await;
+    a.expect_error("unknown_peer").await;
+    a.send(json!({"type":"signal","to": a_id,"data":1})).await;
+    a.expect_error("unknown_peer").await;
+    // A non-clinician admitting: forbidden.
+    a.send(json!({"type":"admit","peer": b_id})).await;
+    a.expect_error("forbidden").await;
+
+    // After all that, the connection still relays, and nothing was lost or leaked.
+    a.send(json!({"type":"signal","to": b_id,"data":"still here"}))
+        .await;
+    assert_eq!(b.expect("signal").await["data"], "still here");
+    b.quiet_for(Duration::from_millis(200)).await;
+    // The other room noticed nothing and works.
+    x.quiet_for(Duration::from_millis(100)).await;
+    y.send(json!({"type":"signal","to": x_id,"data":"hi"}))
+        .await;
+    assert_eq!(x.expect("signal").await["from"], y_id);
+    let _ = a_id;
+}
+
+#[tokio::test]
+async fn messages_before_hello_are_refused_until_hello() {
+    let server = start().await;
+    let mut c = Client::connect(&server).await;
+    c.send(json!({"type":"signal","to":"x","data":1})).await;
+    let e = c.expect_error("bad_message").await;
+    assert!(e["message"].as_str().unwrap().contains("hello"));
+    c.send_text("nonsense".into()).await;
+    c.expect_error("bad_message").await;
+    c.send(json!({"type":"hello","token": token(&server, "r", Role::Family, "Ann")}))
+        .await;
+    c.expect("welcome").await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_and_closed() {
+    let server = start().await;
+    let now = common::now();
+    let claims = |exp| Claims {
+        room: "r".into(),
+        role: Role::Family,
+        name: "Ann".into(),
+        sub: "ann".into(),
+        exp,
+        jti: "j".into(),
+    };
+    // Expired.
+    let expired = server.tokens().sign(&claims(now - 10)).unwrap();
+    let (mut c, e) = Client::join_with(&server, &expired).await;
+    assert_eq!(e["code"], "expired_token");
+    assert_eq!(c.closed().await, Some(1008));
+    // Forged: signed with another secret.
+    let other = TokenKeys::new(&Secret::new(&"f".repeat(40)).unwrap());
+    let forged = other.sign(&claims(now + 600)).unwrap();
+    let (mut c, e) = Client::join_with(&server, &forged).await;
+    assert_eq!(e["code"], "bad_token");
+    assert_eq!(c.closed().await, Some(1008));
+    // Garbage.
+    let (_, e) = Client::join_with(&server, "abc.def.ghi").await;
+    assert_eq!(e["code"], "bad_token");
+    // A valid token for another room than the one asked for.
+    let mut c = Client::connect(&server).await;
+    c.send(json!({"type":"hello","token": token(&server, "r", Role::Family, "Ann"),"room":"elsewhere"})).await;
+    let e = c.expect_error("forbidden").await;
+    assert!(e["message"].as_str().unwrap().contains("another room"));
+    assert_eq!(c.closed().await, Some(1008));
+    // None of them got in.
+    assert_eq!(server.peer_count(), 0);
+}
+
+#[tokio::test]
+async fn hello_must_arrive_in_time() {
+    let server = start_with(Limits {
+        hello_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut c = Client::connect(&server).await;
+    c.expect_error("hello_timeout").await;
+    assert_eq!(c.closed().await, Some(1008));
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_and_nothing_else_is_lost() {
+    let server = start().await; // 50 msg/s, burst 50
+    let (mut a, mut b, _, b_id) = pair(&server, "r").await;
+    let sent = 80;
+    for i in 0..sent {
+        a.send(json!({"type":"signal","to": b_id,"data": i})).await;
+    }
+    // b gets an in-order prefix-free subsequence; a gets one error per dropped message.
+    let mut limited = 0;
+    let mut delivered = vec![];
+    while limited + delivered.len() < sent {
+        tokio::select! {
+            m = a.recv() => {
+                assert_eq!(m["code"], "rate_limited", "{m}");
+                limited += 1;
+            }
+            m = b.recv() => delivered.push(m["data"].as_u64().unwrap()),
+        }
+    }
+    assert!(
+        limited >= 20,
+        "at least 80 - 50 - refill were dropped: {limited}"
+    );
+    assert!(
+        delivered.len() >= 50,
+        "the burst got through: {}",
+        delivered.len()
+    );
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(delivered[..50], (0..50).collect::<Vec<u64>>()[..]);
+    // After a pause the sender may send again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.send(json!({"type":"signal","to": b_id,"data":"later"}))
+        .await;
+    assert_eq!(b.expect("signal").await["data"], "later");
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
+    let server = start_with(Limits {
+        outbound_queue: 8,
+        rate_per_second: 10_000,
+        rate_burst: 10_000,
+        write_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    })
+    .await;
+    let (a, slow, _, slow_id) = pair(&server, "r").await;
+    let (mut sink, mut inbox) = a.into_split();
+    // `slow` never reads again. Flood it until the server gives up on it.
+    let chunk = "z".repeat(60 * 1024);
+    let frame = json!({"type":"signal","to": slow_id,"data": chunk}).to_string();
+    let mut sent = 0;
+    while server.peer_count() == 2 && sent < 5_000 {
+        futures_util::SinkExt::send(&mut sink, Message::text(frame.clone()))
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    assert_eq!(
+        server.peer_count(),
+        1,
+        "the slow client was disconnected after {sent} messages"
+    );
+    // The sender is told, possibly after unknown_peer errors for signals already in flight.
+    loop {
+        let m = tokio::time::timeout(common::WAIT, inbox.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if m["type"] == "peer_left" {
+            assert_eq!(m["peer"], slow_id);
+            break;
+        }
+        assert_eq!(m["code"], "unknown_peer", "{m}");
+    }
+    // The server is fine: new people still get in.
+    let (_, w) = Client::join(&server, "r", Role::Family, "Someone").await;
+    assert_eq!(w["type"], "welcome");
+    drop(slow);
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_detected_and_dropped() {
+    let server = start_with(Limits {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    })
+    .await;
+    let (mut a, silent, _, silent_id) = pair(&server, "r").await;
+    // `a` keeps reading (and so answers pings); `silent` does not.
+    let left = a.expect("peer_left").await;
+    assert_eq!(left["peer"], silent_id);
+    // `a` itself survived several idle periods because it answered pings.
+    a.quiet_for(Duration::from_millis(900)).await;
+    assert_eq!(server.peer_count(), 1);
+    drop(silent);
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let server = start().await;
+    assert_eq!(http_get(&server, "/healthz").await.0, 200);
+    assert_eq!(http_get(&server, "/readyz").await.0, 200);
+    let (mut a, mut b, _, b_id) = pair(&server, "r").await;
+    for i in 0..3 {
+        a.send(json!({"type":"signal","to": b_id,"data": i})).await;
+        b.expect("signal").await;
+    }
+    let (_, e) = Client::join_with(&server, "junk").await;
+    assert_eq!(e["code"], "bad_token");
+    let (status, body) = http_get(&server, "/metrics").await;
+    assert_eq!(status, 200);
+    let value = |line_start: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("{line_start} missing from\n{body}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("hearth_connections ") >= 2.0);
+    assert_eq!(value("hearth_rooms "), 1.0);
+    assert!(value("hearth_messages_in_total ") >= 6.0);
+    assert!(value("hearth_messages_out_total ") >= 6.0);
+    assert_eq!(value("hearth_errors_total{code=\"bad_token\"} "), 1.0);
+    assert_eq!(value("hearth_errors_total{code=\"room_full\"} "), 0.0);
+    assert_eq!(value("hearth_relay_latency_seconds_count "), 3.0);
+    assert!(value("hearth_relay_latency_seconds_bucket{le=\"+Inf\"} ") == 3.0);
+    let _ = a.quiet_for(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_clients_and_closes() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let (mut a, mut b, _, _) = pair(&server, "r").await;
+    let mut lurker = Client::connect(&server).await; // connected, no hello yet
+    let shutting = tokio::spawn(server.shutdown());
+    for c in [&mut a, &mut b, &mut lurker] {
+        let m = c.expect("shutdown").await;
+        assert!(m["retry_after_ms"].as_u64().unwrap() > 0);
+        assert_eq!(c.closed().await, Some(1001));
+    }
+    tokio::time::timeout(Duration::from_secs(3), shutting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_while_shutting_down() {
+    let server = start().await;
+    // A client that ignores the shutdown keeps the server in its grace period.
+    let (_a, _) = Client::join(&server, "r", Role::Family, "Ann").await;
+    let url = server.local_addr();
+    let hub_probe = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut s = tokio::net::TcpStream::connect(url).await.ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.ok()?;
+        Some(buf)
+    });
+    server.shutdown().await;
+    // Either the listener was already closed (refused) or it answered 503: never "ready".
+    if let Some(reply) = hub_probe.await.unwrap() {
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    }
+}
