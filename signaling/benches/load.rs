@@ -331,7 +331,7 @@ async fn run(args: &Args, target: Target) -> Report {
         tick.tick().await;
         for _ in 0..per_tick {
             let pair = usize::try_from(k).unwrap() % pairs;
-            let forward = (k / pairs as u64) % 2 == 0;
+            let forward = (k / pairs as u64).is_multiple_of(2);
             let (from, to) = if forward {
                 (2 * pair, 2 * pair + 1)
             } else {
