@@ -1,0 +1,51 @@
+# Shared by scripts/run and scripts/test: install what is missing on a Debian/Ubuntu machine,
+# skip what is already there. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# apt_need PKG...: installs the packages that are not installed yet.
+apt_need() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# The Rust toolchain: rustup's stable (Debian's cargo is too old for edition 2024).
+rust_need() {
+  if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    say "installing Rust (rustup, stable)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+      | sh -s -- -y --profile minimal --default-toolchain stable -c rustfmt,clippy
+    . "$HOME/.cargo/env"
+  fi
+  local have
+  have="$(rustc --version | awk '{print $2}')"
+  if [ "$(printf '%s\n1.88.0\n' "$have" | sort -V | head -n1)" != "1.88.0" ]; then
+    say "Rust $have is older than 1.88; updating"
+    rustup update stable
+  fi
+  if command -v rustup >/dev/null 2>&1; then
+    for c in rustfmt clippy; do
+      rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    done
+  fi
+}
+
+base_need() {
+  apt_need build-essential pkg-config ca-certificates curl git
+  rust_need
+}
