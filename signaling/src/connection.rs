@@ -77,14 +77,7 @@ impl Conn {
             self.hub.metrics.error(*code);
         }
         if let Some(text) = encode(msg)
-            && self
-                .handle
-                .tx
-                .try_send(Outbound::Text {
-                    text,
-                    relayed_at: None,
-                })
-                .is_err()
+            && self.handle.tx.try_send(Outbound::message(text)).is_err()
         {
             // Full: the client does not read what it is sent.
             self.handle.done.cancel();
@@ -277,35 +270,53 @@ impl Conn {
     fn dispatch(&self, session: &Session, msg: ClientMessage, read_at: Instant) -> bool {
         let peer = &session.peer;
         let id = self.handle.id;
-        let result = match msg {
+        // Each arm names the sentence for a refusal that is specific to it.
+        let (result, forbidden) = match msg {
             ClientMessage::Signal { to, data } => {
                 let relayed = ServerMessage::Signal {
                     from: peer.clone(),
                     data,
                 };
-                match encode(&relayed) {
+                let result = match encode(&relayed) {
                     Some(text) => self.hub.signal(peer, id, &to, text, read_at),
                     None => Err(ErrorCode::Internal),
-                }
+                };
+                (
+                    result,
+                    "You are in the waiting room; the clinician will let you in.",
+                )
             }
-            ClientMessage::Admit { peer: who } => self.hub.decide(peer, id, &who, None),
-            ClientMessage::Deny { peer: who, reason } => {
-                self.hub.decide(peer, id, &who, Some(reason))
-            }
+            ClientMessage::Admit { peer: who } => (
+                self.hub.decide(peer, id, &who, None),
+                "Only a clinician in the call can let people in.",
+            ),
+            ClientMessage::Deny { peer: who, reason } => (
+                self.hub.decide(peer, id, &who, Some(reason)),
+                "Only a clinician in the call can turn people away.",
+            ),
             ClientMessage::Leave => {
                 self.hub.depart(peer, id, true);
                 self.close(1000, "left");
                 return true;
             }
-            ClientMessage::Hello { .. } => Err(ErrorCode::BadMessage),
-            _ => Err(ErrorCode::BadMessage),
+            ClientMessage::Hello { .. } => {
+                self.refuse(
+                    ErrorCode::BadMessage,
+                    "Already joined; hello is sent only once.",
+                );
+                return false;
+            }
+            _ => {
+                self.refuse(
+                    ErrorCode::BadMessage,
+                    "This server does not handle that message type.",
+                );
+                return false;
+            }
         };
         if let Err(code) = result {
             let message = match code {
-                ErrorCode::BadMessage => "Already joined; hello is only sent once.",
-                ErrorCode::Forbidden => {
-                    "Only a clinician in the call may do that; people in the waiting room wait to be let in."
-                }
+                ErrorCode::Forbidden => forbidden,
                 other => other.default_message(),
             };
             self.refuse(code, message);

@@ -34,6 +34,16 @@ pub(crate) enum Outbound {
     Close { code: u16, reason: &'static str },
 }
 
+impl Outbound {
+    /// A message that is not a relayed `signal`.
+    pub(crate) fn message(text: Utf8Bytes) -> Outbound {
+        Outbound::Text {
+            text,
+            relayed_at: None,
+        }
+    }
+}
+
 /// WebSocket close code for "policy violation", used with an error code as the reason.
 pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for "going away", used on shutdown.
@@ -276,19 +286,14 @@ impl Hub {
             message: message.to_owned(),
         };
         let delivered = encode(&error).is_some_and(|text| {
-            self.deliver(
-                conn,
-                Outbound::Text {
-                    text,
-                    relayed_at: None,
-                },
-            ) && self.deliver(
-                conn,
-                Outbound::Close {
-                    code: CLOSE_POLICY,
-                    reason: code.as_str(),
-                },
-            )
+            self.deliver(conn, Outbound::message(text))
+                && self.deliver(
+                    conn,
+                    Outbound::Close {
+                        code: CLOSE_POLICY,
+                        reason: code.as_str(),
+                    },
+                )
         });
         if !delivered {
             conn.done.cancel();
@@ -316,27 +321,13 @@ impl Hub {
     fn apply(&self, state: &mut State, effects: Vec<Effect>, now: u64) {
         let mut slow = Vec::new();
         for effect in effects {
-            match effect {
-                Effect::Send(peer, msg) => {
-                    let Some(link) = state.peers.get(&peer) else {
-                        continue;
-                    };
-                    if let Some(text) = encode(&msg)
-                        && !self.deliver(
-                            &link.conn,
-                            Outbound::Text {
-                                text,
-                                relayed_at: None,
-                            },
-                        )
-                    {
-                        slow.push(peer);
-                    }
-                }
+            let (peer, msg) = match effect {
+                Effect::Send(peer, msg) => (peer, msg),
                 Effect::Welcome { peer, peers } => {
                     let Some(link) = state.peers.get(&peer) else {
                         continue;
                     };
+                    debug!(peer = %peer, "welcome");
                     let welcome = ServerMessage::Welcome {
                         peer: peer.clone(),
                         room: link.room.clone(),
@@ -344,18 +335,7 @@ impl Hub {
                         peers,
                         ice_servers: self.options.ice.servers_for(&link.sub, now / 1000),
                     };
-                    debug!(peer = %peer, "welcome");
-                    if let Some(text) = encode(&welcome)
-                        && !self.deliver(
-                            &link.conn,
-                            Outbound::Text {
-                                text,
-                                relayed_at: None,
-                            },
-                        )
-                    {
-                        slow.push(peer);
-                    }
+                    (peer, welcome)
                 }
                 Effect::Close {
                     peer,
@@ -365,7 +345,16 @@ impl Hub {
                     if let Some(link) = state.peers.remove(&peer) {
                         self.close_conn(&link.conn, code, &message);
                     }
+                    continue;
                 }
+            };
+            let Some(link) = state.peers.get(&peer) else {
+                continue;
+            };
+            if let Some(text) = encode(&msg)
+                && !self.deliver(&link.conn, Outbound::message(text))
+            {
+                slow.push(peer);
             }
         }
         for peer in slow {

@@ -118,7 +118,8 @@ impl Room {
     /// Someone arrives. A patient always waits (the clinician may not be there yet); a guest waits
     /// when the room is a consult; everyone else enters the call if there is room. The same subject
     /// connecting again replaces its older connection: in the call as a new participant (the
-    /// others see it leave and join), in the waiting room keeping its place and id.
+    /// others see it leave and join; an admitted patient is not sent back to the queue), in the
+    /// waiting room keeping its place and id.
     pub fn join(
         &mut self,
         who: Entrant,
@@ -133,7 +134,10 @@ impl Room {
             self.queue_changed(out);
             return Ok(Placement::Waiting(id));
         }
-        if self.must_wait(who.role) {
+        // Someone already in the call whose new connection arrived before the server noticed the
+        // old one drop goes back into the call, even a patient: they were admitted.
+        let replaced = self.members.iter().position(|m| m.sub == who.sub);
+        if replaced.is_none() && self.must_wait(who.role) {
             let id = who.peer.clone();
             self.queue.push(Waiter {
                 who,
@@ -144,7 +148,6 @@ impl Room {
             self.queue_changed(out);
             return Ok(Placement::Waiting(id));
         }
-        let replaced = self.members.iter().position(|m| m.sub == who.sub);
         let room_after = self.members.len() - usize::from(replaced.is_some());
         if room_after >= self.capacity {
             return Err(ErrorCode::RoomFull);
@@ -550,6 +553,25 @@ mod tests {
         assert!(out.iter().any(|e| matches!(e, Effect::Close { peer, code: ErrorCode::Replaced, .. } if peer.as_str() == "b")));
         assert!(sent_to(&out, "a").contains(&&ServerMessage::PeerLeft { peer: "b".into() }));
         assert_eq!(room.member_count(), 2);
+    }
+
+    #[test]
+    fn an_admitted_patient_reconnecting_goes_back_into_the_call() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out)
+            .unwrap();
+        room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
+        out.clear();
+        let again = Entrant {
+            peer: "p1b".into(),
+            ..entrant("p1", Role::Patient)
+        };
+        assert_eq!(room.join(again, 5, &mut out), Ok(Placement::Call));
+        assert!(room.waiting().is_empty());
+        assert!(sent_to(&out, "doc").contains(&&ServerMessage::PeerLeft { peer: "p1".into() }));
     }
 
     #[test]
