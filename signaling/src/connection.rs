@@ -18,6 +18,9 @@ use tracing::{Instrument, debug, field, info, info_span};
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, encode};
 use crate::token::Claims;
 
+/// Bytes that count as one message for the rate limit.
+const RATE_UNIT_BYTES: usize = 4 * 1024;
+
 /// Serves one upgraded socket until it closes.
 pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
     let id = hub.next_conn_id();
@@ -241,18 +244,33 @@ impl Conn {
             };
             let read_at = Instant::now();
             last_seen = read_at;
+            // Every data frame counts, oversized and binary ones too, and by size: each started
+            // 4 KiB is one message, so large signals cannot flood a slow receiver either.
+            if let Some(Ok(Message::Text(_) | Message::Binary(_))) = &frame {
+                let len = match &frame {
+                    Some(Ok(Message::Text(t))) => t.len(),
+                    Some(Ok(Message::Binary(b))) => b.len(),
+                    _ => 0,
+                };
+                // Oversized frames cost what the largest allowed frame costs, then get too_large.
+                let len = len.min(limits.max_frame_bytes);
+                let cost = u32::try_from(1 + len / RATE_UNIT_BYTES).unwrap_or(u32::MAX);
+                let allowed =
+                    NonZeroU32::new(cost).is_some_and(|n| matches!(limiter.check_n(n), Ok(Ok(()))));
+                if !allowed {
+                    self.hub.metrics.messages_in.increment(1);
+                    self.refuse(
+                        ErrorCode::RateLimited,
+                        ErrorCode::RateLimited.default_message(),
+                    );
+                    continue;
+                }
+            }
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
                 Frame::End => return false,
             };
-            if limiter.check().is_err() {
-                self.refuse(
-                    ErrorCode::RateLimited,
-                    ErrorCode::RateLimited.default_message(),
-                );
-                continue;
-            }
             let msg = match parse_client(&text) {
                 Ok(msg) => msg,
                 Err(e) => {

@@ -127,11 +127,18 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<Placement, ErrorCode> {
         if let Some(w) = self.queue.iter_mut().find(|w| w.who.sub == who.sub) {
+            // Clinicians hear of it only when what they see changes, so repeated reconnects of
+            // one patient cannot flood them.
+            let visible = w.dropped_ms.is_some() || w.who.name != who.name;
             w.who.name = who.name;
             w.dropped_ms = None;
             w.told_position = 0;
             let id = w.who.peer.clone();
-            self.queue_changed(out);
+            if visible {
+                self.queue_changed(out);
+            } else {
+                self.tell_positions(out);
+            }
             return Ok(Placement::Waiting(id));
         }
         // Someone already in the call whose new connection arrived before the server noticed the
@@ -311,13 +318,17 @@ impl Room {
         }
     }
 
-    /// After any change to the queue: clinicians get the new lobby, connected waiters whose place
-    /// changed get their new position.
+    /// After any change to the queue: clinicians get the new lobby, waiters their positions.
     fn queue_changed(&mut self, out: &mut Vec<Effect>) {
         let lobby = self.lobby();
         for m in self.members.iter().filter(|m| m.role == Role::Clinician) {
             out.push(Effect::Send(m.peer.clone(), lobby.clone()));
         }
+        self.tell_positions(out);
+    }
+
+    /// Connected waiters whose place changed since they were last told get their position.
+    fn tell_positions(&mut self, out: &mut Vec<Effect>) {
         let name = &self.name;
         for (i, w) in self.queue.iter_mut().enumerate() {
             let position = i + 1;
@@ -553,6 +564,30 @@ mod tests {
         assert!(out.iter().any(|e| matches!(e, Effect::Close { peer, code: ErrorCode::Replaced, .. } if peer.as_str() == "b")));
         assert!(sent_to(&out, "a").contains(&&ServerMessage::PeerLeft { peer: "b".into() }));
         assert_eq!(room.member_count(), 2);
+    }
+
+    #[test]
+    fn a_reconnect_nobody_noticed_does_not_disturb_the_clinician() {
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 0, &mut out)
+            .unwrap();
+        out.clear();
+        let again = Entrant {
+            peer: "p1b".into(),
+            ..entrant("p1", Role::Patient)
+        };
+        assert_eq!(
+            room.join(again, 5, &mut out),
+            Ok(Placement::Waiting("p1".into()))
+        );
+        assert!(sent_to(&out, "doc").is_empty());
+        assert!(matches!(
+            sent_to(&out, "p1")[..],
+            [ServerMessage::Waiting { position: 1, .. }]
+        ));
     }
 
     #[test]

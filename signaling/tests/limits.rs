@@ -183,6 +183,29 @@ async fn flooding_is_rate_limited_and_nothing_else_is_lost() {
 }
 
 #[tokio::test]
+async fn large_messages_count_by_size_against_the_rate() {
+    let server = start().await; // burst 50; a 60 KiB signal costs 16
+    let (mut a, mut b, _, b_id) = pair(&server, "r").await;
+    let chunk = "s".repeat(60 * 1024);
+    for _ in 0..4 {
+        a.send(json!({"type":"signal","to": b_id,"data": chunk}))
+            .await;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            b.expect("signal").await["data"].as_str().unwrap().len(),
+            chunk.len()
+        );
+    }
+    a.expect_error("rate_limited").await;
+    b.quiet_for(Duration::from_millis(100)).await;
+    // Oversized frames count too: they are refused as rate limited before being looked at.
+    a.send(json!({"type":"signal","to": b_id,"data": "x".repeat(200 * 1024)}))
+        .await;
+    a.expect_error("rate_limited").await;
+}
+
+#[tokio::test]
 async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
     let server = start_with(Limits {
         outbound_queue: 8,
