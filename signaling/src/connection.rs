@@ -246,12 +246,12 @@ impl Conn {
             last_seen = read_at;
             // Every data frame counts, oversized and binary ones too, and by size: each started
             // 4 KiB is one message, so large signals cannot flood a slow receiver either.
-            if let Some(Ok(Message::Text(_) | Message::Binary(_))) = &frame {
-                let len = match &frame {
-                    Some(Ok(Message::Text(t))) => t.len(),
-                    Some(Ok(Message::Binary(b))) => b.len(),
-                    _ => 0,
-                };
+            let data_len = match &frame {
+                Some(Ok(Message::Text(t))) => Some(t.len()),
+                Some(Ok(Message::Binary(b))) => Some(b.len()),
+                _ => None,
+            };
+            if let Some(len) = data_len {
                 // Oversized frames cost what the largest allowed frame costs, then get too_large.
                 let len = len.min(limits.max_frame_bytes);
                 let cost = u32::try_from(1 + len / RATE_UNIT_BYTES).unwrap_or(u32::MAX);
