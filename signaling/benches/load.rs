@@ -22,12 +22,14 @@ use hearth_proto::Role;
 use serde_json::{Value, json};
 use signaling::secret::Secret;
 use signaling::token::TokenKeys;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[path = "../tests/common/process.rs"]
+mod process;
 
 const SECRET: &str = "load-test-secret-not-for-production-use-0123";
 
@@ -189,23 +191,7 @@ async fn spawn(target: Target) -> (tokio::process::Child, String) {
             c
         }
     };
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("server prints its URL");
-        if let Some(i) = line.find("ws://") {
-            break line[i..].split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let (child, url, mut lines) = process::spawn_until_url(cmd.stdout(Stdio::null())).await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }

@@ -366,6 +366,16 @@ mod tests {
         }
     }
 
+    /// A room of `capacity` that these people joined, in order, at the given times.
+    fn room_of(capacity: usize, people: &[(&str, Role, u64)]) -> (Room, Vec<Effect>) {
+        let mut room = Room::new("r", capacity);
+        let mut out = vec![];
+        for (peer, role, at) in people {
+            room.join(entrant(peer, *role), *at, &mut out).unwrap();
+        }
+        (room, vec![])
+    }
+
     fn sent_to<'a>(out: &'a [Effect], peer: &str) -> Vec<&'a ServerMessage> {
         out.iter()
             .filter_map(|e| match e {
@@ -467,12 +477,7 @@ mod tests {
 
     #[test]
     fn only_clinicians_admit_and_only_waiters_are_admitted() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("fam", Role::Family), 0, &mut out)
-            .unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out)
-            .unwrap();
+        let (mut room, mut out) = room_of(4, &[("fam", Role::Family, 0), ("p1", Role::Patient, 0)]);
         assert_eq!(
             room.admit(&"fam".into(), &"p1".into(), &mut out),
             Err(ErrorCode::Forbidden)
@@ -495,15 +500,14 @@ mod tests {
 
     #[test]
     fn a_dropped_patient_keeps_place_and_id_until_grace_ends() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out)
-            .unwrap();
-        room.join(entrant("p1", Role::Patient), 10, &mut out)
-            .unwrap();
-        room.join(entrant("p2", Role::Patient), 20, &mut out)
-            .unwrap();
-        out.clear();
+        let (mut room, mut out) = room_of(
+            4,
+            &[
+                ("doc", Role::Clinician, 0),
+                ("p1", Role::Patient, 10),
+                ("p2", Role::Patient, 20),
+            ],
+        );
         room.disconnect(&"p1".into(), 1_000, &mut out);
         match sent_to(&out, "doc")[0] {
             ServerMessage::Lobby { waiting } => {
@@ -547,10 +551,7 @@ mod tests {
 
     #[test]
     fn the_call_is_capped_and_the_same_subject_replaces_itself() {
-        let mut room = Room::new("r", 2);
-        let mut out = vec![];
-        room.join(entrant("a", Role::Family), 0, &mut out).unwrap();
-        room.join(entrant("b", Role::Family), 0, &mut out).unwrap();
+        let (mut room, mut out) = room_of(2, &[("a", Role::Family, 0), ("b", Role::Family, 0)]);
         assert_eq!(
             room.join(entrant("c", Role::Family), 0, &mut out),
             Err(ErrorCode::RoomFull)
@@ -568,13 +569,8 @@ mod tests {
 
     #[test]
     fn a_reconnect_nobody_noticed_does_not_disturb_the_clinician() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out)
-            .unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out)
-            .unwrap();
-        out.clear();
+        let (mut room, mut out) =
+            room_of(4, &[("doc", Role::Clinician, 0), ("p1", Role::Patient, 0)]);
         let again = Entrant {
             peer: "p1b".into(),
             ..entrant("p1", Role::Patient)
@@ -592,12 +588,8 @@ mod tests {
 
     #[test]
     fn an_admitted_patient_reconnecting_goes_back_into_the_call() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out)
-            .unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out)
-            .unwrap();
+        let (mut room, mut out) =
+            room_of(4, &[("doc", Role::Clinician, 0), ("p1", Role::Patient, 0)]);
         room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
         out.clear();
         let again = Entrant {
@@ -611,14 +603,14 @@ mod tests {
 
     #[test]
     fn signals_only_between_members() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("doc", Role::Clinician), 0, &mut out)
-            .unwrap();
-        room.join(entrant("fam", Role::Family), 0, &mut out)
-            .unwrap();
-        room.join(entrant("p1", Role::Patient), 0, &mut out)
-            .unwrap();
+        let (room, _) = room_of(
+            4,
+            &[
+                ("doc", Role::Clinician, 0),
+                ("fam", Role::Family, 0),
+                ("p1", Role::Patient, 0),
+            ],
+        );
         assert_eq!(room.check_signal(&"doc".into(), &"fam".into()), Ok(()));
         assert_eq!(
             room.check_signal(&"doc".into(), &"p1".into()),
@@ -636,10 +628,7 @@ mod tests {
 
     #[test]
     fn leaving_empties_the_room() {
-        let mut room = Room::new("r", 4);
-        let mut out = vec![];
-        room.join(entrant("a", Role::Family), 0, &mut out).unwrap();
-        room.join(entrant("p", Role::Patient), 0, &mut out).unwrap();
+        let (mut room, mut out) = room_of(4, &[("a", Role::Family, 0), ("p", Role::Patient, 0)]);
         room.leave(&"a".into(), &mut out);
         room.leave(&"p".into(), &mut out);
         assert!(room.is_empty());

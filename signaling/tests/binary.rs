@@ -2,13 +2,14 @@
 //! a clean exit on SIGTERM that tells connected clients first.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hearth-signaling");
 const SECRET: &str = "binary-test-secret-0123456789abcdef";
@@ -75,25 +76,13 @@ fn without_a_secret_it_refuses_unless_dev() {
 
 #[tokio::test]
 async fn serves_a_minted_token_and_exits_cleanly_on_sigterm() {
-    let mut child = tokio::process::Command::new(BIN)
-        .env("HEARTH_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server prints its URL");
-        if let Some(i) = line.find("ws://") {
-            break line[i..].trim().to_owned();
-        }
-    };
+    let (mut child, url, mut lines) = common::process::spawn_until_url(
+        tokio::process::Command::new(BIN)
+            .env("HEARTH_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+    )
+    .await;
     let log = tokio::spawn(async move {
         let mut all = String::new();
         while let Ok(Some(l)) = lines.next_line().await {

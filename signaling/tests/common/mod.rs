@@ -1,6 +1,8 @@
 //! Test helpers: a server on port 0 and a real WebSocket client for it.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
