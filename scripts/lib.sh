@@ -49,3 +49,9 @@ base_need() {
   apt_need build-essential pkg-config ca-certificates curl git
   rust_need
 }
+
+# What the call engine builds against: nasm and cmake for the bundled OpenH264 and Opus,
+# Debian's libvpx for VP8.
+media_need() {
+  apt_need nasm cmake libvpx-dev
+}

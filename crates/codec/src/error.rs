@@ -1,0 +1,39 @@
+//! The one error type of this crate.
+
+/// Why a codec operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The codec library could not be set up.
+    #[error("could not start the {codec} codec: {detail}")]
+    Init {
+        /// Which codec.
+        codec: &'static str,
+        /// What the library said.
+        detail: String,
+    },
+    /// Encoding a frame failed.
+    #[error("{codec} encoding failed: {detail}")]
+    Encode {
+        /// Which codec.
+        codec: &'static str,
+        /// What the library said.
+        detail: String,
+    },
+    /// The compressed data could not be decoded (damaged, or missing its reference frames).
+    #[error("{codec} decoding failed: {detail}")]
+    Decode {
+        /// Which codec.
+        codec: &'static str,
+        /// What the library said.
+        detail: String,
+    },
+    /// A frame's size is not one the codec accepts.
+    #[error("unsupported frame size {width}x{height}")]
+    FrameSize {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+}

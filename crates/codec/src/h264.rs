@@ -1,0 +1,167 @@
+//! H.264 through OpenH264: constrained baseline, one slice per frame, Annex B byte streams.
+
+use openh264::OpenH264API;
+use openh264::decoder::{Decoder, DecoderConfig};
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig as OhConfig, FrameRate, FrameType, IntraFramePeriod,
+    RateControlMode, UsageType,
+};
+use openh264::formats::YUVSource;
+
+use crate::{
+    CodecError, EncoderConfig, FrameKind, I420Frame, VideoCodec, VideoDecoder, VideoEncoder,
+};
+
+const NAME: &str = "H.264";
+
+fn init_err(e: impl std::fmt::Display) -> CodecError {
+    CodecError::Init {
+        codec: NAME,
+        detail: e.to_string(),
+    }
+}
+
+/// An OpenH264 encoder tuned for calls: real-time camera usage, bitrate rate control (which
+/// needs frame skipping allowed: OpenH264 cannot hold a bitrate otherwise), and rare periodic
+/// keyframes (they come when the receiver asks).
+pub struct H264Encoder {
+    inner: Encoder,
+    bitrate: u32,
+}
+
+impl H264Encoder {
+    /// Starts an encoder.
+    pub fn new(config: EncoderConfig) -> Result<Self, CodecError> {
+        let oh = OhConfig::new()
+            .bitrate(BitRate::from_bps(config.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(config.max_fps))
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .skip_frames(true)
+            // A keyframe every 1000 frames (33 s at 30 fps) bounds how long a receiver that
+            // missed a keyframe request can stay broken; requests bring them sooner.
+            .intra_frame_period(IntraFramePeriod::from_num_frames(1000))
+            .num_threads(1);
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), oh).map_err(init_err)?;
+        Ok(Self {
+            inner,
+            bitrate: config.bitrate_bps,
+        })
+    }
+
+    /// The target bitrate currently set.
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    #[allow(unsafe_code)]
+    fn apply_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        let bps_c = i32::try_from(bps).unwrap_or(i32::MAX);
+        for option in [
+            openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+            openh264_sys2::ENCODER_OPTION_BITRATE,
+        ] {
+            let mut info = openh264_sys2::SBitrateInfo {
+                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+                iBitrate: bps_c,
+            };
+            // SAFETY: the encoder is initialised (it encoded a frame or was just built by
+            // `Encoder::with_api_config`), `info` is a live SBitrateInfo for the duration of
+            // the call, and ENCODER_OPTION_(MAX_)BITRATE reads exactly that struct. The
+            // `openh264` crate offers no safe setter for a running encoder's bitrate.
+            let rc = unsafe {
+                self.inner
+                    .raw_api()
+                    .set_option(option, (&raw mut info).cast())
+            };
+            if rc != 0 {
+                return Err(CodecError::Encode {
+                    codec: NAME,
+                    detail: format!("setting the bitrate to {bps} bit/s failed ({rc})"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl VideoEncoder for H264Encoder {
+    fn encode(
+        &mut self,
+        frame: &I420Frame,
+        force_keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, CodecError> {
+        out.clear();
+        if force_keyframe {
+            self.inner.force_intra_frame();
+        }
+        let stream = self.inner.encode(frame).map_err(|e| CodecError::Encode {
+            codec: NAME,
+            detail: e.to_string(),
+        })?;
+        let kind = match stream.frame_type() {
+            FrameType::IDR | FrameType::I => FrameKind::Key,
+            FrameType::P | FrameType::IPMixed => FrameKind::Delta,
+            FrameType::Skip | FrameType::Invalid => return Ok(None),
+        };
+        stream.write_vec(out);
+        Ok((!out.is_empty()).then_some(kind))
+    }
+
+    fn set_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        if bps == self.bitrate {
+            return Ok(());
+        }
+        self.apply_bitrate(bps)?;
+        self.bitrate = bps;
+        Ok(())
+    }
+
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::H264
+    }
+}
+
+/// An OpenH264 decoder that returns each picture as soon as its frame is complete.
+pub struct H264Decoder {
+    inner: Decoder,
+}
+
+impl H264Decoder {
+    /// Starts a decoder.
+    pub fn new() -> Result<Self, CodecError> {
+        let inner = Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
+            .map_err(init_err)?;
+        Ok(Self { inner })
+    }
+}
+
+impl VideoDecoder for H264Decoder {
+    fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError> {
+        let decoded = self.inner.decode(data).map_err(|e| CodecError::Decode {
+            codec: NAME,
+            detail: e.to_string(),
+        })?;
+        let Some(yuv) = decoded else {
+            return Ok(None);
+        };
+        let (w, h) = yuv.dimensions();
+        let (sy, su, sv) = yuv.strides();
+        I420Frame::from_planes(
+            w as u32,
+            h as u32,
+            [yuv.y(), yuv.u(), yuv.v()],
+            [sy, su, sv],
+        )
+        .map(Some)
+        .ok_or(CodecError::Decode {
+            codec: NAME,
+            detail: format!("decoder returned a malformed {w}x{h} picture"),
+        })
+    }
+
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::H264
+    }
+}
