@@ -1,0 +1,175 @@
+//! What the engine tells its user.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hearth_codec::{I420Frame, VideoCodec};
+use hearth_proto::{PeerId, PeerInfo, Role};
+
+use crate::stats::CallStats;
+
+/// Something that happened in the room or in a call.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    /// We are in the room (at once, or after a clinician admitted us from the waiting room).
+    Joined {
+        /// Our id in the room.
+        me: PeerId,
+        /// The room's name.
+        room: String,
+        /// Our role.
+        role: Role,
+        /// Who else is there.
+        peers: Vec<PeerInfo>,
+    },
+    /// We are in the room's waiting room.
+    Waiting {
+        /// Our place in the queue, 1 for next.
+        position: usize,
+    },
+    /// Someone came into the room.
+    PeerJoined(PeerInfo),
+    /// Someone left the room.
+    PeerLeft(PeerId),
+    /// Someone is calling us: answer or decline.
+    IncomingCall {
+        /// Who.
+        peer: PeerId,
+        /// Their display name.
+        name: String,
+    },
+    /// Our call is ringing at the other end.
+    Ringing {
+        /// Who we are calling.
+        peer: PeerId,
+    },
+    /// Media is flowing with this peer.
+    CallConnected {
+        /// Who.
+        peer: PeerId,
+    },
+    /// A call with this peer ended.
+    CallEnded {
+        /// Who.
+        peer: PeerId,
+        /// Why.
+        reason: CallEndReason,
+    },
+    /// A decoded picture from a peer.
+    RemoteVideo(RemoteVideoFrame),
+    /// How loud a peer is, 0.0 (silence) to 1.0 (full scale), a few times a second.
+    RemoteAudioLevel {
+        /// Who.
+        peer: PeerId,
+        /// RMS level of the last interval.
+        level: f32,
+    },
+    /// The connection to a peer changed quality.
+    Quality {
+        /// Who.
+        peer: PeerId,
+        /// How good it is now.
+        quality: ConnectionQuality,
+    },
+    /// Our video to a peer stopped or resumed because of the bandwidth estimate.
+    VideoPaused {
+        /// Who.
+        peer: PeerId,
+        /// True when only audio is being sent.
+        paused: bool,
+    },
+    /// Statistics for the call, once a second while a call is up.
+    Stats(CallStats),
+    /// A camera or microphone failed; the call goes on without it.
+    DeviceError {
+        /// Which kind of device.
+        device: DeviceKind,
+        /// A plain sentence for the user.
+        message: String,
+    },
+    /// The connection to the signaling server was lost for good.
+    Disconnected {
+        /// A plain sentence saying why.
+        reason: String,
+    },
+}
+
+/// Camera, microphone or speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A camera.
+    Camera,
+    /// A microphone.
+    Microphone,
+    /// A speaker or headphones.
+    Speaker,
+}
+
+/// One decoded remote picture.
+#[derive(Debug, Clone)]
+pub struct RemoteVideoFrame {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// The picture.
+    pub frame: Arc<I420Frame>,
+    /// The codec it came in.
+    pub codec: VideoCodec,
+    /// Its RTP timestamp (90 kHz).
+    pub rtp_timestamp: u32,
+    /// When its decoding finished.
+    pub decoded_at: Instant,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEndReason {
+    /// We hung up.
+    HungUp,
+    /// They hung up.
+    RemoteHungUp,
+    /// They declined.
+    Declined,
+    /// They were in another call.
+    Busy,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The caller gave up before we answered.
+    Cancelled,
+    /// They left the room.
+    PeerLeft,
+    /// The connection broke and could not be restored.
+    ConnectionLost,
+    /// The call could not be set up.
+    Failed(String),
+}
+
+impl CallEndReason {
+    /// A stable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::HungUp => "hung_up",
+            Self::RemoteHungUp => "remote_hung_up",
+            Self::Declined => "declined",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no_answer",
+            Self::Cancelled => "cancelled",
+            Self::PeerLeft => "peer_left",
+            Self::ConnectionLost => "connection_lost",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Connection quality in the three words a person needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    /// Audio and video are fine.
+    Good,
+    /// Loss, delay or low bandwidth: video may be reduced or paused.
+    Weak,
+    /// The connection dropped and is being restored.
+    Reconnecting,
+}

@@ -1,0 +1,8 @@
+//! Media sources and the synthetic test signals.
+//!
+//! A source runs on its own thread while at least one call uses it and hands out frames to
+//! every call's sender; synthetic sources feed exactly the path a camera or microphone does.
+
+pub mod pattern;
+pub(crate) mod source;
+pub mod tone;

@@ -1,0 +1,78 @@
+//! How a room is joined: which media to send and how to connect.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hearth_codec::VideoCodec;
+
+/// Where outgoing video comes from.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum VideoInput {
+    /// Send no video (receive only).
+    None,
+    /// The moving test pattern, which carries its frame number and capture time in its pixels.
+    Synthetic {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Frames per second.
+        fps: u32,
+    },
+}
+
+/// Where outgoing audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AudioInput {
+    /// Send no audio.
+    None,
+    /// A 440 Hz tone that beeps once a second.
+    Tone,
+}
+
+/// Options for [`Room::connect`](crate::Room::connect).
+#[derive(Debug, Clone)]
+pub struct RoomOptions {
+    /// Outgoing video.
+    pub video: VideoInput,
+    /// Outgoing audio.
+    pub audio: AudioInput,
+    /// Video codecs we send, most preferred first. Both are always offered for receiving.
+    pub video_codecs: Vec<VideoCodec>,
+    /// Local UDP addresses to gather candidates on. `0.0.0.0:0` means every interface but
+    /// loopback; tests pass `127.0.0.1:0`.
+    pub bind_addrs: Vec<SocketAddr>,
+    /// Accept other peers' mDNS (`.local`) candidates. Off by default: resolving them needs
+    /// multicast, which many networks (and test namespaces) don't route.
+    pub mdns: bool,
+    /// The bitrate video starts at.
+    pub start_bitrate_bps: u32,
+    /// The most video may use.
+    pub max_bitrate_bps: u32,
+    /// How long an unanswered call rings.
+    pub ring_timeout: Duration,
+    /// How long a broken connection may try to recover before the call ends.
+    pub reconnect_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            video: VideoInput::Synthetic {
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
+            audio: AudioInput::Tone,
+            video_codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
+            bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
+            mdns: false,
+            start_bitrate_bps: 800_000,
+            max_bitrate_bps: 2_500_000,
+            ring_timeout: Duration::from_secs(45),
+            reconnect_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,849 @@
+//! The room: the signaling connection, the people in the room, and a call leg (one peer
+//! connection) per person we are in a call with. One task owns all of it and takes commands
+//! from [`Room`] handles, messages from the server and events from the peer connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_proto::{ClientMessage, IceServer, PeerId, PeerInfo, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+use crate::EngineError;
+use crate::events::{CallEndReason, ConnectionQuality, RoomEvent};
+use crate::media::source::Sources;
+use crate::options::RoomOptions;
+use crate::peer::{LinkEvent, PeerLink};
+use crate::protocol::{CallMessage, Candidate, DeclineReason, HangupReason, Sdp, SdpKind};
+use crate::signal::{self, SignalSink, SignalStream};
+use crate::stats::{CallStats, RateSampler};
+
+/// Most people in one call, ourselves included (a mesh of peer connections).
+pub const MAX_CALL_SIZE: usize = 4;
+/// Queue between the engine and its user.
+const EVENT_CAPACITY: usize = 512;
+
+enum Command {
+    Call(PeerId, oneshot::Sender<Result<(), EngineError>>),
+    Answer(PeerId, oneshot::Sender<Result<(), EngineError>>),
+    Decline(PeerId, oneshot::Sender<Result<(), EngineError>>),
+    HangUp(Option<PeerId>, oneshot::Sender<Result<(), EngineError>>),
+    Stats(oneshot::Sender<CallStats>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A handle on a joined room. Cheap to clone; the room is left when [`Room::leave`] is
+/// called or the last handle is dropped.
+#[derive(Clone)]
+pub struct Room {
+    commands: mpsc::UnboundedSender<Command>,
+    me: PeerId,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("me", &self.me).finish()
+    }
+}
+
+impl Room {
+    /// Joins the room the token names on the server at `url` (`ws://host:port/v1/ws`).
+    /// Returns once the server has let us in or put us in its waiting room; the first event
+    /// says which.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, mpsc::Receiver<RoomEvent>), EngineError> {
+        let (sink, stream, first) = signal::connect(url, token).await?;
+        let (app_tx, app_rx) = mpsc::channel(EVENT_CAPACITY);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        let me = match &first {
+            ServerMessage::Welcome { peer, .. } | ServerMessage::Waiting { peer, .. } => {
+                peer.clone()
+            }
+            _ => return Err(EngineError::Protocol("expected welcome".into())),
+        };
+        let sources = Sources::new(options.video.clone(), options.audio.clone());
+        let mut actor = Actor {
+            options: Arc::new(options),
+            sink,
+            me: me.clone(),
+            ice_servers: Vec::new(),
+            peers: HashMap::new(),
+            legs: HashMap::new(),
+            call_id: None,
+            sources,
+            app: app_tx,
+            link_tx,
+            next_link: 1,
+        };
+        actor.on_server(first).await;
+        tokio::spawn(actor.run(stream, cmd_rx, link_rx));
+        Ok((
+            Room {
+                commands: cmd_tx,
+                me,
+            },
+            app_rx,
+        ))
+    }
+
+    /// Our id in the room.
+    pub fn me(&self) -> &PeerId {
+        &self.me
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| EngineError::Closed)?;
+        rx.await.map_err(|_| EngineError::Closed)
+    }
+
+    /// Calls `peer`. If we are already in a call, they are invited into it (up to four people).
+    pub async fn call(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::Call(peer.clone(), tx)).await?
+    }
+
+    /// Answers `peer`'s ringing call.
+    pub async fn answer(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::Answer(peer.clone(), tx)).await?
+    }
+
+    /// Declines `peer`'s ringing call.
+    pub async fn decline(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::Decline(peer.clone(), tx)).await?
+    }
+
+    /// Ends the call with `peer` (or stops calling them).
+    pub async fn hang_up(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::HangUp(Some(peer.clone()), tx))
+            .await?
+    }
+
+    /// Ends every call.
+    pub async fn hang_up_all(&self) -> Result<(), EngineError> {
+        self.ask(|tx| Command::HangUp(None, tx)).await?
+    }
+
+    /// Statistics of the current call, now.
+    pub async fn stats(&self) -> Result<CallStats, EngineError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Ends every call and leaves the room.
+    pub async fn leave(&self) {
+        let _ = self.ask(Command::Leave).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// We called; waiting for an answer.
+    Outgoing,
+    /// They called; ringing here.
+    Incoming,
+    /// Answered; the connection is being made.
+    Connecting,
+    /// Media flows.
+    Connected,
+}
+
+struct Leg {
+    id: String,
+    phase: Phase,
+    link: Option<PeerLink>,
+    /// Their offer, kept until we answer.
+    offer: Option<Sdp>,
+    /// Others in the call the inviter told us about, to call once we answer.
+    members: Vec<PeerId>,
+    /// Candidates that came before the connection existed.
+    early: Vec<Option<Candidate>>,
+    /// Whether we made the offer (and so make ICE-restart offers).
+    offerer: bool,
+    since: Instant,
+    trouble_since: Option<Instant>,
+    restarted_at: Option<Instant>,
+    quality: ConnectionQuality,
+    sampler: RateSampler,
+}
+
+impl Leg {
+    fn new(id: String, phase: Phase, offerer: bool) -> Self {
+        Self {
+            id,
+            phase,
+            link: None,
+            offer: None,
+            members: Vec::new(),
+            early: Vec::new(),
+            offerer,
+            since: Instant::now(),
+            trouble_since: None,
+            restarted_at: None,
+            quality: ConnectionQuality::Good,
+            sampler: RateSampler::default(),
+        }
+    }
+}
+
+struct Actor {
+    options: Arc<RoomOptions>,
+    sink: SignalSink,
+    me: PeerId,
+    ice_servers: Vec<IceServer>,
+    peers: HashMap<PeerId, PeerInfo>,
+    legs: HashMap<PeerId, Leg>,
+    call_id: Option<String>,
+    sources: Sources,
+    app: mpsc::Sender<RoomEvent>,
+    link_tx: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
+    next_link: u64,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut stream: SignalStream,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut links: mpsc::UnboundedReceiver<(PeerId, u64, LinkEvent)>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut signaling_up = true;
+        loop {
+            tokio::select! {
+                msg = signal::recv(&mut stream), if signaling_up => match msg {
+                    Ok(Some(msg)) => self.on_server(msg).await,
+                    _ => {
+                        signaling_up = false;
+                        // Calls are peer to peer: they go on without the server.
+                        self.emit(RoomEvent::Disconnected {
+                            reason: "The connection to the call server was lost.".into(),
+                        })
+                        .await;
+                    }
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Leave(done)) => {
+                        self.leave().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.leave().await;
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd).await,
+                },
+                Some((peer, link_id, event)) = links.recv() => self.on_link(peer, link_id, event).await,
+                _ = tick.tick() => self.on_tick().await,
+                _ = stats_tick.tick() => self.emit_stats().await,
+            }
+        }
+    }
+
+    async fn leave(&mut self) {
+        self.end_all(CallEndReason::HungUp, HangupReason::Ended)
+            .await;
+        let _ = signal::send(&mut self.sink, &ClientMessage::Leave).await;
+    }
+
+    async fn emit(&self, event: RoomEvent) {
+        if self.app.send(event).await.is_err() {
+            tracing::debug!("nobody is reading room events");
+        }
+    }
+
+    async fn send_call(&mut self, to: &PeerId, msg: &CallMessage) {
+        let data = match serde_json::to_value(msg) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "unserialisable call message");
+                return;
+            }
+        };
+        let out = ClientMessage::Signal {
+            to: to.clone(),
+            data,
+        };
+        if let Err(e) = signal::send(&mut self.sink, &out).await {
+            tracing::warn!(error = %e, peer = %to, "could not send a call message");
+        }
+    }
+
+    async fn on_server(&mut self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Welcome {
+                peer,
+                room,
+                role,
+                peers,
+                ice_servers,
+            } => {
+                self.ice_servers = ice_servers;
+                self.peers = peers.iter().map(|p| (p.peer.clone(), p.clone())).collect();
+                self.emit(RoomEvent::Joined {
+                    me: peer,
+                    room,
+                    role,
+                    peers,
+                })
+                .await;
+            }
+            ServerMessage::Waiting { position, .. } => {
+                self.emit(RoomEvent::Waiting { position }).await;
+            }
+            ServerMessage::PeerJoined { peer, name, role } => {
+                let info = PeerInfo { peer, name, role };
+                self.peers.insert(info.peer.clone(), info.clone());
+                self.emit(RoomEvent::PeerJoined(info)).await;
+            }
+            ServerMessage::PeerLeft { peer } => {
+                self.peers.remove(&peer);
+                self.end_leg(&peer, CallEndReason::PeerLeft, None).await;
+                self.emit(RoomEvent::PeerLeft(peer)).await;
+            }
+            ServerMessage::Signal { from, data } => {
+                match serde_json::from_value::<CallMessage>(data) {
+                    Ok(msg) => self.on_call_message(from, msg).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, peer = %from, "ignoring a signal that is not a call message")
+                    }
+                }
+            }
+            ServerMessage::Error { code, message } => {
+                tracing::warn!(code = code.as_str(), %message, "server error");
+            }
+            ServerMessage::Shutdown { .. } | ServerMessage::Lobby { .. } => {}
+            other => tracing::debug!(?other, "unhandled server message"),
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call(peer, done) => {
+                let r = self.place_call(peer).await;
+                let _ = done.send(r);
+            }
+            Command::Answer(peer, done) => {
+                let r = self.answer(&peer).await;
+                let _ = done.send(r);
+            }
+            Command::Decline(peer, done) => {
+                let r = match self.legs.get(&peer) {
+                    Some(leg) if leg.phase == Phase::Incoming => {
+                        let id = leg.id.clone();
+                        self.legs.remove(&peer);
+                        self.send_call(
+                            &peer,
+                            &CallMessage::Decline {
+                                id,
+                                reason: DeclineReason::Declined,
+                            },
+                        )
+                        .await;
+                        self.emit(RoomEvent::CallEnded {
+                            peer,
+                            reason: CallEndReason::Declined,
+                        })
+                        .await;
+                        Ok(())
+                    }
+                    _ => Err(EngineError::NoCall(peer.to_string())),
+                };
+                let _ = done.send(r);
+            }
+            Command::HangUp(Some(peer), done) => {
+                let r = if self.legs.contains_key(&peer) {
+                    self.end_leg(&peer, CallEndReason::HungUp, Some(HangupReason::Ended))
+                        .await;
+                    Ok(())
+                } else {
+                    Err(EngineError::NoCall(peer.to_string()))
+                };
+                let _ = done.send(r);
+            }
+            Command::HangUp(None, done) => {
+                self.end_all(CallEndReason::HungUp, HangupReason::Ended)
+                    .await;
+                let _ = done.send(Ok(()));
+            }
+            Command::Stats(done) => {
+                let _ = done.send(self.collect_stats().await);
+            }
+            Command::Leave(_) => {}
+        }
+    }
+
+    async fn new_link(&mut self, peer: &PeerId) -> Result<PeerLink, EngineError> {
+        let id = self.next_link;
+        self.next_link += 1;
+        PeerLink::new(
+            peer.clone(),
+            id,
+            self.options.clone(),
+            &self.ice_servers,
+            &self.sources,
+            self.app.clone(),
+            self.link_tx.clone(),
+        )
+        .await
+    }
+
+    async fn place_call(&mut self, peer: PeerId) -> Result<(), EngineError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(EngineError::UnknownPeer(peer.to_string()));
+        }
+        if self.legs.contains_key(&peer) {
+            return Err(EngineError::NoCall(peer.to_string()));
+        }
+        if self.legs.len() + 1 >= MAX_CALL_SIZE {
+            return Err(EngineError::CallFull);
+        }
+        let id = self
+            .call_id
+            .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone();
+        let link = self.new_link(&peer).await?;
+        let offer = link.create_offer(false).await?;
+        let members: Vec<String> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.id == id && matches!(l.phase, Phase::Connecting | Phase::Connected))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let mut leg = Leg::new(id.clone(), Phase::Outgoing, true);
+        leg.link = Some(link);
+        self.legs.insert(peer.clone(), leg);
+        self.send_call(
+            &peer,
+            &CallMessage::Invite {
+                id,
+                sdp: offer,
+                members,
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn answer(&mut self, peer: &PeerId) -> Result<(), EngineError> {
+        let Some(leg) = self.legs.get(peer) else {
+            return Err(EngineError::NoCall(peer.to_string()));
+        };
+        if leg.phase != Phase::Incoming {
+            return Err(EngineError::NoCall(peer.to_string()));
+        }
+        let Some(offer) = leg.offer.clone() else {
+            return Err(EngineError::NoCall(peer.to_string()));
+        };
+        let id = leg.id.clone();
+        let link = self.new_link(peer).await?;
+        let answer = match link.accept_offer(&offer).await {
+            Ok(a) => a,
+            Err(e) => {
+                link.close().await;
+                self.legs.remove(peer);
+                self.send_call(
+                    peer,
+                    &CallMessage::Hangup {
+                        id,
+                        reason: HangupReason::Failed,
+                    },
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        let Some(leg) = self.legs.get_mut(peer) else {
+            link.close().await;
+            return Err(EngineError::NoCall(peer.to_string()));
+        };
+        for c in leg.early.drain(..) {
+            if let Err(e) = link.add_candidate(c).await {
+                tracing::debug!(error = %e, "early candidate rejected");
+            }
+        }
+        leg.link = Some(link);
+        leg.phase = Phase::Connecting;
+        leg.offer = None;
+        leg.since = Instant::now();
+        let members = std::mem::take(&mut leg.members);
+        self.call_id = Some(id.clone());
+        self.send_call(peer, &CallMessage::Answer { id, sdp: answer })
+            .await;
+        // A mesh call: connect to everyone else already in it.
+        for member in members {
+            if member != self.me
+                && !self.legs.contains_key(&member)
+                && let Err(e) = self.place_call(member.clone()).await
+            {
+                tracing::warn!(error = %e, peer = %member, "could not join a call member");
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_call_message(&mut self, from: PeerId, msg: CallMessage) {
+        let same_leg = self.legs.get(&from).is_some_and(|l| l.id == msg.id());
+        match msg {
+            CallMessage::Invite { id, sdp, members } => {
+                if sdp.kind != SdpKind::Offer {
+                    return;
+                }
+                let mut glare = false;
+                if let Some(existing) = self.legs.get(&from) {
+                    // Both called each other at once: the call from the lower id wins, and
+                    // the other side takes it as answered, since it wanted the call too.
+                    if existing.phase == Phase::Outgoing && self.me.as_str() > from.as_str() {
+                        if let Some(leg) = self.legs.remove(&from)
+                            && let Some(link) = leg.link
+                        {
+                            link.close().await;
+                        }
+                        if !self.legs.values().any(|l| l.phase != Phase::Incoming) {
+                            self.call_id = None;
+                        }
+                        glare = true;
+                    } else {
+                        return;
+                    }
+                }
+                let in_other_call = self.call_id.as_ref().is_some_and(|c| *c != id)
+                    && self.legs.values().any(|l| l.phase != Phase::Incoming);
+                if in_other_call || self.legs.len() + 1 >= MAX_CALL_SIZE {
+                    self.send_call(
+                        &from,
+                        &CallMessage::Decline {
+                            id,
+                            reason: DeclineReason::Busy,
+                        },
+                    )
+                    .await;
+                    return;
+                }
+                let mut leg = Leg::new(id.clone(), Phase::Incoming, false);
+                leg.offer = Some(sdp);
+                leg.members = members.into_iter().map(PeerId).collect();
+                let joining_our_call = glare
+                    || (self.call_id.as_deref() == Some(id.as_str())
+                        && self
+                            .legs
+                            .values()
+                            .any(|l| l.id == id && l.phase != Phase::Incoming));
+                self.legs.insert(from.clone(), leg);
+                if joining_our_call {
+                    if let Err(e) = self.answer(&from).await {
+                        tracing::warn!(error = %e, peer = %from, "could not join a mesh member");
+                    }
+                    return;
+                }
+                self.send_call(&from, &CallMessage::Ringing { id }).await;
+                let name = self
+                    .peers
+                    .get(&from)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
+                self.emit(RoomEvent::IncomingCall { peer: from, name })
+                    .await;
+            }
+            CallMessage::Ringing { .. } if same_leg => {
+                self.emit(RoomEvent::Ringing { peer: from }).await;
+            }
+            CallMessage::Answer { sdp, .. } if same_leg => {
+                let Some(leg) = self.legs.get_mut(&from) else {
+                    return;
+                };
+                if leg.phase != Phase::Outgoing {
+                    return;
+                }
+                leg.phase = Phase::Connecting;
+                leg.since = Instant::now();
+                let result = match &leg.link {
+                    Some(link) => link.accept_answer(&sdp).await,
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, peer = %from, "the answer could not be applied");
+                    self.end_leg(
+                        &from,
+                        CallEndReason::Failed(e.to_string()),
+                        Some(HangupReason::Failed),
+                    )
+                    .await;
+                }
+            }
+            CallMessage::Decline { reason, .. } if same_leg => {
+                let reason = match reason {
+                    DeclineReason::Busy => CallEndReason::Busy,
+                    DeclineReason::Declined | DeclineReason::Unavailable => CallEndReason::Declined,
+                };
+                self.end_leg(&from, reason, None).await;
+            }
+            CallMessage::Candidate { candidate, .. } if same_leg => {
+                let Some(leg) = self.legs.get_mut(&from) else {
+                    return;
+                };
+                match &leg.link {
+                    Some(link) => {
+                        if let Err(e) = link.add_candidate(candidate).await {
+                            tracing::debug!(error = %e, "remote candidate rejected");
+                        }
+                    }
+                    None => leg.early.push(candidate),
+                }
+            }
+            CallMessage::Renegotiate { id, sdp } if same_leg => {
+                let Some(link) = self.legs.get(&from).and_then(|l| l.link.as_ref()) else {
+                    return;
+                };
+                match sdp.kind {
+                    SdpKind::Offer => match link.accept_offer(&sdp).await {
+                        Ok(answer) => {
+                            self.send_call(&from, &CallMessage::Renegotiate { id, sdp: answer })
+                                .await
+                        }
+                        Err(e) => tracing::warn!(error = %e, "renegotiation offer rejected"),
+                    },
+                    SdpKind::Answer => {
+                        if let Err(e) = link.accept_answer(&sdp).await {
+                            tracing::warn!(error = %e, "renegotiation answer rejected");
+                        }
+                    }
+                }
+            }
+            CallMessage::Hangup { reason, .. } if same_leg => {
+                let incoming = self
+                    .legs
+                    .get(&from)
+                    .is_some_and(|l| l.phase == Phase::Incoming);
+                let reason = match reason {
+                    _ if incoming => CallEndReason::Cancelled,
+                    HangupReason::Failed => CallEndReason::ConnectionLost,
+                    HangupReason::Timeout => CallEndReason::NoAnswer,
+                    HangupReason::Ended | HangupReason::Cancelled => CallEndReason::RemoteHungUp,
+                };
+                self.end_leg(&from, reason, None).await;
+            }
+            other => {
+                tracing::debug!(peer = %from, call = other.id(), "call message for no current call")
+            }
+        }
+    }
+
+    async fn on_link(&mut self, peer: PeerId, link_id: u64, event: LinkEvent) {
+        let Some(leg) = self.legs.get_mut(&peer) else {
+            return;
+        };
+        if leg.link.as_ref().is_none_or(|l| l.id != link_id) {
+            return;
+        }
+        match event {
+            LinkEvent::Candidate(candidate) => {
+                let id = leg.id.clone();
+                self.send_call(&peer, &CallMessage::Candidate { id, candidate })
+                    .await;
+            }
+            LinkEvent::State(state) => {
+                tracing::debug!(peer = %peer, ?state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        let first = leg.phase != Phase::Connected;
+                        leg.phase = Phase::Connected;
+                        leg.trouble_since = None;
+                        leg.restarted_at = None;
+                        if let Some(link) = leg.link.as_mut() {
+                            link.start_sending(&self.sources).await;
+                        }
+                        let quality_changed = leg.quality != ConnectionQuality::Good;
+                        leg.quality = ConnectionQuality::Good;
+                        if first {
+                            self.emit(RoomEvent::CallConnected { peer: peer.clone() })
+                                .await;
+                        }
+                        if quality_changed {
+                            self.emit(RoomEvent::Quality {
+                                peer,
+                                quality: ConnectionQuality::Good,
+                            })
+                            .await;
+                        }
+                    }
+                    RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed => {
+                        leg.trouble_since.get_or_insert_with(Instant::now);
+                        if leg.quality != ConnectionQuality::Reconnecting {
+                            leg.quality = ConnectionQuality::Reconnecting;
+                            self.emit(RoomEvent::Quality {
+                                peer: peer.clone(),
+                                quality: ConnectionQuality::Reconnecting,
+                            })
+                            .await;
+                        }
+                        if state == RTCPeerConnectionState::Failed {
+                            self.restart_ice(&peer).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The offerer restarts ICE; the other side answers the new offer.
+    async fn restart_ice(&mut self, peer: &PeerId) {
+        let Some(leg) = self.legs.get_mut(peer) else {
+            return;
+        };
+        if !leg.offerer
+            || leg
+                .restarted_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        leg.restarted_at = Some(Instant::now());
+        let id = leg.id.clone();
+        let Some(link) = leg.link.as_ref() else {
+            return;
+        };
+        match link.create_offer(true).await {
+            Ok(sdp) => {
+                tracing::info!(peer = %peer, "restarting ICE");
+                self.send_call(peer, &CallMessage::Renegotiate { id, sdp })
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "ICE restart failed"),
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let mut restart = Vec::new();
+        for (peer, leg) in &self.legs {
+            match leg.phase {
+                Phase::Outgoing if now.duration_since(leg.since) > self.options.ring_timeout => {
+                    expired.push((
+                        peer.clone(),
+                        CallEndReason::NoAnswer,
+                        Some(HangupReason::Timeout),
+                    ));
+                }
+                Phase::Incoming
+                    if now.duration_since(leg.since)
+                        > self.options.ring_timeout + Duration::from_secs(5) =>
+                {
+                    expired.push((peer.clone(), CallEndReason::Cancelled, None));
+                }
+                Phase::Connecting
+                    if now.duration_since(leg.since) > self.options.reconnect_timeout =>
+                {
+                    expired.push((
+                        peer.clone(),
+                        CallEndReason::Failed("the connection could not be made".into()),
+                        Some(HangupReason::Failed),
+                    ));
+                }
+                Phase::Connected => {
+                    if let Some(t) = leg.trouble_since {
+                        let down = now.duration_since(t);
+                        if down > self.options.reconnect_timeout {
+                            expired.push((
+                                peer.clone(),
+                                CallEndReason::ConnectionLost,
+                                Some(HangupReason::Failed),
+                            ));
+                        } else if down > Duration::from_secs(3) {
+                            restart.push(peer.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for peer in restart {
+            self.restart_ice(&peer).await;
+        }
+        for (peer, reason, tell) in expired {
+            self.end_leg(&peer, reason, tell).await;
+        }
+    }
+
+    async fn end_leg(&mut self, peer: &PeerId, reason: CallEndReason, tell: Option<HangupReason>) {
+        let Some(leg) = self.legs.remove(peer) else {
+            return;
+        };
+        if let Some(mut why) = tell {
+            if leg.phase == Phase::Outgoing && why == HangupReason::Ended {
+                why = HangupReason::Cancelled;
+            }
+            if leg.phase == Phase::Incoming {
+                self.send_call(
+                    peer,
+                    &CallMessage::Decline {
+                        id: leg.id.clone(),
+                        reason: DeclineReason::Declined,
+                    },
+                )
+                .await;
+            } else {
+                self.send_call(
+                    peer,
+                    &CallMessage::Hangup {
+                        id: leg.id.clone(),
+                        reason: why,
+                    },
+                )
+                .await;
+            }
+        }
+        if let Some(link) = &leg.link {
+            link.close().await;
+        }
+        if !self.legs.values().any(|l| l.phase != Phase::Incoming) {
+            self.call_id = None;
+        }
+        self.emit(RoomEvent::CallEnded {
+            peer: peer.clone(),
+            reason,
+        })
+        .await;
+    }
+
+    async fn end_all(&mut self, reason: CallEndReason, tell: HangupReason) {
+        let peers: Vec<PeerId> = self.legs.keys().cloned().collect();
+        for peer in peers {
+            self.end_leg(&peer, reason.clone(), Some(tell)).await;
+        }
+    }
+
+    async fn collect_stats(&mut self) -> CallStats {
+        let mut peers = Vec::new();
+        for leg in self.legs.values_mut() {
+            if let (Phase::Connected, Some(link)) = (leg.phase, &leg.link) {
+                peers.push(
+                    crate::stats::peer_stats(&link.shared, &link.pc, &mut leg.sampler, leg.quality)
+                        .await,
+                );
+            }
+        }
+        peers.sort_by(|a, b| a.peer.as_str().cmp(b.peer.as_str()));
+        CallStats { peers }
+    }
+
+    async fn emit_stats(&mut self) {
+        if !self.legs.values().any(|l| l.phase == Phase::Connected) {
+            return;
+        }
+        let stats = self.collect_stats().await;
+        let _ = self.app.try_send(RoomEvent::Stats(stats));
+    }
+}

@@ -1,0 +1,161 @@
+//! Two engines call each other through a real signaling server on loopback.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hearth_engine::{CallEndReason, RoomEvent};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_answer_decode_in_order_end_and_call_again() {
+    let server = server().await;
+    let mut ann = join(&server, "kim", "Ann", loopback_options()).await;
+    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
+    let kim_id = kim.room.me().clone();
+    let ann_id = ann.room.me().clone();
+    expect_event(
+        &mut ann,
+        "Kim joining",
+        |e| matches!(e, RoomEvent::PeerJoined(p) if p.peer == kim_id),
+    )
+    .await;
+
+    for round in 0..2 {
+        ann.room.call(&kim_id).await.unwrap();
+        let incoming = expect_event(&mut kim, "the incoming call", |e| {
+            matches!(e, RoomEvent::IncomingCall { .. })
+        })
+        .await;
+        let RoomEvent::IncomingCall { peer, name } = incoming else {
+            unreachable!()
+        };
+        assert_eq!((peer, name.as_str()), (ann_id.clone(), "Ann"));
+        expect_event(&mut ann, "ringing", |e| {
+            matches!(e, RoomEvent::Ringing { .. })
+        })
+        .await;
+        kim.room.answer(&ann_id).await.unwrap();
+        expect_event(&mut kim, "connected", |e| {
+            matches!(e, RoomEvent::CallConnected { .. })
+        })
+        .await;
+        expect_event(&mut ann, "connected", |e| {
+            matches!(e, RoomEvent::CallConnected { .. })
+        })
+        .await;
+
+        // Both directions, at the same time.
+        let (at_kim, at_ann) = tokio::join!(
+            collect(&mut kim, Duration::from_secs(3)),
+            collect(&mut ann, Duration::from_secs(3))
+        );
+        eprintln!(
+            "at kim: {:?} {:?} audio {:?}",
+            at_kim.frames.get(&ann_id).map(|f| f.len()),
+            at_kim.unreadable,
+            at_kim.audio_levels.get(&ann_id).map(|a| a.len())
+        );
+        eprintln!(
+            "at ann: {:?} {:?}",
+            at_ann.frames.get(&kim_id).map(|f| f.len()),
+            at_ann.unreadable
+        );
+        let from_ann = &at_kim.frames[&ann_id];
+        let from_kim = &at_ann.frames[&kim_id];
+        assert_consecutive(&format!("round {round}: Kim from Ann"), from_ann, 60);
+        assert_consecutive(&format!("round {round}: Ann from Kim"), from_kim, 60);
+        assert_eq!(at_kim.unreadable.get(&ann_id).copied().unwrap_or(0), 0);
+        // The tone beeps 200 ms a second: some intervals are loud.
+        assert!(
+            at_kim.audio_levels[&ann_id].iter().any(|&l| l > 0.05),
+            "{:?}",
+            at_kim.audio_levels
+        );
+        assert!(at_ann.audio_levels[&kim_id].iter().any(|&l| l > 0.05));
+
+        let stats = ann.room.stats().await.unwrap();
+        assert_eq!(stats.peers.len(), 1);
+        assert!(stats.peers[0].frames_decoded >= 60);
+        assert_eq!(stats.peers[0].send_codec.as_deref(), Some("H264"));
+
+        ann.room.hang_up(&kim_id).await.unwrap();
+        let ended = expect_event(&mut kim, "the call ending", |e| {
+            matches!(e, RoomEvent::CallEnded { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                ended,
+                RoomEvent::CallEnded {
+                    reason: CallEndReason::RemoteHungUp,
+                    ..
+                }
+            ),
+            "{ended:?}"
+        );
+        expect_event(&mut ann, "the call ending", |e| {
+            matches!(
+                e,
+                RoomEvent::CallEnded {
+                    reason: CallEndReason::HungUp,
+                    ..
+                }
+            )
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_and_unanswered_calls_end_with_their_reason() {
+    let server = server().await;
+    let mut ann = join(&server, "kim", "Ann", loopback_options()).await;
+    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
+    let kim_id = kim.room.me().clone();
+    let ann_id = ann.room.me().clone();
+    expect_event(&mut ann, "Kim joining", |e| {
+        matches!(e, RoomEvent::PeerJoined(_))
+    })
+    .await;
+
+    ann.room.call(&kim_id).await.unwrap();
+    expect_event(&mut kim, "the incoming call", |e| {
+        matches!(e, RoomEvent::IncomingCall { .. })
+    })
+    .await;
+    kim.room.decline(&ann_id).await.unwrap();
+    expect_event(&mut ann, "the decline", |e| {
+        matches!(
+            e,
+            RoomEvent::CallEnded {
+                reason: CallEndReason::Declined,
+                ..
+            }
+        )
+    })
+    .await;
+
+    // The caller gives up before an answer: the callee sees it as cancelled.
+    ann.room.call(&kim_id).await.unwrap();
+    expect_event(&mut kim, "the incoming call", |e| {
+        matches!(e, RoomEvent::IncomingCall { .. })
+    })
+    .await;
+    ann.room.hang_up(&kim_id).await.unwrap();
+    expect_event(&mut kim, "the cancel", |e| {
+        matches!(
+            e,
+            RoomEvent::CallEnded {
+                reason: CallEndReason::Cancelled,
+                ..
+            }
+        )
+    })
+    .await;
+
+    // Answering a call that is not there is a clear error.
+    let err = kim.room.answer(&ann_id).await.unwrap_err();
+    assert_eq!(err.code(), "no_call");
+}

@@ -1,0 +1,144 @@
+//! Shared by the engine's call tests: a real signaling server on loopback, engines joined to
+//! it, and helpers that wait for events.
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_engine::media::pattern;
+use hearth_engine::{PeerId, Role, Room, RoomEvent, RoomOptions, VideoInput};
+use signaling::{Server, ServerOptions};
+use tokio::sync::mpsc;
+
+pub async fn server() -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    Server::start(ServerOptions::default())
+        .await
+        .expect("server starts")
+}
+
+pub fn token(server: &Server, room: &str, role: Role, name: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    server
+        .tokens()
+        .mint(room, role, name, None, Duration::from_secs(600), now)
+        .unwrap()
+}
+
+/// Options for an engine on loopback with the synthetic camera and microphone.
+pub fn loopback_options() -> RoomOptions {
+    RoomOptions {
+        video: VideoInput::Synthetic {
+            width: 320,
+            height: 240,
+            fps: 30,
+        },
+        bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        ..RoomOptions::default()
+    }
+}
+
+pub struct Peer {
+    pub room: Room,
+    pub events: mpsc::Receiver<RoomEvent>,
+    pub name: String,
+}
+
+pub async fn join(server: &Server, room: &str, name: &str, options: RoomOptions) -> Peer {
+    let token = token(server, room, Role::Family, name);
+    let (room, mut events) = Room::connect(&server.ws_url(), &token, options)
+        .await
+        .expect("joins");
+    match next_event(&mut events, Duration::from_secs(5), |e| {
+        matches!(e, RoomEvent::Joined { .. })
+    })
+    .await
+    {
+        Some(_) => {}
+        None => panic!("{name} was not let in"),
+    }
+    Peer {
+        room,
+        events,
+        name: name.to_owned(),
+    }
+}
+
+/// Waits for the first event `want` accepts, skipping others (video frames included).
+pub async fn next_event(
+    events: &mut mpsc::Receiver<RoomEvent>,
+    timeout: Duration,
+    want: impl Fn(&RoomEvent) -> bool,
+) -> Option<RoomEvent> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) if want(&e) => return Some(e),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+pub async fn expect_event(
+    peer: &mut Peer,
+    what: &str,
+    want: impl Fn(&RoomEvent) -> bool,
+) -> RoomEvent {
+    match next_event(&mut peer.events, Duration::from_secs(15), want).await {
+        Some(e) => e,
+        None => panic!("{} never saw {what}", peer.name),
+    }
+}
+
+/// What one peer decoded from each other peer in a window of time: the stamped frame
+/// numbers in arrival order, and how many pictures had no readable stamp.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub frames: HashMap<PeerId, Vec<u32>>,
+    pub unreadable: HashMap<PeerId, usize>,
+    pub audio_levels: HashMap<PeerId, Vec<f32>>,
+}
+
+pub async fn collect(peer: &mut Peer, window: Duration) -> Received {
+    let mut got = Received::default();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, peer.events.recv()).await {
+        match e {
+            RoomEvent::RemoteVideo(f) => match pattern::read(&f.frame) {
+                Some(stamp) => got.frames.entry(f.peer).or_default().push(stamp.frame),
+                None => *got.unreadable.entry(f.peer).or_default() += 1,
+            },
+            RoomEvent::RemoteAudioLevel { peer, level } => {
+                got.audio_levels.entry(peer).or_default().push(level)
+            }
+            _ => {}
+        }
+    }
+    got
+}
+
+/// Asserts frame numbers rise by exactly one each time: in order, none missing.
+pub fn assert_consecutive(who: &str, frames: &[u32], at_least: usize) {
+    assert!(
+        frames.len() >= at_least,
+        "{who}: only {} frames decoded, wanted at least {at_least}",
+        frames.len()
+    );
+    for pair in frames.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "{who}: frame {} followed {} (all: {frames:?})",
+            pair[1],
+            pair[0]
+        );
+    }
+}
