@@ -26,7 +26,13 @@ fn init_err(e: impl std::fmt::Display) -> CodecError {
 /// keyframes (they come when the receiver asks).
 pub struct H264Encoder {
     inner: Encoder,
+    /// The bitrate asked for.
     bitrate: u32,
+    /// The bitrate OpenH264 runs at; it can only be changed once the encoder has started,
+    /// which happens on the first frame.
+    applied: Option<u32>,
+    /// The bitrate the encoder was configured with.
+    initial: u32,
 }
 
 impl H264Encoder {
@@ -46,6 +52,8 @@ impl H264Encoder {
         Ok(Self {
             inner,
             bitrate: config.bitrate_bps,
+            applied: None,
+            initial: config.bitrate_bps,
         })
     }
 
@@ -54,15 +62,31 @@ impl H264Encoder {
         self.bitrate
     }
 
+    fn initial_bitrate(&self) -> u32 {
+        self.initial
+    }
+
+    /// Sets the layer's ceiling and the target. OpenH264 checks target <= ceiling after each
+    /// call, so the ceiling moves first when going up and last when going down.
     #[allow(unsafe_code)]
-    fn apply_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+    fn apply_bitrate(&mut self, bps: u32, from: u32) -> Result<(), CodecError> {
         let bps_c = i32::try_from(bps).unwrap_or(i32::MAX);
-        for option in [
+        let max = (
             openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_0,
+        );
+        let target = (
             openh264_sys2::ENCODER_OPTION_BITRATE,
-        ] {
+            openh264_sys2::SPATIAL_LAYER_ALL,
+        );
+        let order = if bps > from {
+            [max, target]
+        } else {
+            [target, max]
+        };
+        for (option, layer) in order {
             let mut info = openh264_sys2::SBitrateInfo {
-                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+                iLayer: layer,
                 iBitrate: bps_c,
             };
             // SAFETY: the encoder is initialised (it encoded a frame or was just built by
@@ -106,15 +130,22 @@ impl VideoEncoder for H264Encoder {
             FrameType::Skip | FrameType::Invalid => return Ok(None),
         };
         stream.write_vec(out);
+        let applied = *self.applied.get_or_insert(self.initial_bitrate());
+        if applied != self.bitrate {
+            self.apply_bitrate(self.bitrate, applied)?;
+            self.applied = Some(self.bitrate);
+        }
         Ok((!out.is_empty()).then_some(kind))
     }
 
     fn set_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
-        if bps == self.bitrate {
-            return Ok(());
-        }
-        self.apply_bitrate(bps)?;
         self.bitrate = bps;
+        if let Some(applied) = self.applied
+            && applied != bps
+        {
+            self.apply_bitrate(bps, applied)?;
+            self.applied = Some(bps);
+        }
         Ok(())
     }
 

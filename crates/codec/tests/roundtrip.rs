@@ -27,6 +27,11 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
 }
 
 fn roundtrip(codec: VideoCodec) {
+    // Asking for a bitrate before the first frame is fine too.
+    hearth_codec::encoder(codec, EncoderConfig::default())
+        .unwrap()
+        .set_bitrate(500_000)
+        .unwrap();
     let mut enc = hearth_codec::encoder(codec, EncoderConfig::default()).unwrap();
     let mut dec = hearth_codec::decoder(codec).unwrap();
     let mut buf = Vec::new();

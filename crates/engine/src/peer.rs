@@ -17,7 +17,7 @@ use rtc::interceptor::{
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, register_default_interceptors,
+    CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
@@ -374,7 +374,10 @@ impl PeerLink {
         to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
     ) -> Result<Self, EngineError> {
         let mut me = media_engine(&options)?;
-        let registry = register_default_interceptors(rtc::interceptor::Registry::new(), &mut me)?;
+        // NACK, RTCP reports, and TWCC both ways with GCC (`configure_congestion_control`
+        // brings its own TWCC receiver, so the default set's is not added too).
+        let registry =
+            configure_rtcp_reports(configure_nack(rtc::interceptor::Registry::new(), &mut me));
         let target = Arc::new(AtomicU64::new(u64::from(options.start_bitrate_bps)));
         let estimator = PublishingEstimator {
             inner: Gcc::new(
@@ -395,6 +398,13 @@ impl PeerLink {
                 MulticastDnsMode::Disabled
             })
             .with_include_loopback_candidate(loopback)
+            // How long a controlling agent waits for a better pair before nominating one of
+            // each kind. With trickle ICE the callee's checks often arrive before its
+            // candidates do, so its address is first known as peer-reflexive; the default
+            // 1 s wait for those puts a whole second between "Answer" and the picture.
+            .with_prflx_acceptance_min_wait(Some(Duration::from_millis(100)))
+            .with_srflx_acceptance_min_wait(Some(Duration::from_millis(300)))
+            .with_relay_acceptance_min_wait(Some(Duration::from_millis(1000)))
             .build();
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(
@@ -730,6 +740,7 @@ fn spawn_video_sender(
             let ts_base: u32 = rand::random();
             let mut out = Vec::new();
             let mut first = true;
+            let mut video_bps = config.bitrate_bps;
             while !shared.stop.load(Ordering::Relaxed) {
                 if handle.block_on(feed.rx.changed()).is_err() {
                     break;
@@ -741,10 +752,13 @@ fn spawn_video_sender(
                     .target_bitrate
                     .load(Ordering::Relaxed)
                     .min(u64::from(options.max_bitrate_bps));
-                // Leave room for audio and headers.
-                let video_bps = target.saturating_sub(48_000).max(30_000) as u32;
-                if let Err(e) = encoder.set_bitrate(video_bps) {
-                    tracing::warn!(error = %e, "could not change the video bitrate");
+                // Leave room for audio and headers; follow changes of more than 5 %.
+                let wanted = target.saturating_sub(48_000).max(30_000) as u32;
+                if wanted.abs_diff(video_bps) > video_bps / 20 {
+                    video_bps = wanted;
+                    if let Err(e) = encoder.set_bitrate(video_bps) {
+                        tracing::warn!(error = %e, "could not change the video bitrate");
+                    }
                 }
                 shared
                     .counters
