@@ -51,7 +51,8 @@ base_need() {
 }
 
 # What the call engine builds against: nasm and cmake for the bundled OpenH264 and Opus,
-# Debian's libvpx for VP8.
+# Debian's libvpx for VP8, ALSA for microphones and speakers (cpal), and libclang for the
+# Video4Linux bindings cameras go through (nokhwa).
 media_need() {
-  apt_need nasm cmake libvpx-dev
+  apt_need nasm cmake libvpx-dev libasound2-dev libclang-dev
 }

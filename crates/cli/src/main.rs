@@ -41,10 +41,17 @@ struct Cli {
     server: String,
     /// Join token (from `hearth-signaling mint` or an invitation).
     #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// What to send as video.
     #[arg(long, value_enum, default_value_t = VideoArg::Pattern)]
     video: VideoArg,
+    /// With `--video camera`: which camera (an id from `hearth-cli devices`); default the first.
+    #[arg(long)]
+    camera: Option<String>,
+    /// With `--audio mic`: which microphone (an id from `hearth-cli devices`); default the
+    /// system's default.
+    #[arg(long)]
+    mic: Option<String>,
     /// Video size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480", value_parser = parse_size)]
     size: (u32, u32),
@@ -93,12 +100,16 @@ enum Command {
     Answer,
     /// Answer every incoming call, for ever (a demo or test peer).
     AutoAnswer,
+    /// List cameras, microphones and speakers with their ids, as JSON, and exit.
+    Devices,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum VideoArg {
     /// The moving test pattern with frame numbers in its pixels.
     Pattern,
+    /// A camera.
+    Camera,
     /// No video: receive only.
     None,
 }
@@ -107,6 +118,8 @@ enum VideoArg {
 enum AudioArg {
     /// A 440 Hz beep once a second.
     Tone,
+    /// A microphone.
+    Mic,
     /// No audio.
     None,
 }
@@ -140,6 +153,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 /// Why the command failed, mapped to the exit codes in the module docs.
 #[derive(Debug)]
 enum Failure {
+    Usage(String),
     Unreachable(String),
     Refused(String),
     NoCall(String),
@@ -151,6 +165,7 @@ impl Failure {
     fn code(&self) -> u8 {
         match self {
             Self::Other(_) => 1,
+            Self::Usage(_) => 2,
             Self::Unreachable(_) => 3,
             Self::Refused(_) => 4,
             Self::NoCall(_) => 5,
@@ -189,7 +204,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             match &f {
-                Failure::Unreachable(m)
+                Failure::Usage(m)
+                | Failure::Unreachable(m)
                 | Failure::Refused(m)
                 | Failure::NoCall(m)
                 | Failure::NoMedia(m) => eprintln!("hearth-cli: {m}"),
@@ -208,10 +224,19 @@ fn options(cli: &Cli) -> RoomOptions {
                 height: cli.size.1,
                 fps: cli.fps.clamp(1, 60),
             },
+            VideoArg::Camera => VideoInput::Camera {
+                id: cli.camera.clone(),
+                width: cli.size.0,
+                height: cli.size.1,
+                fps: cli.fps.clamp(1, 60),
+            },
             VideoArg::None => VideoInput::None,
         },
         audio: match cli.audio {
             AudioArg::Tone => AudioInput::Tone,
+            AudioArg::Mic => AudioInput::Microphone {
+                id: cli.mic.clone(),
+            },
             AudioArg::None => AudioInput::None,
         },
         video_codecs: cli
@@ -339,7 +364,20 @@ impl Session {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let (room, events) = Room::connect(&cli.server, &cli.token, options(&cli)).await?;
+    if let Command::Devices = cli.command {
+        let list = hearth_engine::media::devices::list();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).context("device list")?
+        );
+        return Ok(());
+    }
+    let Some(token) = cli.token.as_deref() else {
+        return Err(Failure::Usage(
+            "a join token is needed (--token or HEARTH_TOKEN)".into(),
+        ));
+    };
+    let (room, events) = Room::connect(&cli.server, token, options(&cli)).await?;
     let mut s = Session {
         room,
         events,
@@ -355,6 +393,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Call { who, first } => call(&mut s, who.as_deref(), *first, cli.duration).await,
         Command::Answer => answer(&mut s, cli.duration, false).await,
         Command::AutoAnswer => answer(&mut s, cli.duration, true).await,
+        Command::Devices => Ok(()),
     };
     s.room.leave().await;
     if let Some(path) = &cli.stats_json {

@@ -20,6 +20,18 @@ pub enum VideoInput {
         /// Frames per second.
         fps: u32,
     },
+    /// A camera: the one with this id (see [`devices::list`](crate::media::devices::list)),
+    /// or the first one.
+    Camera {
+        /// Stable device id, or `None` for the first camera.
+        id: Option<String>,
+        /// Width asked for (the camera may give the nearest it has).
+        width: u32,
+        /// Height asked for.
+        height: u32,
+        /// Frames per second asked for.
+        fps: u32,
+    },
 }
 
 /// Where outgoing audio comes from.
@@ -30,6 +42,11 @@ pub enum AudioInput {
     None,
     /// A 440 Hz tone that beeps once a second.
     Tone,
+    /// A microphone: the one with this id, or the system default.
+    Microphone {
+        /// Stable device id, or `None` for the default microphone.
+        id: Option<String>,
+    },
 }
 
 /// Options for [`Room::connect`](crate::Room::connect).

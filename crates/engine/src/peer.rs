@@ -46,6 +46,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::EngineError;
 use crate::events::{RemoteVideoFrame, RoomEvent};
+use crate::media::devices::DeviceError;
 use crate::media::source::{AudioFeed, Sources, VideoFeed};
 use crate::media::tone::{self, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::options::RoomOptions;
@@ -575,7 +576,7 @@ impl PeerLink {
                     if let Ok(mut c) = self.shared.counters.video_codec.lock() {
                         *c = Some(codec);
                     }
-                    if let Some(feed) = sources.video() {
+                    if let Some(feed) = self.device(sources.video().await).await {
                         spawn_video_sender(
                             feed,
                             track.clone(),
@@ -596,11 +597,31 @@ impl PeerLink {
         }
         if let Some((track, sender, ssrc)) = self.audio.clone() {
             let pt = negotiated_pt(&sender, MIME_TYPE_OPUS).await;
-            match (pt, sources.audio()) {
-                (Some(pt), Some(feed)) => {
-                    tokio::spawn(send_audio(feed, track, pt, ssrc, self.shared.clone()));
+            match pt {
+                Some(pt) => {
+                    if let Some(feed) = self.device(sources.audio().await).await {
+                        tokio::spawn(send_audio(feed, track, pt, ssrc, self.shared.clone()));
+                    }
                 }
-                _ => tracing::warn!(peer = %self.shared.peer, "audio not negotiated"),
+                None => tracing::warn!(peer = %self.shared.peer, "audio not negotiated"),
+            }
+        }
+    }
+
+    /// A device that failed becomes an event for the user; the call goes on without it.
+    async fn device<T>(&self, opened: Result<Option<T>, DeviceError>) -> Option<T> {
+        match opened {
+            Ok(feed) => feed,
+            Err(e) => {
+                let _ = self
+                    .shared
+                    .app
+                    .send(RoomEvent::DeviceError {
+                        device: e.kind,
+                        message: e.message,
+                    })
+                    .await;
+                None
             }
         }
     }

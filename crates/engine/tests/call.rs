@@ -159,3 +159,57 @@ async fn declined_and_unanswered_calls_end_with_their_reason() {
     let err = kim.room.answer(&ann_id).await.unwrap_err();
     assert_eq!(err.code(), "no_call");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_and_microphone_that_cannot_be_opened_are_reported_and_the_call_goes_on() {
+    use hearth_engine::{AudioInput, DeviceKind, VideoInput};
+    let server = server().await;
+    let broken = hearth_engine::RoomOptions {
+        video: VideoInput::Camera {
+            id: Some("camera:unplugged".into()),
+            width: 640,
+            height: 480,
+            fps: 30,
+        },
+        audio: AudioInput::Microphone {
+            id: Some("mic:unplugged".into()),
+        },
+        ..loopback_options()
+    };
+    let mut ann = join(&server, "kim", "Ann", broken).await;
+    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
+    let kim_id = kim.room.me().clone();
+    let ann_id = ann.room.me().clone();
+    expect_event(&mut ann, "Kim joining", |e| {
+        matches!(e, RoomEvent::PeerJoined(_))
+    })
+    .await;
+    ann.room.call(&kim_id).await.unwrap();
+    expect_event(&mut kim, "the incoming call", |e| {
+        matches!(e, RoomEvent::IncomingCall { .. })
+    })
+    .await;
+    kim.room.answer(&ann_id).await.unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let e = expect_event(&mut ann, "a device error", |e| {
+            matches!(e, RoomEvent::DeviceError { .. })
+        })
+        .await;
+        let RoomEvent::DeviceError { device, message } = e else {
+            unreachable!()
+        };
+        assert!(message.contains("call continues"), "{message}");
+        seen.push(device);
+    }
+    seen.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(seen, [DeviceKind::Camera, DeviceKind::Microphone]);
+
+    // The call is up and Ann still sees and hears Kim.
+    let at_ann = collect(&mut ann, Duration::from_secs(2)).await;
+    assert_consecutive("Ann from Kim", &at_ann.frames[&kim_id], 30);
+    assert!(at_ann.audio_levels[&kim_id].iter().any(|&l| l > 0.05));
+    let at_kim = collect(&mut kim, Duration::from_millis(500)).await;
+    assert!(!at_kim.frames.contains_key(&ann_id), "Ann has no camera");
+}

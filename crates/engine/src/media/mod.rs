@@ -3,6 +3,8 @@
 //! A source runs on its own thread while at least one call uses it and hands out frames to
 //! every call's sender; synthetic sources feed exactly the path a camera or microphone does.
 
+mod camera;
+pub mod devices;
 pub mod pattern;
 pub(crate) mod source;
 pub mod tone;

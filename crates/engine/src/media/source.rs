@@ -2,15 +2,17 @@
 //! call lets go, so the camera and microphone are only open during calls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hearth_codec::I420Frame;
 use tokio::sync::{broadcast, watch};
 
+use super::camera;
+use super::devices::{self, DeviceError};
 use super::pattern::{self, Stamp};
-use super::tone::{self, FRAME_SAMPLES, SAMPLE_RATE, Tone};
+use super::tone::{FRAME_SAMPLES, SAMPLE_RATE, Tone};
 use crate::options::{AudioInput, VideoInput};
 
 /// One captured picture.
@@ -62,8 +64,8 @@ type RunningAudio = (Weak<Running>, Option<broadcast::Sender<Arc<AudioPacket>>>)
 pub(crate) struct Sources {
     video: VideoInput,
     audio: AudioInput,
-    running_video: Mutex<RunningVideo>,
-    running_audio: Mutex<RunningAudio>,
+    running_video: tokio::sync::Mutex<RunningVideo>,
+    running_audio: tokio::sync::Mutex<RunningAudio>,
 }
 
 impl Sources {
@@ -71,8 +73,8 @@ impl Sources {
         Self {
             video,
             audio,
-            running_video: Mutex::new((Weak::new(), None)),
-            running_audio: Mutex::new((Weak::new(), None)),
+            running_video: tokio::sync::Mutex::new((Weak::new(), None)),
+            running_audio: tokio::sync::Mutex::new((Weak::new(), None)),
         }
     }
 
@@ -84,63 +86,120 @@ impl Sources {
         self.audio != AudioInput::None
     }
 
-    /// The video feed, starting the source if nobody is using it.
-    pub fn video(&self) -> Option<VideoFeed> {
-        let VideoInput::Synthetic { width, height, fps } = self.video else {
-            return None;
-        };
-        let mut slot = self.running_video.lock().unwrap_or_else(|e| e.into_inner());
+    /// The video feed, starting the source if nobody is using it. `Ok(None)`: no video is
+    /// wanted; `Err`: the camera could not be opened.
+    pub async fn video(&self) -> Result<Option<VideoFeed>, DeviceError> {
+        if self.video == VideoInput::None {
+            return Ok(None);
+        }
+        let mut slot = self.running_video.lock().await;
         if let (Some(running), Some(rx)) = (slot.0.upgrade(), slot.1.clone()) {
-            return Some(VideoFeed {
+            return Ok(Some(VideoFeed {
                 rx,
                 _running: running,
-            });
+            }));
         }
         let (tx, rx) = watch::channel(None);
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(Running { stop: stop.clone() });
+        let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
+        let input = self.video.clone();
         let spawned = std::thread::Builder::new()
             .name("hearth-video-source".into())
-            .spawn(move || synthetic_video(width, height, fps.max(1), &tx, &stop));
+            .spawn(move || match input {
+                VideoInput::Synthetic { width, height, fps } => {
+                    let _ = opened_tx.send(Ok(()));
+                    synthetic_video(width, height, fps.max(1), &tx, &stop);
+                }
+                VideoInput::Camera {
+                    id,
+                    width,
+                    height,
+                    fps,
+                } => {
+                    camera::run(
+                        id.as_deref(),
+                        width,
+                        height,
+                        fps.max(1),
+                        &tx,
+                        &stop,
+                        opened_tx,
+                    );
+                }
+                VideoInput::None => {}
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the video source thread");
-            return None;
+            return Ok(None);
+        }
+        match opened_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(DeviceError {
+                    kind: crate::events::DeviceKind::Camera,
+                    message: "The camera stopped while starting. The call continues without your picture.".into(),
+                });
+            }
         }
         *slot = (Arc::downgrade(&running), Some(rx.clone()));
-        Some(VideoFeed {
+        Ok(Some(VideoFeed {
             rx,
             _running: running,
-        })
+        }))
     }
 
-    /// The audio feed, starting the source if nobody is using it.
-    pub fn audio(&self) -> Option<AudioFeed> {
+    /// The audio feed, starting the source if nobody is using it. `Ok(None)`: no audio is
+    /// wanted; `Err`: the microphone could not be opened.
+    pub async fn audio(&self) -> Result<Option<AudioFeed>, DeviceError> {
         if self.audio == AudioInput::None {
-            return None;
+            return Ok(None);
         }
-        let mut slot = self.running_audio.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.running_audio.lock().await;
         if let (Some(running), Some(tx)) = (slot.0.upgrade(), slot.1.as_ref()) {
-            return Some(AudioFeed {
+            return Ok(Some(AudioFeed {
                 rx: tx.subscribe(),
                 _running: running,
-            });
+            }));
         }
         let (tx, rx) = broadcast::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(Running { stop: stop.clone() });
+        let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
         let thread_tx = tx.clone();
+        let input = self.audio.clone();
         let spawned = std::thread::Builder::new()
             .name("hearth-audio-source".into())
-            .spawn(move || synthetic_audio(&thread_tx, &stop));
+            .spawn(move || match input {
+                AudioInput::Tone => {
+                    let _ = opened_tx.send(Ok(()));
+                    synthetic_audio(&thread_tx, &stop);
+                }
+                AudioInput::Microphone { id } => {
+                    microphone(id.as_deref(), &thread_tx, &stop, opened_tx)
+                }
+                AudioInput::None => {}
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the audio source thread");
-            return None;
+            return Ok(None);
+        }
+        match opened_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(DeviceError {
+                    kind: crate::events::DeviceKind::Microphone,
+                    message: "The microphone stopped while starting. The call continues, but the others cannot hear you.".into(),
+                });
+            }
         }
         *slot = (Arc::downgrade(&running), Some(tx));
-        Some(AudioFeed {
+        Ok(Some(AudioFeed {
             rx,
             _running: running,
-        })
+        }))
     }
 }
 
@@ -186,35 +245,212 @@ pub(crate) fn opus_encoder() -> Result<opus::Encoder, opus::Error> {
     Ok(enc)
 }
 
-fn synthetic_audio(tx: &broadcast::Sender<Arc<AudioPacket>>, stop: &AtomicBool) {
-    let mut enc = match opus_encoder() {
-        Ok(enc) => enc,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the Opus encoder");
-            return;
+/// Encodes 20 ms frames of 48 kHz mono and hands them to every call.
+struct AudioEncoder {
+    enc: opus::Encoder,
+    out: [u8; 1500],
+    index: u64,
+}
+
+impl AudioEncoder {
+    fn new() -> Option<Self> {
+        match opus_encoder() {
+            Ok(enc) => Some(Self {
+                enc,
+                out: [0; 1500],
+                index: 0,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the Opus encoder");
+                None
+            }
         }
-    };
-    let mut tone = Tone::new();
-    let mut pcm = [0i16; FRAME_SAMPLES];
-    let mut out = [0u8; 1500];
-    let frame = Duration::from_millis(20);
-    let start = Instant::now();
-    let mut index: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        tone.next_frame(&mut pcm);
-        let _level = tone::rms(&pcm);
-        let payload = match enc.encode(&pcm, &mut out) {
+    }
+
+    fn push(&mut self, pcm: &[i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
+        let payload = match self.enc.encode(pcm, &mut self.out) {
             // Opus in DTX emits 1-2 byte frames for silence; like browsers, don't send them.
             Ok(n) if n <= 2 => Bytes::new(),
-            Ok(n) => Bytes::copy_from_slice(&out[..n]),
+            Ok(n) => Bytes::copy_from_slice(&self.out[..n]),
             Err(e) => {
                 tracing::warn!(error = %e, "Opus encoding failed");
                 Bytes::new()
             }
         };
         // No receivers is fine: nobody is in a call right now.
-        let _ = tx.send(Arc::new(AudioPacket { payload, index }));
-        index += 1;
-        sleep_until(start + frame * index as u32);
+        let _ = tx.send(Arc::new(AudioPacket {
+            payload,
+            index: self.index,
+        }));
+        self.index += 1;
+    }
+}
+
+fn synthetic_audio(tx: &broadcast::Sender<Arc<AudioPacket>>, stop: &AtomicBool) {
+    let Some(mut enc) = AudioEncoder::new() else {
+        return;
+    };
+    let mut tone = Tone::new();
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    let frame = Duration::from_millis(20);
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        tone.next_frame(&mut pcm);
+        enc.push(&pcm, tx);
+        sleep_until(start + frame * enc.index as u32);
+    }
+}
+
+fn mic_error(message: String) -> DeviceError {
+    DeviceError {
+        kind: crate::events::DeviceKind::Microphone,
+        message,
+    }
+}
+
+fn mic_unusable(name: &str) -> DeviceError {
+    mic_error(format!(
+        "The microphone \"{name}\" could not be opened. The call continues, but the others cannot hear you."
+    ))
+}
+
+/// Captures a microphone through `cpal`, mixes it to mono, resamples it to 48 kHz and encodes it.
+fn microphone(
+    id: Option<&str>,
+    tx: &broadcast::Sender<Arc<AudioPacket>>,
+    stop: &AtomicBool,
+    opened: tokio::sync::oneshot::Sender<Result<(), DeviceError>>,
+) {
+    use cpal::traits::{DeviceTrait, StreamTrait};
+    let (info, device) = match devices::find_microphone(id) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    let config = match device.default_input_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, mic = %info.name, "microphone has no usable format");
+            let _ = opened.send(Err(mic_unusable(&info.name)));
+            return;
+        }
+    };
+    let channels = usize::from(config.channels().max(1));
+    let rate = config.sample_rate().0;
+    let (samples_tx, samples_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(64);
+    let stream = device.build_input_stream(
+        &config.config(),
+        move |data: &[f32], _: &cpal::InputCallbackInfo| {
+            let mono: Vec<f32> = data
+                .chunks(channels)
+                .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+                .collect();
+            // A full queue drops a few milliseconds rather than blocking the audio thread.
+            let _ = samples_tx.try_send(mono);
+        },
+        |e| tracing::warn!(error = %e, "microphone error"),
+        None,
+    );
+    let stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, mic = %info.name, "microphone did not open");
+            let _ = opened.send(Err(mic_unusable(&info.name)));
+            return;
+        }
+    };
+    if let Err(e) = stream.play() {
+        tracing::warn!(error = %e, mic = %info.name, "microphone did not start");
+        let _ = opened.send(Err(mic_unusable(&info.name)));
+        return;
+    }
+    let _ = opened.send(Ok(()));
+    let Some(mut enc) = AudioEncoder::new() else {
+        return;
+    };
+    let mut resampler = Resampler::new(rate, SAMPLE_RATE);
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut filled = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(chunk) = samples_rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        for s in resampler.process(&chunk) {
+            frame[filled] = (s.clamp(-1.0, 1.0) * 32767.0) as i16;
+            filled += 1;
+            if filled == FRAME_SAMPLES {
+                enc.push(&frame, tx);
+                filled = 0;
+            }
+        }
+    }
+    drop(stream);
+}
+
+/// Linear-interpolation resampler for the microphone path (device rate to 48 kHz). Written
+/// here because it is a dozen lines; a device already at 48 kHz passes through untouched.
+struct Resampler {
+    /// Input samples per output sample.
+    step: f64,
+    /// Next output position, in input samples, relative to the start of the next input block;
+    /// -1.0 is the last sample of the previous block.
+    pos: f64,
+    last: f32,
+}
+
+impl Resampler {
+    fn new(from: u32, to: u32) -> Self {
+        Self {
+            step: f64::from(from) / f64::from(to),
+            pos: 0.0,
+            last: 0.0,
+        }
+    }
+
+    fn process(&mut self, input: &[f32]) -> Vec<f32> {
+        if (self.step - 1.0).abs() < f64::EPSILON {
+            return input.to_vec();
+        }
+        let at = |i: isize, last: f32| if i < 0 { last } else { input[i as usize] };
+        let mut out = Vec::with_capacity((input.len() as f64 / self.step) as usize + 1);
+        while self.pos <= input.len() as f64 - 1.0 {
+            let i = self.pos.floor() as isize;
+            let frac = (self.pos - i as f64) as f32;
+            let a = at(i, self.last);
+            let b = at(i + 1, self.last);
+            out.push(a + (b - a) * frac);
+            self.pos += self.step;
+        }
+        self.pos -= input.len() as f64;
+        if let Some(&l) = input.last() {
+            self.last = l;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resampler;
+
+    #[test]
+    fn resampling_44k1_to_48k_keeps_the_rate_and_the_shape() {
+        let mut r = Resampler::new(44_100, 48_000);
+        let mut out = Vec::new();
+        // One second of a 1 kHz sine in 10 ms blocks.
+        let input: Vec<f32> = (0..44_100)
+            .map(|n| (n as f32 * 1000.0 * std::f32::consts::TAU / 44_100.0).sin())
+            .collect();
+        for block in input.chunks(441) {
+            out.extend(r.process(block));
+        }
+        assert!((47_990..=48_010).contains(&out.len()), "{}", out.len());
+        // The same sine, now at 48 kHz.
+        for (n, s) in out.iter().enumerate().skip(10).take(1000) {
+            let want = (n as f32 * 1000.0 * std::f32::consts::TAU / 48_000.0).sin();
+            assert!((s - want).abs() < 0.02, "sample {n}: {s} vs {want}");
+        }
     }
 }
