@@ -129,19 +129,8 @@ impl Sources {
                 }
                 VideoInput::None => {}
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the video source thread");
+        if !started(spawned, opened_rx, crate::events::DeviceKind::Camera).await? {
             return Ok(None);
-        }
-        match opened_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(DeviceError {
-                    kind: crate::events::DeviceKind::Camera,
-                    message: "The camera stopped while starting. The call continues without your picture.".into(),
-                });
-            }
         }
         *slot = (Arc::downgrade(&running), Some(rx.clone()));
         Ok(Some(VideoFeed {
@@ -181,25 +170,41 @@ impl Sources {
                 }
                 AudioInput::None => {}
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the audio source thread");
+        if !started(spawned, opened_rx, crate::events::DeviceKind::Microphone).await? {
             return Ok(None);
-        }
-        match opened_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(DeviceError {
-                    kind: crate::events::DeviceKind::Microphone,
-                    message: "The microphone stopped while starting. The call continues, but the others cannot hear you.".into(),
-                });
-            }
         }
         *slot = (Arc::downgrade(&running), Some(tx));
         Ok(Some(AudioFeed {
             rx,
             _running: running,
         }))
+    }
+}
+
+/// Waits for a source thread to say whether its device opened. `Ok(false)`: the thread could
+/// not even be started (logged; the call goes on without this source).
+async fn started(
+    spawned: std::io::Result<std::thread::JoinHandle<()>>,
+    opened: tokio::sync::oneshot::Receiver<Result<(), DeviceError>>,
+    kind: crate::events::DeviceKind,
+) -> Result<bool, DeviceError> {
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, ?kind, "could not start a capture thread");
+        return Ok(false);
+    }
+    match opened.await {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(DeviceError {
+            kind,
+            message: match kind {
+                crate::events::DeviceKind::Camera => {
+                    "The camera stopped while starting. The call continues without your picture."
+                }
+                _ => "The microphone stopped while starting. The call continues, but the others cannot hear you.",
+            }
+            .into(),
+        }),
     }
 }
 
