@@ -105,7 +105,12 @@ pub(crate) async fn peer_stats(
             E::InboundRtp(s) => {
                 lost += s.received_rtp_stream_stats.packets_lost;
                 received += s.received_rtp_stream_stats.packets_received;
-                jitter_ms = jitter_ms.max(s.received_rtp_stream_stats.jitter * 1000.0);
+                // RFC 3550 jitter, in RTP timestamp units of the stream's clock.
+                let units_per_ms = match s.received_rtp_stream_stats.rtp_stream_stats.kind {
+                    rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio => 48.0,
+                    _ => 90.0,
+                };
+                jitter_ms = jitter_ms.max(s.received_rtp_stream_stats.jitter / units_per_ms);
             }
             _ => {}
         }

@@ -79,6 +79,9 @@ async fn call_answer_decode_in_order_end_and_call_again() {
         assert_eq!(stats.peers.len(), 1);
         assert!(stats.peers[0].frames_decoded >= 60);
         assert_eq!(stats.peers[0].send_codec.as_deref(), Some("H264"));
+        // Loopback: a little jitter at most, no loss.
+        assert!(stats.peers[0].jitter_ms < 50.0, "{:?}", stats.peers[0]);
+        assert!(stats.peers[0].loss < 0.01, "{:?}", stats.peers[0]);
 
         ann.room.hang_up(&kim_id).await.unwrap();
         let ended = expect_event(&mut kim, "the call ending", |e| {
