@@ -11,27 +11,12 @@ use hearth_engine::{CallEndReason, RoomEvent};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_answer_decode_in_order_end_and_call_again() {
     let server = server().await;
-    let mut ann = join(&server, "kim", "Ann", loopback_options()).await;
-    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
+    let (mut ann, mut kim) = pair(&server, loopback_options(), loopback_options()).await;
     let kim_id = kim.room.me().clone();
     let ann_id = ann.room.me().clone();
-    expect_event(
-        &mut ann,
-        "Kim joining",
-        |e| matches!(e, RoomEvent::PeerJoined(p) if p.peer == kim_id),
-    )
-    .await;
 
     for round in 0..2 {
-        ann.room.call(&kim_id).await.unwrap();
-        let incoming = expect_event(&mut kim, "the incoming call", |e| {
-            matches!(e, RoomEvent::IncomingCall { .. })
-        })
-        .await;
-        let RoomEvent::IncomingCall { peer, name } = incoming else {
-            unreachable!()
-        };
-        assert_eq!((peer, name.as_str()), (ann_id.clone(), "Ann"));
+        ring(&mut ann, &mut kim).await;
         expect_event(&mut ann, "ringing", |e| {
             matches!(e, RoomEvent::Ringing { .. })
         })
@@ -114,20 +99,10 @@ async fn call_answer_decode_in_order_end_and_call_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_and_unanswered_calls_end_with_their_reason() {
     let server = server().await;
-    let mut ann = join(&server, "kim", "Ann", loopback_options()).await;
-    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
-    let kim_id = kim.room.me().clone();
+    let (mut ann, mut kim) = pair(&server, loopback_options(), loopback_options()).await;
     let ann_id = ann.room.me().clone();
-    expect_event(&mut ann, "Kim joining", |e| {
-        matches!(e, RoomEvent::PeerJoined(_))
-    })
-    .await;
 
-    ann.room.call(&kim_id).await.unwrap();
-    expect_event(&mut kim, "the incoming call", |e| {
-        matches!(e, RoomEvent::IncomingCall { .. })
-    })
-    .await;
+    ring(&mut ann, &mut kim).await;
     kim.room.decline(&ann_id).await.unwrap();
     expect_event(&mut ann, "the decline", |e| {
         matches!(
@@ -141,12 +116,8 @@ async fn declined_and_unanswered_calls_end_with_their_reason() {
     .await;
 
     // The caller gives up before an answer: the callee sees it as cancelled.
-    ann.room.call(&kim_id).await.unwrap();
-    expect_event(&mut kim, "the incoming call", |e| {
-        matches!(e, RoomEvent::IncomingCall { .. })
-    })
-    .await;
-    ann.room.hang_up(&kim_id).await.unwrap();
+    ring(&mut ann, &mut kim).await;
+    ann.room.hang_up(kim.room.me()).await.unwrap();
     expect_event(&mut kim, "the cancel", |e| {
         matches!(
             e,
@@ -179,19 +150,10 @@ async fn a_camera_and_microphone_that_cannot_be_opened_are_reported_and_the_call
         },
         ..loopback_options()
     };
-    let mut ann = join(&server, "kim", "Ann", broken).await;
-    let mut kim = join(&server, "kim", "Kim", loopback_options()).await;
+    let (mut ann, mut kim) = pair(&server, broken, loopback_options()).await;
     let kim_id = kim.room.me().clone();
     let ann_id = ann.room.me().clone();
-    expect_event(&mut ann, "Kim joining", |e| {
-        matches!(e, RoomEvent::PeerJoined(_))
-    })
-    .await;
-    ann.room.call(&kim_id).await.unwrap();
-    expect_event(&mut kim, "the incoming call", |e| {
-        matches!(e, RoomEvent::IncomingCall { .. })
-    })
-    .await;
+    ring(&mut ann, &mut kim).await;
     kim.room.answer(&ann_id).await.unwrap();
 
     let mut seen = Vec::new();

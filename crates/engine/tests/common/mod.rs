@@ -142,3 +142,33 @@ pub fn assert_consecutive(who: &str, frames: &[u32], at_least: usize) {
         );
     }
 }
+
+/// Ann and Kim in room "kim", Ann having seen Kim arrive.
+pub async fn pair(server: &Server, ann: RoomOptions, kim: RoomOptions) -> (Peer, Peer) {
+    let mut a = join(server, "kim", "Ann", ann).await;
+    let k = join(server, "kim", "Kim", kim).await;
+    let kim_id = k.room.me().clone();
+    expect_event(
+        &mut a,
+        "Kim joining",
+        |e| matches!(e, RoomEvent::PeerJoined(p) if p.peer == kim_id),
+    )
+    .await;
+    (a, k)
+}
+
+/// `caller` calls `callee`, and `callee` sees it ring.
+pub async fn ring(caller: &mut Peer, callee: &mut Peer) {
+    caller.room.call(callee.room.me()).await.unwrap();
+    let incoming = expect_event(callee, "the incoming call", |e| {
+        matches!(e, RoomEvent::IncomingCall { .. })
+    })
+    .await;
+    let RoomEvent::IncomingCall { peer, name } = incoming else {
+        unreachable!()
+    };
+    assert_eq!(
+        (&peer, name.as_str()),
+        (caller.room.me(), caller.name.as_str())
+    );
+}
