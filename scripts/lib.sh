@@ -51,8 +51,8 @@ base_need() {
 }
 
 # What the call engine builds against: nasm and cmake for the bundled OpenH264 and Opus,
-# Debian's libvpx for VP8, ALSA for microphones and speakers (cpal), and libclang for the
+# Debian's libvpx for VP8, Debian's libwebrtc-audio-processing (echo cancellation), ALSA for microphones and speakers (cpal), and libclang for the
 # Video4Linux bindings cameras go through (nokhwa).
 media_need() {
-  apt_need nasm cmake libvpx-dev libasound2-dev libclang-dev
+  apt_need nasm cmake libvpx-dev libasound2-dev libclang-dev libwebrtc-audio-processing-dev
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hearth_engine::{
-    AudioInput, CallEndReason, EngineError, PeerId, Room, RoomEvent, RoomOptions, VideoCodec,
-    VideoInput,
+    AudioInput, AudioOutput, CallEndReason, EngineError, PeerId, Room, RoomEvent, RoomOptions,
+    VideoCodec, VideoInput,
 };
 use tokio::sync::mpsc;
 
@@ -61,6 +61,15 @@ struct Cli {
     /// What to send as audio.
     #[arg(long, value_enum, default_value_t = AudioArg::Tone)]
     audio: AudioArg,
+    /// Play received audio on a speaker (the default one, or `--speaker`).
+    #[arg(long)]
+    play: bool,
+    /// With `--play`: which speaker (an id from `hearth-cli devices`).
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Turn off echo cancellation, noise suppression and automatic gain.
+    #[arg(long)]
+    no_audio_processing: bool,
     /// Video codecs to send, most preferred first.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CodecArg::H264, CodecArg::Vp8])]
     codecs: Vec<CodecArg>,
@@ -247,6 +256,14 @@ fn options(cli: &Cli) -> RoomOptions {
                 CodecArg::Vp8 => VideoCodec::Vp8,
             })
             .collect(),
+        audio_output: if cli.play {
+            AudioOutput::Speaker {
+                id: cli.speaker.clone(),
+            }
+        } else {
+            AudioOutput::None
+        },
+        audio_processing: !cli.no_audio_processing,
         bind_addrs: cli.bind.clone(),
         mdns: cli.mdns,
         ..RoomOptions::default()

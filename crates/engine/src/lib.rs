@@ -23,6 +23,6 @@ pub use error::EngineError;
 pub use events::{CallEndReason, ConnectionQuality, DeviceKind, RemoteVideoFrame, RoomEvent};
 pub use hearth_codec::{I420Frame, VideoCodec};
 pub use hearth_proto::{PeerId, PeerInfo, Role};
-pub use options::{AudioInput, RoomOptions, VideoInput};
+pub use options::{AudioInput, AudioOutput, RoomOptions, VideoInput};
 pub use room::Room;
 pub use stats::{CallStats, PeerStats};

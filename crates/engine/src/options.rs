@@ -49,6 +49,19 @@ pub enum AudioInput {
     },
 }
 
+/// Where received audio is played.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AudioOutput {
+    /// Nowhere: audio is received, decoded and measured, not played.
+    None,
+    /// A speaker: the one with this id, or the system default.
+    Speaker {
+        /// Stable device id, or `None` for the default speaker.
+        id: Option<String>,
+    },
+}
+
 /// Options for [`Room::connect`](crate::Room::connect).
 #[derive(Debug, Clone)]
 pub struct RoomOptions {
@@ -56,6 +69,10 @@ pub struct RoomOptions {
     pub video: VideoInput,
     /// Outgoing audio.
     pub audio: AudioInput,
+    /// Where received audio is played.
+    pub audio_output: AudioOutput,
+    /// Echo cancellation, noise suppression and automatic gain on outgoing audio.
+    pub audio_processing: bool,
     /// Video codecs we send, most preferred first. Both are always offered for receiving.
     pub video_codecs: Vec<VideoCodec>,
     /// Local UDP addresses to gather candidates on. `0.0.0.0:0` means every interface but
@@ -83,6 +100,8 @@ impl Default for RoomOptions {
                 fps: 30,
             },
             audio: AudioInput::Tone,
+            audio_output: AudioOutput::Speaker { id: None },
+            audio_processing: true,
             video_codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
             bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             mdns: false,

@@ -47,8 +47,9 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::EngineError;
 use crate::events::{RemoteVideoFrame, RoomEvent};
 use crate::media::devices::DeviceError;
+use crate::media::playout::AudioOut;
 use crate::media::source::{AudioFeed, Sources, VideoFeed};
-use crate::media::tone::{self, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::media::tone::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::options::RoomOptions;
 use crate::protocol::{Candidate, Sdp, SdpKind};
 use crate::rtp::{FrameAssembler, VideoPacketizer};
@@ -275,6 +276,8 @@ fn media_engine(options: &RoomOptions) -> Result<MediaEngine, EngineError> {
 /// Per-link shared state the receive tasks and the senders read.
 pub(crate) struct LinkShared {
     pub peer: PeerId,
+    /// Where received audio goes.
+    pub audio_out: Arc<AudioOut>,
     pub counters: LinkCounters,
     pub app: mpsc::Sender<RoomEvent>,
     /// Negotiated payload type to video codec, for what the remote sends.
@@ -351,6 +354,16 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// What every link of a room shares.
+pub(crate) struct LinkContext<'a> {
+    pub options: Arc<RoomOptions>,
+    pub ice_servers: &'a [hearth_proto::IceServer],
+    pub sources: &'a Sources,
+    pub audio_out: Arc<AudioOut>,
+    pub app: mpsc::Sender<RoomEvent>,
+    pub to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
+}
+
 /// A peer connection with its media.
 pub(crate) struct PeerLink {
     pub id: u64,
@@ -368,12 +381,10 @@ impl PeerLink {
     pub async fn new(
         peer: PeerId,
         link_id: u64,
-        options: Arc<RoomOptions>,
-        ice_servers: &[hearth_proto::IceServer],
-        sources: &Sources,
-        app: mpsc::Sender<RoomEvent>,
-        to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
+        room: &LinkContext<'_>,
     ) -> Result<Self, EngineError> {
+        let options = room.options.clone();
+        let sources = room.sources;
         let mut me = media_engine(&options)?;
         // NACK, RTCP reports, and TWCC both ways with GCC (`configure_congestion_control`
         // brings its own TWCC receiver, so the default set's is not added too).
@@ -409,7 +420,7 @@ impl PeerLink {
             .build();
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(
-                ice_servers
+                room.ice_servers
                     .iter()
                     .map(|s| RTCIceServer {
                         urls: s.urls.clone(),
@@ -421,8 +432,9 @@ impl PeerLink {
             .build();
         let shared = Arc::new(LinkShared {
             peer: peer.clone(),
+            audio_out: room.audio_out.clone(),
             counters: LinkCounters::default(),
-            app,
+            app: room.app.clone(),
             payload_types: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             keyframe_wanted: AtomicBool::new(false),
@@ -430,7 +442,7 @@ impl PeerLink {
         });
         let handler = Arc::new(Handler {
             shared: shared.clone(),
-            to_room,
+            to_room: room.to_room.clone(),
             link_id,
         });
         let addrs: Vec<SocketAddr> = options.bind_addrs.clone();
@@ -1026,17 +1038,6 @@ fn spawn_decoder(
 }
 
 async fn receive_audio(track: Arc<dyn TrackRemote>, shared: Arc<LinkShared>) {
-    let mut decoder = match opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "no Opus decoder");
-            return;
-        }
-    };
-    let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
-    let mut level_sum = 0.0f64;
-    let mut level_n = 0u32;
-    let mut last_report = Instant::now();
     while let Some(event) = track.poll().await {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -1047,24 +1048,9 @@ async fn receive_audio(track: Arc<dyn TrackRemote>, shared: Arc<LinkShared>) {
                     .counters
                     .audio_packets_received
                     .fetch_add(1, Ordering::Relaxed);
-                match decoder.decode(&packet.payload, &mut pcm, false) {
-                    Ok(n) => {
-                        let l = f64::from(tone::rms(&pcm[..n]));
-                        level_sum += l * l;
-                        level_n += 1;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "undecodable audio packet"),
-                }
-                if last_report.elapsed() >= Duration::from_millis(250) && level_n > 0 {
-                    let level = (level_sum / f64::from(level_n)).sqrt() as f32;
-                    let _ = shared.app.try_send(RoomEvent::RemoteAudioLevel {
-                        peer: shared.peer.clone(),
-                        level,
-                    });
-                    level_sum = 0.0;
-                    level_n = 0;
-                    last_report = Instant::now();
-                }
+                shared
+                    .audio_out
+                    .push(&shared.peer, packet.header.timestamp, packet.payload);
             }
             TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
             _ => {}

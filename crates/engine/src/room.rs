@@ -12,9 +12,10 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::EngineError;
 use crate::events::{CallEndReason, ConnectionQuality, RoomEvent};
+use crate::media::playout::{AudioOut, Sink};
 use crate::media::source::Sources;
-use crate::options::RoomOptions;
-use crate::peer::{LinkEvent, PeerLink};
+use crate::options::{AudioOutput, RoomOptions};
+use crate::peer::{LinkContext, LinkEvent, PeerLink};
 use crate::protocol::{CallMessage, Candidate, DeclineReason, HangupReason, Sdp, SdpKind};
 use crate::signal::{self, SignalSink, SignalStream};
 use crate::stats::{CallStats, RateSampler};
@@ -66,7 +67,21 @@ impl Room {
             }
             _ => return Err(EngineError::Protocol("expected welcome".into())),
         };
-        let sources = Sources::new(options.video.clone(), options.audio.clone());
+        let processing = if options.audio_processing {
+            crate::media::apm::new_processor()
+        } else {
+            None
+        };
+        let sources = Sources::new(
+            options.video.clone(),
+            options.audio.clone(),
+            processing.clone(),
+        );
+        let output = match &options.audio_output {
+            AudioOutput::None => Sink::None,
+            AudioOutput::Speaker { id } => Sink::Speaker(id.clone()),
+        };
+        let (audio_out, speaker_error) = AudioOut::start(output, processing, app_tx.clone());
         let mut actor = Actor {
             options: Arc::new(options),
             sink,
@@ -76,11 +91,20 @@ impl Room {
             legs: HashMap::new(),
             call_id: None,
             sources,
+            audio_out: Arc::new(audio_out),
             app: app_tx,
             link_tx,
             next_link: 1,
         };
         actor.on_server(first).await;
+        if let Some(e) = speaker_error {
+            actor
+                .emit(RoomEvent::DeviceError {
+                    device: e.kind,
+                    message: e.message,
+                })
+                .await;
+        }
         tokio::spawn(actor.run(stream, cmd_rx, link_rx));
         Ok((
             Room {
@@ -203,6 +227,7 @@ struct Actor {
     legs: HashMap<PeerId, Leg>,
     call_id: Option<String>,
     sources: Sources,
+    audio_out: Arc<AudioOut>,
     app: mpsc::Sender<RoomEvent>,
     link_tx: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
     next_link: u64,
@@ -386,16 +411,15 @@ impl Actor {
     async fn new_link(&mut self, peer: &PeerId) -> Result<PeerLink, EngineError> {
         let id = self.next_link;
         self.next_link += 1;
-        PeerLink::new(
-            peer.clone(),
-            id,
-            self.options.clone(),
-            &self.ice_servers,
-            &self.sources,
-            self.app.clone(),
-            self.link_tx.clone(),
-        )
-        .await
+        let context = LinkContext {
+            options: self.options.clone(),
+            ice_servers: &self.ice_servers,
+            sources: &self.sources,
+            audio_out: self.audio_out.clone(),
+            app: self.app.clone(),
+            to_room: self.link_tx.clone(),
+        };
+        PeerLink::new(peer.clone(), id, &context).await
     }
 
     async fn place_call(&mut self, peer: PeerId) -> Result<(), EngineError> {
@@ -808,6 +832,7 @@ impl Actor {
         if let Some(link) = &leg.link {
             link.close().await;
         }
+        self.audio_out.remove(peer);
         if !self.legs.values().any(|l| l.phase != Phase::Incoming) {
             self.call_id = None;
         }
@@ -830,8 +855,14 @@ impl Actor {
         for leg in self.legs.values_mut() {
             if let (Phase::Connected, Some(link)) = (leg.phase, &leg.link) {
                 peers.push(
-                    crate::stats::peer_stats(&link.shared, &link.pc, &mut leg.sampler, leg.quality)
-                        .await,
+                    crate::stats::peer_stats(
+                        self.audio_out.stats(&link.shared.peer),
+                        &link.shared,
+                        &link.pc,
+                        &mut leg.sampler,
+                        leg.quality,
+                    )
+                    .await,
                 );
             }
         }

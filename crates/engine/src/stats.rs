@@ -44,6 +44,16 @@ pub struct PeerStats {
     pub keyframe_requests_received: u64,
     /// The video codec we send with.
     pub send_codec: Option<String>,
+    /// The audio jitter buffer's current target delay, milliseconds.
+    pub audio_jitter_buffer_ms: f64,
+    /// 20 ms audio frames played from packets.
+    pub audio_frames_played: u64,
+    /// 20 ms audio frames lost and concealed.
+    pub audio_frames_concealed: u64,
+    /// 20 ms audio frames lost and recovered from Opus in-band FEC.
+    pub audio_frames_recovered: u64,
+    /// Audio packets that came too late to be played.
+    pub audio_packets_late: u64,
     /// Quality in words.
     pub quality: ConnectionQuality,
 }
@@ -82,6 +92,7 @@ impl RateSampler {
 
 /// Statistics for one link from its counters and the WebRTC stack's report.
 pub(crate) async fn peer_stats(
+    audio: Option<crate::media::playout::PeerAudioStats>,
     shared: &LinkShared,
     pc: &std::sync::Arc<dyn webrtc::peer_connection::PeerConnection>,
     sampler: &mut RateSampler,
@@ -142,6 +153,11 @@ pub(crate) async fn peer_stats(
             .lock()
             .ok()
             .and_then(|c| c.map(|c| c.name().to_owned())),
+        audio_jitter_buffer_ms: audio.map_or(0.0, |a| a.jitter.target_ms),
+        audio_frames_played: audio.map_or(0, |a| a.jitter.played),
+        audio_frames_concealed: audio.map_or(0, |a| a.jitter.concealed),
+        audio_frames_recovered: audio.map_or(0, |a| a.jitter.recovered_by_fec),
+        audio_packets_late: audio.map_or(0, |a| a.jitter.late),
         quality,
     }
 }

@@ -64,6 +64,14 @@ async fn call_answer_decode_in_order_end_and_call_again() {
         assert_eq!(stats.peers.len(), 1);
         assert!(stats.peers[0].frames_decoded >= 60);
         assert_eq!(stats.peers[0].send_codec.as_deref(), Some("H264"));
+        // Audio went through the jitter buffer: played, hardly anything concealed.
+        let p = &stats.peers[0];
+        assert!(p.audio_frames_played >= 30, "{p:?}");
+        assert!(
+            p.audio_frames_concealed * 10 <= p.audio_frames_played,
+            "{p:?}"
+        );
+        assert!((40.0..=100.0).contains(&p.audio_jitter_buffer_ms), "{p:?}");
         // Loopback: a little jitter at most, no loss.
         assert!(stats.peers[0].jitter_ms < 50.0, "{:?}", stats.peers[0]);
         assert!(stats.peers[0].loss < 0.01, "{:?}", stats.peers[0]);

@@ -116,6 +116,11 @@ pub(crate) fn microphones() -> Vec<(DeviceInfo, cpal::Device)> {
     audio_devices(true)
 }
 
+/// Speakers with their `cpal` handles.
+pub(crate) fn speakers() -> Vec<(DeviceInfo, cpal::Device)> {
+    audio_devices(false)
+}
+
 /// Every camera, microphone and speaker the system offers now.
 pub fn list() -> Vec<DeviceInfo> {
     let mut all: Vec<DeviceInfo> = cameras().into_iter().map(|(d, _)| d).collect();

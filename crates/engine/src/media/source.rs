@@ -9,9 +9,11 @@ use bytes::Bytes;
 use hearth_codec::I420Frame;
 use tokio::sync::{broadcast, watch};
 
+use super::apm::{self, Processor};
 use super::camera;
 use super::devices::{self, DeviceError};
 use super::pattern::{self, Stamp};
+use super::resample::Resampler;
 use super::tone::{FRAME_SAMPLES, SAMPLE_RATE, Tone};
 use crate::options::{AudioInput, VideoInput};
 
@@ -64,15 +66,18 @@ type RunningAudio = (Weak<Running>, Option<broadcast::Sender<Arc<AudioPacket>>>)
 pub(crate) struct Sources {
     video: VideoInput,
     audio: AudioInput,
+    /// The capture side of the echo canceller, when audio processing is on.
+    processing: Option<Processor>,
     running_video: tokio::sync::Mutex<RunningVideo>,
     running_audio: tokio::sync::Mutex<RunningAudio>,
 }
 
 impl Sources {
-    pub fn new(video: VideoInput, audio: AudioInput) -> Self {
+    pub fn new(video: VideoInput, audio: AudioInput, processing: Option<Processor>) -> Self {
         Self {
             video,
             audio,
+            processing,
             running_video: tokio::sync::Mutex::new((Weak::new(), None)),
             running_audio: tokio::sync::Mutex::new((Weak::new(), None)),
         }
@@ -158,15 +163,16 @@ impl Sources {
         let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
         let thread_tx = tx.clone();
         let input = self.audio.clone();
+        let processing = self.processing.clone();
         let spawned = std::thread::Builder::new()
             .name("hearth-audio-source".into())
             .spawn(move || match input {
                 AudioInput::Tone => {
                     let _ = opened_tx.send(Ok(()));
-                    synthetic_audio(&thread_tx, &stop);
+                    synthetic_audio(&thread_tx, &stop, processing);
                 }
                 AudioInput::Microphone { id } => {
-                    microphone(id.as_deref(), &thread_tx, &stop, opened_tx)
+                    microphone(id.as_deref(), &thread_tx, &stop, opened_tx, processing)
                 }
                 AudioInput::None => {}
             });
@@ -251,19 +257,22 @@ pub(crate) fn opus_encoder() -> Result<opus::Encoder, opus::Error> {
 }
 
 /// Encodes 20 ms frames of 48 kHz mono and hands them to every call.
+/// Audio processing (when on) runs here, so the tone and a microphone take the same path.
 struct AudioEncoder {
     enc: opus::Encoder,
     out: [u8; 1500],
     index: u64,
+    processing: Option<Processor>,
 }
 
 impl AudioEncoder {
-    fn new() -> Option<Self> {
+    fn new(processing: Option<Processor>) -> Option<Self> {
         match opus_encoder() {
             Ok(enc) => Some(Self {
                 enc,
                 out: [0; 1500],
                 index: 0,
+                processing,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "could not start the Opus encoder");
@@ -272,7 +281,10 @@ impl AudioEncoder {
         }
     }
 
-    fn push(&mut self, pcm: &[i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
+    fn push(&mut self, pcm: &mut [i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
+        if let Some(p) = self.processing.as_mut() {
+            apm::capture(p, pcm);
+        }
         let payload = match self.enc.encode(pcm, &mut self.out) {
             // Opus in DTX emits 1-2 byte frames for silence; like browsers, don't send them.
             Ok(n) if n <= 2 => Bytes::new(),
@@ -291,8 +303,12 @@ impl AudioEncoder {
     }
 }
 
-fn synthetic_audio(tx: &broadcast::Sender<Arc<AudioPacket>>, stop: &AtomicBool) {
-    let Some(mut enc) = AudioEncoder::new() else {
+fn synthetic_audio(
+    tx: &broadcast::Sender<Arc<AudioPacket>>,
+    stop: &AtomicBool,
+    processing: Option<Processor>,
+) {
+    let Some(mut enc) = AudioEncoder::new(processing) else {
         return;
     };
     let mut tone = Tone::new();
@@ -301,7 +317,7 @@ fn synthetic_audio(tx: &broadcast::Sender<Arc<AudioPacket>>, stop: &AtomicBool) 
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         tone.next_frame(&mut pcm);
-        enc.push(&pcm, tx);
+        enc.push(&mut pcm, tx);
         sleep_until(start + frame * enc.index as u32);
     }
 }
@@ -325,6 +341,7 @@ fn microphone(
     tx: &broadcast::Sender<Arc<AudioPacket>>,
     stop: &AtomicBool,
     opened: tokio::sync::oneshot::Sender<Result<(), DeviceError>>,
+    processing: Option<Processor>,
 ) {
     use cpal::traits::{DeviceTrait, StreamTrait};
     let (info, device) = match devices::find_microphone(id) {
@@ -372,7 +389,7 @@ fn microphone(
         return;
     }
     let _ = opened.send(Ok(()));
-    let Some(mut enc) = AudioEncoder::new() else {
+    let Some(mut enc) = AudioEncoder::new(processing) else {
         return;
     };
     let mut resampler = Resampler::new(rate, SAMPLE_RATE);
@@ -386,76 +403,10 @@ fn microphone(
             frame[filled] = (s.clamp(-1.0, 1.0) * 32767.0) as i16;
             filled += 1;
             if filled == FRAME_SAMPLES {
-                enc.push(&frame, tx);
+                enc.push(&mut frame, tx);
                 filled = 0;
             }
         }
     }
     drop(stream);
-}
-
-/// Linear-interpolation resampler for the microphone path (device rate to 48 kHz). Written
-/// here because it is a dozen lines; a device already at 48 kHz passes through untouched.
-struct Resampler {
-    /// Input samples per output sample.
-    step: f64,
-    /// Next output position, in input samples, relative to the start of the next input block;
-    /// -1.0 is the last sample of the previous block.
-    pos: f64,
-    last: f32,
-}
-
-impl Resampler {
-    fn new(from: u32, to: u32) -> Self {
-        Self {
-            step: f64::from(from) / f64::from(to),
-            pos: 0.0,
-            last: 0.0,
-        }
-    }
-
-    fn process(&mut self, input: &[f32]) -> Vec<f32> {
-        if (self.step - 1.0).abs() < f64::EPSILON {
-            return input.to_vec();
-        }
-        let at = |i: isize, last: f32| if i < 0 { last } else { input[i as usize] };
-        let mut out = Vec::with_capacity((input.len() as f64 / self.step) as usize + 1);
-        while self.pos <= input.len() as f64 - 1.0 {
-            let i = self.pos.floor() as isize;
-            let frac = (self.pos - i as f64) as f32;
-            let a = at(i, self.last);
-            let b = at(i + 1, self.last);
-            out.push(a + (b - a) * frac);
-            self.pos += self.step;
-        }
-        self.pos -= input.len() as f64;
-        if let Some(&l) = input.last() {
-            self.last = l;
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Resampler;
-
-    #[test]
-    fn resampling_44k1_to_48k_keeps_the_rate_and_the_shape() {
-        let mut r = Resampler::new(44_100, 48_000);
-        let mut out = Vec::new();
-        // One second of a 1 kHz sine in 10 ms blocks.
-        let input: Vec<f32> = (0..44_100)
-            .map(|n| (n as f32 * 1000.0 * std::f32::consts::TAU / 44_100.0).sin())
-            .collect();
-        for block in input.chunks(441) {
-            out.extend(r.process(block));
-        }
-        assert!((47_990..=48_010).contains(&out.len()), "{}", out.len());
-        // The same sine, now at 48 kHz.
-        for (n, s) in out.iter().enumerate().skip(10).take(1000) {
-            let want = (n as f32 * 1000.0 * std::f32::consts::TAU / 48_000.0).sin();
-            assert!((s - want).abs() < 0.02, "sample {n}: {s} vs {want}");
-        }
-    }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_engine::media::pattern;
-use hearth_engine::{PeerId, Role, Room, RoomEvent, RoomOptions, VideoInput};
+use hearth_engine::{AudioOutput, PeerId, Role, Room, RoomEvent, RoomOptions, VideoInput};
 use signaling::{Server, ServerOptions};
 use tokio::sync::mpsc;
 
@@ -41,6 +41,8 @@ pub fn loopback_options() -> RoomOptions {
             fps: 30,
         },
         bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        // This machine has no sound card: decode and measure, don't play.
+        audio_output: AudioOutput::None,
         ..RoomOptions::default()
     }
 }
