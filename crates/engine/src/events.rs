@@ -79,6 +79,13 @@ pub enum RoomEvent {
         /// True when only audio is being sent.
         paused: bool,
     },
+    /// A peer's video to us paused because their connection cannot carry it (or came back).
+    RemoteVideoPaused {
+        /// Who.
+        peer: PeerId,
+        /// True while they send only audio.
+        paused: bool,
+    },
     /// Statistics for the call, once a second while a call is up.
     Stats(CallStats),
     /// A camera or microphone failed; the call goes on without it.

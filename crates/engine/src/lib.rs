@@ -8,10 +8,12 @@
 //! four people is a mesh of them. The call sub-protocol carried in the server's `signal`
 //! messages is documented in `docs/protocol.md`.
 
+mod adapt;
 mod error;
 mod events;
 pub mod media;
 mod options;
+mod pacer;
 mod peer;
 pub mod protocol;
 mod room;

@@ -15,9 +15,10 @@ use rtc::interceptor::{
     Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet, PacketReport, Slot,
     StreamInfo, TaggedPacket,
 };
+use rtc::interceptor::{CongestionControlBuilder, TwccReceiverBuilder, TwccSenderBuilder};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
+    configure_nack, configure_rtcp_reports,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
@@ -30,7 +31,7 @@ use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::RTCRtpTransceiverInit;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use tokio::sync::mpsc;
@@ -45,12 +46,14 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::EngineError;
+use crate::adapt::Adapter;
 use crate::events::{RemoteVideoFrame, RoomEvent};
 use crate::media::devices::DeviceError;
 use crate::media::playout::AudioOut;
 use crate::media::source::{AudioFeed, Sources, VideoFeed};
 use crate::media::tone::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::options::RoomOptions;
+use crate::pacer::PriorityPacer;
 use crate::protocol::{Candidate, Sdp, SdpKind};
 use crate::rtp::{FrameAssembler, VideoPacketizer};
 
@@ -61,6 +64,8 @@ pub(crate) enum LinkEvent {
     Candidate(Option<Candidate>),
     /// The connection state changed.
     State(RTCPeerConnectionState),
+    /// Our video to this peer paused (audio only) or resumed, following the estimate.
+    VideoPaused(bool),
 }
 
 /// Counters a link keeps for statistics.
@@ -373,6 +378,7 @@ pub(crate) struct PeerLink {
     audio: Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32)>,
     sending: bool,
     options: Arc<RoomOptions>,
+    to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
 }
 
 impl PeerLink {
@@ -399,9 +405,36 @@ impl PeerLink {
             ),
             target: target.clone(),
         };
-        let registry =
-            configure_congestion_control(registry, estimator, CongestionFeedback::Twcc, &mut me)?
-                .with(Slot::Custom(11_500), KeyframeRequests::default());
+        // Send-side congestion control, assembled as `configure_congestion_control` does but
+        // with a pacer that never holds audio behind video.
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            me.register_feedback(
+                RTCPFeedback {
+                    typ: "transport-cc".to_owned(),
+                    parameter: String::new(),
+                },
+                kind,
+            );
+            me.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+                },
+                kind,
+                None,
+            )?;
+        }
+        let registry = registry
+            .with(
+                Slot::CongestionControl,
+                CongestionControlBuilder::new(estimator).build(),
+            )
+            .with(
+                Slot::Pacer,
+                PriorityPacer::new(f64::from(options.start_bitrate_bps)),
+            )
+            .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+            .with(Slot::Custom(11_500), KeyframeRequests::default());
         let loopback = options.bind_addrs.iter().any(|a| a.ip().is_loopback());
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(if options.mdns {
@@ -500,6 +533,7 @@ impl PeerLink {
             audio,
             sending: false,
             options,
+            to_room: room.to_room.clone(),
         })
     }
 
@@ -591,10 +625,14 @@ impl PeerLink {
                     if let Some(feed) = self.device(sources.video().await).await {
                         spawn_video_sender(
                             feed,
-                            track.clone(),
-                            codec,
-                            pt,
-                            ssrc,
+                            VideoSend {
+                                track: track.clone(),
+                                codec,
+                                payload_type: pt,
+                                ssrc,
+                                link_id: self.id,
+                                to_room: self.to_room.clone(),
+                            },
                             self.shared.clone(),
                             self.options.clone(),
                         );
@@ -741,12 +779,23 @@ async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, shared: Arc<Li
 /// Encodes and sends video on its own thread (encoding is CPU work that must not stall the
 /// async runtime). Frames are taken latest-first: if encoding falls behind, old frames are
 /// skipped rather than queued, which keeps latency low.
-fn spawn_video_sender(
-    feed: VideoFeed,
+/// What a video sender needs besides its media.
+struct VideoSend {
     track: Arc<TrackLocalStaticRTP>,
     codec: VideoCodec,
     payload_type: u8,
     ssrc: u32,
+    link_id: u64,
+    to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
+}
+
+/// Encodes and sends video on its own thread (encoding is CPU work that must not stall the
+/// async runtime). Frames are taken latest-first: if encoding falls behind, old frames are
+/// skipped rather than queued, which keeps latency low. The adapter turns the bandwidth
+/// estimate into bitrate, picture size, frame rate, or a pause.
+fn spawn_video_sender(
+    feed: VideoFeed,
+    send: VideoSend,
     shared: Arc<LinkShared>,
     options: Arc<RoomOptions>,
 ) {
@@ -761,19 +810,22 @@ fn spawn_video_sender(
                 bitrate_bps: options.start_bitrate_bps,
                 max_fps: 30.0,
             };
-            let mut encoder = match hearth_codec::encoder(codec, config) {
+            let mut encoder = match hearth_codec::encoder(send.codec, config) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "no video encoder");
                     return;
                 }
             };
-            let mut packetizer = VideoPacketizer::new(codec, payload_type, ssrc);
+            let mut packetizer = VideoPacketizer::new(send.codec, send.payload_type, send.ssrc);
             let epoch = Instant::now();
             let ts_base: u32 = rand::random();
             let mut out = Vec::new();
-            let mut first = true;
+            let mut force_next = true;
             let mut video_bps = config.bitrate_bps;
+            let mut adapter: Option<Adapter> = None;
+            let mut paused = false;
+            let mut captured_count: u64 = 0;
             while !shared.stop.load(Ordering::Relaxed) {
                 if handle.block_on(feed.rx.changed()).is_err() {
                     break;
@@ -781,14 +833,40 @@ fn spawn_video_sender(
                 let Some(captured) = feed.rx.borrow_and_update().clone() else {
                     continue;
                 };
+                captured_count += 1;
+                let source = &captured.frame;
+                let adapter =
+                    adapter.get_or_insert_with(|| Adapter::new(source.width(), source.height()));
                 let target = shared
                     .target_bitrate
                     .load(Ordering::Relaxed)
                     .min(u64::from(options.max_bitrate_bps));
-                // Leave room for audio and headers; follow changes of more than 5 %.
-                let wanted = target.saturating_sub(48_000).max(30_000) as u32;
-                if wanted.abs_diff(video_bps) > video_bps / 20 {
-                    video_bps = wanted;
+                shared
+                    .counters
+                    .target_bitrate
+                    .store(target, Ordering::Relaxed);
+                // Leave room for audio and packet headers.
+                let settings = adapter.update(target.saturating_sub(48_000), Instant::now());
+                if settings.paused != paused {
+                    paused = settings.paused;
+                    force_next = true;
+                    tracing::info!(peer = %shared.peer, paused, "video paused for bandwidth");
+                    let _ = send.to_room.send((
+                        shared.peer.clone(),
+                        send.link_id,
+                        LinkEvent::VideoPaused(paused),
+                    ));
+                }
+                if paused {
+                    shared.counters.video_bitrate.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                if !captured_count.is_multiple_of(u64::from(settings.fps_divisor)) {
+                    continue;
+                }
+                // Follow bitrate changes of more than 5 %.
+                if settings.bitrate_bps.abs_diff(video_bps) > video_bps / 20 {
+                    video_bps = settings.bitrate_bps;
                     if let Err(e) = encoder.set_bitrate(video_bps) {
                         tracing::warn!(error = %e, "could not change the video bitrate");
                     }
@@ -797,12 +875,16 @@ fn spawn_video_sender(
                     .counters
                     .video_bitrate
                     .store(u64::from(video_bps), Ordering::Relaxed);
-                shared
-                    .counters
-                    .target_bitrate
-                    .store(target, Ordering::Relaxed);
-                let force = first || shared.keyframe_wanted.swap(false, Ordering::Relaxed);
-                match encoder.encode(&captured.frame, force, &mut out) {
+                let scaled;
+                let frame =
+                    if (settings.width, settings.height) == (source.width(), source.height()) {
+                        source
+                    } else {
+                        scaled = source.scaled(settings.width, settings.height);
+                        &scaled
+                    };
+                let force = force_next || shared.keyframe_wanted.swap(false, Ordering::Relaxed);
+                match encoder.encode(frame, force, &mut out) {
                     Ok(Some(_)) => {}
                     Ok(None) => continue,
                     Err(e) => {
@@ -810,12 +892,12 @@ fn spawn_video_sender(
                         continue;
                     }
                 };
-                first = false;
+                force_next = false;
                 let elapsed = captured.captured_at.saturating_duration_since(epoch);
                 let timestamp = ts_base.wrapping_add((elapsed.as_micros() * 9 / 100) as u32);
                 let packets = packetizer.packetize(&Bytes::copy_from_slice(&out), timestamp);
                 for p in packets {
-                    if let Err(e) = handle.block_on(track.write_rtp(p)) {
+                    if let Err(e) = handle.block_on(send.track.write_rtp(p)) {
                         tracing::debug!(error = %e, "video packet not sent");
                         break;
                     }

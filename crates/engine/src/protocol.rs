@@ -116,6 +116,14 @@ pub enum CallMessage {
         /// The description.
         sdp: Sdp,
     },
+    /// "My video to you is paused (or back)": the connection cannot carry it now, audio goes
+    /// on. Lets the other side say so in plain words instead of showing a frozen picture.
+    Media {
+        /// The call.
+        id: String,
+        /// True while only audio is sent.
+        video_paused: bool,
+    },
     /// "I am leaving this call."
     Hangup {
         /// The call.
@@ -135,6 +143,7 @@ impl CallMessage {
             | Self::Decline { id, .. }
             | Self::Candidate { id, .. }
             | Self::Renegotiate { id, .. }
+            | Self::Media { id, .. }
             | Self::Hangup { id, .. } => id,
         }
     }

@@ -644,6 +644,13 @@ impl Actor {
                     }
                 }
             }
+            CallMessage::Media { video_paused, .. } if same_leg => {
+                self.emit(RoomEvent::RemoteVideoPaused {
+                    peer: from,
+                    paused: video_paused,
+                })
+                .await;
+            }
             CallMessage::Hangup { reason, .. } if same_leg => {
                 let incoming = self
                     .legs
@@ -675,6 +682,33 @@ impl Actor {
                 let id = leg.id.clone();
                 self.send_call(&peer, &CallMessage::Candidate { id, candidate })
                     .await;
+            }
+            LinkEvent::VideoPaused(paused) => {
+                let id = leg.id.clone();
+                leg.quality = if paused {
+                    ConnectionQuality::Weak
+                } else {
+                    ConnectionQuality::Good
+                };
+                self.send_call(
+                    &peer,
+                    &CallMessage::Media {
+                        id,
+                        video_paused: paused,
+                    },
+                )
+                .await;
+                self.emit(RoomEvent::VideoPaused {
+                    peer: peer.clone(),
+                    paused,
+                })
+                .await;
+                let quality = if paused {
+                    ConnectionQuality::Weak
+                } else {
+                    ConnectionQuality::Good
+                };
+                self.emit(RoomEvent::Quality { peer, quality }).await;
             }
             LinkEvent::State(state) => {
                 tracing::debug!(peer = %peer, ?state, "connection state");
