@@ -12,29 +12,50 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Pacer, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 
-/// Video may burst to this multiple of the estimate (libwebrtc uses 2.5).
-const PACING_FACTOR: f64 = 2.5;
+/// Video may go out at this multiple of the estimate, so a keyframe's burst drains quickly
+/// while retransmissions cannot push the average far past what the link carries.
+const PACING_FACTOR: f64 = 1.5;
 /// Most video packets held; beyond it new ones are refused.
 const QUEUE_LIMIT: usize = 2000;
+/// Video older than this in the queue is dropped: it would arrive too late to be shown, and
+/// sending it would only delay what comes after (audio included, in the network's queues).
+/// The receiver asks for a keyframe and the picture recovers.
+const MAX_VIDEO_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) struct PriorityPacer {
     bucket: Pacer,
+    /// Retransmissions also need budget of their own, a quarter of the estimate, so that a
+    /// burst of losses cannot turn into a burst of resends that fills the link.
+    rtx_bucket: Pacer,
     audio: HashSet<u32>,
     queue: VecDeque<TaggedPacket>,
     released: VecDeque<TaggedPacket>,
     immediate: VecDeque<TaggedPacket>,
     read: VecDeque<TaggedPacket>,
+    /// Recently sent video (ssrc, sequence number), to tell retransmissions from new packets.
+    sent: HashSet<(u32, u16)>,
+    sent_order: VecDeque<(u32, u16)>,
+    dropped_stale: u64,
+    dropped_retransmissions: u64,
+    /// Bits sent since `window_start`, audio and video, for the debug log.
+    window: (Option<Instant>, f64, f64),
 }
 
 impl PriorityPacer {
     pub fn new(initial_bps: f64) -> Self {
         Self {
             bucket: Pacer::new(initial_bps * PACING_FACTOR),
+            rtx_bucket: Pacer::new(initial_bps * RTX_SHARE),
             audio: HashSet::new(),
             queue: VecDeque::new(),
             released: VecDeque::new(),
             immediate: VecDeque::new(),
             read: VecDeque::new(),
+            sent: HashSet::new(),
+            sent_order: VecDeque::new(),
+            dropped_stale: 0,
+            dropped_retransmissions: 0,
+            window: (None, 0.0, 0.0),
         }
     }
 
@@ -45,6 +66,37 @@ impl PriorityPacer {
         }
     }
 }
+
+impl PriorityPacer {
+    fn key(packet: &TaggedPacket) -> Option<(u32, u16)> {
+        match &packet.message.packet {
+            Packet::Rtp(rtp) => Some((rtp.header.ssrc, rtp.header.sequence_number)),
+            _ => None,
+        }
+    }
+
+    fn is_retransmission(&self, packet: &TaggedPacket) -> bool {
+        Self::key(packet).is_some_and(|k| self.sent.contains(&k))
+    }
+
+    fn remember(&mut self, packet: &TaggedPacket) {
+        let Some(key) = Self::key(packet) else { return };
+        if self.sent.insert(key) {
+            self.sent_order.push_back(key);
+            if self.sent_order.len() > RETRANSMIT_MEMORY
+                && let Some(old) = self.sent_order.pop_front()
+            {
+                self.sent.remove(&old);
+            }
+        }
+    }
+}
+
+/// The part of the estimate retransmissions may use.
+const RTX_SHARE: f64 = 0.25;
+
+/// How many recent video packets are remembered to recognise retransmissions.
+const RETRANSMIT_MEMORY: usize = 4096;
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
     type Rout = TaggedPacket;
@@ -62,6 +114,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         {
             self.bucket
                 .set_target_bitrate(*bits_per_second * PACING_FACTOR);
+            self.rtx_bucket
+                .set_target_bitrate(*bits_per_second * RTX_SHARE);
         }
         self.read.push_back(msg);
         Ok(())
@@ -83,9 +137,27 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         self.bucket.refill(msg.now);
         if audio {
             // Audio never waits; video pays for it.
+            self.window.1 += Self::bits_of(&msg);
             self.bucket.consume(Self::bits_of(&msg));
             self.immediate.push_back(msg);
+        } else if self.is_retransmission(&msg) {
+            // A retransmission is only worth sending if it can go now: on a link that is
+            // already full, resending what it dropped is how a congestion collapse starts.
+            let bits = Self::bits_of(&msg);
+            self.rtx_bucket.refill(msg.now);
+            if self.queue.is_empty()
+                && self.bucket.can_release(bits)
+                && self.rtx_bucket.can_release(bits)
+            {
+                self.bucket.consume(bits);
+                self.rtx_bucket.consume(bits);
+                self.window.2 += bits;
+                self.immediate.push_back(msg);
+            } else {
+                self.dropped_retransmissions += 1;
+            }
         } else if self.queue.len() < QUEUE_LIMIT {
+            self.remember(&msg);
             self.queue.push_back(msg);
         }
         Ok(())
@@ -99,6 +171,28 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
         self.bucket.refill(now);
+        let start = *self.window.0.get_or_insert(now);
+        let secs = now.saturating_duration_since(start).as_secs_f64();
+        if secs >= 2.0 {
+            tracing::debug!(
+                rate_bps = self.bucket.target_bitrate() as u64,
+                audio_bps = (self.window.1 / secs) as u64,
+                video_bps = (self.window.2 / secs) as u64,
+                queued = self.queue.len(),
+                dropped_stale = self.dropped_stale,
+                dropped_retransmissions = self.dropped_retransmissions,
+                "pacer"
+            );
+            self.window = (Some(now), 0.0, 0.0);
+        }
+        while self
+            .queue
+            .front()
+            .is_some_and(|p| now.saturating_duration_since(p.now) > MAX_VIDEO_AGE)
+        {
+            self.queue.pop_front();
+            self.dropped_stale += 1;
+        }
         while let Some(head) = self.queue.front() {
             let bits = Self::bits_of(head);
             if !self.bucket.can_release(bits) {
@@ -106,6 +200,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             }
             if let Some(mut packet) = self.queue.pop_front() {
                 self.bucket.consume(bits);
+                self.window.2 += bits;
                 // Leaves now: what records departures must see this instant.
                 packet.now = now;
                 self.released.push_back(packet);
@@ -116,7 +211,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
 
     fn poll_timeout(&mut self) -> Option<Instant> {
         let head = self.queue.front()?;
-        self.bucket.releasable_at(Self::bits_of(head))
+        let expires = head.now + MAX_VIDEO_AGE;
+        Some(
+            self.bucket
+                .releasable_at(Self::bits_of(head))
+                .map_or(expires, |t| t.min(expires)),
+        )
     }
 }
 

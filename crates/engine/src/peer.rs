@@ -392,8 +392,7 @@ impl PeerLink {
         let options = room.options.clone();
         let sources = room.sources;
         let mut me = media_engine(&options)?;
-        // NACK, RTCP reports, and TWCC both ways with GCC (`configure_congestion_control`
-        // brings its own TWCC receiver, so the default set's is not added too).
+        // RTCP reports, NACK, and TWCC both ways with GCC.
         let registry =
             configure_rtcp_reports(configure_nack(rtc::interceptor::Registry::new(), &mut me));
         let target = Arc::new(AtomicU64::new(u64::from(options.start_bitrate_bps)));
@@ -826,6 +825,7 @@ fn spawn_video_sender(
             let mut adapter: Option<Adapter> = None;
             let mut paused = false;
             let mut captured_count: u64 = 0;
+            let mut last_keyframe: Option<Instant> = None;
             while !shared.stop.load(Ordering::Relaxed) {
                 if handle.block_on(feed.rx.changed()).is_err() {
                     break;
@@ -883,7 +883,13 @@ fn spawn_video_sender(
                         scaled = source.scaled(settings.width, settings.height);
                         &scaled
                     };
-                let force = force_next || shared.keyframe_wanted.swap(false, Ordering::Relaxed);
+                let requested = last_keyframe
+                    .is_none_or(|t: Instant| t.elapsed() >= KEYFRAME_INTERVAL)
+                    && shared.keyframe_wanted.swap(false, Ordering::Relaxed);
+                let force = force_next || requested;
+                if force {
+                    last_keyframe = Some(Instant::now());
+                }
                 match encoder.encode(frame, force, &mut out) {
                     Ok(Some(_)) => {}
                     Ok(None) => continue,
@@ -977,6 +983,13 @@ struct DecodeJob {
     timestamp: u32,
 }
 
+/// Least time between two keyframe requests from a receiver. A keyframe is many times a
+/// delta frame; asking for them faster than they can cross a congested link only makes the
+/// congestion worse.
+const PLI_INTERVAL: Duration = Duration::from_millis(1000);
+/// Least time between two keyframes a sender makes on request.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
 async fn receive_video(
     track: Arc<dyn TrackRemote>,
     shared: Arc<LinkShared>,
@@ -1001,7 +1014,7 @@ async fn receive_video(
                     }
                     want |= a.poll(now).request_keyframe;
                 }
-                if want && last_pli.is_none_or(|t| now.duration_since(t) > Duration::from_millis(250)) {
+                if want && last_pli.is_none_or(|t| now.duration_since(t) > PLI_INTERVAL) {
                     last_pli = Some(now);
                     request_keyframe(&track, &shared, ssrc).await;
                 }
@@ -1049,7 +1062,7 @@ async fn receive_video(
                     }
                 }
                 if out.request_keyframe
-                    && last_pli.is_none_or(|t| now.duration_since(t) > Duration::from_millis(250))
+                    && last_pli.is_none_or(|t| now.duration_since(t) > PLI_INTERVAL)
                 {
                     last_pli = Some(now);
                     request_keyframe(&track, &shared, ssrc).await;

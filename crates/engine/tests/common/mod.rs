@@ -94,9 +94,18 @@ pub async fn expect_event(
     what: &str,
     want: impl Fn(&RoomEvent) -> bool,
 ) -> RoomEvent {
-    match next_event(&mut peer.events, Duration::from_secs(15), want).await {
+    expect_event_within(peer, what, Duration::from_secs(15), want).await
+}
+
+pub async fn expect_event_within(
+    peer: &mut Peer,
+    what: &str,
+    timeout: Duration,
+    want: impl Fn(&RoomEvent) -> bool,
+) -> RoomEvent {
+    match next_event(&mut peer.events, timeout, want).await {
         Some(e) => e,
-        None => panic!("{} never saw {what}", peer.name),
+        None => panic!("{} never saw {what} within {timeout:?}", peer.name),
     }
 }
 
