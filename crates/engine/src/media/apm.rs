@@ -121,26 +121,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod experiment {
-    use super::*;
-    use crate::media::tone::{FRAME_SAMPLES, Tone, rms};
-
-    #[test]
-    fn tone_through_apm_over_time() {
-        let mut p = new_processor().unwrap();
-        let mut tone = Tone::new();
-        let mut pcm = [0i16; FRAME_SAMPLES];
-        let mut line = String::new();
-        for sec in 0..20 {
-            let mut peak = 0.0f32;
-            for _ in 0..50 {
-                tone.next_frame(&mut pcm);
-                capture(&mut p, &mut pcm);
-                peak = peak.max(rms(&pcm));
-            }
-            line += &format!("{sec}:{peak:.3} ");
-        }
-        println!("{line}");
-    }
-}
