@@ -10,6 +10,9 @@ let me;
 let iceServers = [];
 let prefer = null; // 'H264' | 'VP8' | null (browser default)
 let autoAnswer = false;
+let size = { width: 640, height: 480 };
+// For the benchmark: when this side answered, and when the first remote frame was decoded.
+const timing = { answeredAt: null, firstFrameAt: null };
 const calls = new Map(); // peer id -> { id, pc, queued: [] }
 const events = [];
 
@@ -33,7 +36,10 @@ async function newCall(peer, id) {
   pc.onicecandidate = (e) => send(peer, { call: 'candidate', id, candidate: e.candidate ? e.candidate.toJSON() : null });
   pc.ontrack = (e) => { document.getElementById('remote').srcObject = e.streams[0] || new MediaStream([e.track]); };
   pc.onconnectionstatechange = () => events.push({ peer, state: pc.connectionState });
-  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+  const media = await navigator.mediaDevices.getUserMedia({
+    audio: true,
+    video: { width: { exact: size.width }, height: { exact: size.height }, frameRate: 30 },
+  });
   for (const track of media.getTracks()) pc.addTrack(track, media);
   for (const t of pc.getTransceivers()) if (t.receiver.track.kind === 'video') orderCodecs(t);
   return call;
@@ -80,6 +86,16 @@ async function onCall(from, msg) {
 
 async function answer(peer) {
   const call = calls.get(peer);
+  timing.answeredAt = performance.now();
+  const poll = setInterval(async () => {
+    const report = await call.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0 && timing.firstFrameAt === null) {
+        timing.firstFrameAt = performance.now();
+      }
+    });
+    if (timing.firstFrameAt !== null) clearInterval(poll);
+  }, 10);
   await call.pc.setLocalDescription(await call.pc.createAnswer());
   send(peer, { call: 'answer', id: call.id, sdp: call.pc.localDescription.toJSON() });
   for (const c of call.queued.splice(0)) await call.pc.addIceCandidate(c);
@@ -87,9 +103,11 @@ async function answer(peer) {
 
 window.hearth = {
   events,
+  timing,
   connect(url, token, options = {}) {
     prefer = options.prefer || null;
     autoAnswer = !!options.autoAnswer;
+    if (options.width) size = { width: options.width, height: options.height };
     return new Promise((resolve, reject) => {
       ws = new WebSocket(url);
       ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token }));

@@ -5,21 +5,14 @@
 // Run it inside a network namespace that has only loopback (scripts/interop does), so that
 // nothing leaves this machine. Needs the debug binaries built: cargo build -p signaling -p hearth-cli.
 
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { Harness, launchChromium, servePage, sleep, waitFor as wait } from './lib.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..');
-const target = process.env.CARGO_TARGET_DIR || join(root, 'target');
-const bin = (name) => join(target, 'debug', name);
 const work = mkdtempSync(join(tmpdir(), 'hearth-interop-'));
-const children = [];
-let closing = false;
+const h = new Harness({ work });
+h.onFail = fail;
 
 function fail(message) {
   console.error(`interop: FAIL: ${message}`);
@@ -28,8 +21,7 @@ function fail(message) {
 }
 
 function cleanup() {
-  closing = true;
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  h.cleanup();
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -38,68 +30,19 @@ function check(cond, message) {
   console.log(`interop: ok: ${message}`);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 async function waitFor(what, fn, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) fail(`timed out waiting for ${what}`);
-    await sleep(200);
+  try {
+    return await wait(what, fn, timeoutMs);
+  } catch (e) {
+    return fail(e.message);
   }
 }
 
-function startSignaling() {
-  return new Promise((resolve) => {
-    const p = spawn(bin('hearth-signaling'), ['--dev', '--data-dir', work, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(p);
-    let buf = '';
-    p.stderr.on('data', (d) => {
-      buf += d;
-      const m = buf.match(/WebSocket at (ws:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    p.on('exit', (code) => { if (!closing) fail(`signaling server exited (${code})`); });
-  });
-}
-
-function mint(name, role = 'family') {
-  return execFileSync(bin('hearth-signaling'), ['--dev', '--data-dir', work, 'mint', '--room', 'interop', '--role', role, '--name', name], { encoding: 'utf8' }).trim();
-}
-
-function startCli(args) {
-  const p = spawn(bin('hearth-cli'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(p);
-  let out = '';
-  p.stdout.on('data', (d) => { out += d; });
-  p.stderr.on('data', (d) => { out += d; });
-  const exited = new Promise((resolve) => p.on('exit', (code) => resolve(code)));
-  return { proc: p, exited, output: () => out };
-}
-
-function servePage() {
-  const files = { '/': ['page.html', 'text/html'], '/peer.js': ['peer.js', 'text/javascript'] };
-  const server = createServer((req, res) => {
-    const f = files[req.url.split('?')[0]];
-    if (!f) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'content-type': f[1] }).end(readFileSync(join(here, f[0])));
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${server.address().port}/` })));
-}
-
-const wsUrl = await startSignaling();
+const mint = (name, role) => h.mint(name, role);
+const startCli = (args) => h.startCli(args);
+const wsUrl = await h.startSignaling();
 const page = await servePage();
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--allow-loopback-in-peer-connection',
-  ],
-});
+const browser = await launchChromium();
 
 async function scenario({ title, browserCalls, prefer, cliCodecs, expectCodec }) {
   console.log(`interop: --- ${title}`);
