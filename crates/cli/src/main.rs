@@ -327,6 +327,29 @@ impl Session {
                 say(format!("connection to {}: {quality:?}", self.name(peer)))
             }
             RoomEvent::DeviceError { device, message } => say(format!("{device:?}: {message}")),
+            RoomEvent::DevicesChanged(list) => say(format!(
+                "devices changed: {}",
+                list.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            RoomEvent::VideoPaused { peer, paused } => say(if *paused {
+                format!(
+                    "the connection to {} is too weak for video; sending audio only",
+                    self.name(peer)
+                )
+            } else {
+                format!("video to {} is back", self.name(peer))
+            }),
+            RoomEvent::RemoteVideoPaused { peer, paused } => say(if *paused {
+                format!(
+                    "{}'s connection is too weak for video; you hear them but cannot see them",
+                    self.name(peer)
+                )
+            } else {
+                format!("{}'s video is back", self.name(peer))
+            }),
             RoomEvent::Disconnected { reason } => say(reason),
             RoomEvent::RemoteVideo(f) => self.report.video(f),
             RoomEvent::RemoteAudioLevel { peer, level } => self.report.audio(peer, *level),

@@ -95,6 +95,8 @@ pub enum RoomEvent {
         /// A plain sentence for the user.
         message: String,
     },
+    /// A camera, microphone or speaker was plugged in or out; here is the new list.
+    DevicesChanged(Vec<crate::media::devices::DeviceInfo>),
     /// The connection to the signaling server was lost for good.
     Disconnected {
         /// A plain sentence saying why.
@@ -126,6 +128,8 @@ pub struct RemoteVideoFrame {
     pub rtp_timestamp: u32,
     /// When its decoding finished.
     pub decoded_at: Instant,
+    /// When to show it so it matches the sound (lip sync); never before `decoded_at`.
+    pub present_at: Instant,
 }
 
 /// Why a call ended.

@@ -981,6 +981,8 @@ struct DecodeJob {
     codec: VideoCodec,
     data: Bytes,
     timestamp: u32,
+    /// When the frame's first packet arrived.
+    arrived: Instant,
 }
 
 /// Least time between two keyframe requests from a receiver. A keyframe is many times a
@@ -1001,12 +1003,15 @@ async fn receive_video(
     spawn_decoder(jobs_rx, shared.clone(), decode_failed.clone());
     let mut assembler: Option<FrameAssembler> = initial.map(FrameAssembler::new);
     let mut last_pli: Option<Instant> = None;
+    // First-packet arrival of frames not yet complete, by RTP timestamp.
+    let mut first_seen: HashMap<u32, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         let event = tokio::select! {
             e = track.poll() => e,
             _ = tick.tick() => {
                 let now = Instant::now();
+                first_seen.retain(|_, t| now.duration_since(*t) < Duration::from_secs(2));
                 let mut want = decode_failed.swap(false, Ordering::Relaxed);
                 if let Some(a) = assembler.as_mut() {
                     if want {
@@ -1051,10 +1056,12 @@ async fn receive_video(
                             .keyframes_received
                             .fetch_add(1, Ordering::Relaxed);
                     }
+                    let arrived = first_seen.remove(&frame.timestamp).unwrap_or(now);
                     let job = DecodeJob {
                         codec,
                         data: frame.data,
                         timestamp: frame.timestamp,
+                        arrived,
                     };
                     if jobs_tx.try_send(job).is_err() {
                         // The decoder is behind; dropping breaks the reference chain.
@@ -1075,6 +1082,20 @@ async fn receive_video(
             break;
         }
     }
+}
+
+/// Lip sync: when to show a picture so it matches the sound. Audio from the same sender left
+/// at the same time and plays its jitter-buffer delay after arriving; the picture is held
+/// until the same moment (never shown earlier than it was decoded). This assumes the two
+/// streams share the path and the sender's capture delays are alike; it does not use RTCP
+/// sender reports.
+fn present_at(shared: &LinkShared, arrived: Instant, decoded: Instant) -> Instant {
+    let audio_delay = shared
+        .audio_out
+        .stats(&shared.peer)
+        .map_or(0.0, |a| a.jitter.target_ms);
+    let aligned = arrived + Duration::from_secs_f64(audio_delay / 1000.0);
+    aligned.max(decoded)
 }
 
 fn spawn_decoder(
@@ -1115,6 +1136,7 @@ fn spawn_decoder(
                             codec: job.codec,
                             rtp_timestamp: job.timestamp,
                             decoded_at: now,
+                            present_at: present_at(&shared, job.arrived, now),
                         });
                         // A full event queue drops pictures, never control events.
                         let _ = shared.app.try_send(event);

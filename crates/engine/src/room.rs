@@ -95,6 +95,9 @@ impl Room {
             app: app_tx,
             link_tx,
             next_link: 1,
+            ticks: 0,
+            device_nodes: Vec::new(),
+            devices_seen: false,
         };
         actor.on_server(first).await;
         if let Some(e) = speaker_error {
@@ -231,6 +234,10 @@ struct Actor {
     app: mpsc::Sender<RoomEvent>,
     link_tx: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
     next_link: u64,
+    ticks: u32,
+    /// Camera and sound device nodes last seen, to notice hot plugging.
+    device_nodes: Vec<String>,
+    devices_seen: bool,
 }
 
 impl Actor {
@@ -782,7 +789,28 @@ impl Actor {
         }
     }
 
+    async fn watch_devices(&mut self) {
+        let nodes = crate::media::devices::device_nodes(std::path::Path::new("/dev"));
+        if nodes == self.device_nodes {
+            return;
+        }
+        let first = self.device_nodes.is_empty() && !self.devices_seen;
+        self.device_nodes = nodes;
+        self.devices_seen = true;
+        if first {
+            return;
+        }
+        match tokio::task::spawn_blocking(crate::media::devices::list).await {
+            Ok(list) => self.emit(RoomEvent::DevicesChanged(list)).await,
+            Err(e) => tracing::warn!(error = %e, "device listing failed"),
+        }
+    }
+
     async fn on_tick(&mut self) {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(8) {
+            self.watch_devices().await;
+        }
         let now = Instant::now();
         let mut expired = Vec::new();
         let mut restart = Vec::new();

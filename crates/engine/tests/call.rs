@@ -60,6 +60,13 @@ async fn call_answer_decode_in_order_end_and_call_again() {
         );
         assert!(at_ann.audio_levels[&kim_id].iter().any(|&l| l > 0.05));
 
+        // Lip sync: pictures wait for the sound's jitter-buffer delay (40 ms on a clean link),
+        // less the time they already took to arrive and decode.
+        let mut holds = at_kim.lip_sync_hold_ms[&ann_id].clone();
+        holds.sort_by(f64::total_cmp);
+        let median = holds[holds.len() / 2];
+        assert!((10.0..=60.0).contains(&median), "median hold {median} ms");
+
         let stats = ann.room.stats().await.unwrap();
         assert_eq!(stats.peers.len(), 1);
         assert!(stats.peers[0].frames_decoded >= 60);

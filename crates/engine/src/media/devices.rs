@@ -186,9 +186,44 @@ pub(crate) fn find_microphone(id: Option<&str>) -> Result<(DeviceInfo, cpal::Dev
     }
 }
 
+/// The kernel's device nodes for cameras (`video*`) and sound devices (`snd/pcm*`) under
+/// `dev`. They appear and disappear as devices are plugged in and out, and reading them costs
+/// a directory listing, so the room watches these and lists devices again only when they
+/// change.
+pub(crate) fn device_nodes(dev: &std::path::Path) -> Vec<String> {
+    let mut nodes = Vec::new();
+    for (dir, prefix) in [(dev.to_path_buf(), "video"), (dev.join("snd"), "pcm")] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(prefix) {
+                    nodes.push(format!("{}/{name}", dir.display()));
+                }
+            }
+        }
+    }
+    nodes.sort();
+    nodes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugging_a_device_changes_the_nodes() {
+        let dir = std::env::temp_dir().join(format!("hearth-dev-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("snd")).unwrap();
+        std::fs::write(dir.join("snd/pcmC0D0p"), "").unwrap();
+        std::fs::write(dir.join("null"), "").unwrap();
+        let before = device_nodes(&dir);
+        assert_eq!(before.len(), 1);
+        std::fs::write(dir.join("video0"), "").unwrap();
+        let after = device_nodes(&dir);
+        assert_eq!(after.len(), 2);
+        assert_ne!(before, after);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn ids_are_names_with_duplicates_numbered() {

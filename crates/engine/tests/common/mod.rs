@@ -116,6 +116,8 @@ pub struct Received {
     pub frames: HashMap<PeerId, Vec<u32>>,
     pub unreadable: HashMap<PeerId, usize>,
     pub audio_levels: HashMap<PeerId, Vec<f32>>,
+    /// How long each picture is held after decoding to match the sound, milliseconds.
+    pub lip_sync_hold_ms: HashMap<PeerId, Vec<f64>>,
 }
 
 pub async fn collect(peer: &mut Peer, window: Duration) -> Received {
@@ -123,10 +125,17 @@ pub async fn collect(peer: &mut Peer, window: Duration) -> Received {
     let deadline = tokio::time::Instant::now() + window;
     while let Ok(Some(e)) = tokio::time::timeout_at(deadline, peer.events.recv()).await {
         match e {
-            RoomEvent::RemoteVideo(f) => match pattern::read(&f.frame) {
-                Some(stamp) => got.frames.entry(f.peer).or_default().push(stamp.frame),
-                None => *got.unreadable.entry(f.peer).or_default() += 1,
-            },
+            RoomEvent::RemoteVideo(f) => {
+                let hold = f.present_at.duration_since(f.decoded_at).as_secs_f64() * 1000.0;
+                got.lip_sync_hold_ms
+                    .entry(f.peer.clone())
+                    .or_default()
+                    .push(hold);
+                match pattern::read(&f.frame) {
+                    Some(stamp) => got.frames.entry(f.peer).or_default().push(stamp.frame),
+                    None => *got.unreadable.entry(f.peer).or_default() += 1,
+                }
+            }
             RoomEvent::RemoteAudioLevel { peer, level } => {
                 got.audio_levels.entry(peer).or_default().push(level)
             }
