@@ -81,6 +81,9 @@ pub struct RoomOptions {
     /// Accept other peers' mDNS (`.local`) candidates. Off by default: resolving them needs
     /// multicast, which many networks (and test namespaces) don't route.
     pub mdns: bool,
+    /// Connect only through the TURN relay (never directly), for networks that require it
+    /// or to keep one's address from the other side.
+    pub relay_only: bool,
     /// The bitrate video starts at.
     pub start_bitrate_bps: u32,
     /// The most video may use.
@@ -105,6 +108,7 @@ impl Default for RoomOptions {
             video_codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
             bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             mdns: false,
+            relay_only: false,
             start_bitrate_bps: 800_000,
             max_bitrate_bps: 2_500_000,
             ring_timeout: Duration::from_secs(45),

@@ -16,6 +16,9 @@ pub struct PeerStats {
     pub peer: PeerId,
     /// Round-trip time in milliseconds, when known.
     pub rtt_ms: Option<f64>,
+    /// How the connection runs: `host` (direct), `srflx`/`prflx` (through NAT) or `relay`
+    /// (through TURN).
+    pub connection_type: Option<String>,
     /// Fraction of the remote's packets lost on the way to us (0.0 to 1.0).
     pub loss: f64,
     /// Inbound jitter in milliseconds.
@@ -104,14 +107,18 @@ pub(crate) async fn peer_stats(
         .get_stats(now, webrtc::peer_connection::StatsSelector::None)
         .await;
     let mut rtt_ms = None;
+    let mut local_candidate = None;
     let mut lost = 0i64;
     let mut received = 0u64;
     let mut jitter_ms: f64 = 0.0;
     for entry in report.iter() {
         use webrtc::peer_connection::RTCStatsReportEntry as E;
         match entry {
-            E::IceCandidatePair(p) if p.nominated && p.current_round_trip_time > 0.0 => {
-                rtt_ms = Some(p.current_round_trip_time * 1000.0);
+            E::IceCandidatePair(p) if p.nominated => {
+                if p.current_round_trip_time > 0.0 {
+                    rtt_ms = Some(p.current_round_trip_time * 1000.0);
+                }
+                local_candidate = Some(p.local_candidate_id.clone());
             }
             E::InboundRtp(s) => {
                 lost += s.received_rtp_stream_stats.packets_lost;
@@ -126,6 +133,18 @@ pub(crate) async fn peer_stats(
             _ => {}
         }
     }
+    // The pair names its local candidate without the prefix the candidate's own entry has
+    // (`RTCLocalIceCandidate_`), so match on the end of the id.
+    let connection_type = local_candidate.and_then(|id| {
+        report.iter().find_map(|e| match e {
+            webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c)
+                if c.stats.id.ends_with(&id) =>
+            {
+                Some(c.candidate_type.to_string())
+            }
+            _ => None,
+        })
+    });
     let loss = if lost > 0 {
         lost as f64 / (lost as f64 + received as f64)
     } else {
@@ -135,6 +154,7 @@ pub(crate) async fn peer_stats(
     PeerStats {
         peer: shared.peer.clone(),
         rtt_ms,
+        connection_type,
         loss,
         jitter_ms,
         recv_bitrate_bps,

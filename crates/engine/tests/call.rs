@@ -79,6 +79,7 @@ async fn call_answer_decode_in_order_end_and_call_again() {
             "{p:?}"
         );
         assert!((40.0..=100.0).contains(&p.audio_jitter_buffer_ms), "{p:?}");
+        assert_eq!(p.connection_type.as_deref(), Some("host"), "{p:?}");
         // Loopback: a little jitter at most, no loss.
         assert!(stats.peers[0].jitter_ms < 50.0, "{:?}", stats.peers[0]);
         assert!(stats.peers[0].loss < 0.01, "{:?}", stats.peers[0]);

@@ -1,0 +1,102 @@
+//! A call relayed through a real TURN server (Debian's coturn), with credentials the signaling
+//! server derives from the secret it shares with coturn, and the engines told to use the relay
+//! only: without TURN working, no media could flow at all.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hearth_engine::{RoomEvent, RoomOptions};
+use signaling::ice::{IceOptions, TurnOptions};
+use signaling::secret::Secret;
+use signaling::{Server, ServerOptions};
+
+struct Coturn(Child);
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_coturn(port: u16, secret: &str) -> Coturn {
+    let child = Command::new("turnserver")
+        .args([
+            "-n",
+            "--listening-ip=127.0.0.1",
+            &format!("--listening-port={port}"),
+            "--relay-ip=127.0.0.1",
+            "--min-port=49200",
+            "--max-port=49300",
+            "--use-auth-secret",
+            &format!("--static-auth-secret={secret}"),
+            "--realm=hearth.test",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--allow-loopback-peers",
+            "--fingerprint",
+            "--log-file=stdout",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coturn's turnserver must be installed (scripts/test installs it)");
+    Coturn(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_relayed_through_coturn() {
+    let secret = "a-shared-turn-secret-of-some-length-0123456789";
+    let port = free_udp_port();
+    let _coturn = start_coturn(port, secret);
+    let _ = server().await; // logging setup
+    let server = Server::start(ServerOptions {
+        ice: IceOptions {
+            stun_urls: vec![],
+            turn: Some(TurnOptions {
+                urls: vec![format!("turn:127.0.0.1:{port}?transport=udp")],
+                secret: Secret::new(secret).unwrap(),
+                ttl: Duration::from_secs(600),
+            }),
+        },
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    // Give coturn a moment to listen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relayed = || RoomOptions {
+        relay_only: true,
+        ..loopback_options()
+    };
+    let (mut ann, mut kim) = pair(&server, relayed(), relayed()).await;
+    let ann_id = ann.room.me().clone();
+    ring(&mut ann, &mut kim).await;
+    kim.room.answer(&ann_id).await.unwrap();
+    expect_event(&mut kim, "connected through the relay", |e| {
+        matches!(e, RoomEvent::CallConnected { .. })
+    })
+    .await;
+    let got = collect(&mut kim, Duration::from_secs(3)).await;
+    assert_consecutive("Kim from Ann, relayed", &got.frames[&ann_id], 60);
+    let stats = kim.room.stats().await.unwrap();
+    assert_eq!(
+        stats.peers[0].connection_type.as_deref(),
+        Some("relay"),
+        "{:?}",
+        stats.peers[0]
+    );
+}
