@@ -10,7 +10,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Harness, launchChromium, servePage, sleep, treeCpuSeconds, waitFor } from './lib.mjs';
+import { Harness, launchChromiumServer, servePage, sleep, treeCpuSeconds, waitFor } from './lib.mjs';
 
 const seconds = Number(process.argv[2] || 30);
 const work = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
@@ -43,12 +43,12 @@ async function hearthCall(width, height) {
 }
 
 async function chromiumCall(width, height) {
-  const [ba, bb] = [await launchChromium(), await launchChromium()];
-  const [ta, tb] = [await ba.newPage(), await bb.newPage()];
+  const [ca, cb] = [await launchChromiumServer(), await launchChromiumServer()];
+  const [ta, tb] = [await ca.browser.newPage(), await cb.browser.newPage()];
   await ta.goto(page.url);
   await tb.goto(page.url);
   const room = `chromium-${width}x${height}`;
-  const opts = { prefer: 'H264', width, height };
+  const opts = { prefer: 'H264', width, height, keepSize: true };
   await ta.evaluate(([u, t, o]) => window.hearth.connect(u, t, { ...o, autoAnswer: true }), [wsUrl, h.mint('A', 'resident', room), opts]);
   const joined = await tb.evaluate(([u, t, o]) => window.hearth.connect(u, t, o), [wsUrl, h.mint('B', 'family', room), opts]);
   const peerA = joined.peers.find((p) => p.name === 'A').peer;
@@ -60,7 +60,7 @@ async function chromiumCall(width, height) {
   };
   await waitFor('both browsers decoding', both, 30000);
   await sleep(2000);
-  const pids = [ba.process().pid, bb.process().pid];
+  const pids = [ca.pid, cb.pid];
   const cpu0 = pids.reduce((s, p) => s + treeCpuSeconds(p), 0);
   const [s0a, s0b] = await both();
   await sleep(seconds * 1000);
@@ -68,8 +68,8 @@ async function chromiumCall(width, height) {
   const [s1a, s1b] = await both();
   const timing = await ta.evaluate(() => window.hearth.timing);
   const codec = s1a.video.codec;
-  await ba.close();
-  await bb.close();
+  await ca.close();
+  await cb.close();
   return {
     cpuPerMinute: ((cpu1 - cpu0) / 2) * (60 / seconds),
     firstFrameMs: timing.firstFrameAt - timing.answeredAt,

@@ -77,17 +77,27 @@ export function servePage() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${server.address().port}/` })));
 }
 
+const CHROMIUM_OPTIONS = {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // 30 fps, like the Hearth side (the fake camera's default is 20).
+    '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection',
+  ],
+};
+
 export function launchChromium() {
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-    ],
-  });
+  return chromium.launch(CHROMIUM_OPTIONS);
+}
+
+/** A Chromium whose process id is known, for measuring its CPU time. */
+export async function launchChromiumServer() {
+  const server = await chromium.launchServer(CHROMIUM_OPTIONS);
+  const browser = await chromium.connect(server.wsEndpoint());
+  return { browser, pid: server.process().pid, close: async () => { await browser.close(); await server.close(); } };
 }
 
 const TICKS = 100; // USER_HZ on Linux

@@ -364,7 +364,24 @@ impl Session {
         Some(e)
     }
 
-    /// Runs a call until it ends or `duration` passes; hangs up in the second case.
+    /// Waits until the call just placed or answered is connected.
+    async fn wait_connected(&mut self) -> Result<(), Failure> {
+        loop {
+            match self.next().await {
+                Some(RoomEvent::CallConnected { .. }) => return Ok(()),
+                Some(RoomEvent::CallEnded { reason, .. }) => {
+                    return Err(Failure::NoCall(format!(
+                        "the call did not happen: {}",
+                        reason.code()
+                    )));
+                }
+                None => return Err(Failure::Other(anyhow::anyhow!("the engine stopped"))),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs a connected call until it ends or `duration` passes; hangs up in the second case.
     async fn stay_in_call(&mut self, duration: Option<Duration>) -> Result<(), Failure> {
         let deadline = duration.map(|d| tokio::time::Instant::now() + d);
         let mut in_call = 1usize;
@@ -501,7 +518,10 @@ async fn answer(s: &mut Session, duration: Option<Duration>, forever: bool) -> R
         };
         s.report.started(Instant::now());
         s.room.answer(&peer).await?;
-        let r = s.stay_in_call(duration).await;
+        let r = match s.wait_connected().await {
+            Ok(()) => s.stay_in_call(duration).await,
+            Err(e) => Err(e),
+        };
         if !forever {
             return r;
         }
