@@ -81,6 +81,7 @@ pub(crate) struct LinkCounters {
     pub decoded_width: AtomicU64,
     pub decoded_height: AtomicU64,
     pub freezes: AtomicU64,
+    pub ice_restarts: AtomicU64,
     pub last_frame_at: Mutex<Option<Instant>>,
     /// Bitrate the congestion controller allows, bit/s.
     pub target_bitrate: AtomicU64,

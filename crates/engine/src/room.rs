@@ -98,6 +98,7 @@ impl Room {
             ticks: 0,
             device_nodes: Vec::new(),
             devices_seen: false,
+            addresses: Vec::new(),
         };
         actor.on_server(first).await;
         if let Some(e) = speaker_error {
@@ -238,6 +239,8 @@ struct Actor {
     /// Camera and sound device nodes last seen, to notice hot plugging.
     device_nodes: Vec<String>,
     devices_seen: bool,
+    /// Local addresses last seen, to notice a network change.
+    addresses: Vec<std::net::IpAddr>,
 }
 
 impl Actor {
@@ -782,10 +785,51 @@ impl Actor {
         match link.create_offer(true).await {
             Ok(sdp) => {
                 tracing::info!(peer = %peer, "restarting ICE");
+                if let Some(link) = self.legs.get(peer).and_then(|l| l.link.as_ref()) {
+                    link.shared
+                        .counters
+                        .ice_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.send_call(peer, &CallMessage::Renegotiate { id, sdp })
                     .await;
             }
             Err(e) => tracing::warn!(error = %e, "ICE restart failed"),
+        }
+    }
+
+    /// A network change (Wi-Fi to cable, a new address after a router reboot) makes the
+    /// current ICE pairs stale: the offerer of each connected call restarts ICE at once,
+    /// rather than waiting for the old path to time out.
+    async fn watch_network(&mut self) {
+        let mut addrs: Vec<std::net::IpAddr> = match if_addrs::get_if_addrs() {
+            Ok(list) => list.into_iter().map(|i| i.ip()).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "no interface list");
+                return;
+            }
+        };
+        addrs.sort();
+        if addrs == self.addresses {
+            return;
+        }
+        let first = self.addresses.is_empty();
+        self.addresses = addrs;
+        if first {
+            return;
+        }
+        tracing::info!("network changed; restarting ICE");
+        let peers: Vec<PeerId> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.phase == Phase::Connected && l.offerer)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in peers {
+            if let Some(leg) = self.legs.get_mut(&peer) {
+                leg.restarted_at = None;
+            }
+            self.restart_ice(&peer).await;
         }
     }
 
@@ -810,6 +854,7 @@ impl Actor {
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks.is_multiple_of(8) {
             self.watch_devices().await;
+            self.watch_network().await;
         }
         let now = Instant::now();
         let mut expired = Vec::new();

@@ -41,6 +41,8 @@ pub struct PeerStats {
     pub frames_decoded: u64,
     /// Gaps of more than half a second between decoded frames.
     pub freezes: u64,
+    /// ICE restarts this side made (after a failure or a network change).
+    pub ice_restarts: u64,
     /// Keyframe requests we sent.
     pub keyframe_requests_sent: u64,
     /// Keyframe requests we answered.
@@ -166,6 +168,7 @@ pub(crate) async fn peer_stats(
         frames_sent: c.frames_sent.load(Ordering::Relaxed),
         frames_decoded: c.frames_decoded.load(Ordering::Relaxed),
         freezes: c.freezes.load(Ordering::Relaxed),
+        ice_restarts: c.ice_restarts.load(Ordering::Relaxed),
         keyframe_requests_sent: c.keyframe_requests_sent.load(Ordering::Relaxed),
         keyframe_requests_received: c.keyframe_requests_received.load(Ordering::Relaxed),
         send_codec: c

@@ -52,7 +52,7 @@ impl Drop for Faults {
     fn drop(&mut self) {
         let _ = Command::new("sh")
             .arg("-c")
-            .arg("tc qdisc del dev lo root 2>/dev/null; nft delete table inet hearth_faults 2>/dev/null")
+            .arg("tc qdisc del dev lo root 2>/dev/null; nft delete table inet hearth_faults 2>/dev/null; ip addr del 10.99.0.1/32 dev lo 2>/dev/null")
             .status();
     }
 }
@@ -247,6 +247,29 @@ async fn an_outage_is_survived_by_ice_restart() {
         1,
         "still in the call"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "changes the network: run by scripts/test inside a loopback-only namespace"]
+async fn a_network_change_restarts_ice_and_the_call_goes_on() {
+    require_isolated_namespace();
+    let _faults = Faults;
+    let (_server, ann, mut kim) = connected_call(loopback_options(), loopback_options()).await;
+    let ann_id = ann.room.me().clone();
+    collect(&mut kim, Duration::from_secs(3)).await;
+    // A new address appears, as when a tablet moves to another Wi-Fi.
+    sh("ip addr add 10.99.0.1/32 dev lo");
+    let mut restarted = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if ann.room.stats().await.unwrap().peers[0].ice_restarts >= 1 {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted, "the caller restarted ICE after the change");
+    let after = collect(&mut kim, Duration::from_secs(3)).await;
+    assert_consecutive("Kim from Ann after the restart", &after.frames[&ann_id], 60);
 }
 
 #[test]
