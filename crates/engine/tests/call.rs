@@ -194,3 +194,27 @@ async fn a_camera_and_microphone_that_cannot_be_opened_are_reported_and_the_call
     let at_kim = collect(&mut kim, Duration::from_millis(500)).await;
     assert!(!at_kim.frames.contains_key(&ann_id), "Ann has no camera");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_that_prefer_vp8_call_in_vp8() {
+    let server = server().await;
+    let vp8 = || hearth_engine::RoomOptions {
+        video_codecs: vec![
+            hearth_engine::VideoCodec::Vp8,
+            hearth_engine::VideoCodec::H264,
+        ],
+        ..loopback_options()
+    };
+    let (mut ann, mut kim) = pair(&server, vp8(), vp8()).await;
+    let ann_id = ann.room.me().clone();
+    ring(&mut ann, &mut kim).await;
+    kim.room.answer(&ann_id).await.unwrap();
+    expect_event(&mut kim, "connected", |e| {
+        matches!(e, RoomEvent::CallConnected { .. })
+    })
+    .await;
+    let got = collect(&mut kim, Duration::from_secs(3)).await;
+    assert_consecutive("Kim from Ann in VP8", &got.frames[&ann_id], 60);
+    let stats = ann.room.stats().await.unwrap();
+    assert_eq!(stats.peers[0].send_codec.as_deref(), Some("VP8"));
+}
