@@ -268,8 +268,24 @@ async fn a_network_change_restarts_ice_and_the_call_goes_on() {
         }
     }
     assert!(restarted, "the caller restarted ICE after the change");
+    // The restart may cost a moment (new candidates are checked before the switch), but the
+    // picture keeps coming, in order, with no gap longer than half a second.
     let after = collect(&mut kim, Duration::from_secs(3)).await;
-    assert_consecutive("Kim from Ann after the restart", &after.frames[&ann_id], 60);
+    let frames = &after.frames[&ann_id];
+    assert!(
+        frames.len() >= 60,
+        "only {} frames after the restart",
+        frames.len()
+    );
+    assert!(
+        frames.windows(2).all(|w| w[1] > w[0]),
+        "out of order: {frames:?}"
+    );
+    let worst_gap = frames.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        worst_gap <= 15,
+        "a freeze of {worst_gap} frames: {frames:?}"
+    );
 }
 
 #[test]
