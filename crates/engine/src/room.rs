@@ -365,7 +365,17 @@ impl Actor {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Call(peer, done) => {
-                let r = self.place_call(peer).await;
+                // If they are calling us already (both pressed at once), calling them back
+                // is answering.
+                let ringing_here = self
+                    .legs
+                    .get(&peer)
+                    .is_some_and(|l| l.phase == Phase::Incoming);
+                let r = if ringing_here {
+                    self.answer(&peer).await
+                } else {
+                    self.place_call(peer).await
+                };
                 let _ = done.send(r);
             }
             Command::Answer(peer, done) => {

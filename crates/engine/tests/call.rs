@@ -218,3 +218,29 @@ async fn engines_that_prefer_vp8_call_in_vp8() {
     let stats = ann.room.stats().await.unwrap();
     assert_eq!(stats.peers[0].send_codec.as_deref(), Some("VP8"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_calling_at_once_makes_one_call() {
+    let server = server().await;
+    let (mut ann, mut kim) = pair(&server, loopback_options(), loopback_options()).await;
+    let (ann_id, kim_id) = (ann.room.me().clone(), kim.room.me().clone());
+    let (a, k) = tokio::join!(ann.room.call(&kim_id), kim.room.call(&ann_id));
+    a.unwrap();
+    k.unwrap();
+    // The invite from the smaller id wins and the other side takes it as answered: both are
+    // connected without anyone pressing Answer, and neither sees the call end.
+    for p in [&mut ann, &mut kim] {
+        expect_event(p, "connected", |e| {
+            matches!(e, RoomEvent::CallConnected { .. })
+        })
+        .await;
+    }
+    let (at_ann, at_kim) = tokio::join!(
+        collect(&mut ann, Duration::from_secs(2)),
+        collect(&mut kim, Duration::from_secs(2))
+    );
+    assert_consecutive("Ann from Kim", &at_ann.frames[&kim_id], 30);
+    assert_consecutive("Kim from Ann", &at_kim.frames[&ann_id], 30);
+    assert_eq!(ann.room.stats().await.unwrap().peers.len(), 1);
+    assert_eq!(kim.room.stats().await.unwrap().peers.len(), 1);
+}
