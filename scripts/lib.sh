@@ -56,3 +56,20 @@ base_need() {
 media_need() {
   apt_need nasm cmake libvpx-dev libasound2-dev libclang-dev libwebrtc-audio-processing-dev
 }
+
+# Debian's Chromium, Node.js and the interop/bench npm packages (playwright-core drives the
+# system Chromium; it never downloads a browser).
+browser_need() {
+  apt_need chromium iproute2 util-linux
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_need nodejs npm
+  fi
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  if [ "$major" -lt 20 ]; then
+    say "playwright-core needs Node.js 20 or newer; this machine has $(node --version)."
+    say "Install Node.js 20 (e.g. Debian's bookworm-backports or NodeSource), then run this again."
+    exit 1
+  fi
+  (cd "$ROOT/interop" && npm ci --no-audit --no-fund --loglevel=error)
+}

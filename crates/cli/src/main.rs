@@ -171,6 +171,10 @@ enum Failure {
 }
 
 impl Failure {
+    fn engine_stopped() -> Self {
+        Self::Other(anyhow::anyhow!("the engine stopped"))
+    }
+
     fn code(&self) -> u8 {
         match self {
             Self::Other(_) => 1,
@@ -290,7 +294,7 @@ impl Session {
             .unwrap_or_else(|| peer.to_string())
     }
 
-    /// Handles one event; returns it for the caller's own decisions.
+    /// Prints what an event means to a person watching and records it for the report.
     fn note(&mut self, event: &RoomEvent) {
         match event {
             RoomEvent::Joined {
@@ -375,7 +379,7 @@ impl Session {
                         reason.code()
                     )));
                 }
-                None => return Err(Failure::Other(anyhow::anyhow!("the engine stopped"))),
+                None => return Err(Failure::engine_stopped()),
                 _ => {}
             }
         }
@@ -398,7 +402,7 @@ impl Session {
                 None => self.next().await,
             };
             match event {
-                None => return Err(Failure::Other(anyhow::anyhow!("the engine stopped"))),
+                None => return Err(Failure::engine_stopped()),
                 Some(RoomEvent::CallConnected { .. }) => in_call += 1,
                 Some(RoomEvent::CallEnded { reason, .. }) => {
                     in_call = in_call.saturating_sub(1);
@@ -486,24 +490,12 @@ async fn call(
             )));
         }
         if s.next().await.is_none() {
-            return Err(Failure::Other(anyhow::anyhow!("the engine stopped")));
+            return Err(Failure::engine_stopped());
         }
     };
     s.report.started(Instant::now());
     s.room.call(&target).await?;
-    loop {
-        match s.next().await {
-            Some(RoomEvent::CallConnected { .. }) => break,
-            Some(RoomEvent::CallEnded { reason, .. }) => {
-                return Err(Failure::NoCall(format!(
-                    "the call did not happen: {}",
-                    reason.code()
-                )));
-            }
-            None => return Err(Failure::Other(anyhow::anyhow!("the engine stopped"))),
-            _ => {}
-        }
-    }
+    s.wait_connected().await?;
     s.stay_in_call(duration).await
 }
 

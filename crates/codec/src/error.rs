@@ -37,3 +37,26 @@ pub enum CodecError {
         height: u32,
     },
 }
+
+impl CodecError {
+    pub(crate) fn init(codec: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Init {
+            codec,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn encode(codec: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Encode {
+            codec,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn decode(codec: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Decode {
+            codec,
+            detail: detail.to_string(),
+        }
+    }
+}

@@ -14,13 +14,6 @@ use crate::{
 
 const NAME: &str = "H.264";
 
-fn init_err(e: impl std::fmt::Display) -> CodecError {
-    CodecError::Init {
-        codec: NAME,
-        detail: e.to_string(),
-    }
-}
-
 /// An OpenH264 encoder tuned for calls: real-time camera usage, bitrate rate control (which
 /// needs frame skipping allowed: OpenH264 cannot hold a bitrate otherwise), and rare periodic
 /// keyframes (they come when the receiver asks).
@@ -48,7 +41,8 @@ impl H264Encoder {
             // missed a keyframe request can stay broken; requests bring them sooner.
             .intra_frame_period(IntraFramePeriod::from_num_frames(1000))
             .num_threads(1);
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), oh).map_err(init_err)?;
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), oh)
+            .map_err(|e| CodecError::init(NAME, e))?;
         Ok(Self {
             inner,
             bitrate: config.bitrate_bps,
@@ -99,10 +93,10 @@ impl H264Encoder {
                     .set_option(option, (&raw mut info).cast())
             };
             if rc != 0 {
-                return Err(CodecError::Encode {
-                    codec: NAME,
-                    detail: format!("setting the bitrate to {bps} bit/s failed ({rc})"),
-                });
+                return Err(CodecError::encode(
+                    NAME,
+                    format!("setting the bitrate to {bps} bit/s failed ({rc})"),
+                ));
             }
         }
         Ok(())
@@ -120,10 +114,10 @@ impl VideoEncoder for H264Encoder {
         if force_keyframe {
             self.inner.force_intra_frame();
         }
-        let stream = self.inner.encode(frame).map_err(|e| CodecError::Encode {
-            codec: NAME,
-            detail: e.to_string(),
-        })?;
+        let stream = self
+            .inner
+            .encode(frame)
+            .map_err(|e| CodecError::encode(NAME, e))?;
         let kind = match stream.frame_type() {
             FrameType::IDR | FrameType::I => FrameKind::Key,
             FrameType::P | FrameType::IPMixed => FrameKind::Delta,
@@ -163,17 +157,17 @@ impl H264Decoder {
     /// Starts a decoder.
     pub fn new() -> Result<Self, CodecError> {
         let inner = Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
-            .map_err(init_err)?;
+            .map_err(|e| CodecError::init(NAME, e))?;
         Ok(Self { inner })
     }
 }
 
 impl VideoDecoder for H264Decoder {
     fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError> {
-        let decoded = self.inner.decode(data).map_err(|e| CodecError::Decode {
-            codec: NAME,
-            detail: e.to_string(),
-        })?;
+        let decoded = self
+            .inner
+            .decode(data)
+            .map_err(|e| CodecError::decode(NAME, e))?;
         let Some(yuv) = decoded else {
             return Ok(None);
         };
@@ -186,10 +180,10 @@ impl VideoDecoder for H264Decoder {
             [sy, su, sv],
         )
         .map(Some)
-        .ok_or(CodecError::Decode {
-            codec: NAME,
-            detail: format!("decoder returned a malformed {w}x{h} picture"),
-        })
+        .ok_or(CodecError::decode(
+            NAME,
+            format!("decoder returned a malformed {w}x{h} picture"),
+        ))
     }
 
     fn codec(&self) -> VideoCodec {

@@ -63,10 +63,7 @@ impl Vp8Decoder {
             )
         };
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Init {
-                codec: NAME,
-                detail: last_error(&mut ctx),
-            });
+            return Err(CodecError::init(NAME, last_error(&mut ctx)));
         }
         Ok(Self { ctx })
     }
@@ -75,19 +72,14 @@ impl Vp8Decoder {
 impl VideoDecoder for Vp8Decoder {
     #[allow(unsafe_code)]
     fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError> {
-        let len = c_uint::try_from(data.len()).map_err(|_| CodecError::Decode {
-            codec: NAME,
-            detail: "frame too large".to_owned(),
-        })?;
+        let len = c_uint::try_from(data.len())
+            .map_err(|_| CodecError::decode(NAME, "frame too large"))?;
         // SAFETY: the context is initialised; `data` is valid for `len` bytes for the call.
         let rc = unsafe {
             ffi::vpx_codec_decode(&mut *self.ctx, data.as_ptr(), len, ptr::null_mut(), 0)
         };
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Decode {
-                codec: NAME,
-                detail: last_error(&mut self.ctx),
-            });
+            return Err(CodecError::decode(NAME, last_error(&mut self.ctx)));
         }
         let mut iter: ffi::vpx_codec_iter_t = ptr::null();
         let mut picture = None;
@@ -124,10 +116,10 @@ impl Drop for Vp8Decoder {
 #[allow(unsafe_code)]
 fn copy_image(img: &ffi::vpx_image_t) -> Result<I420Frame, CodecError> {
     if img.fmt != ffi::vpx_img_fmt::VPX_IMG_FMT_I420 {
-        return Err(CodecError::Decode {
-            codec: NAME,
-            detail: format!("unexpected picture format {:?}", img.fmt),
-        });
+        return Err(CodecError::decode(
+            NAME,
+            format!("unexpected picture format {:?}", img.fmt),
+        ));
     }
     let (w, h) = (img.d_w as usize, img.d_h as usize);
     let strides = [
@@ -139,19 +131,19 @@ fn copy_image(img: &ffi::vpx_image_t) -> Result<I420Frame, CodecError> {
     let mut planes: [&[u8]; 3] = [&[], &[], &[]];
     for i in 0..3 {
         if img.planes[i].is_null() {
-            return Err(CodecError::Decode {
-                codec: NAME,
-                detail: "picture without planes".to_owned(),
-            });
+            return Err(CodecError::decode(
+                NAME,
+                "picture without planes".to_owned(),
+            ));
         }
         // SAFETY: libvpx guarantees each plane holds `stride * rows` bytes for an I420
         // picture of d_w x d_h.
         planes[i] = unsafe { std::slice::from_raw_parts(img.planes[i], strides[i] * rows[i]) };
     }
-    I420Frame::from_planes(w as u32, h as u32, planes, strides).ok_or(CodecError::Decode {
-        codec: NAME,
-        detail: format!("malformed {w}x{h} picture"),
-    })
+    I420Frame::from_planes(w as u32, h as u32, planes, strides).ok_or(CodecError::decode(
+        NAME,
+        format!("malformed {w}x{h} picture"),
+    ))
 }
 
 /// A libvpx VP8 encoder in real-time CBR mode without lag, so each frame in gives its
@@ -180,10 +172,10 @@ impl Vp8Encoder {
             ffi::vpx_codec_enc_config_default(ffi::vpx_codec_vp8_cx(), uninit.as_mut_ptr(), 0)
         };
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Init {
-                codec: NAME,
-                detail: format!("no default configuration ({rc:?})"),
-            });
+            return Err(CodecError::init(
+                NAME,
+                format!("no default configuration ({rc:?})"),
+            ));
         }
         // SAFETY: vpx_codec_enc_config_default succeeded, so every field is initialised.
         let mut cfg: Box<ffi::vpx_codec_enc_cfg_t> =
@@ -243,10 +235,7 @@ impl Vp8Encoder {
             )
         };
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Init {
-                codec: NAME,
-                detail: last_error(&mut self.ctx),
-            });
+            return Err(CodecError::init(NAME, last_error(&mut self.ctx)));
         }
         self.initialised = true;
         // Speed 8 of 16: libvpx's usual real-time setting for calls on modest CPUs.
@@ -314,10 +303,7 @@ impl VideoEncoder for Vp8Encoder {
         };
         self.pts += i64::from(duration as u32);
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Encode {
-                codec: NAME,
-                detail: last_error(&mut self.ctx),
-            });
+            return Err(CodecError::encode(NAME, last_error(&mut self.ctx)));
         }
         let mut kind = None;
         let mut iter: ffi::vpx_codec_iter_t = ptr::null();
@@ -364,10 +350,7 @@ impl VideoEncoder for Vp8Encoder {
         // SAFETY: context initialised; cfg is valid and keeps the same frame size.
         let rc = unsafe { ffi::vpx_codec_enc_config_set(&mut *self.ctx, &*self.cfg) };
         if rc != ffi::vpx_codec_err_t::VPX_CODEC_OK {
-            return Err(CodecError::Encode {
-                codec: NAME,
-                detail: last_error(&mut self.ctx),
-            });
+            return Err(CodecError::encode(NAME, last_error(&mut self.ctx)));
         }
         Ok(())
     }

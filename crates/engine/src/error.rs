@@ -40,9 +40,6 @@ pub enum EngineError {
     /// The WebRTC stack failed.
     #[error("the connection could not be set up: {0}")]
     WebRtc(String),
-    /// A codec failed.
-    #[error(transparent)]
-    Codec(#[from] hearth_codec::CodecError),
 }
 
 impl EngineError {
@@ -57,7 +54,6 @@ impl EngineError {
             Self::NoCall(_) => "no_call",
             Self::CallFull => "call_full",
             Self::WebRtc(_) => "webrtc",
-            Self::Codec(_) => "codec",
         }
     }
 }

@@ -705,11 +705,12 @@ impl Actor {
             }
             LinkEvent::VideoPaused(paused) => {
                 let id = leg.id.clone();
-                leg.quality = if paused {
+                let quality = if paused {
                     ConnectionQuality::Weak
                 } else {
                     ConnectionQuality::Good
                 };
+                leg.quality = quality;
                 self.send_call(
                     &peer,
                     &CallMessage::Media {
@@ -723,11 +724,6 @@ impl Actor {
                     paused,
                 })
                 .await;
-                let quality = if paused {
-                    ConnectionQuality::Weak
-                } else {
-                    ConnectionQuality::Good
-                };
                 self.emit(RoomEvent::Quality { peer, quality }).await;
             }
             LinkEvent::State(state) => {

@@ -43,6 +43,8 @@ pub struct PeerStats {
     pub freezes: u64,
     /// ICE restarts this side made (after a failure or a network change).
     pub ice_restarts: u64,
+    /// Keyframes received.
+    pub keyframes_received: u64,
     /// Keyframe requests we sent.
     pub keyframe_requests_sent: u64,
     /// Keyframe requests we answered.
@@ -161,7 +163,7 @@ pub(crate) async fn peer_stats(
         jitter_ms,
         recv_bitrate_bps,
         send_video_bitrate_bps: c.video_bitrate.load(Ordering::Relaxed),
-        estimate_bps: c.target_bitrate.load(Ordering::Relaxed),
+        estimate_bps: shared.target_bitrate.load(Ordering::Relaxed),
         recv_fps,
         recv_width: c.decoded_width.load(Ordering::Relaxed) as u32,
         recv_height: c.decoded_height.load(Ordering::Relaxed) as u32,
@@ -169,6 +171,7 @@ pub(crate) async fn peer_stats(
         frames_decoded: c.frames_decoded.load(Ordering::Relaxed),
         freezes: c.freezes.load(Ordering::Relaxed),
         ice_restarts: c.ice_restarts.load(Ordering::Relaxed),
+        keyframes_received: c.keyframes_received.load(Ordering::Relaxed),
         keyframe_requests_sent: c.keyframe_requests_sent.load(Ordering::Relaxed),
         keyframe_requests_received: c.keyframe_requests_received.load(Ordering::Relaxed),
         send_codec: c

@@ -46,6 +46,16 @@ fn sh(cmd: &str) {
     );
 }
 
+/// Drops outgoing UDP (media; signaling is TCP) that matches the nftables expression `when`
+/// (every packet when empty), until `Faults` is dropped.
+fn drop_outgoing_udp(when: &str) {
+    sh(&format!(
+        "nft add table inet hearth_faults && \
+         nft add chain inet hearth_faults out '{{ type filter hook output priority 0 ; }}' && \
+         nft add rule inet hearth_faults out meta l4proto udp {when} drop"
+    ));
+}
+
 /// Removes any fault this test added, even when it fails.
 struct Faults;
 impl Drop for Faults {
@@ -70,17 +80,7 @@ fn vga() -> RoomOptions {
 
 async fn connected_call(ann: RoomOptions, kim: RoomOptions) -> (signaling::Server, Peer, Peer) {
     let server = server().await;
-    let (mut ann, mut kim) = pair(&server, ann, kim).await;
-    ring(&mut ann, &mut kim).await;
-    kim.room.answer(ann.room.me()).await.unwrap();
-    expect_event(&mut ann, "connected", |e| {
-        matches!(e, RoomEvent::CallConnected { .. })
-    })
-    .await;
-    expect_event(&mut kim, "connected", |e| {
-        matches!(e, RoomEvent::CallConnected { .. })
-    })
-    .await;
+    let (ann, kim) = call_between(&server, ann, kim).await;
     (server, ann, kim)
 }
 
@@ -164,9 +164,7 @@ async fn five_percent_loss_is_repaired_without_freezes() {
     let ann_id = ann.room.me().clone();
     collect(&mut kim, Duration::from_secs(1)).await;
     // Random loss of 5 % of UDP (media; signaling is TCP).
-    sh("nft add table inet hearth_faults && \
-        nft add chain inet hearth_faults out '{ type filter hook output priority 0 ; }' && \
-        nft add rule inet hearth_faults out meta l4proto udp numgen random mod 100 '<' 5 drop");
+    drop_outgoing_udp("numgen random mod 100 '<' 5");
     let got = collect(&mut kim, Duration::from_secs(6)).await;
     let frames = &got.frames[&ann_id];
     // Retransmissions and keyframe requests keep the picture moving: most frames arrive, in
@@ -201,9 +199,7 @@ async fn an_outage_is_survived_by_ice_restart() {
     let ann_id = ann.room.me().clone();
     collect(&mut kim, Duration::from_secs(1)).await;
     // All media traffic stops (a router reboot); signaling (TCP) survives.
-    sh("nft add table inet hearth_faults && \
-        nft add chain inet hearth_faults out '{ type filter hook output priority 0 ; }' && \
-        nft add rule inet hearth_faults out meta l4proto udp drop");
+    drop_outgoing_udp("");
     expect_event_within(
         &mut ann,
         "the call reconnecting",

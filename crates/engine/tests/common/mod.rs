@@ -192,3 +192,17 @@ pub async fn ring(caller: &mut Peer, callee: &mut Peer) {
         (caller.room.me(), caller.name.as_str())
     );
 }
+
+/// Ann calls Kim in room "kim" on `server`, Kim answers, and both see the call connected.
+pub async fn call_between(server: &Server, ann: RoomOptions, kim: RoomOptions) -> (Peer, Peer) {
+    let (mut ann, mut kim) = pair(server, ann, kim).await;
+    ring(&mut ann, &mut kim).await;
+    kim.room.answer(ann.room.me()).await.unwrap();
+    for p in [&mut ann, &mut kim] {
+        expect_event(p, "the call connecting", |e| {
+            matches!(e, RoomEvent::CallConnected { .. })
+        })
+        .await;
+    }
+    (ann, kim)
+}
