@@ -346,7 +346,7 @@ impl Session {
             } else {
                 format!("video to {} is back", self.name(peer))
             }),
-            RoomEvent::RemoteVideoPaused { peer, paused } => say(if *paused {
+            RoomEvent::RemoteVideoPaused { peer, paused, .. } => say(if *paused {
                 format!(
                     "{}'s connection is too weak for video; you hear them but cannot see them",
                     self.name(peer)
@@ -354,7 +354,7 @@ impl Session {
             } else {
                 format!("{}'s video is back", self.name(peer))
             }),
-            RoomEvent::Disconnected { reason } => say(reason),
+            RoomEvent::Disconnected { reason, .. } => say(reason),
             RoomEvent::RemoteVideo(f) => self.report.video(f),
             RoomEvent::RemoteAudioLevel { peer, level } => self.report.audio(peer, *level),
             RoomEvent::Stats(s) => self.report.stats(s),
@@ -415,7 +415,7 @@ impl Session {
                         };
                     }
                 }
-                Some(RoomEvent::Disconnected { reason }) => {
+                Some(RoomEvent::Disconnected { reason, .. }) => {
                     return Err(Failure::Unreachable(reason));
                 }
                 _ => {}

@@ -58,6 +58,16 @@ pub enum RoomEvent {
     },
     /// A decoded picture from a peer.
     RemoteVideo(RemoteVideoFrame),
+    /// A small copy of our own picture (the self-view), when `RoomOptions::self_view` is on;
+    /// at most 320 pixels wide and 15 a second, only while a call uses the camera.
+    LocalVideo(Arc<I420Frame>),
+    /// Whether a peer in the room is in a call now (their presence: available or busy).
+    PeerPresence {
+        /// Who.
+        peer: PeerId,
+        /// True while they are in a call.
+        in_call: bool,
+    },
     /// How loud a peer is, 0.0 (silence) to 1.0 (full scale), a few times a second.
     RemoteAudioLevel {
         /// Who.
@@ -85,6 +95,8 @@ pub enum RoomEvent {
         peer: PeerId,
         /// True while they send only audio.
         paused: bool,
+        /// True when they turned their camera off (rather than their connection being weak).
+        camera_off: bool,
     },
     /// Statistics for the call, once a second while a call is up.
     Stats(CallStats),
@@ -101,6 +113,9 @@ pub enum RoomEvent {
     Disconnected {
         /// A plain sentence saying why.
         reason: String,
+        /// The server's error code when it closed the connection on purpose (`replaced`,
+        /// `expired_token`, `shutting_down`, ...); `None` when the connection just broke.
+        code: Option<hearth_proto::ErrorCode>,
     },
 }
 

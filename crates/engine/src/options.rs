@@ -92,6 +92,8 @@ pub struct RoomOptions {
     pub ring_timeout: Duration,
     /// How long a broken connection may try to recover before the call ends.
     pub reconnect_timeout: Duration,
+    /// Send `RoomEvent::LocalVideo` self-view pictures during calls.
+    pub self_view: bool,
 }
 
 impl Default for RoomOptions {
@@ -113,6 +115,7 @@ impl Default for RoomOptions {
             max_bitrate_bps: 2_500_000,
             ring_timeout: Duration::from_secs(45),
             reconnect_timeout: Duration::from_secs(30),
+            self_view: false,
         }
     }
 }

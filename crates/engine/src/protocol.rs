@@ -123,6 +123,16 @@ pub enum CallMessage {
         id: String,
         /// True while only audio is sent.
         video_paused: bool,
+        /// True when the sender turned their camera off (so `video_paused` is their choice,
+        /// not their connection).
+        #[serde(default)]
+        camera_off: bool,
+    },
+    /// "I am in a call now (or free again)": sent to everyone in the room when it changes and
+    /// to newcomers, so contacts can show who is busy. Belongs to no call.
+    Presence {
+        /// True while the sender is in a call.
+        in_call: bool,
     },
     /// "I am leaving this call."
     Hangup {
@@ -134,9 +144,9 @@ pub enum CallMessage {
 }
 
 impl CallMessage {
-    /// The call this message belongs to.
-    pub fn id(&self) -> &str {
-        match self {
+    /// The call this message belongs to; `None` for presence.
+    pub fn id(&self) -> Option<&str> {
+        Some(match self {
             Self::Invite { id, .. }
             | Self::Ringing { id }
             | Self::Answer { id, .. }
@@ -145,7 +155,8 @@ impl CallMessage {
             | Self::Renegotiate { id, .. }
             | Self::Media { id, .. }
             | Self::Hangup { id, .. } => id,
-        }
+            Self::Presence { .. } => return None,
+        })
     }
 }
 

@@ -31,6 +31,8 @@ enum Command {
     Decline(PeerId, oneshot::Sender<Result<(), EngineError>>),
     HangUp(Option<PeerId>, oneshot::Sender<Result<(), EngineError>>),
     Stats(oneshot::Sender<CallStats>),
+    SetMuted(bool, oneshot::Sender<()>),
+    SetCameraOff(bool, oneshot::Sender<()>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -76,6 +78,7 @@ impl Room {
             options.video.clone(),
             options.audio.clone(),
             processing.clone(),
+            options.self_view.then(|| app_tx.clone()),
         );
         let output = match &options.audio_output {
             AudioOutput::None => Sink::None,
@@ -99,6 +102,8 @@ impl Room {
             device_nodes: Vec::new(),
             devices_seen: false,
             addresses: Vec::new(),
+            announced_in_call: false,
+            closed_by_server: None,
         };
         actor.on_server(first).await;
         if let Some(e) = speaker_error {
@@ -159,6 +164,17 @@ impl Room {
     /// Ends every call.
     pub async fn hang_up_all(&self) -> Result<(), EngineError> {
         self.ask(|tx| Command::HangUp(None, tx)).await?
+    }
+
+    /// Mutes or unmutes our microphone in every call (now and later, until changed).
+    pub async fn set_muted(&self, muted: bool) -> Result<(), EngineError> {
+        self.ask(|tx| Command::SetMuted(muted, tx)).await
+    }
+
+    /// Turns our camera's picture off or on in every call; the others are told it was our
+    /// choice, so they can say so instead of showing a weak connection.
+    pub async fn set_camera_off(&self, off: bool) -> Result<(), EngineError> {
+        self.ask(|tx| Command::SetCameraOff(off, tx)).await
     }
 
     /// Statistics of the current call, now.
@@ -241,6 +257,10 @@ struct Actor {
     devices_seen: bool,
     /// Local addresses last seen, to notice a network change.
     addresses: Vec<std::net::IpAddr>,
+    /// Whether the room was last told we are in a call.
+    announced_in_call: bool,
+    /// The error the server sent before closing the connection on purpose.
+    closed_by_server: Option<(hearth_proto::ErrorCode, String)>,
 }
 
 impl Actor {
@@ -260,10 +280,11 @@ impl Actor {
                     _ => {
                         signaling_up = false;
                         // Calls are peer to peer: they go on without the server.
-                        self.emit(RoomEvent::Disconnected {
-                            reason: "The connection to the call server was lost.".into(),
-                        })
-                        .await;
+                        let (code, reason) = match self.closed_by_server.take() {
+                            Some((code, message)) => (Some(code), message),
+                            None => (None, "The connection to the call server was lost.".into()),
+                        };
+                        self.emit(RoomEvent::Disconnected { reason, code }).await;
                     }
                 },
                 cmd = commands.recv() => match cmd {
@@ -276,7 +297,10 @@ impl Actor {
                         self.leave().await;
                         return;
                     }
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => {
+                        self.on_command(cmd).await;
+                        self.announce_presence().await;
+                    }
                 },
                 Some((peer, link_id, event)) = links.recv() => self.on_link(peer, link_id, event).await,
                 _ = tick.tick() => self.on_tick().await,
@@ -339,7 +363,11 @@ impl Actor {
             ServerMessage::PeerJoined { peer, name, role } => {
                 let info = PeerInfo { peer, name, role };
                 self.peers.insert(info.peer.clone(), info.clone());
-                self.emit(RoomEvent::PeerJoined(info)).await;
+                self.emit(RoomEvent::PeerJoined(info.clone())).await;
+                if self.announced_in_call {
+                    self.send_call(&info.peer, &CallMessage::Presence { in_call: true })
+                        .await;
+                }
             }
             ServerMessage::PeerLeft { peer } => {
                 self.peers.remove(&peer);
@@ -356,8 +384,17 @@ impl Actor {
             }
             ServerMessage::Error { code, message } => {
                 tracing::warn!(code = code.as_str(), %message, "server error");
+                if code.closes_connection() {
+                    self.closed_by_server = Some((code, message));
+                }
             }
-            ServerMessage::Shutdown { .. } | ServerMessage::Lobby { .. } => {}
+            ServerMessage::Shutdown { .. } => {
+                self.closed_by_server = Some((
+                    hearth_proto::ErrorCode::ShuttingDown,
+                    "The call server is restarting.".into(),
+                ));
+            }
+            ServerMessage::Lobby { .. } => {}
             other => tracing::debug!(?other, "unhandled server message"),
         }
     }
@@ -423,6 +460,31 @@ impl Actor {
             }
             Command::Stats(done) => {
                 let _ = done.send(self.collect_stats().await);
+            }
+            Command::SetMuted(muted, done) => {
+                self.sources.controls().set_muted(muted);
+                let _ = done.send(());
+            }
+            Command::SetCameraOff(off, done) => {
+                self.sources.controls().set_camera_off(off);
+                let legs: Vec<(PeerId, String)> = self
+                    .legs
+                    .iter()
+                    .filter(|(_, l)| l.phase != Phase::Incoming)
+                    .map(|(p, l)| (p.clone(), l.id.clone()))
+                    .collect();
+                for (peer, id) in legs {
+                    self.send_call(
+                        &peer,
+                        &CallMessage::Media {
+                            id,
+                            video_paused: off,
+                            camera_off: off,
+                        },
+                    )
+                    .await;
+                }
+                let _ = done.send(());
             }
             Command::Leave(_) => {}
         }
@@ -537,7 +599,10 @@ impl Actor {
     }
 
     async fn on_call_message(&mut self, from: PeerId, msg: CallMessage) {
-        let same_leg = self.legs.get(&from).is_some_and(|l| l.id == msg.id());
+        let same_leg = self
+            .legs
+            .get(&from)
+            .is_some_and(|l| Some(l.id.as_str()) == msg.id());
         match msg {
             CallMessage::Invite { id, sdp, members } => {
                 if sdp.kind != SdpKind::Offer {
@@ -664,12 +729,26 @@ impl Actor {
                     }
                 }
             }
-            CallMessage::Media { video_paused, .. } if same_leg => {
+            CallMessage::Media {
+                video_paused,
+                camera_off,
+                ..
+            } if same_leg => {
                 self.emit(RoomEvent::RemoteVideoPaused {
                     peer: from,
-                    paused: video_paused,
+                    paused: video_paused || camera_off,
+                    camera_off,
                 })
                 .await;
+            }
+            CallMessage::Presence { in_call } => {
+                if self.peers.contains_key(&from) {
+                    self.emit(RoomEvent::PeerPresence {
+                        peer: from,
+                        in_call,
+                    })
+                    .await;
+                }
             }
             CallMessage::Hangup { reason, .. } if same_leg => {
                 let incoming = self
@@ -711,11 +790,13 @@ impl Actor {
                     ConnectionQuality::Good
                 };
                 leg.quality = quality;
+                let camera_off = self.sources.controls().camera_off();
                 self.send_call(
                     &peer,
                     &CallMessage::Media {
                         id,
-                        video_paused: paused,
+                        video_paused: paused || camera_off,
+                        camera_off,
                     },
                 )
                 .await;
@@ -856,8 +937,23 @@ impl Actor {
         }
     }
 
+    /// Tells everyone in the room when we went into a call or came out of one.
+    async fn announce_presence(&mut self) {
+        let in_call = self.legs.values().any(|l| l.phase != Phase::Incoming);
+        if in_call == self.announced_in_call {
+            return;
+        }
+        self.announced_in_call = in_call;
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.send_call(&peer, &CallMessage::Presence { in_call })
+                .await;
+        }
+    }
+
     async fn on_tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
+        self.announce_presence().await;
         if self.ticks.is_multiple_of(8) {
             self.watch_devices().await;
             self.watch_network().await;

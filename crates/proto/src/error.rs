@@ -55,6 +55,19 @@ impl ErrorCode {
         ErrorCode::Internal,
     ];
 
+    /// True for the codes a server sends just before closing an established connection on
+    /// purpose (the protocol's connection errors after `welcome`).
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadToken
+                | ErrorCode::ExpiredToken
+                | ErrorCode::Denied
+                | ErrorCode::Replaced
+                | ErrorCode::HelloTimeout
+        )
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

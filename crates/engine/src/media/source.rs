@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hearth_codec::I420Frame;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::apm::{self, Processor};
 use super::camera;
@@ -15,6 +15,7 @@ use super::devices::{self, DeviceError};
 use super::pattern::{self, Stamp};
 use super::resample::Resampler;
 use super::tone::{FRAME_SAMPLES, SAMPLE_RATE, Tone};
+use crate::events::RoomEvent;
 use crate::options::{AudioInput, VideoInput};
 
 /// One captured picture.
@@ -43,10 +44,37 @@ impl Drop for Running {
     }
 }
 
+/// What the person in the call switches: microphone muted, camera off. Shared by the
+/// sources, the senders and the self-view, read per frame (two relaxed atomics).
+#[derive(Debug, Default)]
+pub(crate) struct Controls {
+    muted: AtomicBool,
+    camera_off: AtomicBool,
+}
+
+impl Controls {
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn muted(&self) -> bool {
+        self.muted.load(Ordering::Relaxed)
+    }
+
+    pub fn set_camera_off(&self, off: bool) {
+        self.camera_off.store(off, Ordering::Relaxed);
+    }
+
+    pub fn camera_off(&self) -> bool {
+        self.camera_off.load(Ordering::Relaxed)
+    }
+}
+
 /// Latest-picture handle on the running video source.
 #[derive(Clone)]
 pub(crate) struct VideoFeed {
     pub rx: watch::Receiver<Option<Arc<CapturedFrame>>>,
+    pub controls: Arc<Controls>,
     _running: Arc<Running>,
 }
 
@@ -55,6 +83,11 @@ pub(crate) struct AudioFeed {
     pub rx: broadcast::Receiver<Arc<AudioPacket>>,
     _running: Arc<Running>,
 }
+
+/// Self-view pictures are at most this wide (the page shows them small) ...
+const PREVIEW_MAX_WIDTH: u32 = 320;
+/// ... and at most this often.
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
 
 type LatestFrame = watch::Receiver<Option<Arc<CapturedFrame>>>;
 /// The running video source, if any, and how to subscribe to it.
@@ -68,19 +101,33 @@ pub(crate) struct Sources {
     audio: AudioInput,
     /// The capture side of the echo canceller, when audio processing is on.
     processing: Option<Processor>,
+    controls: Arc<Controls>,
+    /// Where self-view pictures go, when the user wants them.
+    preview: Option<mpsc::Sender<RoomEvent>>,
     running_video: tokio::sync::Mutex<RunningVideo>,
     running_audio: tokio::sync::Mutex<RunningAudio>,
 }
 
 impl Sources {
-    pub fn new(video: VideoInput, audio: AudioInput, processing: Option<Processor>) -> Self {
+    pub fn new(
+        video: VideoInput,
+        audio: AudioInput,
+        processing: Option<Processor>,
+        preview: Option<mpsc::Sender<RoomEvent>>,
+    ) -> Self {
         Self {
             video,
             audio,
             processing,
+            controls: Arc::new(Controls::default()),
+            preview,
             running_video: tokio::sync::Mutex::new((Weak::new(), None)),
             running_audio: tokio::sync::Mutex::new((Weak::new(), None)),
         }
+    }
+
+    pub fn controls(&self) -> &Controls {
+        &self.controls
     }
 
     pub fn has_video(&self) -> bool {
@@ -101,6 +148,7 @@ impl Sources {
         if let (Some(running), Some(rx)) = (slot.0.upgrade(), slot.1.clone()) {
             return Ok(Some(VideoFeed {
                 rx,
+                controls: self.controls.clone(),
                 _running: running,
             }));
         }
@@ -138,8 +186,12 @@ impl Sources {
             return Ok(None);
         }
         *slot = (Arc::downgrade(&running), Some(rx.clone()));
+        if let Some(app) = &self.preview {
+            tokio::spawn(self_view(rx.clone(), self.controls.clone(), app.clone()));
+        }
         Ok(Some(VideoFeed {
             rx,
+            controls: self.controls.clone(),
             _running: running,
         }))
     }
@@ -164,16 +216,22 @@ impl Sources {
         let thread_tx = tx.clone();
         let input = self.audio.clone();
         let processing = self.processing.clone();
+        let controls = self.controls.clone();
         let spawned = std::thread::Builder::new()
             .name("hearth-audio-source".into())
             .spawn(move || match input {
                 AudioInput::Tone => {
                     let _ = opened_tx.send(Ok(()));
-                    synthetic_audio(&thread_tx, &stop, processing);
+                    synthetic_audio(&thread_tx, &stop, processing, controls);
                 }
-                AudioInput::Microphone { id } => {
-                    microphone(id.as_deref(), &thread_tx, &stop, opened_tx, processing)
-                }
+                AudioInput::Microphone { id } => microphone(
+                    id.as_deref(),
+                    &thread_tx,
+                    &stop,
+                    opened_tx,
+                    processing,
+                    controls,
+                ),
                 AudioInput::None => {}
             });
         if !started(spawned, opened_rx, crate::events::DeviceKind::Microphone).await? {
@@ -184,6 +242,38 @@ impl Sources {
             rx,
             _running: running,
         }))
+    }
+}
+
+/// Sends small copies of the local picture to the user (the self-view) until the source
+/// stops. Frames are dropped, never queued, when the user reads slowly.
+async fn self_view(
+    mut rx: watch::Receiver<Option<Arc<CapturedFrame>>>,
+    controls: Arc<Controls>,
+    app: mpsc::Sender<RoomEvent>,
+) {
+    let mut last: Option<Instant> = None;
+    while rx.changed().await.is_ok() {
+        if controls.camera_off() || last.is_some_and(|t| t.elapsed() < PREVIEW_INTERVAL) {
+            continue;
+        }
+        let Some(captured) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        last = Some(Instant::now());
+        let frame = &captured.frame;
+        let picture = if frame.width() <= PREVIEW_MAX_WIDTH {
+            frame.clone()
+        } else {
+            // Even sizes keep the chroma planes whole.
+            let height = (frame.height() * PREVIEW_MAX_WIDTH / frame.width()) & !1;
+            frame.scaled(PREVIEW_MAX_WIDTH, height.max(2))
+        };
+        if let Err(mpsc::error::TrySendError::Closed(_)) =
+            app.try_send(RoomEvent::LocalVideo(Arc::new(picture)))
+        {
+            return;
+        }
     }
 }
 
@@ -263,16 +353,18 @@ struct AudioEncoder {
     out: [u8; 1500],
     index: u64,
     processing: Option<Processor>,
+    controls: Arc<Controls>,
 }
 
 impl AudioEncoder {
-    fn new(processing: Option<Processor>) -> Option<Self> {
+    fn new(processing: Option<Processor>, controls: Arc<Controls>) -> Option<Self> {
         match opus_encoder() {
             Ok(enc) => Some(Self {
                 enc,
                 out: [0; 1500],
                 index: 0,
                 processing,
+                controls,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "could not start the Opus encoder");
@@ -284,6 +376,11 @@ impl AudioEncoder {
     fn push(&mut self, pcm: &mut [i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
         if let Some(p) = self.processing.as_mut() {
             apm::capture(p, pcm);
+        }
+        // Muted: silence goes to the encoder (the echo canceller above still sees the
+        // microphone), so DTX sends nothing and the timeline stays continuous.
+        if self.controls.muted() {
+            pcm.fill(0);
         }
         let payload = match self.enc.encode(pcm, &mut self.out) {
             // Opus in DTX emits 1-2 byte frames for silence; like browsers, don't send them.
@@ -307,8 +404,9 @@ fn synthetic_audio(
     tx: &broadcast::Sender<Arc<AudioPacket>>,
     stop: &AtomicBool,
     processing: Option<Processor>,
+    controls: Arc<Controls>,
 ) {
-    let Some(mut enc) = AudioEncoder::new(processing) else {
+    let Some(mut enc) = AudioEncoder::new(processing, controls) else {
         return;
     };
     let mut tone = Tone::new();
@@ -342,6 +440,7 @@ fn microphone(
     stop: &AtomicBool,
     opened: tokio::sync::oneshot::Sender<Result<(), DeviceError>>,
     processing: Option<Processor>,
+    controls: Arc<Controls>,
 ) {
     use cpal::traits::{DeviceTrait, StreamTrait};
     let (info, device) = match devices::find_microphone(id) {
@@ -389,7 +488,7 @@ fn microphone(
         return;
     }
     let _ = opened.send(Ok(()));
-    let Some(mut enc) = AudioEncoder::new(processing) else {
+    let Some(mut enc) = AudioEncoder::new(processing, controls) else {
         return;
     };
     let mut resampler = Resampler::new(rate, SAMPLE_RATE);

@@ -93,6 +93,12 @@ pub(super) fn spawn_video_sender(
                 let Some(captured) = feed.rx.borrow_and_update().clone() else {
                     continue;
                 };
+                if feed.controls.camera_off() {
+                    // Nothing is sent; the picture starts with a keyframe when it is back.
+                    force_next = true;
+                    shared.counters.video_bitrate.store(0, Ordering::Relaxed);
+                    continue;
+                }
                 captured_count += 1;
                 let source = &captured.frame;
                 let adapter =

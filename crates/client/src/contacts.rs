@@ -1,0 +1,130 @@
+//! Who a device may call, with presence: the people in its room, merged with the people a
+//! resident's tablet knows by name (who show as offline when they are not connected).
+
+use crate::invitation::Mode;
+use crate::settings::KnownContact;
+use crate::state::{Contact, Presence};
+
+/// Someone connected to the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPeer {
+    /// Their connection id.
+    pub peer: String,
+    /// Their name.
+    pub name: String,
+    /// Their role.
+    pub mode: Mode,
+    /// They said they are in a call.
+    pub in_call: bool,
+}
+
+/// Whom `mode` may call among `mode`'s room: residents call family, clinicians, staff and
+/// guests; family and everyone else call residents.
+fn callable(me: Mode, them: Mode) -> bool {
+    match me {
+        Mode::Resident => them != Mode::Resident && them != Mode::Patient,
+        _ => them == Mode::Resident,
+    }
+}
+
+/// The contact list for a device of `mode`, sorted: known contacts in the order staff put
+/// them, then others by name. A name with several connections (two devices) shows once,
+/// available if any of them is free.
+pub fn contacts(
+    mode: Mode,
+    peers: &[RoomPeer],
+    known: &[KnownContact],
+    has_photo: impl Fn(&KnownContact) -> bool,
+) -> Vec<Contact> {
+    let mut out: Vec<Contact> = known
+        .iter()
+        .map(|k| Contact {
+            key: k.name.clone(),
+            name: k.name.clone(),
+            mode: Mode::Family,
+            presence: Presence::Offline,
+            peer: None,
+            has_photo: has_photo(k),
+            trusted: k.trusted,
+        })
+        .collect();
+    let known_count = out.len();
+    for p in peers.iter().filter(|p| callable(mode, p.mode)) {
+        let presence = if p.in_call {
+            Presence::InCall
+        } else {
+            Presence::Available
+        };
+        match out.iter_mut().find(|c| c.key == p.name) {
+            Some(c) => {
+                c.mode = p.mode;
+                let better = c.peer.is_none()
+                    || (c.presence == Presence::InCall && presence == Presence::Available);
+                if better {
+                    c.presence = presence;
+                    c.peer = Some(p.peer.clone());
+                }
+            }
+            None => out.push(Contact {
+                key: p.name.clone(),
+                name: p.name.clone(),
+                mode: p.mode,
+                presence,
+                peer: Some(p.peer.clone()),
+                has_photo: false,
+                trusted: false,
+            }),
+        }
+    }
+    out[known_count..].sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, name: &str, mode: Mode, in_call: bool) -> RoomPeer {
+        RoomPeer {
+            peer: id.into(),
+            name: name.into(),
+            mode,
+            in_call,
+        }
+    }
+
+    #[test]
+    fn merges_known_people_with_the_room() {
+        let known = vec![
+            KnownContact {
+                name: "Ann".into(),
+                photo: Some("/p/ann.jpg".into()),
+                trusted: true,
+            },
+            KnownContact {
+                name: "Bo".into(),
+                photo: None,
+                trusted: false,
+            },
+        ];
+        let peers = vec![
+            peer("p3", "Zed", Mode::Clinician, false),
+            peer("p1", "Ann", Mode::Family, true),
+            peer("p2", "Ann", Mode::Family, false),
+            peer("p4", "Mrs Kim", Mode::Resident, false),
+            peer("p5", "Cy", Mode::Family, false),
+        ];
+        let list = contacts(Mode::Resident, &peers, &known, |k| k.photo.is_some());
+        let names: Vec<_> = list.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Ann", "Bo", "Cy", "Zed"]);
+        assert_eq!(list[0].presence, Presence::Available);
+        assert_eq!(list[0].peer.as_deref(), Some("p2"));
+        assert!(list[0].has_photo && list[0].trusted);
+        assert_eq!(list[1].presence, Presence::Offline);
+        assert_eq!(list[1].peer, None);
+
+        let family = contacts(Mode::Family, &peers, &[], |_| false);
+        assert_eq!(family.len(), 1);
+        assert_eq!(family[0].name, "Mrs Kim");
+    }
+}

@@ -1,0 +1,110 @@
+//! Errors a person can meet in the app: each has a code the page branches on (and translates)
+//! and an English sentence that says what to do.
+
+use serde::Serialize;
+use specta::Type;
+
+/// What went wrong, as the page sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The device has no invitation yet.
+    NotSetUp,
+    /// The text given is not an invitation link or code.
+    BadInvitation,
+    /// The server does not accept the device's invitation (forged, for another server, malformed).
+    BadToken,
+    /// The invitation has expired.
+    ExpiredToken,
+    /// The server cannot be reached.
+    ServerUnreachable,
+    /// The server turned the device away (wrong room, not allowed).
+    Forbidden,
+    /// The call or room is full.
+    RoomFull,
+    /// A clinician turned us away from the waiting room.
+    Denied,
+    /// The same invitation is in use on another device.
+    Replaced,
+    /// The person to call is not reachable now.
+    Unavailable,
+    /// There is no call to do that to.
+    NoCall,
+    /// The saved settings could not be read; they were set aside and setup starts again.
+    SettingsUnreadable,
+    /// The settings could not be saved.
+    SettingsUnwritable,
+    /// A camera, microphone or speaker does not work.
+    Device,
+    /// Something inside the app failed; not the person's doing.
+    Internal,
+}
+
+/// An error for the page: a code and a plain sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Type, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    /// What to branch on.
+    pub code: ErrorCode,
+    /// A sentence for a person, in English (the page shows its own translation of `code`).
+    pub message: String,
+}
+
+impl ClientError {
+    /// An error with this code and sentence.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error for an engine failure.
+    pub fn from_engine(e: &hearth_engine::EngineError) -> Self {
+        use hearth_engine::EngineError as E;
+        use hearth_proto::ErrorCode as S;
+        match e {
+            E::Unreachable { .. } => Self::new(
+                ErrorCode::ServerUnreachable,
+                "The Hearth server cannot be reached. Check the internet connection; Hearth keeps trying.",
+            ),
+            E::Rejected { code, message } => {
+                let code = match code {
+                    S::BadToken => ErrorCode::BadToken,
+                    S::ExpiredToken => ErrorCode::ExpiredToken,
+                    S::Forbidden => ErrorCode::Forbidden,
+                    S::RoomFull => ErrorCode::RoomFull,
+                    S::Denied => ErrorCode::Denied,
+                    S::Replaced => ErrorCode::Replaced,
+                    S::UnknownPeer => ErrorCode::Unavailable,
+                    _ => ErrorCode::Internal,
+                };
+                Self::new(code, message.clone())
+            }
+            E::UnknownPeer(_) => Self::new(
+                ErrorCode::Unavailable,
+                "That person is not connected right now.",
+            ),
+            E::NoCall(_) => Self::new(ErrorCode::NoCall, "There is no call to do that to."),
+            E::CallFull => Self::new(
+                ErrorCode::RoomFull,
+                "The call already has the most people it can hold.",
+            ),
+            other => {
+                tracing::warn!(error = %other, "engine failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "Something went wrong inside Hearth. Please try again.",
+                )
+            }
+        }
+    }
+
+    /// True when retrying with the same invitation cannot help.
+    pub fn needs_new_invitation(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::BadToken | ErrorCode::ExpiredToken | ErrorCode::Forbidden
+        )
+    }
+}

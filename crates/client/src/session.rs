@@ -1,0 +1,1006 @@
+//! A signed-in device: its settings, its room on the server, its calls, and the [`AppState`]
+//! every screen is drawn from. One actor task owns all of it; front ends send it commands
+//! through a [`Session`] handle and watch the state. Pictures go to a [`VideoSink`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hearth_engine::{
+    AudioInput, AudioOutput, CallStats, I420Frame, PeerId, RemoteVideoFrame, Room, RoomEvent,
+    RoomOptions, VideoInput,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backoff::Backoff;
+use crate::contacts::{RoomPeer, contacts};
+use crate::error::{ClientError, ErrorCode};
+use crate::invitation::{Identity, Invitation, Mode};
+use crate::settings::{DeviceChoice, Language, ResidentOptions, Settings, SettingsStore};
+use crate::state::{
+    AppState, CallPeer, CallView, Connection, Device, DeviceKind, EndReason, Me, Notice, Quality,
+    VideoState,
+};
+
+/// Where decoded pictures go (the desktop app sends them to its page).
+pub trait VideoSink: Send + Sync + 'static {
+    /// A picture from `peer`, at the moment it should be shown (lip sync done).
+    fn remote(&self, peer: &str, frame: &I420Frame);
+    /// Our own picture, small (the self-view).
+    fn local(&self, frame: &I420Frame);
+}
+
+/// How a session runs.
+pub struct SessionOptions {
+    /// Where the settings file lives.
+    pub data_dir: PathBuf,
+    /// The engine's options; the devices in them are replaced by the settings' choice.
+    pub room: RoomOptions,
+    /// Camera capture size and rate.
+    pub camera: (u32, u32, u32),
+    /// Where pictures go.
+    pub video: Arc<dyn VideoSink>,
+}
+
+impl std::fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long the "call ended" screen stays.
+const ENDED_SHOWN: Duration = Duration::from_secs(4);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Photos larger than this are not shown (a tile does not need more).
+const MAX_PHOTO_BYTES: u64 = 8 * 1024 * 1024;
+/// Device notices kept.
+const MAX_NOTICES: usize = 3;
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+enum Command {
+    AcceptInvitation(String, Option<String>, Reply<Identity>),
+    ForgetInvitation(Reply<()>),
+    Call(String, Reply<()>),
+    Answer(String, Reply<()>),
+    Decline(String, Reply<()>),
+    HangUp(Reply<()>),
+    SetMuted(bool, Reply<()>),
+    SetCameraOff(bool, Reply<()>),
+    SetLanguage(Language, Reply<()>),
+    SetDevices(DeviceChoice, Reply<()>),
+    SetResidentOptions(ResidentOptions, Reply<()>),
+    Settings(oneshot::Sender<Settings>),
+    Stats(oneshot::Sender<Option<CallStats>>),
+    DismissNotice(u32),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A handle on the running session. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<AppState>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+fn closed() -> ClientError {
+    ClientError::new(ErrorCode::Internal, "Hearth is shutting down.")
+}
+
+impl Session {
+    /// Loads the settings and starts: connects at once when the device has an invitation.
+    /// Must be called inside a Tokio runtime.
+    pub fn start(options: SessionOptions) -> Self {
+        let store = SettingsStore::in_dir(&options.data_dir);
+        let loaded = store.load();
+        let mut state = AppState {
+            language: loaded.settings.language,
+            kiosk: loaded.settings.resident.kiosk,
+            ..AppState::default()
+        };
+        if loaded.set_aside.is_some() {
+            state.connection = Connection::SetupNeeded {
+                error: Some(ClientError::new(
+                    ErrorCode::SettingsUnreadable,
+                    "This device's settings could not be read, so they were set aside. Enter the invitation again.",
+                )),
+            };
+        }
+        let (state_tx, state_rx) = watch::channel(state.clone());
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (connected_tx, connected_rx) = mpsc::unbounded_channel();
+        let (video_tx, video_rx) = mpsc::channel(8);
+        tokio::spawn(present_video(video_rx, options.video.clone()));
+        let actor = Actor {
+            store,
+            settings: loaded.settings,
+            room_options: options.room,
+            camera: options.camera,
+            video: options.video,
+            video_tx,
+            state,
+            state_tx,
+            room: None,
+            events: None,
+            generation: 0,
+            connected_tx,
+            retry_at: None,
+            backoff: Backoff::default(),
+            last_error: None,
+            peers: Vec::new(),
+            reconnect_after_call: false,
+            ended_at: None,
+            next_notice: 1,
+            stats: None,
+        };
+        tokio::spawn(actor.run(cmd_rx, connected_rx));
+        Self {
+            commands: cmd_tx,
+            state: state_rx,
+        }
+    }
+
+    /// The state now.
+    pub fn state(&self) -> AppState {
+        self.state.borrow().clone()
+    }
+
+    /// Every change of state, as it happens.
+    pub fn watch(&self) -> watch::Receiver<AppState> {
+        self.state.clone()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Takes an invitation link or code (with its server address when it is a bare code),
+    /// keeps it and signs in with it.
+    pub async fn accept_invitation(
+        &self,
+        input: String,
+        server: Option<String>,
+    ) -> Result<Identity, ClientError> {
+        self.ask(|tx| Command::AcceptInvitation(input, server, tx))
+            .await
+    }
+
+    /// Signs out and forgets the invitation (setup starts again).
+    pub async fn forget_invitation(&self) -> Result<(), ClientError> {
+        self.ask(Command::ForgetInvitation).await
+    }
+
+    /// Calls the contact with this key.
+    pub async fn call(&self, contact: String) -> Result<(), ClientError> {
+        self.ask(|tx| Command::Call(contact, tx)).await
+    }
+
+    /// Answers the call from `peer`.
+    pub async fn answer(&self, peer: String) -> Result<(), ClientError> {
+        self.ask(|tx| Command::Answer(peer, tx)).await
+    }
+
+    /// Declines the call from `peer`.
+    pub async fn decline(&self, peer: String) -> Result<(), ClientError> {
+        self.ask(|tx| Command::Decline(peer, tx)).await
+    }
+
+    /// Ends the call (or stops calling).
+    pub async fn hang_up(&self) -> Result<(), ClientError> {
+        self.ask(Command::HangUp).await
+    }
+
+    /// Mutes or unmutes the microphone.
+    pub async fn set_muted(&self, muted: bool) -> Result<(), ClientError> {
+        self.ask(|tx| Command::SetMuted(muted, tx)).await
+    }
+
+    /// Turns the camera's picture off or on.
+    pub async fn set_camera_off(&self, off: bool) -> Result<(), ClientError> {
+        self.ask(|tx| Command::SetCameraOff(off, tx)).await
+    }
+
+    /// Chooses the screens' language and keeps it.
+    pub async fn set_language(&self, language: Language) -> Result<(), ClientError> {
+        self.ask(|tx| Command::SetLanguage(language, tx)).await
+    }
+
+    /// Chooses the devices and keeps the choice; used from the next call on.
+    pub async fn set_devices(&self, devices: DeviceChoice) -> Result<(), ClientError> {
+        self.ask(|tx| Command::SetDevices(devices, tx)).await
+    }
+
+    /// Sets a resident tablet's options and keeps them.
+    pub async fn set_resident_options(&self, options: ResidentOptions) -> Result<(), ClientError> {
+        self.ask(|tx| Command::SetResidentOptions(options, tx))
+            .await
+    }
+
+    /// The settings as kept (the token is included: for the shell, never for logs).
+    pub async fn settings(&self) -> Result<Settings, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Settings(tx))
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
+    }
+
+    /// The latest call statistics, while in a call.
+    pub async fn stats(&self) -> Option<CallStats> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Stats(tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Removes a notice.
+    pub fn dismiss_notice(&self, id: u32) {
+        let _ = self.commands.send(Command::DismissNotice(id));
+    }
+
+    /// Leaves the room and stops.
+    pub async fn leave(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Leave(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The contact's photo as a `data:` URL, if the tablet has a readable one.
+    pub async fn contact_photo(&self, key: &str) -> Option<String> {
+        let settings = self.settings().await.ok()?;
+        let path = settings
+            .resident
+            .contacts
+            .into_iter()
+            .find(|c| c.name == key)?
+            .photo?;
+        read_photo(&path).await
+    }
+}
+
+/// The cameras, microphones and speakers on this machine, plus the synthetic test sources.
+pub fn devices() -> Vec<Device> {
+    let mut list: Vec<Device> = hearth_engine::media::devices::list()
+        .into_iter()
+        .map(|d| Device {
+            id: d.id,
+            name: d.name,
+            kind: d.kind.into(),
+        })
+        .collect();
+    list.push(Device {
+        id: SYNTHETIC.into(),
+        name: "Test pattern".into(),
+        kind: DeviceKind::Camera,
+    });
+    list.push(Device {
+        id: SYNTHETIC.into(),
+        name: "Test tone".into(),
+        kind: DeviceKind::Microphone,
+    });
+    list
+}
+
+/// The device id of the synthetic test sources (a moving pattern, a beep).
+pub const SYNTHETIC: &str = "synthetic";
+/// The speaker id that plays nothing.
+pub const NO_SPEAKER: &str = "none";
+
+async fn read_photo(path: &str) -> Option<String> {
+    let mime = match std::path::Path::new(path)
+        .extension()?
+        .to_str()?
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    };
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    if meta.len() > MAX_PHOTO_BYTES {
+        tracing::warn!(path, "contact photo too large, not shown");
+        return None;
+    }
+    let bytes = tokio::fs::read(path).await.ok()?;
+    Some(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+/// Holds each remote picture until its presentation time (lip sync), then hands it on.
+async fn present_video(mut rx: mpsc::Receiver<RemoteVideoFrame>, sink: Arc<dyn VideoSink>) {
+    while let Some(f) = rx.recv().await {
+        tokio::time::sleep_until(f.present_at.into()).await;
+        sink.remote(f.peer.as_str(), &f.frame);
+    }
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+type Connected = (
+    u64,
+    Result<(Room, mpsc::Receiver<RoomEvent>), hearth_engine::EngineError>,
+);
+
+struct Actor {
+    store: SettingsStore,
+    settings: Settings,
+    room_options: RoomOptions,
+    camera: (u32, u32, u32),
+    video: Arc<dyn VideoSink>,
+    video_tx: mpsc::Sender<RemoteVideoFrame>,
+    state: AppState,
+    state_tx: watch::Sender<AppState>,
+    room: Option<Room>,
+    events: Option<mpsc::Receiver<RoomEvent>>,
+    /// Counts sign-ins, so a late answer to an abandoned attempt is recognised.
+    generation: u64,
+    connected_tx: mpsc::UnboundedSender<Connected>,
+    retry_at: Option<tokio::time::Instant>,
+    backoff: Backoff,
+    last_error: Option<ClientError>,
+    peers: Vec<RoomPeer>,
+    /// Sign in again when the call ends: the server connection broke during it, or the
+    /// devices changed.
+    reconnect_after_call: bool,
+    ended_at: Option<tokio::time::Instant>,
+    next_notice: u32,
+    stats: Option<CallStats>,
+}
+
+async fn next_event(events: &mut Option<mpsc::Receiver<RoomEvent>>) -> Option<RoomEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut connected: mpsc::UnboundedReceiver<Connected>,
+    ) {
+        self.connect();
+        self.publish();
+        loop {
+            let clear_ended = self.ended_at.map(|t| t + ENDED_SHOWN);
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Leave(done)) => {
+                        self.drop_room().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => {
+                        self.drop_room().await;
+                        return;
+                    }
+                },
+                Some((generation, result)) = connected.recv() => {
+                    self.on_connected(generation, result).await;
+                }
+                event = next_event(&mut self.events) => match event {
+                    Some(e) => self.on_event(e).await,
+                    None => {
+                        // The room's actor is gone: sign in again.
+                        self.events = None;
+                        self.room = None;
+                        self.retry_later(None);
+                    }
+                },
+                () = until(self.retry_at) => {
+                    self.retry_at = None;
+                    self.connect();
+                }
+                () = until(clear_ended) => {
+                    self.ended_at = None;
+                    if matches!(self.state.call, CallView::Ended { .. }) {
+                        self.state.call = CallView::Idle;
+                    }
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.state.contacts = self.contact_list();
+        let next = self.state.clone();
+        self.state_tx.send_if_modified(|current| {
+            let mut candidate = next;
+            candidate.version = current.version;
+            if *current == candidate {
+                false
+            } else {
+                candidate.version = current.version.wrapping_add(1);
+                *current = candidate;
+                true
+            }
+        });
+        self.state.version = self.state_tx.borrow().version;
+    }
+
+    fn contact_list(&self) -> Vec<crate::state::Contact> {
+        let Some(me) = &self.state.me else {
+            return Vec::new();
+        };
+        let known: &[crate::settings::KnownContact] = if me.mode == Mode::Resident {
+            &self.settings.resident.contacts
+        } else {
+            &[]
+        };
+        contacts(me.mode, &self.peers, known, |k| k.photo.is_some())
+    }
+
+    fn save(&self) -> Result<(), ClientError> {
+        self.store.save(&self.settings)
+    }
+
+    fn options(&self) -> RoomOptions {
+        let (width, height, fps) = self.camera;
+        let d = &self.settings.devices;
+        let mut o = self.room_options.clone();
+        o.video = match d.camera.as_deref() {
+            Some(SYNTHETIC) => VideoInput::Synthetic { width, height, fps },
+            id => VideoInput::Camera {
+                id: id.map(str::to_owned),
+                width,
+                height,
+                fps,
+            },
+        };
+        o.audio = match d.microphone.as_deref() {
+            Some(SYNTHETIC) => AudioInput::Tone,
+            id => AudioInput::Microphone {
+                id: id.map(str::to_owned),
+            },
+        };
+        o.audio_output = match d.speaker.as_deref() {
+            Some(NO_SPEAKER) => AudioOutput::None,
+            id => AudioOutput::Speaker {
+                id: id.map(str::to_owned),
+            },
+        };
+        o.self_view = true;
+        o
+    }
+
+    /// Starts signing in with the kept invitation (or shows setup without one).
+    fn connect(&mut self) {
+        self.generation += 1;
+        let Some(invitation) = self.settings.invitation.clone() else {
+            self.state.me = None;
+            if !matches!(self.state.connection, Connection::SetupNeeded { .. }) {
+                self.state.connection = Connection::SetupNeeded { error: None };
+            }
+            return;
+        };
+        let identity = invitation.identity().ok();
+        self.state.me = identity.map(|i| Me {
+            name: i.name,
+            mode: i.mode,
+            room: i.room,
+            expires_at_ms: i.expires_at_ms,
+        });
+        if invitation.expired(now_ms()) {
+            self.state.connection = Connection::Refused {
+                error: ClientError::new(
+                    ErrorCode::ExpiredToken,
+                    "This device's invitation has expired. Ask the care home for a new one.",
+                ),
+            };
+            return;
+        }
+        self.state.connection = Connection::Connecting {
+            attempt: self.backoff.attempt(),
+            error: self.last_error.clone(),
+            retry_at_ms: None,
+        };
+        let options = self.options();
+        let generation = self.generation;
+        let tx = self.connected_tx.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                Room::connect(&invitation.server, &invitation.token, options),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(hearth_engine::EngineError::Unreachable {
+                    url: invitation.server.clone(),
+                    detail: "timed out".into(),
+                }),
+            };
+            let _ = tx.send((generation, result));
+        });
+    }
+
+    async fn on_connected(
+        &mut self,
+        generation: u64,
+        result: Result<(Room, mpsc::Receiver<RoomEvent>), hearth_engine::EngineError>,
+    ) {
+        if generation != self.generation {
+            if let Ok((room, _)) = result {
+                room.leave().await;
+            }
+            return;
+        }
+        match result {
+            Ok((room, events)) => {
+                tracing::info!(me = %room.me(), "signed in");
+                if self.state.muted {
+                    let _ = room.set_muted(true).await;
+                }
+                if self.state.camera_off {
+                    let _ = room.set_camera_off(true).await;
+                }
+                self.room = Some(room);
+                self.events = Some(events);
+                self.backoff.reset();
+                self.last_error = None;
+                self.reconnect_after_call = false;
+            }
+            Err(e) => {
+                let error = ClientError::from_engine(&e);
+                tracing::info!(code = ?error.code, "sign-in failed");
+                if error.needs_new_invitation() || error.code == ErrorCode::Replaced {
+                    self.state.connection = Connection::Refused { error };
+                } else {
+                    self.retry_later(Some(error));
+                }
+            }
+        }
+    }
+
+    fn retry_later(&mut self, error: Option<ClientError>) {
+        if let Some(e) = error {
+            self.last_error = Some(e);
+        }
+        let delay = self.backoff.next(rand::random::<f64>());
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
+        self.state.connection = Connection::Connecting {
+            attempt: self.backoff.attempt(),
+            error: self.last_error.clone(),
+            retry_at_ms: Some(now_ms() + delay.as_secs_f64() * 1000.0),
+        };
+    }
+
+    async fn drop_room(&mut self) {
+        self.events = None;
+        self.peers.clear();
+        if let Some(room) = self.room.take() {
+            room.leave().await;
+        }
+    }
+
+    fn room(&self) -> Result<&Room, ClientError> {
+        self.room.as_ref().ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::ServerUnreachable,
+                "Hearth is not connected to its server yet. Please wait a moment.",
+            )
+        })
+    }
+
+    fn peer_name(&self, peer: &str) -> String {
+        self.peers
+            .iter()
+            .find(|p| p.peer == peer)
+            .map_or_else(String::new, |p| p.name.clone())
+    }
+
+    fn in_call(&self) -> bool {
+        !matches!(self.state.call, CallView::Idle | CallView::Ended { .. })
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::AcceptInvitation(input, server, done) => {
+                let r = self.accept(&input, server.as_deref()).await;
+                let _ = done.send(r);
+            }
+            Command::ForgetInvitation(done) => {
+                self.settings.invitation = None;
+                let r = self.save();
+                self.drop_room().await;
+                self.state.call = CallView::Idle;
+                self.connect();
+                let _ = done.send(r);
+            }
+            Command::Call(key, done) => {
+                let r = self.place_call(&key).await;
+                let _ = done.send(r);
+            }
+            Command::Answer(peer, done) => {
+                let r = match self.room() {
+                    Ok(room) => room
+                        .answer(&PeerId(peer.clone()))
+                        .await
+                        .map_err(|e| ClientError::from_engine(&e)),
+                    Err(e) => Err(e),
+                };
+                if r.is_ok() {
+                    let name = self.peer_name(&peer);
+                    self.state.call = CallView::Active {
+                        since_ms: now_ms(),
+                        peers: vec![call_peer(peer, name, false)],
+                    };
+                }
+                let _ = done.send(r);
+            }
+            Command::Decline(peer, done) => {
+                let r = match self.room() {
+                    Ok(room) => room
+                        .decline(&PeerId(peer))
+                        .await
+                        .map_err(|e| ClientError::from_engine(&e)),
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::HangUp(done) => {
+                let r = match self.room() {
+                    Ok(room) => room
+                        .hang_up_all()
+                        .await
+                        .map_err(|e| ClientError::from_engine(&e)),
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::SetMuted(muted, done) => {
+                self.state.muted = muted;
+                if let Some(room) = &self.room {
+                    let _ = room.set_muted(muted).await;
+                }
+                let _ = done.send(Ok(()));
+            }
+            Command::SetCameraOff(off, done) => {
+                self.state.camera_off = off;
+                if let Some(room) = &self.room {
+                    let _ = room.set_camera_off(off).await;
+                }
+                let _ = done.send(Ok(()));
+            }
+            Command::SetLanguage(language, done) => {
+                self.settings.language = language;
+                self.state.language = language;
+                let _ = done.send(self.save());
+            }
+            Command::SetDevices(devices, done) => {
+                let changed = self.settings.devices != devices;
+                self.settings.devices = devices;
+                let r = self.save();
+                // Devices are opened by the room: sign in again with them, unless a call is
+                // up (then they are used from the next call).
+                if changed && !self.in_call() && self.room.is_some() {
+                    self.drop_room().await;
+                    self.connect();
+                } else if changed {
+                    self.reconnect_after_call |= self.in_call();
+                }
+                let _ = done.send(r);
+            }
+            Command::SetResidentOptions(options, done) => {
+                self.state.kiosk = options.kiosk;
+                self.settings.resident = options;
+                let _ = done.send(self.save());
+            }
+            Command::Settings(done) => {
+                let _ = done.send(self.settings.clone());
+            }
+            Command::Stats(done) => {
+                let _ = done.send(self.stats.clone());
+            }
+            Command::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
+            Command::Leave(_) => {}
+        }
+    }
+
+    async fn accept(&mut self, input: &str, server: Option<&str>) -> Result<Identity, ClientError> {
+        let invitation = Invitation::parse(input, server)?;
+        let identity = invitation.identity()?;
+        if invitation.expired(now_ms()) {
+            return Err(ClientError::new(
+                ErrorCode::ExpiredToken,
+                "This invitation has expired. Ask the care home for a new one.",
+            ));
+        }
+        self.settings.invitation = Some(invitation);
+        self.save()?;
+        self.drop_room().await;
+        self.backoff.reset();
+        self.last_error = None;
+        self.retry_at = None;
+        self.state.call = CallView::Idle;
+        self.connect();
+        Ok(identity)
+    }
+
+    async fn place_call(&mut self, key: &str) -> Result<(), ClientError> {
+        let contact = self
+            .contact_list()
+            .into_iter()
+            .find(|c| c.key == key)
+            .ok_or_else(|| ClientError::new(ErrorCode::Unavailable, "That person is not here."))?;
+        let peer = contact.peer.ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::Unavailable,
+                "That person is not connected right now. Try again later.",
+            )
+        })?;
+        self.room()?
+            .call(&PeerId(peer.clone()))
+            .await
+            .map_err(|e| ClientError::from_engine(&e))?;
+        if !matches!(self.state.call, CallView::Active { .. }) {
+            self.state.call = CallView::Calling {
+                peer,
+                name: contact.name,
+                ringing: false,
+            };
+        }
+        Ok(())
+    }
+
+    fn auto_answer_seconds(&self, name: &str) -> Option<u32> {
+        let resident = &self.settings.resident;
+        let me_resident = self
+            .state
+            .me
+            .as_ref()
+            .is_some_and(|m| m.mode == Mode::Resident);
+        let trusted = resident
+            .contacts
+            .iter()
+            .any(|c| c.trusted && c.name == name);
+        (me_resident && resident.auto_answer && trusted).then_some(resident.auto_answer_seconds)
+    }
+
+    fn call_peer_mut(&mut self, peer: &str) -> Option<&mut CallPeer> {
+        match &mut self.state.call {
+            CallView::Active { peers, .. } => peers.iter_mut().find(|p| p.peer == peer),
+            _ => None,
+        }
+    }
+
+    async fn on_event(&mut self, event: RoomEvent) {
+        match event {
+            RoomEvent::Joined { room, peers, .. } => {
+                self.state.connection = Connection::Online;
+                if let Some(me) = &mut self.state.me {
+                    me.room = room;
+                }
+                self.peers = peers
+                    .into_iter()
+                    .map(|p| RoomPeer {
+                        peer: p.peer.0,
+                        name: p.name,
+                        mode: p.role.into(),
+                        in_call: false,
+                    })
+                    .collect();
+            }
+            RoomEvent::Waiting { position } => {
+                self.state.connection = Connection::Waiting {
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                };
+            }
+            RoomEvent::PeerJoined(p) => {
+                self.peers.retain(|q| q.peer != p.peer.0);
+                self.peers.push(RoomPeer {
+                    peer: p.peer.0,
+                    name: p.name,
+                    mode: p.role.into(),
+                    in_call: false,
+                });
+            }
+            RoomEvent::PeerLeft(p) => self.peers.retain(|q| q.peer != p.0),
+            RoomEvent::PeerPresence { peer, in_call } => {
+                if let Some(p) = self.peers.iter_mut().find(|q| q.peer == peer.0) {
+                    p.in_call = in_call;
+                }
+            }
+            RoomEvent::IncomingCall { peer, name } if !self.in_call() => {
+                self.state.call = CallView::Incoming {
+                    auto_answer_seconds: self.auto_answer_seconds(&name),
+                    peer: peer.0,
+                    name,
+                };
+            }
+            RoomEvent::Ringing { peer } => {
+                if let CallView::Calling {
+                    peer: p, ringing, ..
+                } = &mut self.state.call
+                    && *p == peer.0
+                {
+                    *ringing = true;
+                }
+            }
+            RoomEvent::CallConnected { peer } => {
+                let name = self.peer_name(&peer.0);
+                match &mut self.state.call {
+                    CallView::Active { peers, .. } => {
+                        match peers.iter_mut().find(|p| p.peer == peer.0) {
+                            Some(p) => p.connected = true,
+                            None => peers.push(call_peer(peer.0, name, true)),
+                        }
+                    }
+                    _ => {
+                        self.state.call = CallView::Active {
+                            since_ms: now_ms(),
+                            peers: vec![call_peer(peer.0, name, true)],
+                        };
+                    }
+                }
+            }
+            RoomEvent::CallEnded { peer, reason } => {
+                self.call_ended(&peer.0, (&reason).into()).await
+            }
+            RoomEvent::RemoteVideo(frame) => {
+                // Dropped, not queued, when the page cannot keep up.
+                let _ = self.video_tx.try_send(frame);
+            }
+            RoomEvent::LocalVideo(frame) => self.video.local(&frame),
+            RoomEvent::Quality { peer, quality } => {
+                if let Some(p) = self.call_peer_mut(&peer.0) {
+                    p.quality = quality.into();
+                }
+            }
+            RoomEvent::VideoPaused { peer, paused } => {
+                if let Some(p) = self.call_peer_mut(&peer.0) {
+                    p.our_video_paused = paused;
+                }
+            }
+            RoomEvent::RemoteVideoPaused {
+                peer,
+                paused,
+                camera_off,
+            } => {
+                if let Some(p) = self.call_peer_mut(&peer.0) {
+                    p.their_video = match (paused, camera_off) {
+                        (_, true) => VideoState::CameraOff,
+                        (true, false) => VideoState::PausedWeak,
+                        (false, false) => VideoState::On,
+                    };
+                }
+            }
+            RoomEvent::Stats(stats) => {
+                for s in &stats.peers {
+                    if let Some(p) = self.call_peer_mut(&s.peer.0) {
+                        p.rtt_ms = s.rtt_ms.map(|r| (r * 10.0).round() / 10.0);
+                        p.loss_percent = (s.loss * 1000.0).round() / 10.0;
+                        p.receive_kbps = (s.recv_bitrate_bps as f64 / 1000.0).round();
+                    }
+                }
+                self.stats = Some(stats);
+            }
+            RoomEvent::DeviceError { device, message } => {
+                let id = self.next_notice;
+                self.next_notice += 1;
+                self.state.notices.push(Notice {
+                    id,
+                    device: Some(device.into()),
+                    message,
+                });
+                let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
+                self.state.notices.drain(..excess);
+            }
+            RoomEvent::Disconnected { code, .. } => self.signaling_down(code).await,
+            _ => {}
+        }
+    }
+
+    async fn call_ended(&mut self, peer: &str, reason: EndReason) {
+        let name = self.peer_name(peer);
+        let ended = match &mut self.state.call {
+            CallView::Incoming { peer: p, name, .. } | CallView::Calling { peer: p, name, .. }
+                if p == peer =>
+            {
+                Some(name.clone())
+            }
+            CallView::Active { peers, .. } => {
+                let gone = peers
+                    .iter()
+                    .position(|p| p.peer == peer)
+                    .map(|i| peers.remove(i));
+                match gone {
+                    Some(p) if peers.is_empty() => Some(p.name),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(n) = ended {
+            self.state.call = CallView::Ended {
+                name: if n.is_empty() { name } else { n },
+                reason,
+            };
+            self.ended_at = Some(tokio::time::Instant::now());
+            self.stats = None;
+            if self.reconnect_after_call {
+                self.reconnect_after_call = false;
+                self.drop_room().await;
+                self.connect();
+            }
+        }
+    }
+
+    async fn signaling_down(&mut self, code: Option<hearth_proto::ErrorCode>) {
+        use hearth_proto::ErrorCode as S;
+        let error = match code {
+            Some(S::Replaced) => Some(ClientError::new(
+                ErrorCode::Replaced,
+                "This invitation is now in use on another device, so this one was signed out.",
+            )),
+            Some(S::BadToken | S::ExpiredToken) => Some(ClientError::new(
+                ErrorCode::ExpiredToken,
+                "This device's invitation no longer works. Ask the care home for a new one.",
+            )),
+            _ => None,
+        };
+        if let Some(error) = error {
+            self.drop_room().await;
+            self.state.call = CallView::Idle;
+            self.state.connection = Connection::Refused { error };
+            return;
+        }
+        let lost = ClientError::new(
+            ErrorCode::ServerUnreachable,
+            "The connection to the Hearth server was lost. Hearth is reconnecting.",
+        );
+        if self.in_call() {
+            // The call is peer to peer and goes on; sign in again when it ends.
+            self.reconnect_after_call = true;
+            self.last_error = Some(lost);
+        } else {
+            self.drop_room().await;
+            self.retry_later(Some(lost));
+        }
+    }
+}
+
+fn call_peer(peer: String, name: String, connected: bool) -> CallPeer {
+    CallPeer {
+        peer,
+        name,
+        connected,
+        quality: Quality::Good,
+        their_video: VideoState::On,
+        our_video_paused: false,
+        rtt_ms: None,
+        loss_percent: 0.0,
+        receive_kbps: 0.0,
+    }
+}

@@ -1,0 +1,218 @@
+//! The page's API: every command wraps one `Session` call, every error is a
+//! `ClientError` (a code and a sentence). The TypeScript bindings in `ui/src/bindings.ts` are
+//! generated from these by `cargo test -p hearth-desktop` (`tests/bindings.rs`).
+
+use hearth_client::{
+    AppState, ClientError, Device, DeviceChoice, Identity, Language, ResidentOptions, Session,
+};
+use serde::Serialize;
+use specta::Type;
+use tauri::ipc::Channel;
+use tauri::{AppHandle, State};
+use tauri_specta::{Event, collect_commands, collect_events};
+use tokio::sync::watch;
+
+use crate::video::{ChannelSink, VideoMessage};
+
+/// The state changed; the payload is the whole new state.
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+pub struct StateChanged(pub AppState);
+
+/// What the settings screen shows (the token stays in Rust).
+#[derive(Debug, Clone, Serialize, Type)]
+pub struct SettingsView {
+    /// The server this device signs in to.
+    pub server: Option<String>,
+    /// The language.
+    pub language: Language,
+    /// The chosen devices.
+    pub devices: DeviceChoice,
+    /// A resident tablet's options.
+    pub resident: ResidentOptions,
+}
+
+/// The state now (the page asks once at start, then listens to `StateChanged`).
+#[tauri::command]
+#[specta::specta]
+fn app_state(session: State<'_, Session>) -> AppState {
+    session.state()
+}
+
+/// Takes an invitation link, or a code with its server address.
+#[tauri::command]
+#[specta::specta]
+async fn accept_invitation(
+    session: State<'_, Session>,
+    input: String,
+    server: Option<String>,
+) -> Result<Identity, ClientError> {
+    session.accept_invitation(input, server).await
+}
+
+/// Signs out and forgets the invitation.
+#[tauri::command]
+#[specta::specta]
+async fn forget_invitation(session: State<'_, Session>) -> Result<(), ClientError> {
+    session.forget_invitation().await
+}
+
+/// Calls a contact by key.
+#[tauri::command]
+#[specta::specta]
+async fn call_contact(session: State<'_, Session>, key: String) -> Result<(), ClientError> {
+    session.call(key).await
+}
+
+/// Answers a call.
+#[tauri::command]
+#[specta::specta]
+async fn answer(session: State<'_, Session>, peer: String) -> Result<(), ClientError> {
+    session.answer(peer).await
+}
+
+/// Declines a call.
+#[tauri::command]
+#[specta::specta]
+async fn decline(session: State<'_, Session>, peer: String) -> Result<(), ClientError> {
+    session.decline(peer).await
+}
+
+/// Ends the call.
+#[tauri::command]
+#[specta::specta]
+async fn hang_up(session: State<'_, Session>) -> Result<(), ClientError> {
+    session.hang_up().await
+}
+
+/// Mutes or unmutes.
+#[tauri::command]
+#[specta::specta]
+async fn set_muted(session: State<'_, Session>, muted: bool) -> Result<(), ClientError> {
+    session.set_muted(muted).await
+}
+
+/// Turns the camera's picture off or on.
+#[tauri::command]
+#[specta::specta]
+async fn set_camera_off(session: State<'_, Session>, off: bool) -> Result<(), ClientError> {
+    session.set_camera_off(off).await
+}
+
+/// Chooses the language.
+#[tauri::command]
+#[specta::specta]
+async fn set_language(session: State<'_, Session>, language: Language) -> Result<(), ClientError> {
+    session.set_language(language).await
+}
+
+/// The cameras, microphones and speakers.
+#[tauri::command]
+#[specta::specta]
+async fn list_devices() -> Vec<Device> {
+    tauri::async_runtime::spawn_blocking(hearth_client::devices)
+        .await
+        .unwrap_or_default()
+}
+
+/// Chooses devices.
+#[tauri::command]
+#[specta::specta]
+async fn set_devices(
+    session: State<'_, Session>,
+    devices: DeviceChoice,
+) -> Result<(), ClientError> {
+    session.set_devices(devices).await
+}
+
+/// The settings screen's content.
+#[tauri::command]
+#[specta::specta]
+async fn settings(session: State<'_, Session>) -> Result<SettingsView, ClientError> {
+    let s = session.settings().await?;
+    Ok(SettingsView {
+        server: s.invitation.map(|i| i.server),
+        language: s.language,
+        devices: s.devices,
+        resident: s.resident,
+    })
+}
+
+/// Sets a resident tablet's options (and its start-at-login entry for kiosk mode).
+#[tauri::command]
+#[specta::specta]
+async fn set_resident_options(
+    session: State<'_, Session>,
+    options: ResidentOptions,
+) -> Result<(), ClientError> {
+    let kiosk = options.kiosk;
+    session.set_resident_options(options).await?;
+    crate::kiosk::set_autostart(kiosk).map_err(|e| {
+        tracing::warn!(error = %e, "autostart entry not changed");
+        ClientError::new(
+            hearth_client::ErrorCode::SettingsUnwritable,
+            "Hearth could not change whether it starts at login.",
+        )
+    })
+}
+
+/// A contact's photo as a data URL.
+#[tauri::command]
+#[specta::specta]
+async fn contact_photo(
+    session: State<'_, Session>,
+    key: String,
+) -> Result<Option<String>, ClientError> {
+    Ok(session.contact_photo(&key).await)
+}
+
+/// Removes a notice.
+#[tauri::command]
+#[specta::specta]
+fn dismiss_notice(session: State<'_, Session>, id: u32) {
+    session.dismiss_notice(id);
+}
+
+/// Where pictures go: the page opens one channel and keeps it.
+#[tauri::command]
+#[specta::specta]
+fn open_video(sink: State<'_, std::sync::Arc<ChannelSink>>, channel: Channel<VideoMessage>) {
+    sink.attach(channel);
+}
+
+/// The commands and events, for the app and for generating the bindings.
+pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
+    tauri_specta::Builder::<tauri::Wry>::new()
+        .commands(collect_commands![
+            app_state,
+            accept_invitation,
+            forget_invitation,
+            call_contact,
+            answer,
+            decline,
+            hang_up,
+            set_muted,
+            set_camera_off,
+            set_language,
+            list_devices,
+            set_devices,
+            settings,
+            set_resident_options,
+            contact_photo,
+            dismiss_notice,
+            open_video,
+        ])
+        .events(collect_events![StateChanged])
+        .disable_serde_phases()
+}
+
+/// Sends every new state to the page.
+pub(crate) fn forward_state(app: AppHandle, mut state: watch::Receiver<AppState>) {
+    tauri::async_runtime::spawn(async move {
+        while state.changed().await.is_ok() {
+            let s = state.borrow_and_update().clone();
+            if let Err(e) = StateChanged(s).emit(&app) {
+                tracing::warn!(error = %e, "state not sent to the page");
+            }
+        }
+    });
+}

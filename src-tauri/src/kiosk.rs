@@ -1,0 +1,193 @@
+//! Kiosk mode for a resident's tablet: the app is the only thing on screen, starts at login,
+//! comes back by itself after a crash, and brings itself forward for an incoming call.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hearth_client::{AppState, CallView};
+use tauri::{AppHandle, UserAttentionType, WebviewWindow};
+use tokio::sync::watch;
+
+/// The desktop entry that starts Hearth in kiosk mode at login.
+pub fn autostart_entry(exec: &Path) -> String {
+    format!(
+        "[Desktop Entry]\nType=Application\nName=Hearth (kiosk)\nComment=Video calls for care homes, full screen\nExec=\"{}\" --kiosk\nIcon=hearth\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
+        exec.display()
+    )
+}
+
+fn autostart_path() -> Option<PathBuf> {
+    Some(
+        dirs::config_dir()?
+            .join("autostart")
+            .join("hearth-kiosk.desktop"),
+    )
+}
+
+/// Adds or removes this user's start-at-login entry.
+pub fn set_autostart(enabled: bool) -> std::io::Result<()> {
+    let Some(path) = autostart_path() else {
+        return Ok(());
+    };
+    if enabled {
+        let exe = std::env::current_exe()?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, autostart_entry(&exe))
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Restarts the app when it crashes: at once the first time, then with growing pauses if it
+/// keeps crashing, so a broken install does not spin. A clean exit (status 0) ends it.
+#[derive(Debug)]
+pub struct Supervisor {
+    crashes: u32,
+    last_start: Option<Instant>,
+}
+
+/// A run that lasted this long resets the crash count.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+/// The longest pause between restarts.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor that has not started anything yet.
+    pub fn new() -> Self {
+        Self {
+            crashes: 0,
+            last_start: None,
+        }
+    }
+
+    /// Call when starting the app.
+    pub fn started(&mut self, now: Instant) {
+        self.last_start = Some(now);
+    }
+
+    /// The app exited with `code` (`None`: killed by a signal). Returns the pause before
+    /// restarting it, or `None` to stop.
+    pub fn exited(&mut self, code: Option<i32>, now: Instant) -> Option<Duration> {
+        if code == Some(0) {
+            return None;
+        }
+        if self
+            .last_start
+            .is_some_and(|t| now.duration_since(t) >= STABLE_RUN)
+        {
+            self.crashes = 0;
+        }
+        let pause = match self.crashes {
+            0 => Duration::ZERO,
+            n => (Duration::from_secs(1) * 2u32.saturating_pow(n - 1)).min(MAX_PAUSE),
+        };
+        self.crashes = self.crashes.saturating_add(1);
+        Some(pause)
+    }
+
+    /// Runs `program args` until it exits cleanly, restarting it after crashes.
+    pub fn run(mut self, program: &Path, args: &[String]) -> std::io::Result<()> {
+        loop {
+            self.started(Instant::now());
+            let status = Command::new(program)
+                .args(args)
+                .env("HEARTH_SUPERVISED", "1")
+                .status()?;
+            match self.exited(status.code(), Instant::now()) {
+                None => return Ok(()),
+                Some(pause) => {
+                    tracing::warn!(
+                        ?status,
+                        ?pause,
+                        "Hearth stopped unexpectedly; restarting it"
+                    );
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+    }
+}
+
+/// On an incoming call: the window comes forward (out of minimised, focused, and asks for
+/// attention); during any call it stays in front.
+pub(crate) fn watch_calls(
+    _app: AppHandle,
+    window: WebviewWindow,
+    mut state: watch::Receiver<AppState>,
+) {
+    tauri::async_runtime::spawn(async move {
+        let mut was_incoming = false;
+        while state.changed().await.is_ok() {
+            let incoming = matches!(state.borrow_and_update().call, CallView::Incoming { .. });
+            if incoming && !was_incoming {
+                let _ = window.unminimize();
+                let _ = window.show();
+                let _ = window.set_focus();
+                let _ = window.request_user_attention(Some(UserAttentionType::Critical));
+            }
+            was_incoming = incoming;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn restarts_crashes_with_growing_pauses_and_stops_on_a_clean_exit() {
+        let mut s = Supervisor::new();
+        let t0 = Instant::now();
+        s.started(t0);
+        assert_eq!(s.exited(Some(101), t0), Some(Duration::ZERO));
+        s.started(t0);
+        assert_eq!(s.exited(None, t0), Some(Duration::from_secs(1)));
+        s.started(t0);
+        assert_eq!(s.exited(Some(1), t0), Some(Duration::from_secs(2)));
+        for _ in 0..10 {
+            s.started(t0);
+            assert!(s.exited(Some(1), t0).unwrap() <= MAX_PAUSE);
+        }
+        // A long, healthy run forgives earlier crashes.
+        s.started(t0);
+        assert_eq!(s.exited(Some(1), t0 + STABLE_RUN), Some(Duration::ZERO));
+        assert_eq!(s.exited(Some(0), t0), None);
+    }
+
+    #[test]
+    fn a_crashing_child_is_restarted_until_it_exits_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("runs");
+        // Crashes twice (non-zero exit, then killed by a signal), then exits cleanly.
+        let script = format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; \
+             [ \"$HEARTH_SUPERVISED\" = 1 ] || exit 0; \
+             if [ $n -eq 1 ]; then exit 3; fi; if [ $n -eq 2 ]; then kill -9 $$; fi; exit 0",
+            c = counter.display()
+        );
+        Supervisor::new()
+            .run(Path::new("/bin/sh"), &["-c".into(), script])
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+    }
+
+    #[test]
+    fn the_autostart_entry_starts_kiosk_mode() {
+        let e = autostart_entry(Path::new("/usr/bin/hearth"));
+        assert!(e.contains("Exec=\"/usr/bin/hearth\" --kiosk\n"));
+        assert!(e.starts_with("[Desktop Entry]\nType=Application\n"));
+    }
+}

@@ -1,0 +1,71 @@
+//! Hearth's desktop app: a thin Tauri shell. It registers `hearth-client`'s session as typed
+//! commands and events, sends pictures to the page over a binary channel, and owns the
+//! window (kiosk mode). No call logic lives here.
+
+mod commands;
+mod kiosk;
+mod video;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth_client::{Session, SessionOptions};
+use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
+
+pub use commands::{StateChanged, specta_builder};
+pub use kiosk::{Supervisor, autostart_entry, set_autostart};
+
+/// How the app was started.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Where settings are kept; the platform's app data dir when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Full screen without window chrome, whatever the settings say.
+    pub kiosk: bool,
+    /// Addresses WebRTC gathers candidates on (tests pass loopback).
+    pub bind_addrs: Vec<std::net::SocketAddr>,
+}
+
+/// Runs the app until its window closes.
+pub fn run(options: AppOptions) -> anyhow::Result<()> {
+    let builder = specta_builder();
+    let invoke = builder.invoke_handler();
+    tauri::Builder::default()
+        .invoke_handler(invoke)
+        .setup(move |app| {
+            builder.mount_events(app);
+            let data_dir = match &options.data_dir {
+                Some(d) => d.clone(),
+                None => app.path().app_data_dir()?,
+            };
+            let video = Arc::new(video::ChannelSink::default());
+            let mut room = hearth_engine::RoomOptions::default();
+            if !options.bind_addrs.is_empty() {
+                room.bind_addrs = options.bind_addrs.clone();
+            }
+            let session = tauri::async_runtime::block_on(async {
+                Session::start(SessionOptions {
+                    data_dir,
+                    room,
+                    camera: (640, 480, 30),
+                    video: video.clone(),
+                })
+            });
+            let kiosk = options.kiosk || session.state().kiosk;
+            let window =
+                WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
+                    .title("Hearth")
+                    .inner_size(1024.0, 720.0)
+                    .min_inner_size(360.0, 480.0)
+                    .fullscreen(kiosk)
+                    .decorations(!kiosk)
+                    .build()?;
+            kiosk::watch_calls(app.handle().clone(), window, session.watch());
+            commands::forward_state(app.handle().clone(), session.watch());
+            app.manage(session);
+            app.manage(video);
+            Ok(())
+        })
+        .run(tauri::generate_context!())?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `hearth`: the desktop app. Flags only; everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Hearth: video calls for care homes, families and clinicians.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Full screen without window chrome (a resident's tablet), restarted after a crash.
+    #[arg(long)]
+    kiosk: bool,
+    /// Where settings are kept (default: the platform's app data directory).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Local addresses for call connections (default: every interface).
+    #[arg(long = "bind", env = "HEARTH_BIND", value_delimiter = ',')]
+    bind: Vec<SocketAddr>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.kiosk && std::env::var_os("HEARTH_SUPERVISED").is_none() {
+        // This process only watches; the app runs in a child it restarts after a crash.
+        let exe = std::env::current_exe()?;
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        return Ok(hearth_desktop::Supervisor::new().run(&exe, &argv)?);
+    }
+    hearth_desktop::run(hearth_desktop::AppOptions {
+        data_dir: args.data_dir,
+        kiosk: args.kiosk,
+        bind_addrs: args.bind,
+    })
+}

@@ -1,0 +1,78 @@
+// The page's one door to the app: the generated Tauri bindings inside the app, or a fixture
+// backend when the page is opened in a plain browser (accessibility checks and screenshots of
+// every screen, `?fixture=<name>`).
+import { Channel } from "@tauri-apps/api/core";
+import {
+  type AppState,
+  type ClientError,
+  commands,
+  type Device,
+  type DeviceChoice,
+  events,
+  type Language,
+  type SettingsView,
+} from "./bindings";
+
+export type Outcome = ClientError | null;
+
+export interface Backend {
+  state(): Promise<AppState>;
+  onState(cb: (s: AppState) => void): void;
+  onPicture(cb: (buf: ArrayBuffer) => void): void;
+  acceptInvitation(input: string, server: string | null): Promise<Outcome>;
+  forgetInvitation(): Promise<Outcome>;
+  call(key: string): Promise<Outcome>;
+  answer(peer: string): Promise<Outcome>;
+  decline(peer: string): Promise<Outcome>;
+  hangUp(): Promise<Outcome>;
+  setMuted(muted: boolean): Promise<Outcome>;
+  setCameraOff(off: boolean): Promise<Outcome>;
+  setLanguage(lang: Language): Promise<Outcome>;
+  devices(): Promise<Device[]>;
+  settings(): Promise<SettingsView | null>;
+  setDevices(choice: DeviceChoice): Promise<Outcome>;
+  photo(key: string): Promise<string | null>;
+  dismissNotice(id: number): Promise<void>;
+}
+
+type Res<T> = { status: "ok"; data: T } | { status: "error"; error: ClientError };
+const outcome = async (p: Promise<Res<unknown>>): Promise<Outcome> => {
+  const r = await p;
+  return r.status === "ok" ? null : r.error;
+};
+
+export function tauriBackend(): Backend {
+  return {
+    state: () => commands.appState(),
+    onState(cb) {
+      void events.stateChanged.listen((e) => cb(e.payload));
+    },
+    onPicture(cb) {
+      const channel = new Channel<ArrayBuffer>();
+      channel.onmessage = (m) => cb(m);
+      void commands.openVideo(channel as never);
+    },
+    acceptInvitation: (input, server) => outcome(commands.acceptInvitation(input, server)),
+    forgetInvitation: () => outcome(commands.forgetInvitation()),
+    call: (key) => outcome(commands.callContact(key)),
+    answer: (peer) => outcome(commands.answer(peer)),
+    decline: (peer) => outcome(commands.decline(peer)),
+    hangUp: () => outcome(commands.hangUp()),
+    setMuted: (m) => outcome(commands.setMuted(m)),
+    setCameraOff: (o) => outcome(commands.setCameraOff(o)),
+    setLanguage: (l) => outcome(commands.setLanguage(l)),
+    devices: () => commands.listDevices(),
+    async settings() {
+      const r = await commands.settings();
+      return r.status === "ok" ? r.data : null;
+    },
+    setDevices: (c) => outcome(commands.setDevices(c)),
+    async photo(key) {
+      const r = await commands.contactPhoto(key);
+      return r.status === "ok" ? r.data : null;
+    },
+    dismissNotice: (id) => commands.dismissNotice(id),
+  };
+}
+
+export const inTauri = () => "__TAURI_INTERNALS__" in window;

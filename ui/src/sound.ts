@@ -1,0 +1,49 @@
+// The ring and the auto-answer chime, made with Web Audio (no sound files to ship). A
+// resident's ring is loud and long; it stops the moment the call is answered or gone.
+let ctx: AudioContext | null = null;
+let ringTimer: number | null = null;
+
+function audio(): AudioContext | null {
+  try {
+    ctx ??= new AudioContext();
+    return ctx;
+  } catch {
+    return null;
+  }
+}
+
+function tone(freq: number, start: number, length: number, gain: number) {
+  const a = audio();
+  if (!a) return;
+  const osc = a.createOscillator();
+  const g = a.createGain();
+  osc.frequency.value = freq;
+  g.gain.setValueAtTime(0, a.currentTime + start);
+  g.gain.linearRampToValueAtTime(gain, a.currentTime + start + 0.02);
+  g.gain.linearRampToValueAtTime(0, a.currentTime + start + length);
+  osc.connect(g).connect(a.destination);
+  osc.start(a.currentTime + start);
+  osc.stop(a.currentTime + start + length + 0.05);
+}
+
+export function startRing() {
+  stopRing();
+  const burst = () => {
+    for (let i = 0; i < 2; i++) {
+      tone(440, i * 0.5, 0.4, 0.5);
+      tone(480, i * 0.5, 0.4, 0.5);
+    }
+  };
+  burst();
+  ringTimer = window.setInterval(burst, 3000);
+}
+
+export function stopRing() {
+  if (ringTimer !== null) window.clearInterval(ringTimer);
+  ringTimer = null;
+}
+
+export function chime() {
+  tone(880, 0, 0.25, 0.4);
+  tone(1320, 0.12, 0.35, 0.3);
+}

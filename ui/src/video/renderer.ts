@@ -1,0 +1,156 @@
+// Draws I420 pictures on a canvas. WebGL2 (or WebGL1) uploads the three planes as textures and
+// converts to RGB in a shader, so the CPU only copies bytes; without WebGL a 2D canvas and a
+// conversion in JavaScript take over (slow, but a picture).
+import type { Picture } from "./message";
+
+export interface Renderer {
+  readonly kind: "webgl" | "canvas2d";
+  draw(p: Picture): void;
+}
+
+const VERTEX = `
+attribute vec2 pos;
+varying vec2 uv;
+void main() {
+  uv = vec2((pos.x + 1.0) / 2.0, (1.0 - pos.y) / 2.0);
+  gl_Position = vec4(pos, 0.0, 1.0);
+}`;
+
+// BT.601 limited range, what the encoders and decoders use.
+const FRAGMENT = `
+precision mediump float;
+varying vec2 uv;
+uniform sampler2D ty;
+uniform sampler2D tu;
+uniform sampler2D tv;
+void main() {
+  float y = 1.1643 * (texture2D(ty, uv).r - 0.0625);
+  float u = texture2D(tu, uv).r - 0.5;
+  float v = texture2D(tv, uv).r - 0.5;
+  gl_FragColor = vec4(y + 1.5958 * v, y - 0.39173 * u - 0.81290 * v, y + 2.017 * u, 1.0);
+}`;
+
+class GlRenderer implements Renderer {
+  readonly kind = "webgl";
+  private textures: WebGLTexture[] = [];
+  private size = [0, 0];
+
+  constructor(
+    private canvas: HTMLCanvasElement,
+    private gl: WebGLRenderingContext,
+  ) {
+    const program = gl.createProgram();
+    const shader = (type: number, src: string) => {
+      const s = gl.createShader(type);
+      if (!s) throw new Error("no shader");
+      gl.shaderSource(s, src);
+      gl.compileShader(s);
+      if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s) ?? "shader");
+      gl.attachShader(program, s);
+    };
+    shader(gl.VERTEX_SHADER, VERTEX);
+    shader(gl.FRAGMENT_SHADER, FRAGMENT);
+    gl.linkProgram(program);
+    if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error("link");
+    gl.useProgram(program);
+    const buf = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
+    const pos = gl.getAttribLocation(program, "pos");
+    gl.enableVertexAttribArray(pos);
+    gl.vertexAttribPointer(pos, 2, gl.FLOAT, false, 0, 0);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+    ["ty", "tu", "tv"].forEach((name, i) => {
+      const t = gl.createTexture();
+      if (!t) throw new Error("no texture");
+      gl.activeTexture(gl.TEXTURE0 + i);
+      gl.bindTexture(gl.TEXTURE_2D, t);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      gl.uniform1i(gl.getUniformLocation(program, name), i);
+      this.textures.push(t);
+    });
+  }
+
+  draw(p: Picture) {
+    const gl = this.gl;
+    const resized = this.size[0] !== p.width || this.size[1] !== p.height;
+    if (resized) {
+      this.canvas.width = p.width;
+      this.canvas.height = p.height;
+      gl.viewport(0, 0, p.width, p.height);
+      this.size = [p.width, p.height];
+    }
+    const planes: [Uint8Array, number, number][] = [
+      [p.y, p.width, p.height],
+      [p.u, p.width / 2, p.height / 2],
+      [p.v, p.width / 2, p.height / 2],
+    ];
+    planes.forEach(([data, w, h], i) => {
+      gl.activeTexture(gl.TEXTURE0 + i);
+      const texture = this.textures[i];
+      if (texture) gl.bindTexture(gl.TEXTURE_2D, texture);
+      if (resized) {
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.LUMINANCE, w, h, 0, gl.LUMINANCE, gl.UNSIGNED_BYTE, data);
+      } else {
+        gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, w, h, gl.LUMINANCE, gl.UNSIGNED_BYTE, data);
+      }
+    });
+    gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+  }
+}
+
+class SoftwareRenderer implements Renderer {
+  readonly kind = "canvas2d";
+  private image: ImageData | null = null;
+
+  constructor(
+    private canvas: HTMLCanvasElement,
+    private ctx: CanvasRenderingContext2D,
+  ) {}
+
+  draw(p: Picture) {
+    if (!this.image || this.image.width !== p.width || this.image.height !== p.height) {
+      this.canvas.width = p.width;
+      this.canvas.height = p.height;
+      this.image = this.ctx.createImageData(p.width, p.height);
+    }
+    const out = this.image.data;
+    const cw = p.width / 2;
+    for (let row = 0; row < p.height; row++) {
+      for (let col = 0; col < p.width; col++) {
+        const c = (row >> 1) * cw + (col >> 1);
+        const y = 1.1643 * ((p.y[row * p.width + col] ?? 16) - 16);
+        const u = (p.u[c] ?? 128) - 128;
+        const v = (p.v[c] ?? 128) - 128;
+        const o = (row * p.width + col) * 4;
+        out[o] = y + 1.5958 * v;
+        out[o + 1] = y - 0.39173 * u - 0.8129 * v;
+        out[o + 2] = y + 2.017 * u;
+        out[o + 3] = 255;
+      }
+    }
+    this.ctx.putImageData(this.image, 0, 0);
+  }
+}
+
+/** WebGL when the page has it, else the 2D fallback (`?renderer=2d` forces it, for tests). */
+export function createRenderer(canvas: HTMLCanvasElement): Renderer {
+  const forced2d = new URLSearchParams(location.search).get("renderer") === "2d";
+  if (!forced2d) {
+    const opts = { preserveDrawingBuffer: true, antialias: false, alpha: false };
+    const gl = (canvas.getContext("webgl2", opts) ?? canvas.getContext("webgl", opts)) as WebGLRenderingContext | null;
+    if (gl) {
+      try {
+        return new GlRenderer(canvas, gl);
+      } catch (e) {
+        console.warn("WebGL renderer failed; drawing in software", e);
+      }
+    }
+  }
+  const ctx = canvas.getContext("2d");
+  if (!ctx) throw new Error("this page can draw no pictures");
+  return new SoftwareRenderer(canvas, ctx);
+}
