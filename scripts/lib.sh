@@ -61,15 +61,42 @@ media_need() {
 # system Chromium; it never downloads a browser).
 browser_need() {
   apt_need chromium iproute2 util-linux
+  node_need
+  (cd "$ROOT/interop" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# What the desktop app builds against (Tauri 2 on WebKitGTK 4.1), and Node for its UI.
+app_need() {
+  apt_need libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev \
+    librsvg2-dev libayatana-appindicator3-dev libxdo-dev
+  node_need
+  (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# Node.js 20 or newer and npm (the UI's build and tests, playwright-core).
+node_need() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_need nodejs npm
   fi
   local major
   major="$(node -p 'process.versions.node.split(".")[0]')"
   if [ "$major" -lt 20 ]; then
-    say "playwright-core needs Node.js 20 or newer; this machine has $(node --version)."
+    say "The UI tools need Node.js 20 or newer; this machine has $(node --version)."
     say "Install Node.js 20 (e.g. Debian's bookworm-backports or NodeSource), then run this again."
     exit 1
   fi
-  (cd "$ROOT/interop" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# The app's end-to-end test: a virtual display, WebKitGTK's WebDriver and tauri-driver.
+app_test_need() {
+  apt_need xvfb xauth webkit2gtk-driver
+  if ! command -v tauri-driver >/dev/null 2>&1; then
+    say "installing tauri-driver (cargo install, about a minute)"
+    cargo install tauri-driver --locked --version 2.1.0
+  fi
+}
+
+# Builds the page the app embeds (ui/dist); the app's Rust build needs it first.
+ui_build() {
+  (cd "$ROOT/ui" && npx --no-install tsc --noEmit && npx --no-install vite build --logLevel warn)
 }

@@ -16,9 +16,9 @@ export function IncomingCall({ call, secondsLeft, onAnswer, variant }: {
   return (
     <Screen label={title} className={`incoming ${variant}`}>
       <Portrait contact={{ key: call.name, name: call.name, has_photo: true }} size="full" />
-      <h1 class="caller" role="alert">
-        {title}
-      </h1>
+      <div role="alert">
+        <h1 class="caller">{title}</h1>
+      </div>
       {secondsLeft !== null && (
         <p class="countdown" role="timer" aria-live="polite">
           {t.t("call.autoAnswer", { seconds: secondsLeft })}
@@ -44,8 +44,10 @@ export function Calling({ call, variant }: { call: Extract<CallView, { state: "c
   return (
     <Screen label={title} className={`calling ${variant}`}>
       <Portrait contact={{ key: call.name, name: call.name, has_photo: true }} size="full" />
-      <h1 role="status">{title}</h1>
-      {call.ringing && <p class="lead">{t.t("call.ringing")}</p>}
+      <div role="status">
+        <h1>{title}</h1>
+        {call.ringing && <p class="lead">{t.t("call.ringing")}</p>}
+      </div>
       <div class="actions">
         <button type="button" class="btn btn-end" onClick={() => void act(api.hangUp())}>
           <Icon name="end" />
@@ -81,6 +83,7 @@ export function InCall({ call, variant }: { call: Extract<CallView, { state: "ac
   const first = call.peers[0];
   return (
     <Screen label={names} className={`in-call ${variant} peers-${call.peers.length}`}>
+      <h1 class="visually-hidden">{names}</h1>
       <div class="remotes">
         {call.peers.map((p) => (
           <RemoteTile peer={p} key={p.peer} />
@@ -132,7 +135,9 @@ export function Ended({ call, variant }: { call: Extract<CallView, { state: "end
   return (
     <Screen label={title} className={`ended ${variant}`}>
       <Portrait contact={{ key: call.name, name: call.name, has_photo: true }} size="full" />
-      <h1 role="status">{title}</h1>
+      <div role="status">
+        <h1>{title}</h1>
+      </div>
     </Screen>
   );
 }

@@ -19,12 +19,14 @@ export function ResidentHome() {
             <button
               type="button"
               class={`tile presence-${c.presence}`}
-              aria-label={`${t.t("home.callName", { name: c.name })}. ${t.t(`presence.${c.presence}`)}`}
               aria-disabled={c.presence !== "available"}
               onClick={() => call(c)}
             >
               <Portrait contact={c} size="tile" />
-              <span class="tile-name">{c.name}</span>
+              <span class="visually-hidden">{t.t("home.callName", { name: c.name })}</span>
+              <span class="tile-name" aria-hidden="true">
+                {c.name}
+              </span>
               <PresenceBadge presence={c.presence} />
             </button>
           </li>

@@ -11,7 +11,9 @@ export function Connecting({ retryInSeconds, error }: { retryInSeconds: number |
       <div class="status-icon" aria-hidden="true">
         <Icon name="reconnecting" />
       </div>
-      <h1 role="status">{title}</h1>
+      <div role="status">
+        <h1>{title}</h1>
+      </div>
       {error === "server_unreachable" && <p class="lead">{t.t("conn.checkInternet")}</p>}
     </Screen>
   );
@@ -21,7 +23,9 @@ export function Waiting({ position }: { position: number }) {
   const { t } = useApp();
   return (
     <Screen label={t.t("conn.waiting", { position })} className="status">
-      <h1 role="status">{t.t("conn.waiting", { position })}</h1>
+      <div role="status">
+        <h1>{t.t("conn.waiting", { position })}</h1>
+      </div>
     </Screen>
   );
 }

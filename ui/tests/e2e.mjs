@@ -1,0 +1,243 @@
+// End to end in the real app: the built `hearth` binary under Xvfb, driven through
+// tauri-driver and WebKitWebDriver, against a real signaling server and `hearth-cli` peers with
+// synthetic camera and microphone. Run inside a loopback-only network namespace
+// (scripts/test does); every address used is 127.0.0.1.
+//
+//   1. The app as family calls a hearth-cli resident: the remote picture is painted (pixels
+//      of the canvas are read: coloured bars that move), the self-view too; then hang up.
+//   2. The app as a resident tablet with auto-answer receives a call from hearth-cli: the
+//      countdown answers it, both sides get video.
+//
+// Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { remote } from "webdriverio";
+
+const bin = resolve(process.argv[2] ?? "../target/debug");
+const app = join(bin, "hearth");
+const signaling = join(bin, "hearth-signaling");
+const cli = join(bin, "hearth-cli");
+const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
+const work = mkdtempSync(join(tmpdir(), "hearth-e2e-"));
+const children = [];
+
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+  const name = opts.name ?? cmd.split("/").pop();
+  const log = [];
+  child.stdout.on("data", (d) => log.push(String(d)));
+  child.stderr.on("data", (d) => log.push(String(d)));
+  child.log = () => log.join("");
+  child.label = name;
+  children.push(child);
+  return child;
+}
+
+function cleanup() {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+}
+process.on("exit", cleanup);
+
+async function freePort() {
+  return new Promise((ok) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs = 30_000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+function mint(room, role, name) {
+  return execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
+    env: { ...process.env, HEARTH_SECRET: secret },
+  })
+    .toString()
+    .trim();
+}
+
+function settingsDir(name, token, url, resident) {
+  const dir = join(work, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "settings.json"),
+    JSON.stringify({
+      invitation: { server: url, token },
+      language: "en",
+      devices: { camera: "synthetic", microphone: "synthetic", speaker: "none" },
+      resident: resident ?? {},
+    }),
+  );
+  return dir;
+}
+
+/** Reads the canvas showing `peer` and says whether it shows the moving test pattern. */
+async function paintedPattern(browser, selector) {
+  const sample = () =>
+    browser.execute((sel) => {
+      const c = document.querySelector(sel);
+      if (!c || c.width === 0) return null;
+      const copy = document.createElement("canvas");
+      copy.width = 64;
+      copy.height = 48;
+      const ctx = copy.getContext("2d");
+      ctx.drawImage(c, 0, 0, 64, 48);
+      const d = ctx.getImageData(0, 0, 64, 48).data;
+      const colours = new Set();
+      let sum = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        colours.add(`${d[i] >> 5},${d[i + 1] >> 5},${d[i + 2] >> 5}`);
+        sum += d[i] + d[i + 1] + d[i + 2];
+      }
+      return { colours: colours.size, mean: sum / (d.length * 0.75), row: Array.from(d.slice(24 * 64 * 4, 25 * 64 * 4)) };
+    }, selector);
+  const a = await until(`pixels in ${selector}`, async () => {
+    const s = await sample();
+    return s && s.colours >= 5 && s.mean > 30 ? s : null;
+  });
+  await sleep(700);
+  const b = await sample();
+  const moved = a.row.some((v, i) => Math.abs(v - b.row[i]) > 40);
+  if (!moved) throw new Error(`${selector} shows a still picture`);
+  return { colours: a.colours, mean: Math.round(a.mean) };
+}
+
+async function launchApp(dataDir, port) {
+  return remote({
+    hostname: "127.0.0.1",
+    port,
+    logLevel: "error",
+    connectionRetryTimeout: 60_000,
+    capabilities: {
+      "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0"] },
+    },
+  });
+}
+
+async function main() {
+  const display = `:${90 + Math.floor(Math.random() * 9)}`;
+  start("Xvfb", [display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"], { name: "xvfb" });
+  process.env.DISPLAY = display;
+  await sleep(500);
+
+  const port = await freePort();
+  const url = `ws://127.0.0.1:${port}/v1/ws`;
+  const server = start(signaling, ["serve", "--listen", `127.0.0.1:${port}`], {
+    env: { ...process.env, HEARTH_SECRET: secret },
+    name: "signaling",
+  });
+  await until("the server", async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok);
+
+  const driverPort = await freePort();
+  start("tauri-driver", ["--port", String(driverPort), "--native-driver", "/usr/bin/WebKitWebDriver"], {
+    env: { ...process.env, RUST_LOG: "warn" },
+    name: "tauri-driver",
+  });
+  await sleep(1000);
+
+  // 1. Family calls a resident peer.
+  const resident = start(cli, ["--server", url, "--bind", "127.0.0.1:0", "auto-answer"], {
+    env: { ...process.env, HEARTH_TOKEN: mint("kim", "resident", "Mrs Kim") },
+    name: "cli-resident",
+  });
+  const familyDir = settingsDir("family", mint("kim", "family", "Ann"), url);
+  let browser = await launchApp(familyDir, driverPort);
+  try {
+    const call = await browser.$('button[aria-label="Call Mrs Kim"]');
+    await call.waitForEnabled({ timeout: 30_000 });
+    const t0 = Date.now();
+    await call.click();
+    const remote = await browser.$("canvas.video[data-peer]");
+    await remote.waitForExist({ timeout: 20_000 });
+    const peer = await remote.getAttribute("data-peer");
+    const firstFrame = await until("the first remote picture", () =>
+      browser.execute((p) => window.hearthVideo.painted(p), peer),
+    );
+    console.log(`family: first remote picture ${Date.now() - t0} ms after pressing Call (${firstFrame} drawn)`);
+    const r = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`);
+    const renderer = await browser.execute((p) => window.hearthVideo.renderer(p), peer);
+    console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer})`);
+    const s = await paintedPattern(browser, "canvas.self-view");
+    console.log(`family: self-view painted (${s.colours} colours)`);
+    const quality = await (await browser.$(".quality")).getText();
+    if (!/connection/i.test(quality)) throw new Error(`quality in words missing: ${quality}`);
+    await (await browser.$("button.btn-end")).click();
+    await (await browser.$("h1=Call ended")).waitForExist({ timeout: 10_000 });
+    await (await browser.$('button[aria-label="Call Mrs Kim"]')).waitForExist({ timeout: 15_000 });
+    console.log("family: hung up; back at the contact list");
+  } finally {
+    await browser.deleteSession().catch(() => {});
+  }
+  resident.kill("SIGTERM");
+
+  // 2. A resident tablet with auto-answer for Ann receives her call.
+  const tabletDir = settingsDir("tablet", mint("lee", "resident", "Mr Lee"), url, {
+    auto_answer: true,
+    auto_answer_seconds: 2,
+    kiosk: false,
+    contacts: [{ name: "Ann", photo: null, trusted: true }],
+  });
+  browser = await launchApp(tabletDir, driverPort);
+  try {
+    await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
+    const stats = join(work, "caller.json");
+    const caller = start(
+      cli,
+      ["--server", url, "--bind", "127.0.0.1:0", "--duration", "6", "--expect-media", "--stats-json", stats, "call", "Mr Lee"],
+      { env: { ...process.env, HEARTH_TOKEN: mint("lee", "family", "Ann") }, name: "cli-caller" },
+    );
+    const countdown = await browser.$(".countdown");
+    await countdown.waitForExist({ timeout: 20_000 });
+    console.log(`resident: incoming call shows "${await countdown.getText()}"`);
+    const remote = await browser.$("canvas.video[data-peer]");
+    await remote.waitForExist({ timeout: 20_000 });
+    const peer = await remote.getAttribute("data-peer");
+    const r = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`);
+    console.log(`resident: answered by itself; remote canvas shows the pattern (${r.colours} colours)`);
+    const code = await new Promise((ok) => caller.on("exit", ok));
+    if (code !== 0) throw new Error(`hearth-cli caller exited ${code}:\n${caller.log()}`);
+    const report = JSON.parse(readFileSync(stats, "utf8"));
+    const got = Object.values(report.peers ?? {})[0];
+    if (!got || got.frames_decoded < 60 || got.missing_frames > 0) {
+      throw new Error(`hearth-cli did not get the app's video in order: ${JSON.stringify(got)}`);
+    }
+    console.log(`resident: hearth-cli decoded ${got.frames_decoded} frames from the app, none missing, latency p50 ${got.latency_ms.p50} ms`);
+  } finally {
+    await browser.deleteSession().catch(() => {});
+  }
+  server.kill("SIGTERM");
+  console.log("e2e: all passed");
+}
+
+main().then(
+  () => {
+    cleanup();
+    process.exit(0);
+  },
+  (e) => {
+    console.error("e2e FAILED:", e);
+    for (const c of children) console.error(`--- ${c.label} ---\n${c.log().slice(-3000)}`);
+    cleanup();
+    process.exit(1);
+  },
+);
