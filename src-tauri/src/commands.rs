@@ -3,7 +3,8 @@
 //! generated from these by `cargo test -p hearth-desktop` (`tests/bindings.rs`).
 
 use hearth_client::{
-    AppState, ClientError, Device, DeviceChoice, Identity, Language, ResidentOptions, Session,
+    AppState, ClientError, Device, DeviceChoice, Identity, Language, PrecheckReport,
+    ResidentOptions, Session,
 };
 use serde::Serialize;
 use specta::Type;
@@ -165,6 +166,13 @@ async fn contact_photo(
     Ok(session.contact_photo(&key).await)
 }
 
+/// Runs the pre-call check: camera, microphone, speaker, server, relay.
+#[tauri::command]
+#[specta::specta]
+async fn precheck(session: State<'_, Session>) -> Result<PrecheckReport, ClientError> {
+    session.precheck().await
+}
+
 /// Removes a notice.
 #[tauri::command]
 #[specta::specta]
@@ -198,6 +206,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             settings,
             set_resident_options,
             contact_photo,
+            precheck,
             dismiss_notice,
             open_video,
         ])

@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hearth_client::{AppState, CallView};
-use tauri::{AppHandle, UserAttentionType, WebviewWindow};
+use tauri::{UserAttentionType, WebviewWindow};
+
+use crate::screen::Screen;
 use tokio::sync::watch;
 
 /// The desktop entry that starts Hearth in kiosk mode at login.
@@ -120,24 +122,54 @@ impl Supervisor {
     }
 }
 
-/// On an incoming call: the window comes forward (out of minimised, focused, and asks for
-/// attention); during any call it stays in front.
-pub(crate) fn watch_calls(
-    _app: AppHandle,
-    window: WebviewWindow,
-    mut state: watch::Receiver<AppState>,
-) {
+/// How often the screen saver's idle timer is reset during a call.
+const KEEP_AWAKE_EVERY: Duration = Duration::from_secs(20);
+
+/// On an incoming call the screen wakes and the window comes forward (out of minimised,
+/// focused, asking for attention); during any call the screen is kept from blanking.
+pub(crate) fn watch_calls(window: WebviewWindow, mut state: watch::Receiver<AppState>) {
     tauri::async_runtime::spawn(async move {
-        let mut was_incoming = false;
-        while state.changed().await.is_ok() {
-            let incoming = matches!(state.borrow_and_update().call, CallView::Incoming { .. });
-            if incoming && !was_incoming {
-                let _ = window.unminimize();
-                let _ = window.show();
-                let _ = window.set_focus();
-                let _ = window.request_user_attention(Some(UserAttentionType::Critical));
+        let screen = match Screen::open(None) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::info!(error = %e, "the screen cannot be kept awake or woken here");
+                None
             }
-            was_incoming = incoming;
+        };
+        let mut was_incoming = false;
+        let mut keep_awake = tokio::time::interval(KEEP_AWAKE_EVERY);
+        loop {
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let incoming =
+                        matches!(state.borrow_and_update().call, CallView::Incoming { .. });
+                    if incoming && !was_incoming {
+                        if let Some(s) = &screen
+                            && let Err(e) = s.wake()
+                        {
+                            tracing::warn!(error = %e, "could not wake the screen");
+                        }
+                        let _ = window.unminimize();
+                        let _ = window.show();
+                        let _ = window.set_focus();
+                        let _ = window.request_user_attention(Some(UserAttentionType::Critical));
+                    }
+                    was_incoming = incoming;
+                }
+                _ = keep_awake.tick() => {
+                    let in_call =
+                        !matches!(state.borrow().call, CallView::Idle | CallView::Ended { .. });
+                    if in_call
+                        && let Some(s) = &screen
+                        && let Err(e) = s.keep_awake()
+                    {
+                        tracing::debug!(error = %e, "could not keep the screen awake");
+                    }
+                }
+            }
         }
     });
 }

@@ -4,6 +4,7 @@
 
 mod commands;
 mod kiosk;
+mod screen;
 mod video;
 
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 pub use commands::{StateChanged, specta_builder};
 pub use kiosk::{Supervisor, autostart_entry, set_autostart};
+pub use screen::{Screen, ScreenError};
 
 /// How the app was started.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AppOptions {
     /// Where settings are kept; the platform's app data dir when `None`.
     pub data_dir: Option<PathBuf>,
@@ -24,6 +26,8 @@ pub struct AppOptions {
     pub kiosk: bool,
     /// Addresses WebRTC gathers candidates on (tests pass loopback).
     pub bind_addrs: Vec<std::net::SocketAddr>,
+    /// Camera capture width, height and frame rate.
+    pub camera: (u32, u32, u32),
 }
 
 /// Runs the app until its window closes.
@@ -47,7 +51,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 Session::start(SessionOptions {
                     data_dir,
                     room,
-                    camera: (640, 480, 30),
+                    camera: options.camera,
                     video: video.clone(),
                 })
             });
@@ -60,7 +64,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                     .fullscreen(kiosk)
                     .decorations(!kiosk)
                     .build()?;
-            kiosk::watch_calls(app.handle().clone(), window, session.watch());
+            kiosk::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);
             app.manage(video);

@@ -18,6 +18,22 @@ struct Args {
     /// Local addresses for call connections (default: every interface).
     #[arg(long = "bind", env = "HEARTH_BIND", value_delimiter = ',')]
     bind: Vec<SocketAddr>,
+    /// Camera capture size, WIDTHxHEIGHT (30 frames a second).
+    #[arg(long, env = "HEARTH_CAMERA_SIZE", default_value = "640x480", value_parser = parse_size)]
+    camera_size: (u32, u32),
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 1280x720"))?;
+    let n = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|n| (16..=4096).contains(n))
+            .ok_or_else(|| format!("{v:?} is not a size between 16 and 4096"))
+    };
+    Ok((n(w)?, n(h)?))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         kiosk: args.kiosk,
         bind_addrs: args.bind,
+        camera: (args.camera_size.0, args.camera_size.1, 30),
     })
 }

@@ -10,6 +10,7 @@ import {
   type DeviceChoice,
   events,
   type Language,
+  type PrecheckReport,
   type SettingsView,
 } from "./bindings";
 
@@ -32,6 +33,7 @@ export interface Backend {
   settings(): Promise<SettingsView | null>;
   setDevices(choice: DeviceChoice): Promise<Outcome>;
   photo(key: string): Promise<string | null>;
+  precheck(): Promise<PrecheckReport | ClientError>;
   dismissNotice(id: number): Promise<void>;
 }
 
@@ -72,6 +74,10 @@ export function tauriBackend(): Backend {
       return r.status === "ok" ? r.data : null;
     },
     dismissNotice: (id) => commands.dismissNotice(id),
+    async precheck() {
+      const r = await commands.precheck();
+      return r.status === "ok" ? r.data : r.error;
+    },
   };
 }
 

@@ -7,7 +7,7 @@ import { connectionView } from "./logic/connection";
 import { type Effect, type Incoming, idle, secondsLeft, step } from "./logic/incoming";
 import { Calling, Ended, IncomingCall, InCall } from "./screens/call";
 import { ErrorText } from "./screens/common";
-import { Devices, FamilyHome, type FamilyPage } from "./screens/family";
+import { Check, Devices, FamilyHome, type FamilyPage } from "./screens/family";
 import { ResidentHome } from "./screens/resident";
 import { Setup } from "./screens/setup";
 import { Connecting, Refused, Waiting } from "./screens/status";
@@ -51,8 +51,8 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
 
   useEffect(() => {
     document.documentElement.lang = state.language;
-    document.documentElement.dataset.mode = state.me?.mode ?? "setup";
-  }, [state.language, state.me?.mode]);
+    document.documentElement.dataset.mode = state.me?.role ?? "setup";
+  }, [state.language, state.me?.role]);
 
   const act = async (p: Promise<Outcome>) => {
     const r = await p;
@@ -60,7 +60,7 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
     return r === null;
   };
   const ctx: Ctx = { state, api, t, now, act };
-  const mode = state.me?.mode === "resident" ? "resident" : "family";
+  const mode = state.me?.role === "resident" ? "resident" : "family";
 
   const conn = connectionView(state.connection, now);
   let screen;
@@ -93,6 +93,8 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
     screen = <Waiting position={conn.position} />;
   } else if (mode === "resident") {
     screen = <ResidentHome />;
+  } else if (page === "check") {
+    screen = <Check go={setPage} />;
   } else if (page === "devices") {
     screen = <Devices go={setPage} />;
   } else {

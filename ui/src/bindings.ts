@@ -37,6 +37,8 @@ export const commands = {
 	setResidentOptions: (options: ResidentOptions) => typedError<null, ClientError>(__TAURI_INVOKE("set_resident_options", { options })),
 	/**  A contact's photo as a data URL. */
 	contactPhoto: (key: string) => typedError<string | null, ClientError>(__TAURI_INVOKE("contact_photo", { key })),
+	/**  Runs the pre-call check: camera, microphone, speaker, server, relay. */
+	precheck: () => typedError<PrecheckReport, ClientError>(__TAURI_INVOKE("precheck")),
 	/**  Removes a notice. */
 	dismissNotice: (id: number) => __TAURI_INVOKE<void>("dismiss_notice", { id }),
 	/**  Where pictures go: the page opens one channel and keeps it. */
@@ -131,6 +133,29 @@ name: string;
 /**  Why. */
 reason: EndReason };
 
+/**  One part's result. */
+export type CheckItem = {
+	/**  Works or not. */
+	status: CheckStatus,
+	/**  Why not, in English (the page shows its own words for the part). */
+	message: string | null,
+	/**  The camera's picture size. */
+	size: [number, number] | null,
+	/**  The microphone's loudest level, percent. */
+	level_percent: number | null,
+	/**  How long the relay took to give an address, milliseconds. */
+	ms: number | null,
+};
+
+/**  How one part of the check went. */
+export type CheckStatus = 
+/**  It works. */
+"ok" | 
+/**  It does not work; `message` says why. */
+"failed" | 
+/**  Not used on this device (no speaker chosen, no relay configured). */
+"not_used";
+
 /**  An error for the page: a code and a plain sentence. */
 export type ClientError = {
 	/**  What to branch on. */
@@ -171,7 +196,7 @@ export type Contact = {
 	/**  Their name. */
 	name: string,
 	/**  Their role. */
-	mode: Mode,
+	role: Role,
 	/**  Whether they can be called now. */
 	presence: Presence,
 	/**  Their connection in the room, when they are online. */
@@ -269,8 +294,8 @@ export type ErrorCode =
 export type Identity = {
 	/**  The room it admits to. */
 	room: string,
-	/**  The screens it gets. */
-	mode: Mode,
+	/**  The role, which chooses the screens. */
+	role: Role,
 	/**  The name others see. */
 	name: string,
 	/**  When it stops working, milliseconds since the Unix epoch. */
@@ -302,27 +327,12 @@ export type Me = {
 	/**  Our name. */
 	name: string,
 	/**  Our screens. */
-	mode: Mode,
+	role: Role,
 	/**  Our room. */
 	room: string,
 	/**  When the invitation expires, ms since the Unix epoch. */
 	expires_at_ms: number | null,
 };
-
-/**  The screens a device shows, chosen by its token's role. */
-export type Mode = 
-/**  A resident's tablet. */
-"resident" | 
-/**  A family member. */
-"family" | 
-/**  A clinician. */
-"clinician" | 
-/**  A patient waiting for a consult. */
-"patient" | 
-/**  Care-home staff. */
-"staff" | 
-/**  A guest. */
-"guest";
 
 /**  Something to tell the person. */
 export type Notice = {
@@ -332,6 +342,20 @@ export type Notice = {
 	device: DeviceKind | null,
 	/**  A sentence in English (the page translates by `device`). */
 	message: string,
+};
+
+/**  Everything the check found. */
+export type PrecheckReport = {
+	/**  The camera. */
+	camera: CheckItem,
+	/**  The microphone. */
+	microphone: CheckItem,
+	/**  The speaker. */
+	speaker: CheckItem,
+	/**  The signaling server. */
+	server: CheckItem,
+	/**  The TURN relay. */
+	relay: CheckItem,
 };
 
 /**  Available, busy or away. */
@@ -363,6 +387,21 @@ export type ResidentOptions = {
 	/**  The people the tablet knows. */
 	contacts?: KnownContact[],
 };
+
+/**  Who a token belongs to; decides the screen the app shows and what the server allows. */
+export type Role = 
+/**  A care-home resident's tablet. */
+"resident" | 
+/**  A family member of a resident. */
+"family" | 
+/**  A doctor or nurse who hosts consults and admits from the waiting room. */
+"clinician" | 
+/**  A patient who waits to be admitted to a consult. */
+"patient" | 
+/**  Care-home staff. */
+"staff" | 
+/**  Someone invited once, e.g. from a browser link. */
+"guest";
 
 /**  What the settings screen shows (the token stays in Rust). */
 export type SettingsView = {

@@ -4,10 +4,10 @@
 import type { Backend } from "./api";
 import type { AppState, CallPeer, Contact } from "./bindings";
 
-const contact = (key: string, presence: Contact["presence"], mode: Contact["mode"] = "family"): Contact => ({
+const contact = (key: string, presence: Contact["presence"], mode: Contact["role"] = "family"): Contact => ({
   key,
   name: key,
-  mode,
+  role: mode,
   presence,
   peer: presence === "offline" ? null : `p-${key}`,
   has_photo: false,
@@ -33,8 +33,8 @@ const base = (mode: "resident" | "family"): AppState => ({
   connection: { state: "online" },
   me:
     mode === "resident"
-      ? { name: "Mrs Kim", mode, room: "kim-family", expires_at_ms: null }
-      : { name: "Ann Kim", mode, room: "kim-family", expires_at_ms: Date.UTC(2027, 4, 1, 9, 0) },
+      ? { name: "Mrs Kim", role: mode, room: "kim-family", expires_at_ms: null }
+      : { name: "Ann Kim", role: mode, room: "kim-family", expires_at_ms: Date.UTC(2027, 4, 1, 9, 0) },
   contacts:
     mode === "resident"
       ? [contact("Ann Kim", "available"), contact("Min-jun Kim", "in_call"), contact("Dr Lee", "offline", "clinician"), contact("Sofia", "available")]
@@ -47,7 +47,7 @@ const base = (mode: "resident" | "family"): AppState => ({
 });
 
 type Fixture = (s: AppState) => AppState;
-const other = (s: AppState) => (s.me?.mode === "resident" ? "Ann Kim" : "Mrs Kim");
+const other = (s: AppState) => (s.me?.role === "resident" ? "Ann Kim" : "Mrs Kim");
 
 export const fixtures: Record<string, { mode: "resident" | "family" | "none"; make: Fixture }> = {
   setup: { mode: "none", make: (s) => ({ ...s, me: null, contacts: [], connection: { state: "setup_needed", error: null } }) },
@@ -104,22 +104,25 @@ export const fixtures: Record<string, { mode: "resident" | "family" | "none"; ma
   },
   "family-ended": { mode: "family", make: (s) => ({ ...s, call: { state: "ended", name: "Mrs Kim", reason: "no_answer" } }) },
   "family-devices": { mode: "family", make: (s) => s },
+  "family-check": { mode: "family", make: (s) => s },
 };
 
 /** A moving test picture in the app's binary message format. */
 function picture(kind: number, peer: string, w: number, h: number, n: number): ArrayBuffer {
   const id = new TextEncoder().encode(peer);
   const padded = Math.ceil(id.length / 4) * 4;
-  const buf = new ArrayBuffer(12 + padded + (w * h * 3) / 2);
+  const head = 20 + padded;
+  const buf = new ArrayBuffer(head + (w * h * 3) / 2);
   const v = new DataView(buf);
   v.setUint8(0, kind);
   v.setUint8(1, id.length);
   v.setUint32(4, w, true);
   v.setUint32(8, h, true);
-  new Uint8Array(buf, 12, id.length).set(id);
-  const y = new Uint8Array(buf, 12 + padded, w * h);
-  const u = new Uint8Array(buf, 12 + padded + w * h, (w * h) / 4);
-  const vv = new Uint8Array(buf, 12 + padded + (w * h * 5) / 4, (w * h) / 4);
+  v.setFloat64(12, Date.now(), true);
+  new Uint8Array(buf, 20, id.length).set(id);
+  const y = new Uint8Array(buf, head, w * h);
+  const u = new Uint8Array(buf, head + w * h, (w * h) / 4);
+  const vv = new Uint8Array(buf, head + (w * h * 5) / 4, (w * h) / 4);
   const bars = [[180, 128, 128], [160, 60, 140], [130, 150, 60], [110, 90, 90], [90, 170, 190], [70, 200, 110], [50, 110, 210]];
   for (let row = 0; row < h; row++) {
     for (let col = 0; col < w; col++) {
@@ -185,6 +188,13 @@ export function fixtureBackend(params: URLSearchParams): Backend {
     }),
     setDevices: ok,
     photo: async () => null,
+    precheck: async () => ({
+      camera: { status: "ok", message: null, size: [640, 480], level_percent: null, ms: null },
+      microphone: { status: "ok", message: null, size: null, level_percent: 12.5, ms: null },
+      speaker: { status: "failed", message: "No speaker", size: null, level_percent: null, ms: null },
+      server: { status: "ok", message: null, size: null, level_percent: null, ms: null },
+      relay: { status: "not_used", message: null, size: null, level_percent: null, ms: null },
+    }),
     dismissNotice: async (id) => set({ ...state, notices: state.notices.filter((n) => n.id !== id) }),
   };
 }

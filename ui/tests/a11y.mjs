@@ -14,7 +14,7 @@ const shotDir = new URL("../../docs/screenshots/", import.meta.url);
 const fixtures = [
   "setup", "setup-error", "connecting", "refused",
   "resident-idle", "resident-ringing", "resident-auto-answer", "resident-calling", "resident-in-call", "resident-in-call-weak", "resident-ended",
-  "family-idle", "family-ringing", "family-calling", "family-in-call", "family-in-call-muted", "family-ended", "family-devices",
+  "family-idle", "family-ringing", "family-calling", "family-in-call", "family-in-call-muted", "family-ended", "family-devices", "family-check",
 ];
 const shots = { "resident-idle": 1, "resident-ringing": 1, "resident-in-call": 1, "family-idle": 1, "family-ringing": 1, "family-in-call": 1 };
 
@@ -70,7 +70,7 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   for (const lang of ["en", "ko"]) {
     for (const f of fixtures) {
-      const extra = f === "family-devices" ? "&page=devices" : "";
+      const extra = f === "family-devices" ? "&page=devices" : f === "family-check" ? "&page=check" : "";
       await page.goto(`${server.url}?fixture=${f}&lang=${lang}${extra}`);
       await page.waitForSelector("main");
       await page.waitForTimeout(f.includes("in-call") ? 600 : 150);

@@ -52,6 +52,11 @@ async function freePort() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// HEARTH_SCREENSHOTS=<dir>: also save screenshots of the real app at each step.
+const shotDir = process.env.HEARTH_SCREENSHOTS;
+async function shot(browser, name) {
+  if (shotDir) await browser.saveScreenshot(join(resolve(shotDir), `app-${name}.png`));
+}
 
 async function until(what, fn, timeoutMs = 30_000) {
   const end = Date.now() + timeoutMs;
@@ -165,6 +170,7 @@ async function main() {
   try {
     const call = await browser.$('button[aria-label="Call Mrs Kim"]');
     await call.waitForEnabled({ timeout: 30_000 });
+    await shot(browser, "family-idle");
     const t0 = Date.now();
     await call.click();
     const remote = await browser.$("canvas.video[data-peer]");
@@ -179,6 +185,7 @@ async function main() {
     console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer})`);
     const s = await paintedPattern(browser, "canvas.self-view");
     console.log(`family: self-view painted (${s.colours} colours)`);
+    await shot(browser, "family-in-call");
     const quality = await (await browser.$(".quality")).getText();
     if (!/connection/i.test(quality)) throw new Error(`quality in words missing: ${quality}`);
     await (await browser.$("button.btn-end")).click();
@@ -200,6 +207,7 @@ async function main() {
   browser = await launchApp(tabletDir, driverPort);
   try {
     await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
+    await shot(browser, "resident-idle");
     const stats = join(work, "caller.json");
     const caller = start(
       cli,
@@ -209,11 +217,13 @@ async function main() {
     const countdown = await browser.$(".countdown");
     await countdown.waitForExist({ timeout: 20_000 });
     console.log(`resident: incoming call shows "${await countdown.getText()}"`);
+    await shot(browser, "resident-auto-answer");
     const remote = await browser.$("canvas.video[data-peer]");
     await remote.waitForExist({ timeout: 20_000 });
     const peer = await remote.getAttribute("data-peer");
     const r = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`);
     console.log(`resident: answered by itself; remote canvas shows the pattern (${r.colours} colours)`);
+    await shot(browser, "resident-in-call");
     const code = await new Promise((ok) => caller.on("exit", ok));
     if (code !== 0) throw new Error(`hearth-cli caller exited ${code}:\n${caller.log()}`);
     const report = JSON.parse(readFileSync(stats, "utf8"));

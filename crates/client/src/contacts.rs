@@ -1,9 +1,9 @@
 //! Who a device may call, with presence: the people in its room, merged with the people a
 //! resident's tablet knows by name (who show as offline when they are not connected).
 
-use crate::invitation::Mode;
 use crate::settings::KnownContact;
 use crate::state::{Contact, Presence};
+use hearth_proto::Role;
 
 /// Someone connected to the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,25 +13,25 @@ pub struct RoomPeer {
     /// Their name.
     pub name: String,
     /// Their role.
-    pub mode: Mode,
+    pub role: Role,
     /// They said they are in a call.
     pub in_call: bool,
 }
 
-/// Whom `mode` may call among `mode`'s room: residents call family, clinicians, staff and
+/// Whom `me` may call among the people in its room: residents call family, clinicians, staff and
 /// guests; family and everyone else call residents.
-fn callable(me: Mode, them: Mode) -> bool {
+fn callable(me: Role, them: Role) -> bool {
     match me {
-        Mode::Resident => them != Mode::Resident && them != Mode::Patient,
-        _ => them == Mode::Resident,
+        Role::Resident => them != Role::Resident && them != Role::Patient,
+        _ => them == Role::Resident,
     }
 }
 
-/// The contact list for a device of `mode`, sorted: known contacts in the order staff put
+/// The contact list for a device of `role`, sorted: known contacts in the order staff put
 /// them, then others by name. A name with several connections (two devices) shows once,
 /// available if any of them is free.
 pub fn contacts(
-    mode: Mode,
+    role: Role,
     peers: &[RoomPeer],
     known: &[KnownContact],
     has_photo: impl Fn(&KnownContact) -> bool,
@@ -41,7 +41,7 @@ pub fn contacts(
         .map(|k| Contact {
             key: k.name.clone(),
             name: k.name.clone(),
-            mode: Mode::Family,
+            role: Role::Family,
             presence: Presence::Offline,
             peer: None,
             has_photo: has_photo(k),
@@ -49,7 +49,7 @@ pub fn contacts(
         })
         .collect();
     let known_count = out.len();
-    for p in peers.iter().filter(|p| callable(mode, p.mode)) {
+    for p in peers.iter().filter(|p| callable(role, p.role)) {
         let presence = if p.in_call {
             Presence::InCall
         } else {
@@ -57,7 +57,7 @@ pub fn contacts(
         };
         match out.iter_mut().find(|c| c.key == p.name) {
             Some(c) => {
-                c.mode = p.mode;
+                c.role = p.role;
                 let better = c.peer.is_none()
                     || (c.presence == Presence::InCall && presence == Presence::Available);
                 if better {
@@ -68,7 +68,7 @@ pub fn contacts(
             None => out.push(Contact {
                 key: p.name.clone(),
                 name: p.name.clone(),
-                mode: p.mode,
+                role: p.role,
                 presence,
                 peer: Some(p.peer.clone()),
                 has_photo: false,
@@ -84,11 +84,11 @@ pub fn contacts(
 mod tests {
     use super::*;
 
-    fn peer(id: &str, name: &str, mode: Mode, in_call: bool) -> RoomPeer {
+    fn peer(id: &str, name: &str, role: Role, in_call: bool) -> RoomPeer {
         RoomPeer {
             peer: id.into(),
             name: name.into(),
-            mode,
+            role,
             in_call,
         }
     }
@@ -108,13 +108,13 @@ mod tests {
             },
         ];
         let peers = vec![
-            peer("p3", "Zed", Mode::Clinician, false),
-            peer("p1", "Ann", Mode::Family, true),
-            peer("p2", "Ann", Mode::Family, false),
-            peer("p4", "Mrs Kim", Mode::Resident, false),
-            peer("p5", "Cy", Mode::Family, false),
+            peer("p3", "Zed", Role::Clinician, false),
+            peer("p1", "Ann", Role::Family, true),
+            peer("p2", "Ann", Role::Family, false),
+            peer("p4", "Mrs Kim", Role::Resident, false),
+            peer("p5", "Cy", Role::Family, false),
         ];
-        let list = contacts(Mode::Resident, &peers, &known, |k| k.photo.is_some());
+        let list = contacts(Role::Resident, &peers, &known, |k| k.photo.is_some());
         let names: Vec<_> = list.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["Ann", "Bo", "Cy", "Zed"]);
         assert_eq!(list[0].presence, Presence::Available);
@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(list[1].presence, Presence::Offline);
         assert_eq!(list[1].peer, None);
 
-        let family = contacts(Mode::Family, &peers, &[], |_| false);
+        let family = contacts(Role::Family, &peers, &[], |_| false);
         assert_eq!(family.len(), 1);
         assert_eq!(family[0].name, "Mrs Kim");
     }

@@ -10,6 +10,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use hearth_proto::Role;
+
 use crate::error::{ClientError, ErrorCode};
 
 /// A server and a token.
@@ -30,45 +32,13 @@ impl std::fmt::Debug for Invitation {
     }
 }
 
-/// The screens a device shows, chosen by its token's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// A resident's tablet.
-    Resident,
-    /// A family member.
-    Family,
-    /// A clinician.
-    Clinician,
-    /// A patient waiting for a consult.
-    Patient,
-    /// Care-home staff.
-    Staff,
-    /// A guest.
-    Guest,
-}
-
-impl From<hearth_proto::Role> for Mode {
-    fn from(r: hearth_proto::Role) -> Self {
-        use hearth_proto::Role as R;
-        match r {
-            R::Resident => Self::Resident,
-            R::Family => Self::Family,
-            R::Clinician => Self::Clinician,
-            R::Patient => Self::Patient,
-            R::Staff => Self::Staff,
-            R::Guest => Self::Guest,
-        }
-    }
-}
-
 /// Who an invitation is for, as its token says.
 #[derive(Debug, Clone, PartialEq, Serialize, Type)]
 pub struct Identity {
     /// The room it admits to.
     pub room: String,
-    /// The screens it gets.
-    pub mode: Mode,
+    /// The role, which chooses the screens.
+    pub role: Role,
     /// The name others see.
     pub name: String,
     /// When it stops working, milliseconds since the Unix epoch.
@@ -122,10 +92,10 @@ impl Invitation {
             .decode(payload.trim_end_matches('='))
             .map_err(|_| bad(NOT_AN_INVITATION))?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| bad(NOT_AN_INVITATION))?;
-        let role: hearth_proto::Role = claims.role.parse().map_err(|_| bad(NOT_AN_INVITATION))?;
+        let role: Role = claims.role.parse().map_err(|_| bad(NOT_AN_INVITATION))?;
         Ok(Identity {
             room: claims.room,
-            mode: role.into(),
+            role,
             name: claims.name,
             expires_at_ms: claims.exp.map(|s| s as f64 * 1000.0),
         })
@@ -209,8 +179,8 @@ mod tests {
         assert_eq!(i.token, t);
         let id = i.identity().unwrap();
         assert_eq!(
-            (id.room.as_str(), id.mode, id.name.as_str()),
-            ("kim", Mode::Family, "Ann")
+            (id.room.as_str(), id.role, id.name.as_str()),
+            ("kim", Role::Family, "Ann")
         );
         assert_eq!(id.expires_at_ms, Some(2e12));
 

@@ -7,6 +7,7 @@ mod backoff;
 mod contacts;
 mod error;
 mod invitation;
+mod precheck;
 mod session;
 mod settings;
 mod state;
@@ -16,7 +17,9 @@ pub use backoff::Backoff;
 pub use contacts::{RoomPeer, contacts};
 pub use error::{ClientError, ErrorCode};
 pub use hearth_engine::I420Frame;
-pub use invitation::{Identity, Invitation, Mode};
+pub use hearth_proto::Role;
+pub use invitation::{Identity, Invitation};
+pub use precheck::{CheckItem, CheckStatus, PrecheckReport};
 pub use session::{NO_SPEAKER, SYNTHETIC, Session, SessionOptions, VideoSink, devices};
 pub use settings::{
     DeviceChoice, KnownContact, Language, ResidentOptions, Settings, SettingsStore,

@@ -16,12 +16,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backoff::Backoff;
 use crate::contacts::{RoomPeer, contacts};
 use crate::error::{ClientError, ErrorCode};
-use crate::invitation::{Identity, Invitation, Mode};
+use crate::invitation::{Identity, Invitation};
+use crate::precheck::PrecheckReport;
 use crate::settings::{DeviceChoice, Language, ResidentOptions, Settings, SettingsStore};
 use crate::state::{
     AppState, CallPeer, CallView, Connection, Device, DeviceKind, EndReason, Me, Notice, Quality,
     VideoState,
 };
+use hearth_proto::Role;
 
 /// Where decoded pictures go (the desktop app sends them to its page).
 pub trait VideoSink: Send + Sync + 'static {
@@ -76,6 +78,7 @@ enum Command {
     SetResidentOptions(ResidentOptions, Reply<()>),
     Settings(oneshot::Sender<Settings>),
     Stats(oneshot::Sender<Option<CallStats>>),
+    Precheck(Reply<PrecheckReport>),
     DismissNotice(u32),
     Leave(oneshot::Sender<()>),
 }
@@ -242,6 +245,11 @@ impl Session {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Stats(tx)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Runs the pre-call check (not during a call: the devices are in use).
+    pub async fn precheck(&self) -> Result<PrecheckReport, ClientError> {
+        self.ask(Command::Precheck).await
     }
 
     /// Removes a notice.
@@ -453,12 +461,12 @@ impl Actor {
         let Some(me) = &self.state.me else {
             return Vec::new();
         };
-        let known: &[crate::settings::KnownContact] = if me.mode == Mode::Resident {
+        let known: &[crate::settings::KnownContact] = if me.role == Role::Resident {
             &self.settings.resident.contacts
         } else {
             &[]
         };
-        contacts(me.mode, &self.peers, known, |k| k.photo.is_some())
+        contacts(me.role, &self.peers, known, |k| k.photo.is_some())
     }
 
     fn save(&self) -> Result<(), ClientError> {
@@ -507,7 +515,7 @@ impl Actor {
         let identity = invitation.identity().ok();
         self.state.me = identity.map(|i| Me {
             name: i.name,
-            mode: i.mode,
+            role: i.role,
             room: i.room,
             expires_at_ms: i.expires_at_ms,
         });
@@ -723,6 +731,23 @@ impl Actor {
             Command::Stats(done) => {
                 let _ = done.send(self.stats.clone());
             }
+            Command::Precheck(done) => {
+                if self.in_call() {
+                    let _ = done.send(Err(ClientError::new(
+                        ErrorCode::Device,
+                        "The check can run when the call has ended.",
+                    )));
+                } else {
+                    let options = self.options();
+                    let room = match self.state.connection {
+                        Connection::Online => self.room.clone(),
+                        _ => None,
+                    };
+                    tokio::spawn(async move {
+                        let _ = done.send(Ok(crate::precheck::run(options, room).await));
+                    });
+                }
+            }
             Command::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
             Command::Leave(_) => {}
         }
@@ -780,7 +805,7 @@ impl Actor {
             .state
             .me
             .as_ref()
-            .is_some_and(|m| m.mode == Mode::Resident);
+            .is_some_and(|m| m.role == Role::Resident);
         let trusted = resident
             .contacts
             .iter()
@@ -807,7 +832,7 @@ impl Actor {
                     .map(|p| RoomPeer {
                         peer: p.peer.0,
                         name: p.name,
-                        mode: p.role.into(),
+                        role: p.role,
                         in_call: false,
                     })
                     .collect();
@@ -822,7 +847,7 @@ impl Actor {
                 self.peers.push(RoomPeer {
                     peer: p.peer.0,
                     name: p.name,
-                    mode: p.role.into(),
+                    role: p.role,
                     in_call: false,
                 });
             }

@@ -5,8 +5,8 @@ use serde::Serialize;
 use specta::Type;
 
 use crate::error::ClientError;
-use crate::invitation::Mode;
 use crate::settings::Language;
+use hearth_proto::Role;
 
 /// Everything a screen needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Type)]
@@ -71,7 +71,7 @@ pub struct Me {
     /// Our name.
     pub name: String,
     /// Our screens.
-    pub mode: Mode,
+    pub role: Role,
     /// Our room.
     pub room: String,
     /// When the invitation expires, ms since the Unix epoch.
@@ -98,7 +98,7 @@ pub struct Contact {
     /// Their name.
     pub name: String,
     /// Their role.
-    pub mode: Mode,
+    pub role: Role,
     /// Whether they can be called now.
     pub presence: Presence,
     /// Their connection in the room, when they are online.

@@ -1,5 +1,5 @@
 //! The binary message that carries one picture to the page (through a Tauri channel): a
-//! 12-byte header, the sender's id, then the I420 planes as they are. The page uploads the
+//! 20-byte header, the sender's id, then the I420 planes as they are. The page uploads the
 //! planes as three textures and converts to RGB on the GPU (`ui/src/video/`).
 //!
 //! ```text
@@ -8,7 +8,9 @@
 //! 2..4   u16  reserved, 0
 //! 4..8   u32  width, little-endian (even)
 //! 8..12  u32  height, little-endian (even)
-//! 12..   n bytes of peer id (UTF-8), then zero padding to a multiple of 4
+//! 12..20 f64  when it was sent, ms since the Unix epoch, little-endian (the page measures
+//!             the channel's delay with it)
+//! 20..   n bytes of peer id (UTF-8), then zero padding to a multiple of 4
 //! ...    Y (width*height), U (width/2*height/2), V (width/2*height/2)
 //! ```
 
@@ -19,7 +21,7 @@ pub const KIND_REMOTE: u8 = 1;
 /// Our self-view.
 pub const KIND_LOCAL: u8 = 2;
 /// Header bytes before the id.
-pub const HEADER: usize = 12;
+pub const HEADER: usize = 20;
 
 /// Builds the message: one allocation, one copy of the planes.
 pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
@@ -32,6 +34,10 @@ pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&frame.width().to_le_bytes());
     out.extend_from_slice(&frame.height().to_le_bytes());
+    let sent_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    out.extend_from_slice(&sent_ms.to_le_bytes());
     out.extend_from_slice(id);
     out.resize(HEADER + padded, 0);
     out.extend_from_slice(planes);
@@ -39,7 +45,7 @@ pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
 }
 
 /// A message read back (for tests and tools).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct Decoded<'a> {
     /// [`KIND_REMOTE`] or [`KIND_LOCAL`].
     pub kind: u8,
@@ -49,6 +55,8 @@ pub struct Decoded<'a> {
     pub width: u32,
     /// Picture height.
     pub height: u32,
+    /// When it was sent, ms since the Unix epoch.
+    pub sent_ms: f64,
     /// The I420 planes.
     pub planes: &'a [u8],
 }
@@ -59,6 +67,7 @@ pub fn decode(buf: &[u8]) -> Option<Decoded<'_>> {
     let n = usize::from(header[1]);
     let width = u32::from_le_bytes(header[4..8].try_into().ok()?);
     let height = u32::from_le_bytes(header[8..12].try_into().ok()?);
+    let sent_ms = f64::from_le_bytes(header[12..20].try_into().ok()?);
     let start = HEADER + n.div_ceil(4) * 4;
     let peer = std::str::from_utf8(buf.get(HEADER..HEADER + n)?).ok()?;
     let planes = buf.get(start..)?;
@@ -68,6 +77,7 @@ pub fn decode(buf: &[u8]) -> Option<Decoded<'_>> {
         peer,
         width,
         height,
+        sent_ms,
         planes,
     })
 }

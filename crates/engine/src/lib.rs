@@ -26,5 +26,6 @@ pub use events::{CallEndReason, ConnectionQuality, DeviceKind, RemoteVideoFrame,
 pub use hearth_codec::{I420Frame, VideoCodec};
 pub use hearth_proto::{PeerId, PeerInfo, Role};
 pub use options::{AudioInput, AudioOutput, RoomOptions, VideoInput};
+pub use peer::RelayCheck;
 pub use room::Room;
 pub use stats::{CallStats, PeerStats};

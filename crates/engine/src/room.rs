@@ -15,7 +15,7 @@ use crate::events::{CallEndReason, ConnectionQuality, RoomEvent};
 use crate::media::playout::{AudioOut, Sink};
 use crate::media::source::Sources;
 use crate::options::{AudioOutput, RoomOptions};
-use crate::peer::{LinkContext, LinkEvent, PeerLink};
+use crate::peer::{LinkContext, LinkEvent, PeerLink, RelayCheck};
 use crate::protocol::{CallMessage, Candidate, DeclineReason, HangupReason, Sdp, SdpKind};
 use crate::signal::{self, SignalSink, SignalStream};
 use crate::stats::{CallStats, RateSampler};
@@ -33,6 +33,7 @@ enum Command {
     Stats(oneshot::Sender<CallStats>),
     SetMuted(bool, oneshot::Sender<()>),
     SetCameraOff(bool, oneshot::Sender<()>),
+    CheckRelay(oneshot::Sender<Result<RelayCheck, EngineError>>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -175,6 +176,12 @@ impl Room {
     /// choice, so they can say so instead of showing a weak connection.
     pub async fn set_camera_off(&self, off: bool) -> Result<(), EngineError> {
         self.ask(|tx| Command::SetCameraOff(off, tx)).await
+    }
+
+    /// Checks that the TURN relay the server handed out works: gathers a relay address
+    /// (within 5 s) without calling anyone. Part of the pre-call check.
+    pub async fn check_relay(&self) -> Result<RelayCheck, EngineError> {
+        self.ask(Command::CheckRelay).await?
     }
 
     /// Statistics of the current call, now.
@@ -460,6 +467,15 @@ impl Actor {
             }
             Command::Stats(done) => {
                 let _ = done.send(self.collect_stats().await);
+            }
+            Command::CheckRelay(done) => {
+                // Runs beside the room: gathering may take seconds.
+                let servers = self.ice_servers.clone();
+                let addrs = self.options.bind_addrs.clone();
+                tokio::spawn(async move {
+                    let r = crate::peer::relay_check(&servers, addrs, Duration::from_secs(5)).await;
+                    let _ = done.send(r);
+                });
             }
             Command::SetMuted(muted, done) => {
                 self.sources.controls().set_muted(muted);

@@ -31,6 +31,7 @@ impl From<&str> for PeerId {
 
 /// Who a token belongs to; decides the screen the app shows and what the server allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A care-home resident's tablet.

@@ -1,10 +1,10 @@
 import { useEffect, useState } from "preact/hooks";
-import type { Device, DeviceChoice, DeviceKind } from "../bindings";
+import type { CheckItem, Device, DeviceChoice, DeviceKind, ErrorCode, PrecheckReport } from "../bindings";
 import { useApp } from "../context";
-import { Icon, Notices, Portrait, PresenceBadge, Screen } from "./common";
+import { ErrorText, Icon, Notices, Portrait, PresenceBadge, Screen } from "./common";
 import { LanguagePicker } from "./setup";
 
-export type FamilyPage = "home" | "devices";
+export type FamilyPage = "home" | "devices" | "check";
 
 /** A relative's screen: the residents they may call, with presence; call, devices. */
 export function FamilyHome({ go }: { go: (p: FamilyPage) => void }) {
@@ -13,10 +13,16 @@ export function FamilyHome({ go }: { go: (p: FamilyPage) => void }) {
     <Screen label={t.t("home.title")} className="family-home">
       <header class="bar">
         <p class="who">{state.me && t.t("home.signedInAs", { name: state.me.name })}</p>
-        <button type="button" class="btn btn-quiet" onClick={() => go("devices")}>
-          <Icon name="settings" />
-          {t.t("devices.open")}
-        </button>
+        <div class="bar-actions">
+          <button type="button" class="btn btn-quiet" onClick={() => go("check")}>
+            <Icon name="check" />
+            {t.t("check.open")}
+          </button>
+          <button type="button" class="btn btn-quiet" onClick={() => go("devices")}>
+            <Icon name="settings" />
+            {t.t("devices.open")}
+          </button>
+        </div>
       </header>
       <h1>{t.t("home.title")}</h1>
       {state.contacts.length === 0 && <p class="lead">{t.t("home.nobody")}</p>}
@@ -103,6 +109,69 @@ export function Devices({ go }: { go: (p: FamilyPage) => void }) {
       <LanguagePicker />
       <button type="button" class="btn btn-quiet" onClick={() => void act(api.forgetInvitation())}>
         {t.t("settings.signOut")}
+      </button>
+    </Screen>
+  );
+}
+
+const checkParts = ["camera", "microphone", "speaker", "server", "relay"] as const;
+
+function CheckRow({ part, item }: { part: (typeof checkParts)[number]; item: CheckItem | null }) {
+  const { t } = useApp();
+  let status = t.t("check.running");
+  let detail = "";
+  if (item) {
+    status = item.status === "ok" ? t.t("check.ok") : item.status === "failed" ? t.t("check.failed") : t.t("check.notConfigured");
+    if (item.status === "failed" && item.message) detail = item.message;
+    else if (item.size) detail = t.t("check.cameraDetail", { width: item.size[0], height: item.size[1] });
+    else if (item.level_percent !== null && item.level_percent !== undefined) detail = t.t("check.micDetail", { level: item.level_percent });
+    else if (item.ms !== null && item.ms !== undefined) detail = t.t("check.serverDetail", { ms: Math.round(item.ms) });
+  }
+  return (
+    <li class={`check-row check-${item?.status ?? "running"}`}>
+      <Icon name={item?.status === "ok" ? "check" : item?.status === "failed" ? "cross" : "reconnecting"} />
+      <span class="check-part">{t.t(`check.${part}`)}</span>
+      <span class="check-status">{status}</span>
+      {detail && <span class="check-detail">{detail}</span>}
+    </li>
+  );
+}
+
+/** The pre-call check: does each part work, in words. */
+export function Check({ go }: { go: (p: FamilyPage) => void }) {
+  const { t, api } = useApp();
+  const [report, setReport] = useState<PrecheckReport | null>(null);
+  const [error, setError] = useState<ErrorCode | null>(null);
+  const [running, setRunning] = useState(false);
+  const run = async () => {
+    setRunning(true);
+    setReport(null);
+    const r = await api.precheck();
+    setRunning(false);
+    if ("camera" in r) {
+      setReport(r);
+      setError(null);
+    } else setError(r.code);
+  };
+  useEffect(() => {
+    void run();
+  }, []);
+  return (
+    <Screen label={t.t("check.title")} className="check">
+      <header class="bar">
+        <button type="button" class="btn btn-quiet" onClick={() => go("home")}>
+          {t.t("devices.back")}
+        </button>
+      </header>
+      <h1>{t.t("check.title")}</h1>
+      <ErrorText code={error} />
+      <ul class="check-list" role="list" aria-busy={running}>
+        {checkParts.map((p) => (
+          <CheckRow key={p} part={p} item={report ? report[p] : null} />
+        ))}
+      </ul>
+      <button type="button" class="btn btn-primary" disabled={running} onClick={() => void run()}>
+        {running ? t.t("check.running") : t.t("check.run")}
       </button>
     </Screen>
   );

@@ -1,13 +1,15 @@
 // Reads the binary picture message the app sends (layout in crates/client/src/video.rs).
 export const KIND_REMOTE = 1;
 export const KIND_LOCAL = 2;
-const HEADER = 12;
+const HEADER = 20;
 
 export interface Picture {
   kind: number;
   peer: string;
   width: number;
   height: number;
+  /** When the app sent it, ms since the Unix epoch. */
+  sentMs: number;
   y: Uint8Array;
   u: Uint8Array;
   v: Uint8Array;
@@ -23,6 +25,7 @@ export function readPicture(buf: ArrayBuffer): Picture | null {
   const n = view.getUint8(1);
   const width = view.getUint32(4, true);
   const height = view.getUint32(8, true);
+  const sentMs = view.getFloat64(12, true);
   const start = HEADER + Math.ceil(n / 4) * 4;
   const luma = width * height;
   if (width === 0 || height === 0 || width % 2 || height % 2) return null;
@@ -33,6 +36,7 @@ export function readPicture(buf: ArrayBuffer): Picture | null {
     peer,
     width,
     height,
+    sentMs,
     y: new Uint8Array(buf, start, luma),
     u: new Uint8Array(buf, start + luma, luma / 4),
     v: new Uint8Array(buf, start + luma + luma / 4, luma / 4),

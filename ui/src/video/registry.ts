@@ -6,6 +6,9 @@ import { createRenderer, type Renderer } from "./renderer";
 const LOCAL = "\u0000self";
 const renderers = new Map<string, Renderer>();
 const painted = new Map<string, number>();
+/** Channel delays of the latest remote pictures, ms (sent by the app to drawn here). */
+const delays: number[] = [];
+const DELAYS_KEPT = 600;
 
 export function attach(peer: string | null, canvas: HTMLCanvasElement | null) {
   const key = peer ?? LOCAL;
@@ -21,6 +24,18 @@ export function onPicture(buf: ArrayBuffer) {
   if (!r) return;
   r.draw(p);
   painted.set(key, (painted.get(key) ?? 0) + 1);
+  if (p.kind !== KIND_LOCAL) {
+    delays.push(Date.now() - p.sentMs);
+    if (delays.length > DELAYS_KEPT) delays.shift();
+  }
+}
+
+/** The channel delay's median and 95th percentile over the latest remote pictures, ms. */
+export function channelDelay(): { p50: number; p95: number; samples: number } | null {
+  if (delays.length === 0) return null;
+  const sorted = [...delays].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return { p50: at(0.5), p95: at(0.95), samples: sorted.length };
 }
 
 /** Pictures drawn per peer (the end-to-end test reads it; so does a curious developer). */
@@ -30,10 +45,15 @@ export function paintedCount(peer: string | null): number {
 
 declare global {
   interface Window {
-    hearthVideo?: { painted: typeof paintedCount; renderer: (peer: string | null) => string | null };
+    hearthVideo?: {
+      painted: typeof paintedCount;
+      renderer: (peer: string | null) => string | null;
+      delay: typeof channelDelay;
+    };
   }
 }
 window.hearthVideo = {
   painted: paintedCount,
   renderer: (peer) => renderers.get(peer ?? LOCAL)?.kind ?? null,
+  delay: channelDelay,
 };

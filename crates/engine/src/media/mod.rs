@@ -5,6 +5,7 @@
 
 pub(crate) mod apm;
 mod camera;
+pub mod check;
 pub mod devices;
 pub(crate) mod jitter;
 pub mod pattern;

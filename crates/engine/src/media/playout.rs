@@ -208,14 +208,14 @@ fn playout(
 }
 
 /// A `cpal` output stream fed from a short queue.
-struct Speaker {
+pub(crate) struct Speaker {
     queue: Arc<Mutex<VecDeque<f32>>>,
     resampler: Mutex<Resampler>,
     _stream: cpal::Stream,
 }
 
 impl Speaker {
-    fn open(id: Option<&str>) -> Result<Self, DeviceError> {
+    pub(crate) fn open(id: Option<&str>) -> Result<Self, DeviceError> {
         use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
         let unusable = |name: &str| DeviceError {
             kind: DeviceKind::Speaker,

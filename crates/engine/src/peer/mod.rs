@@ -4,6 +4,7 @@
 mod codecs;
 mod interceptors;
 mod receive;
+mod relay;
 mod send;
 
 use codecs::{
@@ -11,6 +12,8 @@ use codecs::{
 };
 use interceptors::{KeyframeRequests, PublishingEstimator};
 use receive::{receive_audio, receive_video};
+pub use relay::RelayCheck;
+pub(crate) use relay::check as relay_check;
 use send::{VideoSend, send_audio, spawn_video_sender, watch_keyframe_requests};
 
 use std::collections::HashMap;

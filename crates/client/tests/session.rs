@@ -1,0 +1,360 @@
+//! Sessions against a real signaling server on loopback: what the screens are drawn from as
+//! devices sign in, see each other, call (with a resident's auto-answer rule), lose the server
+//! and find it again, and meet a refused or replaced invitation.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_client::{
+    AppState, CallView, Connection, ErrorCode, I420Frame, Invitation, KnownContact, Presence,
+    ResidentOptions, Session, SessionOptions, Settings, SettingsStore, VideoSink,
+};
+use hearth_engine::{AudioOutput, Role, RoomOptions};
+use signaling::secret::Secret;
+use signaling::{Server, ServerOptions};
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct CountingSink {
+    remote: AtomicUsize,
+    local: AtomicUsize,
+}
+
+impl VideoSink for CountingSink {
+    fn remote(&self, _peer: &str, frame: &I420Frame) {
+        assert!(frame.width() > 0);
+        self.remote.fetch_add(1, Ordering::Relaxed);
+    }
+    fn local(&self, _frame: &I420Frame) {
+        self.local.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(server: &Server, room: &str, role: Role, name: &str, sub: Option<&str>) -> String {
+    server
+        .tokens()
+        .mint(room, role, name, sub, Duration::from_secs(600), now())
+        .unwrap()
+}
+
+struct Device {
+    session: Session,
+    state: watch::Receiver<AppState>,
+    video: Arc<CountingSink>,
+    _dir: tempfile::TempDir,
+}
+
+fn device(url: &str, token: String, resident: ResidentOptions) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        invitation: Some(Invitation {
+            server: url.to_owned(),
+            token,
+        }),
+        resident,
+        ..Settings::default()
+    };
+    settings.devices.camera = Some("synthetic".into());
+    settings.devices.microphone = Some("synthetic".into());
+    settings.devices.speaker = Some("none".into());
+    SettingsStore::in_dir(dir.path()).save(&settings).unwrap();
+    let video = Arc::new(CountingSink::default());
+    let room = RoomOptions {
+        bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        audio_output: AudioOutput::None,
+        ..RoomOptions::default()
+    };
+    let session = Session::start(SessionOptions {
+        data_dir: dir.path().to_owned(),
+        room,
+        camera: (320, 240, 30),
+        video: video.clone(),
+    });
+    Device {
+        state: session.watch(),
+        session,
+        video,
+        _dir: dir,
+    }
+}
+
+async fn until(d: &mut Device, what: &str, want: impl Fn(&AppState) -> bool) -> AppState {
+    let result = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            {
+                let s = d.state.borrow_and_update();
+                if want(&s) {
+                    return s.clone();
+                }
+            }
+            d.state.changed().await.unwrap();
+        }
+    })
+    .await;
+    match result {
+        Ok(s) => s,
+        Err(_) => panic!("never saw {what}; last state: {:#?}", d.state.borrow()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn family_calls_a_resident_who_answers_by_herself() {
+    let server = Server::start(ServerOptions::default()).await.unwrap();
+    let url = server.ws_url();
+    let rules = ResidentOptions {
+        auto_answer: true,
+        auto_answer_seconds: 3,
+        contacts: vec![
+            KnownContact {
+                name: "Ann".into(),
+                photo: None,
+                trusted: true,
+            },
+            KnownContact {
+                name: "Bo".into(),
+                photo: None,
+                trusted: false,
+            },
+        ],
+        ..ResidentOptions::default()
+    };
+    let mut kim = device(
+        &url,
+        token(&server, "kim", Role::Resident, "Mrs Kim", None),
+        rules,
+    );
+    let s = until(&mut kim, "the resident online", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    assert_eq!(s.me.as_ref().unwrap().role, Role::Resident);
+    // Known people show before they connect, as not available.
+    assert_eq!(s.contacts.len(), 2);
+    assert!(s.contacts.iter().all(|c| c.presence == Presence::Offline));
+
+    let mut ann = device(
+        &url,
+        token(&server, "kim", Role::Family, "Ann", None),
+        ResidentOptions::default(),
+    );
+    let s = until(&mut ann, "Mrs Kim available", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Available)
+    })
+    .await;
+    assert_eq!(s.contacts.len(), 1, "family see residents only");
+    until(&mut kim, "Ann available", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Ann" && c.presence == Presence::Available && c.trusted)
+    })
+    .await;
+
+    ann.session.call("Mrs Kim".into()).await.unwrap();
+    until(&mut ann, "calling", |s| {
+        matches!(s.call, CallView::Calling { .. })
+    })
+    .await;
+    let s = until(&mut kim, "the incoming call", |s| {
+        matches!(s.call, CallView::Incoming { .. })
+    })
+    .await;
+    let CallView::Incoming {
+        peer,
+        name,
+        auto_answer_seconds,
+    } = s.call
+    else {
+        unreachable!()
+    };
+    assert_eq!((name.as_str(), auto_answer_seconds), ("Ann", Some(3)));
+    // The page runs the countdown; then it answers.
+    kim.session.answer(peer).await.unwrap();
+    for d in [&mut kim, &mut ann] {
+        until(d, "the call connected", |s| {
+            matches!(&s.call, CallView::Active { peers, .. } if peers.iter().all(|p| p.connected))
+        })
+        .await;
+    }
+    let s = until(&mut ann, "Mrs Kim shown in a call", |s| {
+        s.contacts.iter().any(|c| c.presence == Presence::InCall)
+    })
+    .await;
+    assert_eq!(s.contacts[0].name, "Mrs Kim");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (who, d) in [("kim", &kim), ("ann", &ann)] {
+        let (r, l) = (
+            d.video.remote.load(Ordering::Relaxed),
+            d.video.local.load(Ordering::Relaxed),
+        );
+        assert!(r > 20, "{who} got {r} remote pictures");
+        assert!(l > 10, "{who} got {l} self-view pictures");
+    }
+
+    ann.session.set_camera_off(true).await.unwrap();
+    until(&mut kim, "Ann's camera shown as off", |s| {
+        matches!(&s.call, CallView::Active { peers, .. }
+            if peers[0].their_video == hearth_client::VideoState::CameraOff)
+    })
+    .await;
+
+    ann.session.hang_up().await.unwrap();
+    let s = until(&mut kim, "the call ended", |s| {
+        matches!(s.call, CallView::Ended { .. })
+    })
+    .await;
+    assert!(matches!(
+        s.call,
+        CallView::Ended {
+            reason: hearth_client::EndReason::RemoteHungUp,
+            ..
+        }
+    ));
+    until(&mut kim, "back to the tiles", |s| s.call == CallView::Idle).await;
+    ann.session.leave().await;
+    until(&mut kim, "Ann offline", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Ann" && c.presence == Presence::Offline)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_trying_until_the_server_is_back() {
+    // Take a port, then let it go: nothing listens there yet.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let secret = Secret::generate();
+    let url = format!("ws://{addr}/v1/ws");
+    let options = || ServerOptions {
+        listen: addr,
+        secret: secret.clone(),
+        ..ServerOptions::default()
+    };
+    let keys = Server::start(ServerOptions {
+        secret: secret.clone(),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let t = keys
+        .tokens()
+        .mint(
+            "kim",
+            Role::Family,
+            "Ann",
+            None,
+            Duration::from_secs(600),
+            now(),
+        )
+        .unwrap();
+    let mut ann = device(&url, t, ResidentOptions::default());
+    let s = until(&mut ann, "a second attempt scheduled", |s| {
+        matches!(&s.connection, Connection::Connecting { attempt, retry_at_ms: Some(_), error: Some(e) }
+            if *attempt >= 2 && e.code == ErrorCode::ServerUnreachable)
+    })
+    .await;
+    eprintln!("while down: {:?}", s.connection);
+    let server = Server::start(options()).await.unwrap();
+    until(&mut ann, "online once the server is up", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    // The server goes away and comes back: the device signs in again by itself.
+    server.shutdown().await;
+    until(&mut ann, "reconnecting", |s| {
+        matches!(s.connection, Connection::Connecting { .. })
+    })
+    .await;
+    let _server = Server::start(options()).await.unwrap();
+    until(&mut ann, "online again", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_replaced_invitations_ask_for_a_new_one() {
+    let server = Server::start(ServerOptions::default()).await.unwrap();
+    let url = server.ws_url();
+    let expired = server
+        .tokens()
+        .mint(
+            "kim",
+            Role::Family,
+            "Ann",
+            None,
+            Duration::from_secs(60),
+            now() - 3600,
+        )
+        .unwrap();
+    let mut old = device(&url, expired, ResidentOptions::default());
+    let s = until(&mut old, "refused", |s| {
+        matches!(s.connection, Connection::Refused { .. })
+    })
+    .await;
+    let Connection::Refused { error } = s.connection else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::ExpiredToken);
+
+    let forged = {
+        let other = Server::start(ServerOptions::default()).await.unwrap();
+        token(&other, "kim", Role::Family, "Ann", None)
+    };
+    let mut bad = device(&url, forged, ResidentOptions::default());
+    let s = until(&mut bad, "refused", |s| {
+        matches!(s.connection, Connection::Refused { .. })
+    })
+    .await;
+    assert!(
+        matches!(s.connection, Connection::Refused { error } if error.code == ErrorCode::BadToken)
+    );
+
+    // The same invitation on a second tablet: the first is told, and does not fight back.
+    let same = token(&server, "kim", Role::Resident, "Mrs Kim", Some("tablet-1"));
+    let mut first = device(&url, same.clone(), ResidentOptions::default());
+    until(&mut first, "online", |s| s.connection == Connection::Online).await;
+    let mut second = device(&url, same, ResidentOptions::default());
+    until(&mut second, "online", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    let s = until(&mut first, "replaced", |s| {
+        matches!(s.connection, Connection::Refused { .. })
+    })
+    .await;
+    assert!(
+        matches!(s.connection, Connection::Refused { error } if error.code == ErrorCode::Replaced)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(second.state.borrow().connection, Connection::Online);
+
+    // Setup again with a new link: signs in.
+    let fresh = token(&server, "kim", Role::Family, "Ann", None);
+    let link = format!(
+        "hearth://join?server={}&token={fresh}",
+        url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+    );
+    let id = old.session.accept_invitation(link, None).await.unwrap();
+    assert_eq!(id.name, "Ann");
+    until(&mut old, "online with the new invitation", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    let garbage = old.session.accept_invitation("hello".into(), None).await;
+    assert_eq!(garbage.unwrap_err().code, ErrorCode::BadInvitation);
+}

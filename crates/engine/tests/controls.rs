@@ -1,0 +1,110 @@
+//! What a person switches during a call, and what others in the room see: presence (in a call
+//! or free), camera off (the other side is told it was a choice, and pictures stop), mute
+//! (silence reaches the other side), and the self-view.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hearth_engine::RoomEvent;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_camera_off_mute_and_self_view() {
+    let server = server().await;
+    let mut with_self_view = loopback_options();
+    with_self_view.self_view = true;
+    let (mut ann, mut kim) = call_between(&server, with_self_view, loopback_options()).await;
+    let (ann_id, kim_id) = (ann.room.me().clone(), kim.room.me().clone());
+
+    // A newcomer learns at once that both are busy.
+    let mut cho = join(&server, "kim", "Cho", loopback_options()).await;
+    for who in [&ann_id, &kim_id] {
+        expect_event(
+            &mut cho,
+            "presence: in a call",
+            |e| matches!(e, RoomEvent::PeerPresence { peer, in_call: true } if peer == who),
+        )
+        .await;
+    }
+
+    // Ann sees herself.
+    let own = expect_event(&mut ann, "a self-view picture", |e| {
+        matches!(e, RoomEvent::LocalVideo(_))
+    })
+    .await;
+    let RoomEvent::LocalVideo(picture) = own else {
+        unreachable!()
+    };
+    assert!(
+        picture.width() <= 320,
+        "self-view is small: {}",
+        picture.width()
+    );
+
+    // Camera off: Kim is told it was Ann's choice, and her pictures stop.
+    ann.room.set_camera_off(true).await.unwrap();
+    expect_event(&mut kim, "camera off", |e| {
+        matches!(e, RoomEvent::RemoteVideoPaused { peer, paused: true, camera_off: true } if *peer == ann_id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet = collect(&mut kim, Duration::from_secs(1)).await;
+    let frames = quiet.frames.get(&ann_id).map_or(0, Vec::len);
+    assert!(
+        frames <= 2,
+        "pictures kept coming with the camera off: {frames}"
+    );
+    ann.room.set_camera_off(false).await.unwrap();
+    expect_event(&mut kim, "camera back on", |e| {
+        matches!(e, RoomEvent::RemoteVideoPaused { peer, paused: false, camera_off: false } if *peer == ann_id)
+    })
+    .await;
+    let back = collect(&mut kim, Duration::from_secs(2)).await;
+    assert_consecutive("kim after camera on", back.frames.get(&ann_id).unwrap(), 20);
+
+    // Muted: the tone stops reaching Kim; unmuted, it comes back.
+    let before = collect(&mut kim, Duration::from_secs(1)).await;
+    let loud = before
+        .audio_levels
+        .get(&ann_id)
+        .unwrap()
+        .iter()
+        .cloned()
+        .fold(0.0f32, f32::max);
+    assert!(loud > 0.02, "the tone is heard before muting: {loud}");
+    ann.room.set_muted(true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let muted = collect(&mut kim, Duration::from_millis(1500)).await;
+    let level = muted
+        .audio_levels
+        .get(&ann_id)
+        .map_or(0.0, |l| l.iter().cloned().fold(0.0f32, f32::max));
+    assert!(
+        level < loud / 5.0,
+        "muted audio is still heard: {level} (before: {loud})"
+    );
+    ann.room.set_muted(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = collect(&mut kim, Duration::from_secs(1)).await;
+    let level = after
+        .audio_levels
+        .get(&ann_id)
+        .map_or(0.0, |l| l.iter().cloned().fold(0.0f32, f32::max));
+    assert!(
+        level > loud / 2.0,
+        "unmuted audio is not heard: {level} (before: {loud})"
+    );
+
+    // The call ends: Cho sees both free again.
+    ann.room.hang_up_all().await.unwrap();
+    for who in [&ann_id, &kim_id] {
+        expect_event(
+            &mut cho,
+            "presence: free",
+            |e| matches!(e, RoomEvent::PeerPresence { peer, in_call: false } if peer == who),
+        )
+        .await;
+    }
+}
