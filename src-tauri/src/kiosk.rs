@@ -122,6 +122,18 @@ impl Supervisor {
     }
 }
 
+/// Places the window over the whole monitor it is on.
+pub(crate) fn cover_screen(window: &WebviewWindow) {
+    match window.current_monitor() {
+        Ok(Some(m)) => {
+            let _ = window.set_position(*m.position());
+            let _ = window.set_size(*m.size());
+        }
+        Ok(None) => tracing::info!("no monitor to cover"),
+        Err(e) => tracing::warn!(error = %e, "could not read the monitor's size"),
+    }
+}
+
 /// How often the screen saver's idle timer is reset during a call.
 const KEEP_AWAKE_EVERY: Duration = Duration::from_secs(20);
 

@@ -28,6 +28,10 @@ pub struct AppOptions {
     pub bind_addrs: Vec<std::net::SocketAddr>,
     /// Camera capture width, height and frame rate.
     pub camera: (u32, u32, u32),
+    /// Let WebKit composite the page with the GPU (and draw video with WebGL). Off by default:
+    /// without a GPU (software GL) compositing a 30 fps picture costs a whole core, while
+    /// WebKit's own painting and a 2D canvas cost a third of that (docs/BENCHMARKS.md).
+    pub gpu_compositing: bool,
 }
 
 /// Runs the app until its window closes.
@@ -56,14 +60,35 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 })
             });
             let kiosk = options.kiosk || session.state().kiosk;
+            // Tells the page how to draw video (see `gpu_compositing`).
+            let renderer = if options.gpu_compositing {
+                "webgl"
+            } else {
+                "2d"
+            };
             let window =
                 WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
+                    .initialization_script(format!("window.hearthRenderer = {renderer:?};"))
                     .title("Hearth")
                     .inner_size(1024.0, 720.0)
                     .min_inner_size(360.0, 480.0)
                     .fullscreen(kiosk)
                     .decorations(!kiosk)
                     .build()?;
+            if !options.gpu_compositing {
+                window.with_webview(|webview| {
+                    use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+                    if let Some(settings) = WebViewExt::settings(&webview.inner()) {
+                        settings
+                            .set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+                    }
+                })?;
+            }
+            if kiosk {
+                // Full screen needs a window manager to honour it; a tablet started straight
+                // into Hearth (xinit, no window manager) gets the whole screen this way.
+                kiosk::cover_screen(&window);
+            }
             kiosk::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);

@@ -21,6 +21,9 @@ struct Args {
     /// Camera capture size, WIDTHxHEIGHT (30 frames a second).
     #[arg(long, env = "HEARTH_CAMERA_SIZE", default_value = "640x480", value_parser = parse_size)]
     camera_size: (u32, u32),
+    /// Composite the page on the GPU and draw video with WebGL (for machines with a GPU).
+    #[arg(long, env = "HEARTH_GPU_COMPOSITING")]
+    gpu_compositing: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -56,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         kiosk: args.kiosk,
         bind_addrs: args.bind,
         camera: (args.camera_size.0, args.camera_size.1, 30),
+        gpu_compositing: args.gpu_compositing,
     })
 }

@@ -4,7 +4,7 @@
 // to compare with. Release builds; run under Xvfb inside a loopback-only namespace
 // (scripts/bench-app does both).
 //
-//   node ui/tests/bench-app.mjs [seconds per call, default 20]
+//   node ui/tests/bench-app.mjs [seconds per call, default 20] [--gpu-compositing]
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,7 +12,9 @@ import { join } from "node:path";
 import { remote } from "webdriverio";
 import { Harness, launchChromiumServer, servePage, sleep, treeCpuSeconds, waitFor } from "../../interop/lib.mjs";
 
-const seconds = Number(process.argv[2] || 20);
+const seconds = Number(process.argv.find((a) => /^\d+$/.test(a)) || 20);
+// The app's opt-in GPU compositing (and WebGL drawing), to compare with its default.
+const gpu = process.argv.includes("--gpu-compositing") ? ["--gpu-compositing"] : [];
 const work = mkdtempSync(join(tmpdir(), "hearth-bench-app-"));
 const h = new Harness({ profile: "release", work });
 const app = h.bin("hearth");
@@ -79,7 +81,7 @@ async function launchApp(driverPort, dataDir, size) {
     hostname: "127.0.0.1",
     port: driverPort,
     logLevel: "error",
-    capabilities: { "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0", "--camera-size", size] } },
+    capabilities: { "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0", "--camera-size", size, ...gpu] } },
   });
   await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
   const painted = await waitFor("the first paint mark", () => browser.execute(() => window.hearthFirstPaint));
@@ -103,20 +105,48 @@ function residentDir(name, wsUrl, room) {
 
 async function cliCalls(wsUrl, room, size, callee) {
   const stats = join(work, `caller-${room}.json`);
-  const c = h.startCli(["--server", wsUrl, "--bind", "127.0.0.1:0", "--size", size, "--codecs", "h264", "--token", h.mint("Caller", "family", room), "--duration", String(seconds + 6), "--stats-json", stats, "call", callee]);
+  const c = h.startCli(["--server", wsUrl, "--bind", "127.0.0.1:0", "--size", size, "--codecs", "h264", "--token", h.mint("Caller", "family", room), "--duration", String(seconds + 16), "--stats-json", stats, "call", callee]);
   await waitFor("the call connecting", () => /in a call/.test(c.output()), 30_000);
   return { c, stats };
 }
 
-async function measureCall(pid, run) {
+/** CPU seconds so far of each process in `pid`'s tree, by its name. */
+function cpuByProcess(pid) {
+  const out = {};
+  for (const p of tree(pid)) {
+    try {
+      const s = readFileSync(`/proc/${p}/stat`, "utf8");
+      const name = s.slice(s.indexOf("(") + 1, s.lastIndexOf(")"));
+      const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / TICKS;
+    } catch {}
+  }
+  return out;
+}
+
+async function measureCall(pid, run, page, thenWithoutDrawing) {
   await sleep(3000);
   const cpu0 = treeCpuSeconds(pid);
+  const by0 = cpuByProcess(pid);
   await sleep(seconds * 1000);
   const cpu1 = treeCpuSeconds(pid);
+  const by1 = cpuByProcess(pid);
+  const byProcess = Object.fromEntries(Object.entries(by1).map(([k, v]) => [k, Math.round(((v - (by0[k] ?? 0)) / seconds) * 100) / 100]));
+  const extra = page ? await page() : {};
   const mem = memory(pid);
+  if (thenWithoutDrawing) {
+    // The same call for 8 s more with the page receiving pictures but not drawing them: what
+    // the channel costs apart from the drawing.
+    await thenWithoutDrawing(false);
+    const a = cpuByProcess(pid);
+    await sleep(8000);
+    const z = cpuByProcess(pid);
+    await thenWithoutDrawing(true);
+    extra.notDrawingByProcess = Object.fromEntries(Object.entries(z).map(([k, v]) => [k, Math.round(((v - (a[k] ?? 0)) / 8) * 100) / 100]));
+  }
   await run.c.exited;
   const got = Object.values(JSON.parse(readFileSync(run.stats, "utf8")).peers)[0];
-  return { cores: (cpu1 - cpu0) / seconds, ...mem, framesFromEndpoint: got?.frames_decoded ?? 0 };
+  return { cores: (cpu1 - cpu0) / seconds, byProcess, ...mem, ...extra, framesFromEndpoint: got?.frames_decoded ?? 0 };
 }
 
 async function main() {
@@ -148,11 +178,13 @@ async function main() {
     const dir = residentDir(`call-${size}`, wsUrl, room);
     const a = await launchApp(driverPort, dir, size);
     const run = await cliCalls(wsUrl, room, size, "Tablet");
-    const appResult = await measureCall(a.pid, run);
-    const [painted, channel] = await a.browser.execute(() => {
-      const c = document.querySelector("canvas.video[data-peer]");
-      return [c ? window.hearthVideo.painted(c.dataset.peer) : 0, window.hearthVideo.delay()];
-    });
+    const appResult = await measureCall(a.pid, run, async () => {
+      const [painted, channelDelayMs] = await a.browser.execute(() => {
+        const c = document.querySelector("canvas.video[data-peer]");
+        return [c ? window.hearthVideo.painted(c.dataset.peer) : 0, window.hearthVideo.delay()];
+      });
+      return { picturesPainted: painted, channelDelayMs };
+    }, (on) => a.browser.execute((d) => window.hearthVideo.setDrawing(d), on));
     await a.browser.deleteSession();
 
     // The same call answered by Chromium (peer.js, H.264, fake camera at the same size).
@@ -164,7 +196,7 @@ async function main() {
     const crun = await cliCalls(wsUrl, croom, size, "Tablet");
     const chromeResult = await measureCall(chrome.pid, crun);
     await chrome.close();
-    results.calls[size] = { app: { ...appResult, picturesPainted: painted, channelDelayMs: channel }, chromium: chromeResult, cpuRatio: appResult.cores / chromeResult.cores };
+    results.calls[size] = { app: appResult, chromium: chromeResult, cpuRatio: appResult.cores / chromeResult.cores };
   }
   page.close?.();
 

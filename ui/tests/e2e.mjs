@@ -5,8 +5,9 @@
 //
 //   1. The app as family calls a hearth-cli resident: the remote picture is painted (pixels
 //      of the canvas are read: coloured bars that move), the self-view too; then hang up.
-//   2. The app as a resident tablet with auto-answer receives a call from hearth-cli: the
-//      countdown answers it, both sides get video.
+//   2. The app as a resident tablet in kiosk mode (full screen) with auto-answer receives a
+//      call from hearth-cli: the countdown answers it, both sides get video.
+//   3. `hearth --kiosk` brings the app back after it is killed.
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
 import { spawn, execFileSync } from "node:child_process";
@@ -54,8 +55,12 @@ async function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // HEARTH_SCREENSHOTS=<dir>: also save screenshots of the real app at each step.
 const shotDir = process.env.HEARTH_SCREENSHOTS;
-async function shot(browser, name) {
-  if (shotDir) await browser.saveScreenshot(join(resolve(shotDir), `app-${name}.png`));
+// WebKitWebDriver's own screenshot hangs when WebKit paints without GPU compositing (the app's
+// default), so the X screen is captured instead (ImageMagick's `import`).
+async function shot(_browser, name) {
+  if (!shotDir) return;
+  await sleep(300);
+  execFileSync("import", ["-window", "root", join(resolve(shotDir), `app-${name}.png`)], { env: process.env });
 }
 
 async function until(what, fn, timeoutMs = 30_000) {
@@ -201,12 +206,17 @@ async function main() {
   const tabletDir = settingsDir("tablet", mint("lee", "resident", "Mr Lee"), url, {
     auto_answer: true,
     auto_answer_seconds: 2,
-    kiosk: false,
+    kiosk: true,
     contacts: [{ name: "Ann", photo: null, trusted: true }],
   });
   browser = await launchApp(tabletDir, driverPort);
   try {
     await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
+    const rect = await until("the window to fill the screen", async () => {
+      const r = await browser.getWindowRect();
+      return r.width === 1280 && r.height === 800 ? r : null;
+    }, 10_000);
+    console.log(`resident: kiosk window fills the screen (${rect.width}x${rect.height})`);
     await shot(browser, "resident-idle");
     const stats = join(work, "caller.json");
     const caller = start(
@@ -235,6 +245,23 @@ async function main() {
   } finally {
     await browser.deleteSession().catch(() => {});
   }
+  // 3. Kiosk mode survives a crash: the supervisor starts the app again.
+  const kioskDir = settingsDir("kiosk", mint("park", "resident", "Mr Park"), url);
+  const supervisor = start(app, ["--kiosk", "--data-dir", kioskDir, "--bind", "127.0.0.1:0"], { name: "kiosk" });
+  const childOf = (ppid) => {
+    const out = execFileSync("ps", ["-o", "pid=", "--ppid", String(ppid)]).toString().trim();
+    return out ? Number(out.split(/\s+/)[0]) : null;
+  };
+  const first = await until("the kiosk app", () => childOf(supervisor.pid));
+  await sleep(1500);
+  process.kill(first, "SIGKILL");
+  const second = await until("the kiosk app restarted", () => {
+    const c = childOf(supervisor.pid);
+    return c && c !== first ? c : null;
+  });
+  console.log(`kiosk: app ${first} killed, supervisor started ${second}`);
+  supervisor.kill("SIGTERM");
+  process.kill(second, "SIGTERM");
   server.kill("SIGTERM");
   console.log("e2e: all passed");
 }

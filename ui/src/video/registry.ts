@@ -6,6 +6,7 @@ import { createRenderer, type Renderer } from "./renderer";
 const LOCAL = "\u0000self";
 const renderers = new Map<string, Renderer>();
 const painted = new Map<string, number>();
+let received = 0;
 /** Channel delays of the latest remote pictures, ms (sent by the app to drawn here). */
 const delays: number[] = [];
 const DELAYS_KEPT = 600;
@@ -16,9 +17,17 @@ export function attach(peer: string | null, canvas: HTMLCanvasElement | null) {
   else renderers.delete(key);
 }
 
+/** Off: pictures are received and counted but not drawn (the benchmark's way to tell the
+ *  channel's cost from the drawing's). */
+let drawing = true;
+
 export function onPicture(buf: ArrayBuffer) {
   const p = readPicture(buf);
   if (!p) return;
+  if (!drawing) {
+    received++;
+    return;
+  }
   const key = p.kind === KIND_LOCAL ? LOCAL : p.peer;
   const r = renderers.get(key);
   if (!r) return;
@@ -49,6 +58,7 @@ declare global {
       painted: typeof paintedCount;
       renderer: (peer: string | null) => string | null;
       delay: typeof channelDelay;
+      setDrawing: (on: boolean) => number;
     };
   }
 }
@@ -56,4 +66,8 @@ window.hearthVideo = {
   painted: paintedCount,
   renderer: (peer) => renderers.get(peer ?? LOCAL)?.kind ?? null,
   delay: channelDelay,
+  setDrawing(on) {
+    drawing = on;
+    return received;
+  },
 };

@@ -102,9 +102,64 @@ class GlRenderer implements Renderer {
   }
 }
 
+// BT.601 limited range in 8-bit fixed point, as tables: the per-pixel work is a few
+// additions and lookups. Written by hand: no package does I420 to RGBA into an ImageData.
+const Y_TAB = new Int32Array(256);
+const RV = new Int32Array(256);
+const GU = new Int32Array(256);
+const GV = new Int32Array(256);
+const BU = new Int32Array(256);
+for (let i = 0; i < 256; i++) {
+  Y_TAB[i] = 298 * (i - 16) + 128;
+  RV[i] = 409 * (i - 128);
+  GU[i] = -100 * (i - 128);
+  GV[i] = -208 * (i - 128);
+  BU[i] = 516 * (i - 128);
+}
+// Clamps (value >> 8) + CLIP_OFFSET to 0..255.
+const CLIP_OFFSET = 512;
+const CLIP = new Uint8Array(1536);
+for (let i = 0; i < CLIP.length; i++) CLIP[i] = Math.max(0, Math.min(255, i - CLIP_OFFSET));
+
+/** I420 to RGBA (little-endian: alpha in the top byte), two rows and two columns at a time,
+ *  since each chroma sample covers a 2x2 block. */
+export function i420ToRgba(p: Picture, out: Uint32Array) {
+  const w = p.width;
+  const cw = w >> 1;
+  for (let row = 0; row < p.height; row += 2) {
+    const y0 = row * w;
+    const y1 = y0 + w;
+    const c0 = (row >> 1) * cw;
+    for (let cx = 0; cx < cw; cx++) {
+      const u = p.u[c0 + cx] ?? 128;
+      const v = p.v[c0 + cx] ?? 128;
+      const r = RV[v] ?? 0;
+      const g = (GU[u] ?? 0) + (GV[v] ?? 0);
+      const b = BU[u] ?? 0;
+      const x = cx << 1;
+      out[y0 + x] = pixel(p.y[y0 + x] ?? 16, r, g, b);
+      out[y0 + x + 1] = pixel(p.y[y0 + x + 1] ?? 16, r, g, b);
+      out[y1 + x] = pixel(p.y[y1 + x] ?? 16, r, g, b);
+      out[y1 + x + 1] = pixel(p.y[y1 + x + 1] ?? 16, r, g, b);
+    }
+  }
+}
+
+function pixel(y: number, r: number, g: number, b: number): number {
+  const yy = Y_TAB[y] ?? 0;
+  return (
+    (0xff000000 |
+      ((CLIP[((yy + b) >> 8) + CLIP_OFFSET] ?? 0) << 16) |
+      ((CLIP[((yy + g) >> 8) + CLIP_OFFSET] ?? 0) << 8) |
+      (CLIP[((yy + r) >> 8) + CLIP_OFFSET] ?? 0)) >>>
+    0
+  );
+}
+
 class SoftwareRenderer implements Renderer {
   readonly kind = "canvas2d";
   private image: ImageData | null = null;
+  private pixels: Uint32Array | null = null;
 
   constructor(
     private canvas: HTMLCanvasElement,
@@ -112,33 +167,28 @@ class SoftwareRenderer implements Renderer {
   ) {}
 
   draw(p: Picture) {
-    if (!this.image || this.image.width !== p.width || this.image.height !== p.height) {
+    if (!this.image || !this.pixels || this.image.width !== p.width || this.image.height !== p.height) {
       this.canvas.width = p.width;
       this.canvas.height = p.height;
       this.image = this.ctx.createImageData(p.width, p.height);
+      this.pixels = new Uint32Array(this.image.data.buffer);
     }
-    const out = this.image.data;
-    const cw = p.width / 2;
-    for (let row = 0; row < p.height; row++) {
-      for (let col = 0; col < p.width; col++) {
-        const c = (row >> 1) * cw + (col >> 1);
-        const y = 1.1643 * ((p.y[row * p.width + col] ?? 16) - 16);
-        const u = (p.u[c] ?? 128) - 128;
-        const v = (p.v[c] ?? 128) - 128;
-        const o = (row * p.width + col) * 4;
-        out[o] = y + 1.5958 * v;
-        out[o + 1] = y - 0.39173 * u - 0.8129 * v;
-        out[o + 2] = y + 2.017 * u;
-        out[o + 3] = 255;
-      }
-    }
+    i420ToRgba(p, this.pixels);
     this.ctx.putImageData(this.image, 0, 0);
   }
 }
 
-/** WebGL when the page has it, else the 2D fallback (`?renderer=2d` forces it, for tests). */
+declare global {
+  interface Window {
+    /** Set by the app: "2d" when WebKit paints without the GPU (see src-tauri/src/lib.rs). */
+    hearthRenderer?: string;
+  }
+}
+
+/** WebGL when the page has it and the app composites on the GPU, else the 2D canvas
+ *  (`?renderer=2d` forces it in a browser). */
 export function createRenderer(canvas: HTMLCanvasElement): Renderer {
-  const forced2d = new URLSearchParams(location.search).get("renderer") === "2d";
+  const forced2d = window.hearthRenderer === "2d" || new URLSearchParams(location.search).get("renderer") === "2d";
   if (!forced2d) {
     const opts = { preserveDrawingBuffer: true, antialias: false, alpha: false };
     const gl = (canvas.getContext("webgl2", opts) ?? canvas.getContext("webgl", opts)) as WebGLRenderingContext | null;
