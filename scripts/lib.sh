@@ -70,7 +70,11 @@ app_need() {
   apt_need libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev \
     librsvg2-dev libayatana-appindicator3-dev libxdo-dev
   node_need
-  (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
+  # `npm ci` needs every platform's optional Tauri CLI binary in the lock file; a registry
+  # mirror without the macOS and Windows ones (like this network's) cannot write them, so fall
+  # back to `npm install`, which still installs the locked versions.
+  (cd "$ROOT/ui" && { npm ci --no-audit --no-fund --loglevel=silent 2>/dev/null \
+    || npm install --no-audit --no-fund --loglevel=error; })
 }
 
 # Node.js 20 or newer and npm (the UI's build and tests, playwright-core).
