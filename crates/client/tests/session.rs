@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_client::{
-    AppState, CallView, Connection, ErrorCode, I420Frame, Invitation, KnownContact, Presence,
-    ResidentOptions, Session, SessionOptions, Settings, SettingsStore, VideoSink,
+    AppState, CallView, CheckStatus, Connection, ErrorCode, I420Frame, Invitation, KnownContact,
+    Presence, ResidentOptions, Session, SessionOptions, Settings, SettingsStore, VideoSink,
 };
 use hearth_engine::{AudioOutput, Role, RoomOptions};
 use signaling::secret::Secret;
@@ -202,6 +202,12 @@ async fn family_calls_a_resident_who_answers_by_herself() {
         assert!(l > 10, "{who} got {l} self-view pictures");
     }
 
+    // The check cannot run during a call: the devices are in use.
+    assert_eq!(
+        ann.session.precheck().await.unwrap_err().code,
+        ErrorCode::Device
+    );
+
     ann.session.set_camera_off(true).await.unwrap();
     until(&mut kim, "Ann's camera shown as off", |s| {
         matches!(&s.call, CallView::Active { peers, .. }
@@ -222,6 +228,18 @@ async fn family_calls_a_resident_who_answers_by_herself() {
         }
     ));
     until(&mut kim, "back to the tiles", |s| s.call == CallView::Idle).await;
+    // The pre-call check on the synthetic devices: the picture's size, the tone's level, no
+    // speaker chosen, signed in, no relay configured on this server.
+    let report = kim.session.precheck().await.unwrap();
+    assert_eq!(report.camera.status, CheckStatus::Ok, "{report:?}");
+    assert_eq!(report.camera.size, Some((320, 240)));
+    assert_eq!(report.microphone.status, CheckStatus::Ok);
+    assert!(report.microphone.level_percent.unwrap() > 1.0, "{report:?}");
+    assert_eq!(report.speaker.status, CheckStatus::NotUsed);
+    assert_eq!(report.server.status, CheckStatus::Ok);
+    assert_eq!(report.relay.status, CheckStatus::NotUsed);
+    assert!(report.devices_ok());
+
     ann.session.leave().await;
     until(&mut kim, "Ann offline", |s| {
         s.contacts

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hearth_engine::RoomOptions;
+use hearth_engine::{RelayCheck, RoomOptions};
 use signaling::ice::{IceOptions, TurnOptions};
 use signaling::secret::Secret;
 use signaling::{Server, ServerOptions};
@@ -57,13 +57,9 @@ fn start_coturn(port: u16, secret: &str) -> Coturn {
     Coturn(child)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_relayed_through_coturn() {
-    let secret = "a-shared-turn-secret-of-some-length-0123456789";
-    let port = free_udp_port();
-    let _coturn = start_coturn(port, secret);
-    let _ = server().await; // logging setup
-    let server = Server::start(ServerOptions {
+/// A signaling server that hands out TURN credentials for the coturn on `port`.
+fn with_turn(port: u16, secret: &str) -> ServerOptions {
+    ServerOptions {
         ice: IceOptions {
             stun_urls: vec![],
             turn: Some(TurnOptions {
@@ -73,9 +69,16 @@ async fn a_call_relayed_through_coturn() {
             }),
         },
         ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_relayed_through_coturn() {
+    let secret = "a-shared-turn-secret-of-some-length-0123456789";
+    let port = free_udp_port();
+    let _coturn = start_coturn(port, secret);
+    let _ = server().await; // logging setup
+    let server = Server::start(with_turn(port, secret)).await.unwrap();
     // Give coturn a moment to listen.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let relayed = || RoomOptions {
@@ -92,5 +95,36 @@ async fn a_call_relayed_through_coturn() {
         Some("relay"),
         "{:?}",
         stats.peers[0]
+    );
+}
+
+/// The pre-call check's relay test: an address is allocated from a working coturn, none from a
+/// TURN server that is not there, and "not configured" without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_check_tells_a_working_relay_from_a_dead_one() {
+    let secret = "another-shared-turn-secret-0123456789abcdef";
+    let port = free_udp_port();
+    let _coturn = start_coturn(port, secret);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let working = Server::start(with_turn(port, secret)).await.unwrap();
+    let ann = join(&working, "kim", "Ann", loopback_options()).await;
+    let r = ann.room.check_relay().await.unwrap();
+    assert!(
+        matches!(r, RelayCheck::Works(d) if d < Duration::from_secs(5)),
+        "{r:?}"
+    );
+
+    let dead = Server::start(with_turn(free_udp_port(), secret))
+        .await
+        .unwrap();
+    let bo = join(&dead, "kim", "Bo", loopback_options()).await;
+    assert_eq!(bo.room.check_relay().await.unwrap(), RelayCheck::Failed);
+
+    let none = server().await;
+    let cy = join(&none, "kim", "Cy", loopback_options()).await;
+    assert_eq!(
+        cy.room.check_relay().await.unwrap(),
+        RelayCheck::NotConfigured
     );
 }
