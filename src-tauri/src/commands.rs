@@ -8,12 +8,11 @@ use hearth_client::{
 };
 use serde::Serialize;
 use specta::Type;
-use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 use tauri_specta::{Event, collect_commands, collect_events};
 use tokio::sync::watch;
 
-use crate::video::{ChannelSink, VideoMessage};
+use crate::video::{PictureQueue, VideoMessage};
 
 /// The state changed; the payload is the whole new state.
 #[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
@@ -180,11 +179,14 @@ fn dismiss_notice(session: State<'_, Session>, id: u32) {
     session.dismiss_notice(id);
 }
 
-/// Where pictures go: the page opens one channel and keeps it.
+/// The next picture to draw (raw bytes; empty after two seconds without one). The page keeps
+/// one call waiting.
 #[tauri::command]
 #[specta::specta]
-fn open_video(sink: State<'_, std::sync::Arc<ChannelSink>>, channel: Channel<VideoMessage>) {
-    sink.attach(channel);
+async fn next_picture(
+    queue: State<'_, std::sync::Arc<PictureQueue>>,
+) -> Result<VideoMessage, ClientError> {
+    Ok(queue.next().await)
 }
 
 /// The commands and events, for the app and for generating the bindings.
@@ -208,7 +210,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             contact_photo,
             precheck,
             dismiss_notice,
-            open_video,
+            next_picture,
         ])
         .events(collect_events![StateChanged])
         .disable_serde_phases()

@@ -1,5 +1,5 @@
 //! Hearth's desktop app: a thin Tauri shell. It registers `hearth-client`'s session as typed
-//! commands and events, sends pictures to the page over a binary channel, and owns the
+//! commands and events, hands pictures to the page as raw bytes, and owns the
 //! window (kiosk mode). No call logic lives here.
 
 mod commands;
@@ -46,7 +46,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 Some(d) => d.clone(),
                 None => app.path().app_data_dir()?,
             };
-            let video = Arc::new(video::ChannelSink::default());
+            let video = Arc::new(video::PictureQueue::default());
             let mut room = hearth_engine::RoomOptions::default();
             if !options.bind_addrs.is_empty() {
                 room.bind_addrs = options.bind_addrs.clone();

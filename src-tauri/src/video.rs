@@ -1,15 +1,21 @@
-//! Pictures to the page: each decoded I420 frame goes whole, as one binary message, over a
-//! Tauri channel, and the page draws it with WebGL (three textures, YUV to RGB in a shader).
-//! docs/ARCHITECTURE.md says why this path and not WebCodecs.
+//! Pictures to the page: each decoded I420 frame goes whole, as one binary message, to the
+//! page, which draws it (docs/ARCHITECTURE.md says how and why). The page pulls: it keeps one
+//! `next_picture` call waiting, and each answer is one picture as raw bytes. (A Tauri channel
+//! pushes instead, but each of its messages costs a script evaluation in the page on top of the
+//! same raw request; pulling measured cheaper, docs/BENCHMARKS.md.)
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use hearth_client::video::{KIND_LOCAL, KIND_REMOTE, encode};
 use hearth_client::{I420Frame, VideoSink};
 use specta::Type;
-use tauri::ipc::{Channel, InvokeResponseBody, IpcResponse};
+use tauri::ipc::{InvokeResponseBody, IpcResponse};
+use tokio::sync::Notify;
 
-/// One picture, in the layout `hearth_client::video` documents; the page gets an ArrayBuffer.
+/// One picture, in the layout `hearth_client::video` documents (an ArrayBuffer in the page);
+/// empty when none came in time.
 #[derive(Debug, Type)]
 pub struct VideoMessage(#[specta(type = specta_typescript::Any)] pub Vec<u8>);
 
@@ -20,38 +26,55 @@ impl IpcResponse for VideoMessage {
     }
 }
 
-/// Keeps the page's channel; pictures before the page opened it are dropped.
+/// Pictures waiting for the page. A page that does not keep up loses the oldest: showing a
+/// picture late is worse than skipping one.
 #[derive(Default)]
-pub struct ChannelSink {
-    channel: Mutex<Option<Channel<VideoMessage>>>,
+pub struct PictureQueue {
+    pictures: Mutex<VecDeque<Vec<u8>>>,
+    arrived: Notify,
 }
 
-impl ChannelSink {
-    pub(crate) fn attach(&self, channel: Channel<VideoMessage>) {
-        if let Ok(mut slot) = self.channel.lock() {
-            *slot = Some(channel);
+/// Pictures kept for a page that is busy.
+const QUEUED: usize = 3;
+/// How long one `next_picture` call waits before answering with nothing.
+const WAIT: Duration = Duration::from_secs(2);
+
+impl PictureQueue {
+    fn push(&self, picture: Vec<u8>) {
+        if let Ok(mut q) = self.pictures.lock() {
+            if q.len() >= QUEUED {
+                q.pop_front();
+            }
+            q.push_back(picture);
         }
+        self.arrived.notify_one();
     }
 
-    fn send(&self, message: Vec<u8>) {
-        let channel = match self.channel.lock() {
-            Ok(slot) => slot.clone(),
-            Err(_) => None,
-        };
-        if let Some(c) = channel
-            && let Err(e) = c.send(VideoMessage(message))
-        {
-            tracing::debug!(error = %e, "picture not sent to the page");
+    fn pop(&self) -> Option<Vec<u8>> {
+        self.pictures.lock().ok()?.pop_front()
+    }
+
+    /// The next picture, waiting up to two seconds for one.
+    pub(crate) async fn next(&self) -> VideoMessage {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(p) = self.pop() {
+                return VideoMessage(p);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return VideoMessage(Vec::new());
+            }
         }
     }
 }
 
-impl VideoSink for ChannelSink {
+impl VideoSink for PictureQueue {
     fn remote(&self, peer: &str, frame: &I420Frame) {
-        self.send(encode(KIND_REMOTE, peer, frame));
+        self.push(encode(KIND_REMOTE, peer, frame));
     }
 
     fn local(&self, frame: &I420Frame) {
-        self.send(encode(KIND_LOCAL, "", frame));
+        self.push(encode(KIND_LOCAL, "", frame));
     }
 }

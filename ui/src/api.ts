@@ -1,7 +1,6 @@
 // The page's one door to the app: the generated Tauri bindings inside the app, or a fixture
 // backend when the page is opened in a plain browser (accessibility checks and screenshots of
 // every screen, `?fixture=<name>`).
-import { Channel } from "@tauri-apps/api/core";
 import {
   type AppState,
   type ClientError,
@@ -50,9 +49,15 @@ export function tauriBackend(): Backend {
       void events.stateChanged.listen((e) => cb(e.payload));
     },
     onPicture(cb) {
-      const channel = new Channel<ArrayBuffer>();
-      channel.onmessage = (m) => cb(m);
-      void commands.openVideo(channel as never);
+      // One call always waiting: each answer is a picture (or nothing after two seconds).
+      const pump = async () => {
+        for (;;) {
+          const r = await commands.nextPicture();
+          if (r.status === "ok" && r.data instanceof ArrayBuffer && r.data.byteLength > 0) cb(r.data);
+          else if (r.status === "error") await new Promise((ok) => setTimeout(ok, 500));
+        }
+      };
+      void pump();
     },
     acceptInvitation: (input, server) => outcome(commands.acceptInvitation(input, server)),
     forgetInvitation: () => outcome(commands.forgetInvitation()),

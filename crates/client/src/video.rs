@@ -1,6 +1,6 @@
-//! The binary message that carries one picture to the page (through a Tauri channel): a
-//! 20-byte header, the sender's id, then the I420 planes as they are. The page uploads the
-//! planes as three textures and converts to RGB on the GPU (`ui/src/video/`).
+//! The binary message that carries one picture to the page (the answer to its `next_picture`
+//! command): a 20-byte header, the sender's id, then the I420 planes as they are. The page
+//! converts to RGB and draws (`ui/src/video/`).
 //!
 //! ```text
 //! 0      u8   kind: 1 = a remote peer's picture, 2 = our self-view
@@ -9,7 +9,7 @@
 //! 4..8   u32  width, little-endian (even)
 //! 8..12  u32  height, little-endian (even)
 //! 12..20 f64  when it was sent, ms since the Unix epoch, little-endian (the page measures
-//!             the channel's delay with it)
+//!             the delay from sending to drawing with it)
 //! 20..   n bytes of peer id (UTF-8), then zero padding to a multiple of 4
 //! ...    Y (width*height), U (width/2*height/2), V (width/2*height/2)
 //! ```

@@ -18,7 +18,7 @@ export function attach(peer: string | null, canvas: HTMLCanvasElement | null) {
 }
 
 /** Off: pictures are received and counted but not drawn (the benchmark's way to tell the
- *  channel's cost from the drawing's). */
+  *  cost of moving pictures from the drawing's). */
 let drawing = true;
 
 export function onPicture(buf: ArrayBuffer) {
@@ -39,7 +39,7 @@ export function onPicture(buf: ArrayBuffer) {
   }
 }
 
-/** The channel delay's median and 95th percentile over the latest remote pictures, ms. */
+/** The delay from the app sending a picture to drawing it: median and 95th percentile over the latest remote pictures, ms. */
 export function channelDelay(): { p50: number; p95: number; samples: number } | null {
   if (delays.length === 0) return null;
   const sorted = [...delays].sort((a, b) => a - b);
