@@ -82,18 +82,17 @@ node_need() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_need nodejs npm
   fi
-  local major
-  major="$(node -p 'process.versions.node.split(".")[0]')"
-  if [ "$major" -lt 20 ]; then
-    say "The UI tools need Node.js 20 or newer; this machine has $(node --version)."
-    say "Install Node.js 20 (e.g. Debian's bookworm-backports or NodeSource), then run this again."
+  # Vite 8 needs 20.19 or newer within Node 20.
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    say "The UI tools need Node.js 20.19 or newer; this machine has $(node --version)."
+    say "Install Node.js 20.19+ (e.g. Debian's bookworm-backports or NodeSource), then run this again."
     exit 1
   fi
 }
 
 # The app's end-to-end test: a virtual display, WebKitGTK's WebDriver and tauri-driver.
 app_test_need() {
-  apt_need xvfb xauth webkit2gtk-driver
+  apt_need xvfb xauth webkit2gtk-driver procps
   if ! command -v tauri-driver >/dev/null 2>&1; then
     say "installing tauri-driver (cargo install, about a minute)"
     cargo install tauri-driver --locked --version 2.1.0

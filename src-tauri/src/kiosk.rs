@@ -1,7 +1,7 @@
 //! Kiosk mode for a resident's tablet: the app is the only thing on screen, starts at login,
 //! comes back by itself after a crash, and brings itself forward for an incoming call.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,25 +19,21 @@ pub fn autostart_entry(exec: &Path) -> String {
     )
 }
 
-fn autostart_path() -> Option<PathBuf> {
-    Some(
-        dirs::config_dir()?
-            .join("autostart")
-            .join("hearth-kiosk.desktop"),
-    )
-}
-
-/// Adds or removes this user's start-at-login entry.
+/// Adds or removes this user's start-at-login entry (in `$XDG_CONFIG_HOME/autostart`).
 pub fn set_autostart(enabled: bool) -> std::io::Result<()> {
-    let Some(path) = autostart_path() else {
+    let Some(config) = dirs::config_dir() else {
         return Ok(());
     };
+    write_autostart(&config, &std::env::current_exe()?, enabled)
+}
+
+/// Adds or removes `config/autostart/hearth-kiosk.desktop`, starting `exe`.
+fn write_autostart(config: &Path, exe: &Path, enabled: bool) -> std::io::Result<()> {
+    let dir = config.join("autostart");
+    let path = dir.join("hearth-kiosk.desktop");
     if enabled {
-        let exe = std::env::current_exe()?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, autostart_entry(&exe))
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(&path, autostart_entry(exe))
     } else {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -226,6 +222,22 @@ mod tests {
             .run(Path::new("/bin/sh"), &["-c".into(), script])
             .unwrap();
         assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+    }
+
+    #[test]
+    fn kiosk_mode_adds_and_removes_the_start_at_login_entry() {
+        let config = tempfile::tempdir().unwrap();
+        let entry = config.path().join("autostart/hearth-kiosk.desktop");
+        write_autostart(config.path(), Path::new("/opt/hearth/hearth"), true).unwrap();
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(
+            text.contains("Exec=\"/opt/hearth/hearth\" --kiosk\n"),
+            "{text}"
+        );
+        write_autostart(config.path(), Path::new("/opt/hearth/hearth"), false).unwrap();
+        assert!(!entry.exists());
+        // Turning it off twice is fine.
+        write_autostart(config.path(), Path::new("/opt/hearth/hearth"), false).unwrap();
     }
 
     #[test]

@@ -417,6 +417,17 @@ impl Actor {
                     self.on_connected(generation, result).await;
                 }
                 event = next_event(&mut self.events) => match event {
+                    // Pictures change no state: hand them on without rebuilding and comparing
+                    // the state 45 times a second.
+                    Some(RoomEvent::RemoteVideo(frame)) => {
+                        // Dropped, not queued, when the page cannot keep up.
+                        let _ = self.video_tx.try_send(frame);
+                        continue;
+                    }
+                    Some(RoomEvent::LocalVideo(frame)) => {
+                        self.video.local(&frame);
+                        continue;
+                    }
                     Some(e) => self.on_event(e).await,
                     None => {
                         // The room's actor is gone: sign in again.
@@ -893,11 +904,6 @@ impl Actor {
             RoomEvent::CallEnded { peer, reason } => {
                 self.call_ended(&peer.0, (&reason).into()).await
             }
-            RoomEvent::RemoteVideo(frame) => {
-                // Dropped, not queued, when the page cannot keep up.
-                let _ = self.video_tx.try_send(frame);
-            }
-            RoomEvent::LocalVideo(frame) => self.video.local(&frame),
             RoomEvent::Quality { peer, quality } => {
                 if let Some(p) = self.call_peer_mut(&peer.0) {
                     p.quality = quality.into();

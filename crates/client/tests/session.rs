@@ -268,17 +268,7 @@ async fn keeps_trying_until_the_server_is_back() {
     })
     .await
     .unwrap();
-    let t = keys
-        .tokens()
-        .mint(
-            "kim",
-            Role::Family,
-            "Ann",
-            None,
-            Duration::from_secs(600),
-            now(),
-        )
-        .unwrap();
+    let t = token(&keys, "kim", Role::Family, "Ann", None);
     let mut ann = device(&url, t, ResidentOptions::default());
     let s = until(&mut ann, "a second attempt scheduled", |s| {
         matches!(&s.connection, Connection::Connecting { attempt, retry_at_ms: Some(_), error: Some(e) }

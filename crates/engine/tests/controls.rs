@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use hearth_engine::RoomEvent;
+use hearth_engine::{PeerId, RoomEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_camera_off_mute_and_self_view() {
@@ -66,21 +66,12 @@ async fn presence_camera_off_mute_and_self_view() {
 
     // Muted: the tone stops reaching Kim; unmuted, it comes back.
     let before = collect(&mut kim, Duration::from_secs(1)).await;
-    let loud = before
-        .audio_levels
-        .get(&ann_id)
-        .unwrap()
-        .iter()
-        .cloned()
-        .fold(0.0f32, f32::max);
+    let loud = loudest(&before, &ann_id);
     assert!(loud > 0.02, "the tone is heard before muting: {loud}");
     ann.room.set_muted(true).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let muted = collect(&mut kim, Duration::from_millis(1500)).await;
-    let level = muted
-        .audio_levels
-        .get(&ann_id)
-        .map_or(0.0, |l| l.iter().cloned().fold(0.0f32, f32::max));
+    let level = loudest(&muted, &ann_id);
     assert!(
         level < loud / 5.0,
         "muted audio is still heard: {level} (before: {loud})"
@@ -88,10 +79,7 @@ async fn presence_camera_off_mute_and_self_view() {
     ann.room.set_muted(false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = collect(&mut kim, Duration::from_secs(1)).await;
-    let level = after
-        .audio_levels
-        .get(&ann_id)
-        .map_or(0.0, |l| l.iter().cloned().fold(0.0f32, f32::max));
+    let level = loudest(&after, &ann_id);
     assert!(
         level > loud / 2.0,
         "unmuted audio is not heard: {level} (before: {loud})"
@@ -107,4 +95,11 @@ async fn presence_camera_off_mute_and_self_view() {
         )
         .await;
     }
+}
+
+/// The loudest audio level heard from `peer` in a window (0 when nothing was heard).
+fn loudest(got: &Received, peer: &PeerId) -> f32 {
+    got.audio_levels
+        .get(peer)
+        .map_or(0.0, |l| l.iter().copied().fold(0.0, f32::max))
 }

@@ -19,14 +19,14 @@ export function Icon({ name }: { name: string }) {
     weak: "M4 18h3v-4H4zm6 0h3v-8h-3z",
     reconnecting: "M20 12a8 8 0 1 1-3-6.3M20 4v5h-5",
     paused: "M7 5h4v14H7zm6 0h4v14h-4z",
-    camera_off: "M3 3l18 18M3 7h8M15 11v6H3V7M15 10l6-3v10l-6-3",
     settings: "M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8zm9 4-2-1 1-3-3-1-1-3h-3l-1 2-2-2-2 2 1 2-3 1 1 3-2 1v3l2 1-1 3 3 1 1 3h3l1-2 2 2 2-2-1-2 3-1-1-3 2-1z",
     check: "M4 12l5 5L20 6",
     cross: "M5 5l14 14M19 5L5 19",
   };
+  const aliases: Record<string, string> = { camera_off: "camOff" };
   return (
     <svg class="icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
-      <path d={paths[name] ?? ""} />
+      <path d={paths[aliases[name] ?? name] ?? ""} />
     </svg>
   );
 }

@@ -8,8 +8,9 @@ const renderers = new Map<string, Renderer>();
 const painted = new Map<string, number>();
 let received = 0;
 /** Channel delays of the latest remote pictures, ms (sent by the app to drawn here). */
-const delays: number[] = [];
 const DELAYS_KEPT = 600;
+const delays = new Float64Array(DELAYS_KEPT);
+let delaysSeen = 0;
 
 export function attach(peer: string | null, canvas: HTMLCanvasElement | null) {
   const key = peer ?? LOCAL;
@@ -34,15 +35,16 @@ export function onPicture(buf: ArrayBuffer) {
   r.draw(p);
   painted.set(key, (painted.get(key) ?? 0) + 1);
   if (p.kind !== KIND_LOCAL) {
-    delays.push(Date.now() - p.sentMs);
-    if (delays.length > DELAYS_KEPT) delays.shift();
+    delays[delaysSeen % DELAYS_KEPT] = Date.now() - p.sentMs;
+    delaysSeen++;
   }
 }
 
 /** The delay from the app sending a picture to drawing it: median and 95th percentile over the latest remote pictures, ms. */
 export function channelDelay(): { p50: number; p95: number; samples: number } | null {
-  if (delays.length === 0) return null;
-  const sorted = [...delays].sort((a, b) => a - b);
+  const n = Math.min(delaysSeen, DELAYS_KEPT);
+  if (n === 0) return null;
+  const sorted = delays.slice(0, n).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
   return { p50: at(0.5), p95: at(0.95), samples: sorted.length };
 }
