@@ -98,6 +98,22 @@ async fn set_camera_off(session: State<'_, Session>, off: bool) -> Result<(), Cl
     session.set_camera_off(off).await
 }
 
+/// The page's decoder of `peer`'s video lost its place (it started late, a frame went
+/// missing, or it failed): ask them for a keyframe.
+#[tauri::command]
+#[specta::specta]
+fn request_keyframe(session: State<'_, Session>, peer: String) {
+    session.request_keyframe(peer);
+}
+
+/// The page cannot decode video (no WebCodecs decoder for the codec, or it keeps failing):
+/// the app decodes it and sends pictures instead.
+#[tauri::command]
+#[specta::specta]
+fn decode_video_here(session: State<'_, Session>) {
+    session.decode_video_here();
+}
+
 /// Chooses the language.
 #[tauri::command]
 #[specta::specta]
@@ -211,6 +227,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             precheck,
             dismiss_notice,
             next_picture,
+            request_keyframe,
+            decode_video_here,
         ])
         .events(collect_events![StateChanged])
         .disable_serde_phases()

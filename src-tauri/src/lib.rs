@@ -32,6 +32,10 @@ pub struct AppOptions {
     /// without a GPU (software GL) compositing a 30 fps picture costs a whole core, while
     /// WebKit's own painting and a 2D canvas cost a third of that (docs/BENCHMARKS.md).
     pub gpu_compositing: bool,
+    /// Decode remote video in the app and send the page pictures, instead of sending it the
+    /// encoded frames to decode with WebCodecs (the fallback, also chosen by the page when it
+    /// cannot decode).
+    pub decode_video_here: bool,
 }
 
 /// Runs the app until its window closes.
@@ -50,6 +54,11 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
             let mut room = hearth_engine::RoomOptions::default();
             if !options.bind_addrs.is_empty() {
                 room.bind_addrs = options.bind_addrs.clone();
+            }
+            if !options.decode_video_here {
+                // The page decodes VP8 (WebKitGTK's WebCodecs has it; H.264 needs a GStreamer
+                // plugin Debian keeps apart), so only VP8 is negotiated.
+                room.forward_encoded = vec![hearth_client::VideoCodec::Vp8];
             }
             let session = tauri::async_runtime::block_on(async {
                 Session::start(SessionOptions {

@@ -24,6 +24,10 @@ struct Args {
     /// Composite the page on the GPU and draw video with WebGL (for machines with a GPU).
     #[arg(long, env = "HEARTH_GPU_COMPOSITING")]
     gpu_compositing: bool,
+    /// Decode remote video in the app rather than in the page (WebCodecs); the page falls
+    /// back to this by itself when it cannot decode.
+    #[arg(long, env = "HEARTH_DECODE_VIDEO_HERE")]
+    decode_video_here: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -60,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         bind_addrs: args.bind,
         camera: (args.camera_size.0, args.camera_size.1, 30),
         gpu_compositing: args.gpu_compositing,
+        decode_video_here: args.decode_video_here,
     })
 }

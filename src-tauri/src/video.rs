@@ -1,5 +1,7 @@
-//! Pictures to the page: each decoded I420 frame goes whole, as one binary message, to the
-//! page, which draws it (docs/ARCHITECTURE.md says how and why). The page pulls: it keeps one
+//! Pictures to the page: each remote frame goes still encoded (VP8), as one binary message,
+//! to the page, which decodes it with WebCodecs and draws it; where the page cannot decode,
+//! the engine decodes and each I420 picture goes whole instead. The self-view is always a
+//! small I420 picture. (docs/ARCHITECTURE.md says how and why.) The page pulls: it keeps one
 //! `next_picture` call waiting, and each answer is one picture as raw bytes. (A Tauri channel
 //! pushes instead, but each of its messages costs a script evaluation in the page on top of the
 //! same raw request; pulling measured cheaper, docs/BENCHMARKS.md.)
@@ -8,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hearth_client::video::{KIND_LOCAL, KIND_REMOTE, encode};
-use hearth_client::{I420Frame, VideoSink};
+use hearth_client::video::{KIND_LOCAL, KIND_REMOTE, encode, encode_frame};
+use hearth_client::{EncodedVideoFrame, I420Frame, VideoSink};
 use specta::Type;
 use tauri::ipc::{InvokeResponseBody, IpcResponse};
 use tokio::sync::Notify;
@@ -27,7 +29,8 @@ impl IpcResponse for VideoMessage {
 }
 
 /// Pictures waiting for the page. A page that does not keep up loses the oldest: showing a
-/// picture late is worse than skipping one.
+/// picture late is worse than skipping one. (A lost encoded frame leaves a gap in its `seq`;
+/// the page waits for a keyframe and asks for one.)
 #[derive(Default)]
 pub struct PictureQueue {
     pictures: Mutex<VecDeque<Vec<u8>>>,
@@ -76,5 +79,9 @@ impl VideoSink for PictureQueue {
 
     fn local(&self, frame: &I420Frame) {
         self.push(encode(KIND_LOCAL, "", frame));
+    }
+
+    fn remote_encoded(&self, frame: &EncodedVideoFrame) {
+        self.push(encode_frame(frame));
     }
 }

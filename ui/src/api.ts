@@ -19,6 +19,10 @@ export interface Backend {
   state(): Promise<AppState>;
   onState(cb: (s: AppState) => void): void;
   onPicture(cb: (buf: ArrayBuffer) => void): void;
+  /** The page's decoder of `peer`'s video needs a keyframe. */
+  requestKeyframe(peer: string): void;
+  /** The page cannot decode video: the app decodes it and sends pictures. */
+  decodeVideoHere(): void;
   acceptInvitation(input: string, server: string | null): Promise<Outcome>;
   forgetInvitation(): Promise<Outcome>;
   call(key: string): Promise<Outcome>;
@@ -59,6 +63,8 @@ export function tauriBackend(): Backend {
       };
       void pump();
     },
+    requestKeyframe: (peer) => void commands.requestKeyframe(peer),
+    decodeVideoHere: () => void commands.decodeVideoHere(),
     acceptInvitation: (input, server) => outcome(commands.acceptInvitation(input, server)),
     forgetInvitation: () => outcome(commands.forgetInvitation()),
     call: (key) => outcome(commands.callContact(key)),

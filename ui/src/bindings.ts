@@ -46,6 +46,16 @@ export const commands = {
 	 *  one call waiting.
 	 */
 	nextPicture: () => typedError<VideoMessage, ClientError>(__TAURI_INVOKE("next_picture")),
+	/**
+	 *  The page's decoder of `peer`'s video lost its place (it started late, a frame went
+	 *  missing, or it failed): ask them for a keyframe.
+	 */
+	requestKeyframe: (peer: string) => __TAURI_INVOKE<void>("request_keyframe", { peer }),
+	/**
+	 *  The page cannot decode video (no WebCodecs decoder for the codec, or it keeps failing):
+	 *  the app decodes it and sends pictures instead.
+	 */
+	decodeVideoHere: () => __TAURI_INVOKE<void>("decode_video_here"),
 };
 
 /** Events */

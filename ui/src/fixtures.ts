@@ -165,6 +165,8 @@ export function fixtureBackend(params: URLSearchParams): Backend {
         cb(picture(2, "", 160, 120, n + 20));
       }, 100);
     },
+    requestKeyframe() {},
+    decodeVideoHere() {},
     acceptInvitation: async () => ({ code: "bad_invitation", message: "" }),
     forgetInvitation: ok,
     call: ok,

@@ -2,7 +2,7 @@ import { render } from "preact";
 import { type Backend, inTauri, tauriBackend } from "./api";
 import { App } from "./app";
 import "./styles.css";
-import { onPicture } from "./video/registry";
+import { checkDecoding, onPicture, setVideoControls } from "./video/registry";
 
 declare global {
   interface Window {
@@ -19,6 +19,8 @@ async function start() {
     const { fixtureBackend } = await import("./fixtures");
     api = fixtureBackend(new URLSearchParams(location.search));
   }
+  setVideoControls({ requestKeyframe: (peer) => api.requestKeyframe(peer), decodeVideoHere: () => api.decodeVideoHere() });
+  void checkDecoding();
   api.onPicture(onPicture);
   const initial = await api.state();
   const root = document.getElementById("app");

@@ -75,13 +75,13 @@ function hearthPid(dataDir) {
   return null;
 }
 
-async function launchApp(driverPort, dataDir, size) {
+async function launchApp(driverPort, dataDir, size, extra = []) {
   const t0 = Date.now();
   const browser = await remote({
     hostname: "127.0.0.1",
     port: driverPort,
     logLevel: "error",
-    capabilities: { "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0", "--camera-size", size, ...gpu] } },
+    capabilities: { "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0", "--camera-size", size, ...gpu, ...extra] } },
   });
   await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
   const painted = await waitFor("the first paint mark", () => browser.execute(() => window.hearthFirstPaint));
@@ -105,7 +105,7 @@ function residentDir(name, wsUrl, room) {
 
 async function cliCalls(wsUrl, room, size, callee) {
   const stats = join(work, `caller-${room}.json`);
-  const c = h.startCli(["--server", wsUrl, "--bind", "127.0.0.1:0", "--size", size, "--codecs", "h264", "--token", h.mint("Caller", "family", room), "--duration", String(seconds + 16), "--stats-json", stats, "call", callee]);
+  const c = h.startCli(["--server", wsUrl, "--bind", "127.0.0.1:0", "--size", size, "--codecs", "vp8", "--token", h.mint("Caller", "family", room), "--duration", String(seconds + 16), "--stats-json", stats, "call", callee]);
   await waitFor("the call connecting", () => /in a call/.test(c.output()), 30_000);
   return { c, stats };
 }
@@ -172,31 +172,39 @@ async function main() {
   }
 
   const page = await servePage();
-  for (const [w, hgt] of [[640, 480], [1280, 720]]) {
-    const size = `${w}x${hgt}`;
-    const room = `app-${size}`;
-    const dir = residentDir(`call-${size}`, wsUrl, room);
-    const a = await launchApp(driverPort, dir, size);
+  // The app's call at one size: the page decodes (WebCodecs, the default) or, with
+  // --decode-video-here, the app decodes and sends pictures (the fallback).
+  const appCall = async (size, extra) => {
+    const tag = extra.length ? "app-decodes" : "page-decodes";
+    const room = `app-${size}-${tag}`;
+    const dir = residentDir(`call-${size}-${tag}`, wsUrl, room);
+    const a = await launchApp(driverPort, dir, size, extra);
     const run = await cliCalls(wsUrl, room, size, "Tablet");
-    const appResult = await measureCall(a.pid, run, async () => {
-      const [painted, channelDelayMs] = await a.browser.execute(() => {
+    const result = await measureCall(a.pid, run, async () => {
+      const [painted, channelDelayMs, path] = await a.browser.execute(() => {
         const c = document.querySelector("canvas.video[data-peer]");
-        return [c ? window.hearthVideo.painted(c.dataset.peer) : 0, window.hearthVideo.delay()];
+        return [c ? window.hearthVideo.painted(c.dataset.peer) : 0, window.hearthVideo.delay(), c ? window.hearthVideo.path(c.dataset.peer) : null];
       });
-      return { picturesPainted: painted, channelDelayMs };
+      return { picturesPainted: painted, channelDelayMs, path };
     }, (on) => a.browser.execute((d) => window.hearthVideo.setDrawing(d), on));
     await a.browser.deleteSession();
+    return result;
+  };
+  for (const [w, hgt] of [[640, 480], [1280, 720]]) {
+    const size = `${w}x${hgt}`;
+    const appResult = await appCall(size, []);
+    const fallback = size === "640x480" ? await appCall(size, ["--decode-video-here"]) : undefined;
 
-    // The same call answered by Chromium (peer.js, H.264, fake camera at the same size).
+    // The same call answered by Chromium (peer.js, VP8 like the app, fake camera at the same size).
     const chrome = await launchChromiumServer();
     const tab = await chrome.browser.newPage();
     await tab.goto(page.url);
     const croom = `chromium-${size}`;
-    await tab.evaluate(([u, t, o]) => window.hearth.connect(u, t, o), [wsUrl, h.mint("Tablet", "resident", croom), { prefer: "H264", width: w, height: hgt, keepSize: true, autoAnswer: true }]);
+    await tab.evaluate(([u, t, o]) => window.hearth.connect(u, t, o), [wsUrl, h.mint("Tablet", "resident", croom), { prefer: "VP8", width: w, height: hgt, keepSize: true, autoAnswer: true }]);
     const crun = await cliCalls(wsUrl, croom, size, "Tablet");
     const chromeResult = await measureCall(chrome.pid, crun);
     await chrome.close();
-    results.calls[size] = { app: appResult, chromium: chromeResult, cpuRatio: appResult.cores / chromeResult.cores };
+    results.calls[size] = { app: appResult, appDecoding: fallback, chromium: chromeResult, cpuRatio: appResult.cores / chromeResult.cores };
   }
   page.close?.();
 

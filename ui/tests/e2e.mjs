@@ -6,7 +6,9 @@
 //   1. The app as family calls a hearth-cli resident: the remote picture is painted (pixels
 //      of the canvas are read: coloured bars that move), the self-view too; then hang up.
 //   2. The app as a resident tablet in kiosk mode (full screen) with auto-answer receives a
-//      call from hearth-cli: the countdown answers it, both sides get video.
+//      call from hearth-cli: the countdown answers it, both sides get video. This one runs
+//      with --decode-video-here: the fallback where the app decodes and sends pictures
+//      (the family's app in 1 decodes in the page, WebCodecs).
 //   3. `hearth --kiosk` brings the app back after it is killed.
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
@@ -132,14 +134,14 @@ async function paintedPattern(browser, selector) {
   return { colours: a.colours, mean: Math.round(a.mean) };
 }
 
-async function launchApp(dataDir, port) {
+async function launchApp(dataDir, port, extra = []) {
   return remote({
     hostname: "127.0.0.1",
     port,
     logLevel: "error",
     connectionRetryTimeout: 60_000,
     capabilities: {
-      "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0"] },
+      "tauri:options": { application: app, args: ["--data-dir", dataDir, "--bind", "127.0.0.1:0", ...extra] },
     },
   });
 }
@@ -187,7 +189,9 @@ async function main() {
     console.log(`family: first remote picture ${Date.now() - t0} ms after pressing Call (${firstFrame} drawn)`);
     const r = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`);
     const renderer = await browser.execute((p) => window.hearthVideo.renderer(p), peer);
-    console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer})`);
+    const path = await browser.execute((p) => window.hearthVideo.path(p), peer);
+    if (path !== "webcodecs") throw new Error(`the page should decode the remote video itself, but it came as ${path}`);
+    console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer}, decoded in the page)`);
     const s = await paintedPattern(browser, "canvas.self-view");
     console.log(`family: self-view painted (${s.colours} colours)`);
     await shot(browser, "family-in-call");
@@ -209,7 +213,8 @@ async function main() {
     kiosk: true,
     contacts: [{ name: "Ann", photo: null, trusted: true }],
   });
-  browser = await launchApp(tabletDir, driverPort);
+  // This one decodes in the app (the fallback for a page without a VP8 decoder).
+  browser = await launchApp(tabletDir, driverPort, ["--decode-video-here"]);
   try {
     await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
     const rect = await until("the window to fill the screen", async () => {
@@ -232,7 +237,9 @@ async function main() {
     await remote.waitForExist({ timeout: 20_000 });
     const peer = await remote.getAttribute("data-peer");
     const r = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`);
-    console.log(`resident: answered by itself; remote canvas shows the pattern (${r.colours} colours)`);
+    const path = await browser.execute((p) => window.hearthVideo.path(p), peer);
+    if (path !== "pictures") throw new Error(`--decode-video-here should send decoded pictures, but video came as ${path}`);
+    console.log(`resident: answered by itself; remote canvas shows the pattern (${r.colours} colours, decoded by the app)`);
     await shot(browser, "resident-in-call");
     const code = await new Promise((ok) => caller.on("exit", ok));
     if (code !== 0) throw new Error(`hearth-cli caller exited ${code}:\n${caller.log()}`);

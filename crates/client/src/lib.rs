@@ -16,7 +16,7 @@ pub mod video;
 pub use backoff::Backoff;
 pub use contacts::{RoomPeer, contacts};
 pub use error::{ClientError, ErrorCode};
-pub use hearth_engine::I420Frame;
+pub use hearth_engine::{EncodedVideoFrame, I420Frame, VideoCodec};
 pub use hearth_proto::Role;
 pub use invitation::{Identity, Invitation};
 pub use precheck::{CheckItem, CheckStatus, PrecheckReport};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hearth_engine::{
-    AudioInput, AudioOutput, CallStats, I420Frame, PeerId, RemoteVideoFrame, Room, RoomEvent,
-    RoomOptions, VideoInput,
+    AudioInput, AudioOutput, CallStats, EncodedVideoFrame, I420Frame, PeerId, RemoteVideoFrame,
+    Room, RoomEvent, RoomOptions, VideoInput,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,10 +25,15 @@ use crate::state::{
 };
 use hearth_proto::Role;
 
-/// Where decoded pictures go (the desktop app sends them to its page).
+/// Where pictures go (the desktop app sends them to its page).
 pub trait VideoSink: Send + Sync + 'static {
-    /// A picture from `peer`, at the moment it should be shown (lip sync done).
+    /// A decoded picture from `peer`, at the moment it should be shown (lip sync done).
     fn remote(&self, peer: &str, frame: &I420Frame);
+    /// A still-encoded picture from `peer` (when `RoomOptions::forward_encoded` names its
+    /// codec), at the moment it should be decoded and shown. Frames come in order with
+    /// consecutive `seq`; a sink that loses one should ask for a keyframe
+    /// ([`Session::request_keyframe`]).
+    fn remote_encoded(&self, frame: &EncodedVideoFrame);
     /// Our own picture, small (the self-view).
     fn local(&self, frame: &I420Frame);
 }
@@ -79,6 +84,8 @@ enum Command {
     Settings(oneshot::Sender<Settings>),
     Stats(oneshot::Sender<Option<CallStats>>),
     Precheck(Reply<PrecheckReport>),
+    RequestKeyframe(String),
+    DecodeVideoHere,
     DismissNotice(u32),
     Leave(oneshot::Sender<()>),
 }
@@ -131,6 +138,7 @@ impl Session {
             camera: options.camera,
             video: options.video,
             video_tx,
+            decode_here: false,
             state,
             state_tx,
             room: None,
@@ -208,6 +216,20 @@ impl Session {
     /// Mutes or unmutes the microphone.
     pub async fn set_muted(&self, muted: bool) -> Result<(), ClientError> {
         self.ask(|tx| Command::SetMuted(muted, tx)).await
+    }
+
+    /// Asks `peer` for a keyframe: the sink's decoder of encoded pictures lost its place
+    /// (it started late, a frame went missing, or it failed). At most one request a second
+    /// goes out.
+    pub fn request_keyframe(&self, peer: String) {
+        let _ = self.commands.send(Command::RequestKeyframe(peer));
+    }
+
+    /// The sink cannot decode encoded pictures (no decoder for the codec, or it keeps
+    /// failing): decode them in the engine and send decoded ones, from now on and for every
+    /// later connection of this session.
+    pub fn decode_video_here(&self) {
+        let _ = self.commands.send(Command::DecodeVideoHere);
     }
 
     /// Turns the camera's picture off or on.
@@ -331,11 +353,25 @@ async fn read_photo(path: &str) -> Option<String> {
     ))
 }
 
+/// A remote picture on its way to the sink.
+enum Picture {
+    Decoded(RemoteVideoFrame),
+    Encoded(EncodedVideoFrame),
+}
+
 /// Holds each remote picture until its presentation time (lip sync), then hands it on.
-async fn present_video(mut rx: mpsc::Receiver<RemoteVideoFrame>, sink: Arc<dyn VideoSink>) {
-    while let Some(f) = rx.recv().await {
-        tokio::time::sleep_until(f.present_at.into()).await;
-        sink.remote(f.peer.as_str(), &f.frame);
+async fn present_video(mut rx: mpsc::Receiver<Picture>, sink: Arc<dyn VideoSink>) {
+    while let Some(p) = rx.recv().await {
+        match p {
+            Picture::Decoded(f) => {
+                tokio::time::sleep_until(f.present_at.into()).await;
+                sink.remote(f.peer.as_str(), &f.frame);
+            }
+            Picture::Encoded(f) => {
+                tokio::time::sleep_until(f.present_at.into()).await;
+                sink.remote_encoded(&f);
+            }
+        }
     }
 }
 
@@ -356,7 +392,9 @@ struct Actor {
     room_options: RoomOptions,
     camera: (u32, u32, u32),
     video: Arc<dyn VideoSink>,
-    video_tx: mpsc::Sender<RemoteVideoFrame>,
+    video_tx: mpsc::Sender<Picture>,
+    /// The sink cannot decode: the engine decodes (`Session::decode_video_here`).
+    decode_here: bool,
     state: AppState,
     state_tx: watch::Sender<AppState>,
     room: Option<Room>,
@@ -421,7 +459,13 @@ impl Actor {
                     // the state 45 times a second.
                     Some(RoomEvent::RemoteVideo(frame)) => {
                         // Dropped, not queued, when the page cannot keep up.
-                        let _ = self.video_tx.try_send(frame);
+                        let _ = self.video_tx.try_send(Picture::Decoded(frame));
+                        continue;
+                    }
+                    Some(RoomEvent::RemoteEncodedVideo(frame)) => {
+                        // Also dropped when behind: the sink sees the gap in `seq` and
+                        // asks for a keyframe.
+                        let _ = self.video_tx.try_send(Picture::Encoded(frame));
                         continue;
                     }
                     Some(RoomEvent::LocalVideo(frame)) => {
@@ -510,6 +554,9 @@ impl Actor {
             },
         };
         o.self_view = true;
+        if self.decode_here {
+            o.forward_encoded.clear();
+        }
         o
     }
 
@@ -704,6 +751,20 @@ impl Actor {
                     let _ = room.set_muted(muted).await;
                 }
                 let _ = done.send(Ok(()));
+            }
+            Command::RequestKeyframe(peer) => {
+                if let Some(room) = &self.room {
+                    let _ = room.request_keyframe(&PeerId(peer)).await;
+                }
+            }
+            Command::DecodeVideoHere => {
+                if !self.decode_here && !self.room_options.forward_encoded.is_empty() {
+                    tracing::info!("the page cannot decode video; decoding it here");
+                }
+                self.decode_here = true;
+                if let Some(room) = &self.room {
+                    let _ = room.set_forward_encoded(false).await;
+                }
             }
             Command::SetCameraOff(off, done) => {
                 self.state.camera_off = off;

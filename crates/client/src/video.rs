@@ -1,6 +1,9 @@
 //! The binary message that carries one picture to the page (the answer to its `next_picture`
-//! command): a 20-byte header, the sender's id, then the I420 planes as they are. The page
-//! converts to RGB and draws (`ui/src/video/`).
+//! command): a 20-byte header, the sender's id, then either the I420 planes as they are (the
+//! page converts to RGB and draws) or one encoded frame (the page decodes it with WebCodecs
+//! and draws). See `ui/src/video/`.
+//!
+//! Decoded pictures:
 //!
 //! ```text
 //! 0      u8   kind: 1 = a remote peer's picture, 2 = our self-view
@@ -13,34 +16,78 @@
 //! 20..   n bytes of peer id (UTF-8), then zero padding to a multiple of 4
 //! ...    Y (width*height), U (width/2*height/2), V (width/2*height/2)
 //! ```
+//!
+//! Encoded frames:
+//!
+//! ```text
+//! 0      u8   kind: 3 = a remote peer's encoded frame
+//! 1      u8   n, the id's length in bytes
+//! 2      u8   codec: 1 = VP8, 2 = H.264 (Annex B)
+//! 3      u8   flags: bit 0 = keyframe
+//! 4..8   u32  seq, little-endian: one more than the previous frame from this peer (a gap
+//!             means frames were dropped on the way; the page then asks for a keyframe)
+//! 8..12  u32  RTP timestamp (90 kHz), little-endian
+//! 12..20 f64  when it was sent, as above
+//! 20..   n bytes of peer id, zero padding to a multiple of 4, then the frame
+//! ```
 
-use hearth_engine::I420Frame;
+use hearth_engine::{EncodedVideoFrame, I420Frame, VideoCodec};
 
 /// A remote peer's picture.
 pub const KIND_REMOTE: u8 = 1;
 /// Our self-view.
 pub const KIND_LOCAL: u8 = 2;
+/// A remote peer's encoded frame.
+pub const KIND_ENCODED: u8 = 3;
+/// Codec byte of an encoded frame: VP8.
+pub const CODEC_VP8: u8 = 1;
+/// Codec byte of an encoded frame: H.264.
+pub const CODEC_H264: u8 = 2;
 /// Header bytes before the id.
 pub const HEADER: usize = 20;
 
-/// Builds the message: one allocation, one copy of the planes.
-pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
+/// The header's first 12 bytes, then the time, the id and its padding: the caller appends
+/// the body. One allocation.
+fn start(head: [u8; 12], peer: &str, body: usize) -> Vec<u8> {
     let id = &peer.as_bytes()[..peer.len().min(255)];
     let padded = id.len().div_ceil(4) * 4;
-    let planes = frame.as_bytes();
-    let mut out = Vec::with_capacity(HEADER + padded + planes.len());
-    out.push(kind);
-    out.push(id.len() as u8);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&frame.width().to_le_bytes());
-    out.extend_from_slice(&frame.height().to_le_bytes());
+    let mut out = Vec::with_capacity(HEADER + padded + body);
+    out.extend_from_slice(&head);
+    out[1] = id.len() as u8;
     let sent_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     out.extend_from_slice(&sent_ms.to_le_bytes());
     out.extend_from_slice(id);
     out.resize(HEADER + padded, 0);
+    out
+}
+
+/// Builds a decoded picture's message: one allocation, one copy of the planes.
+pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
+    let planes = frame.as_bytes();
+    let mut head = [0u8; 12];
+    head[0] = kind;
+    head[4..8].copy_from_slice(&frame.width().to_le_bytes());
+    head[8..12].copy_from_slice(&frame.height().to_le_bytes());
+    let mut out = start(head, peer, planes.len());
     out.extend_from_slice(planes);
+    out
+}
+
+/// Builds an encoded frame's message (`seq` wraps at 2^32; the page compares modulo that).
+pub fn encode_frame(frame: &EncodedVideoFrame) -> Vec<u8> {
+    let mut head = [0u8; 12];
+    head[0] = KIND_ENCODED;
+    head[2] = match frame.codec {
+        VideoCodec::Vp8 => CODEC_VP8,
+        VideoCodec::H264 => CODEC_H264,
+    };
+    head[3] = u8::from(frame.keyframe);
+    head[4..8].copy_from_slice(&(frame.seq as u32).to_le_bytes());
+    head[8..12].copy_from_slice(&frame.rtp_timestamp.to_le_bytes());
+    let mut out = start(head, frame.peer.as_str(), frame.data.len());
+    out.extend_from_slice(&frame.data);
     out
 }
 
@@ -86,6 +133,26 @@ pub fn decode(buf: &[u8]) -> Option<Decoded<'_>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn encoded_frames_carry_their_header() {
+        let frame = EncodedVideoFrame {
+            peer: hearth_engine::PeerId("ab".into()),
+            codec: VideoCodec::Vp8,
+            data: bytes::Bytes::from_static(&[1, 2, 3, 4, 5]),
+            keyframe: true,
+            seq: (1 << 32) + 7,
+            rtp_timestamp: 90_000,
+            present_at: std::time::Instant::now(),
+        };
+        let msg = encode_frame(&frame);
+        assert_eq!(msg.len(), HEADER + 4 + 5);
+        assert_eq!(&msg[..4], &[KIND_ENCODED, 2, CODEC_VP8, 1]);
+        assert_eq!(u32::from_le_bytes(msg[4..8].try_into().unwrap()), 7);
+        assert_eq!(u32::from_le_bytes(msg[8..12].try_into().unwrap()), 90_000);
+        assert_eq!(&msg[HEADER..HEADER + 2], b"ab");
+        assert_eq!(&msg[HEADER + 4..], &[1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn round_trips() {

@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_client::{
-    AppState, CallView, CheckStatus, Connection, ErrorCode, I420Frame, Invitation, KnownContact,
-    Presence, ResidentOptions, Session, SessionOptions, Settings, SettingsStore, VideoSink,
+    AppState, CallView, CheckStatus, Connection, EncodedVideoFrame, ErrorCode, I420Frame,
+    Invitation, KnownContact, Presence, ResidentOptions, Session, SessionOptions, Settings,
+    SettingsStore, VideoCodec, VideoSink,
 };
 use hearth_engine::{AudioOutput, Role, RoomOptions};
 use signaling::secret::Secret;
@@ -21,6 +23,10 @@ use tokio::sync::watch;
 struct CountingSink {
     remote: AtomicUsize,
     local: AtomicUsize,
+    encoded: AtomicUsize,
+    /// The last encoded frame's `seq`, and how many times one was skipped.
+    last_seq: Mutex<Option<u64>>,
+    gaps: AtomicUsize,
 }
 
 impl VideoSink for CountingSink {
@@ -30,6 +36,19 @@ impl VideoSink for CountingSink {
     }
     fn local(&self, _frame: &I420Frame) {
         self.local.fetch_add(1, Ordering::Relaxed);
+    }
+    fn remote_encoded(&self, frame: &EncodedVideoFrame) {
+        assert_eq!(frame.codec, VideoCodec::Vp8);
+        let mut last = self.last_seq.lock().unwrap();
+        if last.is_some_and(|l| frame.seq != l + 1) {
+            self.gaps.fetch_add(1, Ordering::Relaxed);
+        }
+        assert!(
+            last.is_some() || frame.keyframe,
+            "the first frame is a keyframe"
+        );
+        *last = Some(frame.seq);
+        self.encoded.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -55,6 +74,16 @@ struct Device {
 }
 
 fn device(url: &str, token: String, resident: ResidentOptions) -> Device {
+    device_with(url, token, resident, Vec::new())
+}
+
+/// A device whose sink decodes `forward` itself, as the desktop app's page does.
+fn device_with(
+    url: &str,
+    token: String,
+    resident: ResidentOptions,
+    forward: Vec<VideoCodec>,
+) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         invitation: Some(Invitation {
@@ -72,6 +101,7 @@ fn device(url: &str, token: String, resident: ResidentOptions) -> Device {
     let room = RoomOptions {
         bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         audio_output: AudioOutput::None,
+        forward_encoded: forward,
         ..RoomOptions::default()
     };
     let session = Session::start(SessionOptions {
@@ -142,10 +172,12 @@ async fn family_calls_a_resident_who_answers_by_herself() {
     assert_eq!(s.contacts.len(), 2);
     assert!(s.contacts.iter().all(|c| c.presence == Presence::Offline));
 
-    let mut ann = device(
+    // Ann's sink decodes VP8 itself, as the desktop app's page does.
+    let mut ann = device_with(
         &url,
         token(&server, "kim", Role::Family, "Ann", None),
         ResidentOptions::default(),
+        vec![VideoCodec::Vp8],
     );
     let s = until(&mut ann, "Mrs Kim available", |s| {
         s.contacts
@@ -195,12 +227,29 @@ async fn family_calls_a_resident_who_answers_by_herself() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (who, d) in [("kim", &kim), ("ann", &ann)] {
         let (r, l) = (
-            d.video.remote.load(Ordering::Relaxed),
+            d.video.remote.load(Ordering::Relaxed) + d.video.encoded.load(Ordering::Relaxed),
             d.video.local.load(Ordering::Relaxed),
         );
         assert!(r > 20, "{who} got {r} remote pictures");
         assert!(l > 10, "{who} got {l} self-view pictures");
     }
+    // Ann's came encoded, whole; Kim's decoded.
+    assert_eq!(ann.video.remote.load(Ordering::Relaxed), 0);
+    assert_eq!(ann.video.gaps.load(Ordering::Relaxed), 0);
+    assert_eq!(kim.video.encoded.load(Ordering::Relaxed), 0);
+    // Ann's page says it cannot decode: decoded pictures come instead.
+    ann.session
+        .request_keyframe(s.contacts[0].peer.clone().expect("in the room"));
+    ann.session.decode_video_here();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let encoded = ann.video.encoded.load(Ordering::Relaxed);
+    let decoded = ann.video.remote.load(Ordering::Relaxed);
+    assert!(
+        decoded > 20,
+        "ann got {decoded} decoded pictures after the switch"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ann.video.encoded.load(Ordering::Relaxed), encoded);
 
     // The check cannot run during a call: the devices are in use.
     assert_eq!(

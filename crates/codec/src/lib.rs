@@ -13,7 +13,7 @@ mod vp8;
 pub use error::CodecError;
 pub use frame::I420Frame;
 pub use h264::{H264Decoder, H264Encoder};
-pub use vp8::{Vp8Decoder, Vp8Encoder};
+pub use vp8::{Vp8Decoder, Vp8Encoder, keyframe_size as vp8_keyframe_size};
 
 /// A video codec Hearth can send and receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -371,3 +371,16 @@ impl Drop for Vp8Encoder {
         }
     }
 }
+
+/// The picture size a VP8 keyframe declares (RFC 6386, 9.1: a 3-byte frame tag, the start
+/// code 9d 01 2a, then 14-bit width and height); `None` for a delta frame or a truncated one.
+/// Written by hand: four bytes of header need no decoder.
+pub fn keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let tag = frame.first()?;
+    if tag & 1 != 0 || frame.get(3..6)? != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u32::from(u16::from_le_bytes([*frame.get(6)?, *frame.get(7)?]) & 0x3fff);
+    let height = u32::from(u16::from_le_bytes([*frame.get(8)?, *frame.get(9)?]) & 0x3fff);
+    (width > 0 && height > 0).then_some((width, height))
+}

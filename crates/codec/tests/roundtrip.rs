@@ -96,3 +96,16 @@ fn vp8_encoder_follows_a_size_change() {
     let out = dec.decode(&buf).unwrap().unwrap();
     assert_eq!((out.width(), out.height()), (160, 120));
 }
+
+#[test]
+fn vp8_keyframes_declare_their_size() {
+    let mut enc = hearth_codec::encoder(VideoCodec::Vp8, EncoderConfig::default()).unwrap();
+    let mut buf = Vec::new();
+    let kind = enc.encode(&picture(320, 240, 0), false, &mut buf).unwrap();
+    assert_eq!(kind, Some(FrameKind::Key));
+    assert_eq!(hearth_codec::vp8_keyframe_size(&buf), Some((320, 240)));
+    let kind = enc.encode(&picture(320, 240, 8), false, &mut buf).unwrap();
+    assert_eq!(kind, Some(FrameKind::Delta));
+    assert_eq!(hearth_codec::vp8_keyframe_size(&buf), None);
+    assert_eq!(hearth_codec::vp8_keyframe_size(&[0x10, 0, 0]), None);
+}

@@ -58,6 +58,9 @@ pub enum RoomEvent {
     },
     /// A decoded picture from a peer.
     RemoteVideo(RemoteVideoFrame),
+    /// A still-encoded picture from a peer, when `RoomOptions::forward_encoded` names its
+    /// codec: the front end decodes it.
+    RemoteEncodedVideo(EncodedVideoFrame),
     /// A small copy of our own picture (the self-view), when `RoomOptions::self_view` is on;
     /// at most 320 pixels wide and 15 a second, only while a call uses the camera.
     LocalVideo(Arc<I420Frame>),
@@ -144,6 +147,29 @@ pub struct RemoteVideoFrame {
     /// When its decoding finished.
     pub decoded_at: Instant,
     /// When to show it so it matches the sound (lip sync); never before `decoded_at`.
+    pub present_at: Instant,
+}
+
+/// One remote picture as it came over the network, whole, for a front end that decodes it
+/// itself. Frames from one peer come in decoding order with no gaps: the first is a keyframe,
+/// and after a loss the engine skips ahead to the next keyframe. `seq` counts the frames
+/// handed over, so a front end that drops one downstream can tell, and ask for a keyframe
+/// ([`Room::request_keyframe`](crate::Room::request_keyframe)).
+#[derive(Debug, Clone)]
+pub struct EncodedVideoFrame {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// The codec's bitstream for one frame (VP8: one frame; H.264: Annex B).
+    pub data: bytes::Bytes,
+    /// Whether it decodes on its own.
+    pub keyframe: bool,
+    /// Frames handed over from this peer so far, counting from 0; one more each time.
+    pub seq: u64,
+    /// Its RTP timestamp (90 kHz).
+    pub rtp_timestamp: u32,
+    /// When to show it so it matches the sound (lip sync); decoding should be quick.
     pub present_at: Instant,
 }
 

@@ -22,7 +22,9 @@ mod signal;
 mod stats;
 
 pub use error::EngineError;
-pub use events::{CallEndReason, ConnectionQuality, DeviceKind, RemoteVideoFrame, RoomEvent};
+pub use events::{
+    CallEndReason, ConnectionQuality, DeviceKind, EncodedVideoFrame, RemoteVideoFrame, RoomEvent,
+};
 pub use hearth_codec::{I420Frame, VideoCodec};
 pub use hearth_proto::{PeerId, PeerInfo, Role};
 pub use options::{AudioInput, AudioOutput, RoomOptions, VideoInput};

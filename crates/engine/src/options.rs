@@ -73,8 +73,17 @@ pub struct RoomOptions {
     pub audio_output: AudioOutput,
     /// Echo cancellation, noise suppression and automatic gain on outgoing audio.
     pub audio_processing: bool,
-    /// Video codecs we send, most preferred first. Both are always offered for receiving.
+    /// Video codecs we send, most preferred first. Both are always offered for receiving,
+    /// unless `forward_encoded` narrows them.
     pub video_codecs: Vec<VideoCodec>,
+    /// Codecs whose pictures are handed over still encoded
+    /// ([`RoomEvent::RemoteEncodedVideo`](crate::RoomEvent::RemoteEncodedVideo)) instead of
+    /// being decoded here, for a front end that decodes them itself (the desktop app's page,
+    /// with WebCodecs). When not empty, only these codecs are offered for video in either
+    /// direction, so peers send one of them. [`Room::set_forward_encoded`](crate::Room::set_forward_encoded)
+    /// switches back to decoding here at any time (the front end's decoder failed); the
+    /// engine can decode every codec it offers.
+    pub forward_encoded: Vec<VideoCodec>,
     /// Local UDP addresses to gather candidates on. `0.0.0.0:0` means every interface but
     /// loopback; tests pass `127.0.0.1:0`.
     pub bind_addrs: Vec<SocketAddr>,
@@ -108,6 +117,7 @@ impl Default for RoomOptions {
             audio_output: AudioOutput::Speaker { id: None },
             audio_processing: true,
             video_codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
+            forward_encoded: Vec::new(),
             bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             mdns: false,
             relay_only: false,

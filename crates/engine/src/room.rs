@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hearth_proto::{ClientMessage, IceServer, PeerId, PeerInfo, ServerMessage};
@@ -34,6 +35,8 @@ enum Command {
     SetMuted(bool, oneshot::Sender<()>),
     SetCameraOff(bool, oneshot::Sender<()>),
     CheckRelay(oneshot::Sender<Result<RelayCheck, EngineError>>),
+    RequestKeyframe(PeerId, oneshot::Sender<()>),
+    SetForwarding(bool, oneshot::Sender<()>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -86,6 +89,7 @@ impl Room {
             AudioOutput::Speaker { id } => Sink::Speaker(id.clone()),
         };
         let (audio_out, speaker_error) = AudioOut::start(output, processing, app_tx.clone());
+        let options_forward_empty = options.forward_encoded.is_empty();
         let mut actor = Actor {
             options: Arc::new(options),
             sink,
@@ -105,6 +109,7 @@ impl Room {
             addresses: Vec::new(),
             announced_in_call: false,
             closed_by_server: None,
+            forwarding: Arc::new(AtomicBool::new(!options_forward_empty)),
         };
         actor.on_server(first).await;
         if let Some(e) = speaker_error {
@@ -182,6 +187,21 @@ impl Room {
     /// (within 5 s) without calling anyone. Part of the pre-call check.
     pub async fn check_relay(&self) -> Result<RelayCheck, EngineError> {
         self.ask(Command::CheckRelay).await?
+    }
+
+    /// Asks `peer` for a keyframe, for a front end whose decoder of forwarded frames lost
+    /// its place (it started late, a frame went missing, or it failed). The request goes out
+    /// at most once a second; the frames handed over skip ahead to the keyframe.
+    pub async fn request_keyframe(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::RequestKeyframe(peer.clone(), tx))
+            .await
+    }
+
+    /// Forwards pictures in the `RoomOptions::forward_encoded` codecs encoded (on, the
+    /// default when that list is not empty) or decodes them here (off), from the next
+    /// keyframe on, which is asked for at once.
+    pub async fn set_forward_encoded(&self, on: bool) -> Result<(), EngineError> {
+        self.ask(|tx| Command::SetForwarding(on, tx)).await
     }
 
     /// Statistics of the current call, now.
@@ -268,6 +288,8 @@ struct Actor {
     announced_in_call: bool,
     /// The error the server sent before closing the connection on purpose.
     closed_by_server: Option<(hearth_proto::ErrorCode, String)>,
+    /// Forward encoded pictures to the user (see `RoomOptions::forward_encoded`).
+    forwarding: Arc<AtomicBool>,
 }
 
 impl Actor {
@@ -481,6 +503,21 @@ impl Actor {
                 self.sources.controls().set_muted(muted);
                 let _ = done.send(());
             }
+            Command::RequestKeyframe(peer, done) => {
+                if let Some(link) = self.legs.get(&peer).and_then(|l| l.link.as_ref()) {
+                    link.shared.keyframe_needed.store(true, Ordering::Relaxed);
+                }
+                let _ = done.send(());
+            }
+            Command::SetForwarding(on, done) => {
+                let on = on && !self.options.forward_encoded.is_empty();
+                if self.forwarding.swap(on, Ordering::Relaxed) != on {
+                    for link in self.legs.values().filter_map(|l| l.link.as_ref()) {
+                        link.shared.keyframe_needed.store(true, Ordering::Relaxed);
+                    }
+                }
+                let _ = done.send(());
+            }
             Command::SetCameraOff(off, done) => {
                 self.sources.controls().set_camera_off(off);
                 let legs: Vec<(PeerId, String)> = self
@@ -516,6 +553,7 @@ impl Actor {
             audio_out: self.audio_out.clone(),
             app: self.app.clone(),
             to_room: self.link_tx.clone(),
+            forwarding: self.forwarding.clone(),
         };
         PeerLink::new(peer.clone(), id, &context).await
     }

@@ -1,11 +1,42 @@
-// Draws I420 pictures on a canvas. WebGL2 (or WebGL1) uploads the three planes as textures and
-// converts to RGB in a shader, so the CPU only copies bytes; without WebGL a 2D canvas and a
-// conversion in JavaScript take over (slow, but a picture).
+// Draws pictures on a canvas: I420 pictures from the app, or frames the page decoded itself
+// (WebCodecs). WebGL2 (or WebGL1) uploads the three planes as textures and converts to RGB in a
+// shader, so the CPU only copies bytes; without WebGL a 2D canvas and a conversion in
+// JavaScript take over for I420, and the browser's own drawImage for decoded frames.
 import type { Picture } from "./message";
 
 export interface Renderer {
   readonly kind: "webgl" | "canvas2d";
   draw(p: Picture): void;
+  /** Draws a decoded frame; the caller closes it. */
+  drawFrame(f: VideoFrame): void;
+}
+
+/** A decoded I420 frame's planes, copied out into `buf` (grown when too small). */
+async function framePlanes(f: VideoFrame, buf: { bytes: Uint8Array }): Promise<Picture | null> {
+  const width = f.codedWidth;
+  const height = f.codedHeight;
+  if (f.format !== "I420" || width % 2 || height % 2) return null;
+  const luma = width * height;
+  const size = luma + luma / 2;
+  if (buf.bytes.length < size) buf.bytes = new Uint8Array(size);
+  const b = buf.bytes;
+  await f.copyTo(b, {
+    layout: [
+      { offset: 0, stride: width },
+      { offset: luma, stride: width / 2 },
+      { offset: luma + luma / 4, stride: width / 2 },
+    ],
+  });
+  return {
+    kind: 0,
+    peer: "",
+    width,
+    height,
+    sentMs: 0,
+    y: b.subarray(0, luma),
+    u: b.subarray(luma, luma + luma / 4),
+    v: b.subarray(luma + luma / 4, size),
+  };
 }
 
 const VERTEX = `
@@ -100,6 +131,20 @@ class GlRenderer implements Renderer {
     });
     gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
   }
+
+  private planes = { bytes: new Uint8Array(0) };
+
+  drawFrame(f: VideoFrame) {
+    // Our decoders give I420: its planes go up as they are. Copying out is asynchronous, so
+    // the frame is drawn from a copy once it is there.
+    const copy = new VideoFrame(f);
+    void framePlanes(copy, this.planes)
+      .then((p) => {
+        if (p) this.draw(p);
+        else console.warn("a decoded frame in an unexpected format", copy.format);
+      })
+      .finally(() => copy.close());
+  }
 }
 
 // BT.601 limited range in 8-bit fixed point, as tables: the per-pixel work is a few
@@ -175,6 +220,16 @@ class SoftwareRenderer implements Renderer {
     }
     i420ToRgba(p, this.pixels);
     this.ctx.putImageData(this.image, 0, 0);
+  }
+
+  drawFrame(f: VideoFrame) {
+    // The browser converts and draws; measured here to cost less than drawing I420 from the app.
+    if (this.canvas.width !== f.displayWidth || this.canvas.height !== f.displayHeight) {
+      this.canvas.width = f.displayWidth;
+      this.canvas.height = f.displayHeight;
+      this.image = null;
+    }
+    this.ctx.drawImage(f, 0, 0);
   }
 }
 

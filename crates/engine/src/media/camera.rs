@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearth_codec::I420Frame;
 use nokhwa::pixel_format::YuyvFormat;
@@ -12,7 +12,7 @@ use nokhwa::utils::{CameraFormat, FrameFormat, RequestedFormat, RequestedFormatT
 use tokio::sync::watch;
 
 use super::devices::{self, DeviceError};
-use super::source::CapturedFrame;
+use super::source::{CapturedFrame, Controls};
 use crate::events::DeviceKind;
 
 fn unusable(name: &str) -> DeviceError {
@@ -24,7 +24,13 @@ fn unusable(name: &str) -> DeviceError {
     }
 }
 
-/// Opens the camera, says whether that worked, then publishes frames until `stop`.
+/// How often a camera turned off checks whether it is wanted again.
+const OFF_POLL: Duration = Duration::from_millis(100);
+
+/// Opens the camera, says whether that worked, then publishes frames until `stop`. While the
+/// person has turned their camera off the stream is stopped, so the device is released (its
+/// light goes out), and started again when they turn it back on.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     id: Option<&str>,
     width: u32,
@@ -32,6 +38,7 @@ pub(crate) fn run(
     fps: u32,
     tx: &watch::Sender<Option<Arc<CapturedFrame>>>,
     stop: &AtomicBool,
+    controls: &Controls,
     opened: tokio::sync::oneshot::Sender<Result<(), DeviceError>>,
 ) {
     let (info, index) = match devices::find_camera(id) {
@@ -57,7 +64,24 @@ pub(crate) fn run(
         return;
     }
     let _ = opened.send(Ok(()));
+    let mut streaming = true;
     while !stop.load(Ordering::Relaxed) {
+        if controls.camera_off() {
+            if streaming {
+                let _ = camera.stop_stream();
+                streaming = false;
+                tracing::debug!("camera released while turned off");
+            }
+            std::thread::sleep(OFF_POLL);
+            continue;
+        }
+        if !streaming {
+            if let Err(e) = camera.open_stream() {
+                tracing::warn!(error = %e, camera = %info.name, "camera did not start again");
+                break;
+            }
+            streaming = true;
+        }
         let buffer = match camera.frame() {
             Ok(b) => b,
             Err(e) => {
@@ -75,7 +99,9 @@ pub(crate) fn run(
             tx.send_replace(Some(Arc::new(CapturedFrame { frame, captured_at })));
         }
     }
-    let _ = camera.stop_stream();
+    if streaming {
+        let _ = camera.stop_stream();
+    }
 }
 
 /// Converts packed YUYV 4:2:2 to planar I420, averaging the chroma of each pair of rows.

@@ -157,12 +157,13 @@ impl Sources {
         let running = Arc::new(Running { stop: stop.clone() });
         let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
         let input = self.video.clone();
+        let controls = self.controls.clone();
         let spawned = std::thread::Builder::new()
             .name("hearth-video-source".into())
             .spawn(move || match input {
                 VideoInput::Synthetic { width, height, fps } => {
                     let _ = opened_tx.send(Ok(()));
-                    synthetic_video(width, height, fps.max(1), &tx, &stop);
+                    synthetic_video(width, height, fps.max(1), &tx, &stop, &controls);
                 }
                 VideoInput::Camera {
                     id,
@@ -177,6 +178,7 @@ impl Sources {
                         fps.max(1),
                         &tx,
                         &stop,
+                        &controls,
                         opened_tx,
                     );
                 }
@@ -318,20 +320,26 @@ fn synthetic_video(
     fps: u32,
     tx: &watch::Sender<Option<Arc<CapturedFrame>>>,
     stop: &AtomicBool,
+    controls: &Controls,
 ) {
     let interval = Duration::from_secs(1) / fps;
     let start = Instant::now();
     let mut n: u32 = 0;
+    let mut tick: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let captured_at = Instant::now();
-        let stamp = Stamp {
-            frame: n,
-            capture_us: pattern::clock_us(),
-        };
-        let frame = pattern::render(width, height, stamp);
-        tx.send_replace(Some(Arc::new(CapturedFrame { frame, captured_at })));
-        n = n.wrapping_add(1);
-        sleep_until(start + interval * n);
+        // Like a camera that is released while off: no pictures, no work.
+        if !controls.camera_off() {
+            let captured_at = Instant::now();
+            let stamp = Stamp {
+                frame: n,
+                capture_us: pattern::clock_us(),
+            };
+            let frame = pattern::render(width, height, stamp);
+            tx.send_replace(Some(Arc::new(CapturedFrame { frame, captured_at })));
+            n = n.wrapping_add(1);
+        }
+        tick = tick.wrapping_add(1);
+        sleep_until(start + interval * tick);
     }
     tracing::debug!(frames = n, "video source stopped");
 }

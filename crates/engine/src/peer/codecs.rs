@@ -76,12 +76,35 @@ pub(super) fn codec_of(mime: &str) -> Option<VideoCodec> {
     }
 }
 
+/// The video codecs we offer, in our preference order: the ones we prefer to send first, then
+/// the rest we can receive; or, when pictures are forwarded encoded, only the forwarded
+/// codecs (the front end decodes nothing else), our preferred ones first.
+pub(super) fn offered_video_codecs(options: &RoomOptions) -> Vec<VideoCodec> {
+    let receivable: &[VideoCodec] = if options.forward_encoded.is_empty() {
+        &[VideoCodec::H264, VideoCodec::Vp8]
+    } else {
+        &options.forward_encoded
+    };
+    let mut offered: Vec<VideoCodec> = options
+        .video_codecs
+        .iter()
+        .copied()
+        .filter(|c| receivable.contains(c))
+        .collect();
+    for c in receivable {
+        if !offered.contains(c) {
+            offered.push(*c);
+        }
+    }
+    offered
+}
+
 /// The codecs we register, video in our preference order. Only constrained-baseline H.264
 /// is offered: OpenH264 decodes nothing else.
 pub(super) fn media_engine(options: &RoomOptions) -> Result<MediaEngine, EngineError> {
     let mut me = MediaEngine::default();
     let mut video: Vec<(RTCRtpCodec, u8)> = Vec::new();
-    for codec in &options.video_codecs {
+    for codec in offered_video_codecs(options) {
         match codec {
             VideoCodec::H264 => {
                 video.push((h264_codec("42e01f"), 102));
@@ -89,13 +112,6 @@ pub(super) fn media_engine(options: &RoomOptions) -> Result<MediaEngine, EngineE
             }
             VideoCodec::Vp8 => video.push((vp8_codec(), 96)),
         }
-    }
-    // Always able to receive both, whatever we prefer to send.
-    if !options.video_codecs.contains(&VideoCodec::H264) {
-        video.push((h264_codec("42e01f"), 102));
-    }
-    if !options.video_codecs.contains(&VideoCodec::Vp8) {
-        video.push((vp8_codec(), 96));
     }
     for (rtp_codec, payload_type) in video {
         me.register_codec(

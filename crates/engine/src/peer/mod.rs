@@ -8,7 +8,8 @@ mod relay;
 mod send;
 
 use codecs::{
-    codec_of, h264_codec, media_engine, negotiated_pt, opus_codec, pick_video_codec, vp8_codec,
+    codec_of, h264_codec, media_engine, negotiated_pt, offered_video_codecs, opus_codec,
+    pick_video_codec, vp8_codec,
 };
 use interceptors::{KeyframeRequests, PublishingEstimator};
 use receive::{receive_audio, receive_video};
@@ -99,8 +100,15 @@ pub(crate) struct LinkShared {
     /// Negotiated payload type to video codec, for what the remote sends.
     pub payload_types: Mutex<HashMap<u8, VideoCodec>>,
     pub stop: AtomicBool,
+    /// The remote asked us for a keyframe (we send).
     pub keyframe_wanted: AtomicBool,
+    /// Our decoder, or the front end's, needs a keyframe from the remote (we receive).
+    pub keyframe_needed: AtomicBool,
     pub target_bitrate: Arc<AtomicU64>,
+    /// Codecs whose frames go to the front end encoded while `forwarding` is on.
+    pub forward_codecs: Vec<VideoCodec>,
+    /// Room-wide: forward encoded frames (on) or decode here (off).
+    pub forwarding: Arc<AtomicBool>,
 }
 
 struct Handler {
@@ -178,6 +186,7 @@ pub(crate) struct LinkContext<'a> {
     pub audio_out: Arc<AudioOut>,
     pub app: mpsc::Sender<RoomEvent>,
     pub to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
+    pub forwarding: Arc<AtomicBool>,
 }
 
 /// A peer connection with its media.
@@ -286,7 +295,10 @@ impl PeerLink {
             payload_types: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             keyframe_wanted: AtomicBool::new(false),
+            keyframe_needed: AtomicBool::new(false),
             target_bitrate: target,
+            forward_codecs: options.forward_encoded.clone(),
+            forwarding: room.forwarding.clone(),
         });
         let handler = Arc::new(Handler {
             shared: shared.clone(),
@@ -305,8 +317,7 @@ impl PeerLink {
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        let preferred_video = options
-            .video_codecs
+        let preferred_video = offered_video_codecs(&options)
             .first()
             .copied()
             .unwrap_or(VideoCodec::H264);
@@ -410,7 +421,7 @@ impl PeerLink {
         }
         self.sending = true;
         if let Some((track, sender, ssrc)) = self.video.clone() {
-            match pick_video_codec(&sender, &self.options.video_codecs).await {
+            match pick_video_codec(&sender, &offered_video_codecs(&self.options)).await {
                 Some((codec, pt)) => {
                     if let Ok(mut c) = self.shared.counters.video_codec.lock() {
                         *c = Some(codec);

@@ -1,9 +1,10 @@
-//! The receive side of a connection: video reassembled, decoded on its own thread and
-//! timed for lip sync; audio handed to the playout.
+//! The receive side of a connection: video reassembled, then either decoded on its own
+//! thread or handed over encoded (`RoomOptions::forward_encoded`), and timed for lip sync;
+//! audio handed to the playout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::LinkShared;
-use crate::events::{RemoteVideoFrame, RoomEvent};
+use crate::events::{EncodedVideoFrame, RemoteVideoFrame, RoomEvent};
 use crate::rtp::FrameAssembler;
 
 pub(super) async fn request_keyframe(track: &Arc<dyn TrackRemote>, shared: &LinkShared, ssrc: u32) {
@@ -49,13 +50,16 @@ pub(super) async fn receive_video(
     initial: Option<VideoCodec>,
 ) {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(8);
-    let decode_failed = Arc::new(AtomicBool::new(false));
-    spawn_decoder(jobs_rx, shared.clone(), decode_failed.clone());
+    spawn_decoder(jobs_rx, shared.clone());
     let mut assembler: Option<FrameAssembler> = initial.map(FrameAssembler::new);
     let mut last_pli: Option<Instant> = None;
     // First-packet arrival of frames not yet complete, by RTP timestamp.
     let mut first_seen: HashMap<u32, Instant> = HashMap::new();
     let mut known: Option<(u8, VideoCodec)> = None;
+    // Frames handed over encoded so far.
+    let mut forwarded: u64 = 0;
+    // Whether the last frame was forwarded (a switch either way needs a keyframe first).
+    let mut was_forwarding = false;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         let event = tokio::select! {
@@ -63,7 +67,7 @@ pub(super) async fn receive_video(
             _ = tick.tick() => {
                 let now = Instant::now();
                 first_seen.retain(|_, t| now.duration_since(*t) < Duration::from_secs(2));
-                let mut want = decode_failed.swap(false, Ordering::Relaxed);
+                let mut want = shared.keyframe_needed.swap(false, Ordering::Relaxed);
                 if let Some(a) = assembler.as_mut() {
                     if want {
                         a.want_keyframe();
@@ -108,6 +112,8 @@ pub(super) async fn receive_video(
                 };
                 let now = Instant::now();
                 let out = a.push(packet, now);
+                let forward = shared.forwarding.load(Ordering::Relaxed)
+                    && shared.forward_codecs.contains(&codec);
                 for frame in out.frames {
                     if frame.keyframe {
                         shared
@@ -116,14 +122,47 @@ pub(super) async fn receive_video(
                             .fetch_add(1, Ordering::Relaxed);
                     }
                     let arrived = first_seen.remove(&frame.timestamp).unwrap_or(now);
-                    let job = DecodeJob {
-                        codec,
-                        data: frame.data,
-                        timestamp: frame.timestamp,
-                        arrived,
+                    if forward != was_forwarding && !frame.keyframe {
+                        // Switched between forwarding and decoding here: the new decoder
+                        // starts at a keyframe (already asked for by the switch).
+                        a.want_keyframe();
+                        continue;
+                    }
+                    was_forwarding = forward;
+                    let handed = if forward {
+                        note_picture(
+                            &shared,
+                            if codec == VideoCodec::Vp8 && frame.keyframe {
+                                hearth_codec::vp8_keyframe_size(&frame.data)
+                            } else {
+                                None
+                            },
+                            now,
+                        );
+                        let event = RoomEvent::RemoteEncodedVideo(EncodedVideoFrame {
+                            peer: shared.peer.clone(),
+                            codec,
+                            data: frame.data,
+                            keyframe: frame.keyframe,
+                            seq: forwarded,
+                            rtp_timestamp: frame.timestamp,
+                            present_at: present_at(&shared, arrived, now),
+                        });
+                        let sent = shared.app.try_send(event).is_ok();
+                        forwarded += u64::from(sent);
+                        sent
+                    } else {
+                        let job = DecodeJob {
+                            codec,
+                            data: frame.data,
+                            timestamp: frame.timestamp,
+                            arrived,
+                        };
+                        jobs_tx.try_send(job).is_ok()
                     };
-                    if jobs_tx.try_send(job).is_err() {
-                        // The decoder is behind; dropping breaks the reference chain.
+                    if !handed {
+                        // The decoder (or the user) is behind; dropping breaks the reference
+                        // chain, so skip ahead to a keyframe.
                         a.want_keyframe();
                     }
                 }
@@ -143,6 +182,23 @@ pub(super) async fn receive_video(
     }
 }
 
+/// Counts a picture shown (decoded here or handed over encoded) for the statistics: its
+/// size when known, and a freeze when the last one was over half a second ago.
+fn note_picture(shared: &LinkShared, size: Option<(u32, u32)>, now: Instant) {
+    let c = &shared.counters;
+    c.frames_decoded.fetch_add(1, Ordering::Relaxed);
+    if let Some((width, height)) = size {
+        c.decoded_width.store(u64::from(width), Ordering::Relaxed);
+        c.decoded_height.store(u64::from(height), Ordering::Relaxed);
+    }
+    if let Ok(mut last) = c.last_frame_at.lock() {
+        if last.is_some_and(|t| now.duration_since(t) > Duration::from_millis(500)) {
+            c.freezes.fetch_add(1, Ordering::Relaxed);
+        }
+        *last = Some(now);
+    }
+}
+
 /// Lip sync: when to show a picture so it matches the sound. Audio from the same sender left
 /// at the same time and plays its jitter-buffer delay after arriving; the picture is held
 /// until the same moment (never shown earlier than it was decoded). This assumes the two
@@ -157,11 +213,7 @@ pub(super) fn present_at(shared: &LinkShared, arrived: Instant, decoded: Instant
     aligned.max(decoded)
 }
 
-pub(super) fn spawn_decoder(
-    jobs: std::sync::mpsc::Receiver<DecodeJob>,
-    shared: Arc<LinkShared>,
-    failed: Arc<AtomicBool>,
-) {
+pub(super) fn spawn_decoder(jobs: std::sync::mpsc::Receiver<DecodeJob>, shared: Arc<LinkShared>) {
     let peer = shared.peer.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("hearth-video-recv-{peer}"))
@@ -181,20 +233,7 @@ pub(super) fn spawn_decoder(
                 match d.decode(&job.data) {
                     Ok(Some(frame)) => {
                         let now = Instant::now();
-                        let c = &shared.counters;
-                        c.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                        c.decoded_width
-                            .store(u64::from(frame.width()), Ordering::Relaxed);
-                        c.decoded_height
-                            .store(u64::from(frame.height()), Ordering::Relaxed);
-                        if let Ok(mut last) = c.last_frame_at.lock() {
-                            if last
-                                .is_some_and(|t| now.duration_since(t) > Duration::from_millis(500))
-                            {
-                                c.freezes.fetch_add(1, Ordering::Relaxed);
-                            }
-                            *last = Some(now);
-                        }
+                        note_picture(&shared, Some((frame.width(), frame.height())), now);
                         let event = RoomEvent::RemoteVideo(RemoteVideoFrame {
                             peer: shared.peer.clone(),
                             frame: Arc::new(frame),
@@ -209,7 +248,7 @@ pub(super) fn spawn_decoder(
                     Ok(None) => {}
                     Err(e) => {
                         tracing::debug!(error = %e, "video decode failed; asking for a keyframe");
-                        failed.store(true, Ordering::Relaxed);
+                        shared.keyframe_needed.store(true, Ordering::Relaxed);
                     }
                 }
             }
