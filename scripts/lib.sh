@@ -73,6 +73,10 @@ app_need() {
   # `npm ci` needs every platform's optional Tauri CLI binary in the lock file; a registry
   # mirror without the macOS and Windows ones (like this network's) cannot write them, so fall
   # back to `npm install`, which still installs the locked versions.
+  # Skipped when ui/node_modules already matches the lock file (npm writes its own copy there).
+  if [ "$ROOT/ui/node_modules/.package-lock.json" -nt "$ROOT/ui/package-lock.json" ]; then
+    return
+  fi
   (cd "$ROOT/ui" && { npm ci --no-audit --no-fund --loglevel=silent 2>/dev/null \
     || npm install --no-audit --no-fund --loglevel=error; })
 }

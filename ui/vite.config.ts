@@ -1,6 +1,6 @@
 import { defineConfig } from "vite";
 
-// The page is served by Tauri's custom protocol from ui/dist (and by `vite preview` to
+// The page is served by Tauri's custom protocol from ui/dist (and by tests/serve.mjs to
 // Chromium for the accessibility checks and screenshots).
 export default defineConfig({
   base: "./",

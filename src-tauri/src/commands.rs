@@ -195,8 +195,8 @@ fn dismiss_notice(session: State<'_, Session>, id: u32) {
     session.dismiss_notice(id);
 }
 
-/// The next picture to draw (raw bytes; empty after two seconds without one). The page keeps
-/// one call waiting.
+/// The next picture or encoded frame for the page (raw bytes; empty after two seconds without
+/// one). The page keeps one call waiting.
 #[tauri::command]
 #[specta::specta]
 async fn next_picture(

@@ -18,7 +18,7 @@ export type Outcome = ClientError | null;
 export interface Backend {
   state(): Promise<AppState>;
   onState(cb: (s: AppState) => void): void;
-  onPicture(cb: (buf: ArrayBuffer) => void): void;
+  onVideoMessage(cb: (buf: ArrayBuffer) => void): void;
   /** The page's decoder of `peer`'s video needs a keyframe. */
   requestKeyframe(peer: string): void;
   /** The page cannot decode video: the app decodes it and sends pictures. */
@@ -52,8 +52,9 @@ export function tauriBackend(): Backend {
     onState(cb) {
       void events.stateChanged.listen((e) => cb(e.payload));
     },
-    onPicture(cb) {
-      // One call always waiting: each answer is a picture (or nothing after two seconds).
+    onVideoMessage(cb) {
+      // One call always waiting: each answer is a picture or an encoded frame (or nothing after
+      // two seconds).
       const pump = async () => {
         for (;;) {
           const r = await commands.nextPicture();

@@ -42,8 +42,8 @@ export const commands = {
 	/**  Removes a notice. */
 	dismissNotice: (id: number) => __TAURI_INVOKE<void>("dismiss_notice", { id }),
 	/**
-	 *  The next picture to draw (raw bytes; empty after two seconds without one). The page keeps
-	 *  one call waiting.
+	 *  The next picture or encoded frame for the page (raw bytes; empty after two seconds without
+	 *  one). The page keeps one call waiting.
 	 */
 	nextPicture: () => typedError<VideoMessage, ClientError>(__TAURI_INVOKE("next_picture")),
 	/**
@@ -432,8 +432,8 @@ export type SettingsView = {
 export type StateChanged = AppState;
 
 /**
- *  One picture, in the layout `hearth_client::video` documents (an ArrayBuffer in the page);
- *  empty when none came in time.
+ *  One picture or encoded frame, in the layout `hearth_client::video` documents (an
+ *  ArrayBuffer in the page); empty when none came in time.
  */
 export type VideoMessage = any;
 

@@ -2,7 +2,7 @@ import { createContext } from "preact";
 import { useContext } from "preact/hooks";
 import type { Backend, Outcome } from "./api";
 import type { AppState } from "./bindings";
-import { i18n, type I18n } from "./i18n";
+import type { I18n } from "./i18n";
 
 export interface Ctx {
   state: AppState;
@@ -15,4 +15,3 @@ export interface Ctx {
 
 export const AppContext = createContext<Ctx>(null as unknown as Ctx);
 export const useApp = () => useContext(AppContext);
-export const defaultI18n = i18n("en");

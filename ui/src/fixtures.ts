@@ -156,7 +156,7 @@ export function fixtureBackend(params: URLSearchParams): Backend {
   return {
     state: async () => state,
     onState: (cb) => listeners.push(cb),
-    onPicture(cb) {
+    onVideoMessage(cb) {
       if (state.call.state !== "active") return;
       let n = 0;
       window.setInterval(() => {

@@ -2,7 +2,7 @@ import { render } from "preact";
 import { type Backend, inTauri, tauriBackend } from "./api";
 import { App } from "./app";
 import "./styles.css";
-import { checkDecoding, onPicture, setVideoControls } from "./video/registry";
+import { checkDecoding, onVideoMessage, setVideoControls } from "./video/registry";
 
 declare global {
   interface Window {
@@ -21,7 +21,7 @@ async function start() {
   }
   setVideoControls({ requestKeyframe: (peer) => api.requestKeyframe(peer), decodeVideoHere: () => api.decodeVideoHere() });
   void checkDecoding();
-  api.onPicture(onPicture);
+  api.onVideoMessage(onVideoMessage);
   const initial = await api.state();
   const root = document.getElementById("app");
   const asked = new URLSearchParams(location.search).get("page");

@@ -57,9 +57,17 @@ async function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // HEARTH_SCREENSHOTS=<dir>: also save screenshots of the real app at each step.
 const shotDir = process.env.HEARTH_SCREENSHOTS;
+if (shotDir) {
+  try {
+    execFileSync("import", ["-version"], { stdio: "ignore" });
+  } catch {
+    console.error("HEARTH_SCREENSHOTS needs ImageMagick's `import`: apt-get install imagemagick");
+    process.exit(2);
+  }
+}
 // WebKitWebDriver's own screenshot hangs when WebKit paints without GPU compositing (the app's
 // default), so the X screen is captured instead (ImageMagick's `import`).
-async function shot(_browser, name) {
+async function shot(name) {
   if (!shotDir) return;
   await sleep(300);
   execFileSync("import", ["-window", "root", join(resolve(shotDir), `app-${name}.png`)], { env: process.env });
@@ -103,7 +111,7 @@ function settingsDir(name, token, url, resident) {
   return dir;
 }
 
-/** Reads the canvas showing `peer` and says whether it shows the moving test pattern. */
+/** Reads the canvas `selector` finds and says whether it shows the moving test pattern. */
 async function paintedPattern(browser, selector) {
   const sample = () =>
     browser.execute((sel) => {
@@ -177,7 +185,7 @@ async function main() {
   try {
     const call = await browser.$('button[aria-label="Call Mrs Kim"]');
     await call.waitForEnabled({ timeout: 30_000 });
-    await shot(browser, "family-idle");
+    await shot("family-idle");
     const t0 = Date.now();
     await call.click();
     const remote = await browser.$("canvas.video[data-peer]");
@@ -194,7 +202,7 @@ async function main() {
     console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer}, decoded in the page)`);
     const s = await paintedPattern(browser, "canvas.self-view");
     console.log(`family: self-view painted (${s.colours} colours)`);
-    await shot(browser, "family-in-call");
+    await shot("family-in-call");
     const quality = await (await browser.$(".quality")).getText();
     if (!/connection/i.test(quality)) throw new Error(`quality in words missing: ${quality}`);
     await (await browser.$("button.btn-end")).click();
@@ -222,7 +230,7 @@ async function main() {
       return r.width === 1280 && r.height === 800 ? r : null;
     }, 10_000);
     console.log(`resident: kiosk window fills the screen (${rect.width}x${rect.height})`);
-    await shot(browser, "resident-idle");
+    await shot("resident-idle");
     const stats = join(work, "caller.json");
     const caller = start(
       cli,
@@ -232,7 +240,7 @@ async function main() {
     const countdown = await browser.$(".countdown");
     await countdown.waitForExist({ timeout: 20_000 });
     console.log(`resident: incoming call shows "${await countdown.getText()}"`);
-    await shot(browser, "resident-auto-answer");
+    await shot("resident-auto-answer");
     const remote = await browser.$("canvas.video[data-peer]");
     await remote.waitForExist({ timeout: 20_000 });
     const peer = await remote.getAttribute("data-peer");
@@ -240,7 +248,7 @@ async function main() {
     const path = await browser.execute((p) => window.hearthVideo.path(p), peer);
     if (path !== "pictures") throw new Error(`--decode-video-here should send decoded pictures, but video came as ${path}`);
     console.log(`resident: answered by itself; remote canvas shows the pattern (${r.colours} colours, decoded by the app)`);
-    await shot(browser, "resident-in-call");
+    await shot("resident-in-call");
     const code = await new Promise((ok) => caller.on("exit", ok));
     if (code !== 0) throw new Error(`hearth-cli caller exited ${code}:\n${caller.log()}`);
     const report = JSON.parse(readFileSync(stats, "utf8"));

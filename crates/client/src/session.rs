@@ -129,7 +129,7 @@ impl Session {
         let (state_tx, state_rx) = watch::channel(state.clone());
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = mpsc::unbounded_channel();
-        let (video_tx, video_rx) = mpsc::channel(8);
+        let (video_tx, video_rx) = mpsc::channel(PICTURES_HELD);
         tokio::spawn(present_video(video_rx, options.video.clone()));
         let actor = Actor {
             store,
@@ -138,7 +138,6 @@ impl Session {
             camera: options.camera,
             video: options.video,
             video_tx,
-            decode_here: false,
             state,
             state_tx,
             room: None,
@@ -359,23 +358,31 @@ enum Picture {
     Encoded(EncodedVideoFrame),
 }
 
-/// Holds each remote picture until its presentation time (lip sync), then hands it on.
-async fn present_video(mut rx: mpsc::Receiver<Picture>, sink: Arc<dyn VideoSink>) {
-    while let Some(p) = rx.recv().await {
-        match p {
-            Picture::Decoded(f) => {
-                tokio::time::sleep_until(f.present_at.into()).await;
-                sink.remote(f.peer.as_str(), &f.frame);
-            }
-            Picture::Encoded(f) => {
-                tokio::time::sleep_until(f.present_at.into()).await;
-                sink.remote_encoded(&f);
-            }
+impl Picture {
+    fn present_at(&self) -> std::time::Instant {
+        match self {
+            Self::Decoded(f) => f.present_at,
+            Self::Encoded(f) => f.present_at,
         }
     }
 }
 
-fn now_ms() -> f64 {
+/// Holds each remote picture (or encoded frame) until its presentation time (lip sync), then
+/// hands it on.
+async fn present_video(mut rx: mpsc::Receiver<Picture>, sink: Arc<dyn VideoSink>) {
+    while let Some(p) = rx.recv().await {
+        tokio::time::sleep_until(p.present_at().into()).await;
+        match p {
+            Picture::Decoded(f) => sink.remote(f.peer.as_str(), &f.frame),
+            Picture::Encoded(f) => sink.remote_encoded(&f),
+        }
+    }
+}
+
+/// Pictures held for their lip-sync moment: a second of video, more than any audio delay.
+const PICTURES_HELD: usize = 32;
+
+pub(crate) fn now_ms() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -393,8 +400,6 @@ struct Actor {
     camera: (u32, u32, u32),
     video: Arc<dyn VideoSink>,
     video_tx: mpsc::Sender<Picture>,
-    /// The sink cannot decode: the engine decodes (`Session::decode_video_here`).
-    decode_here: bool,
     state: AppState,
     state_tx: watch::Sender<AppState>,
     room: Option<Room>,
@@ -554,9 +559,6 @@ impl Actor {
             },
         };
         o.self_view = true;
-        if self.decode_here {
-            o.forward_encoded.clear();
-        }
         o
     }
 
@@ -758,10 +760,11 @@ impl Actor {
                 }
             }
             Command::DecodeVideoHere => {
-                if !self.decode_here && !self.room_options.forward_encoded.is_empty() {
+                // From now on, for every later connection too: nothing is forwarded.
+                if !self.room_options.forward_encoded.is_empty() {
                     tracing::info!("the page cannot decode video; decoding it here");
+                    self.room_options.forward_encoded.clear();
                 }
-                self.decode_here = true;
                 if let Some(room) = &self.room {
                     let _ = room.set_forward_encoded(false).await;
                 }

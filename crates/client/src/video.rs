@@ -38,13 +38,13 @@ pub const KIND_REMOTE: u8 = 1;
 /// Our self-view.
 pub const KIND_LOCAL: u8 = 2;
 /// A remote peer's encoded frame.
-pub const KIND_ENCODED: u8 = 3;
+const KIND_ENCODED: u8 = 3;
 /// Codec byte of an encoded frame: VP8.
-pub const CODEC_VP8: u8 = 1;
+const CODEC_VP8: u8 = 1;
 /// Codec byte of an encoded frame: H.264.
-pub const CODEC_H264: u8 = 2;
+const CODEC_H264: u8 = 2;
 /// Header bytes before the id.
-pub const HEADER: usize = 20;
+const HEADER: usize = 20;
 
 /// The header's first 12 bytes, then the time, the id and its padding: the caller appends
 /// the body. One allocation.
@@ -54,17 +54,15 @@ fn start(head: [u8; 12], peer: &str, body: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + padded + body);
     out.extend_from_slice(&head);
     out[1] = id.len() as u8;
-    let sent_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    out.extend_from_slice(&sent_ms.to_le_bytes());
+    out.extend_from_slice(&crate::session::now_ms().to_le_bytes());
     out.extend_from_slice(id);
     out.resize(HEADER + padded, 0);
     out
 }
 
-/// Builds a decoded picture's message: one allocation, one copy of the planes.
-pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
+/// A decoded picture's message ([`KIND_REMOTE`] or [`KIND_LOCAL`]): one allocation, one copy
+/// of the planes.
+pub fn picture_message(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
     let planes = frame.as_bytes();
     let mut head = [0u8; 12];
     head[0] = kind;
@@ -75,8 +73,8 @@ pub fn encode(kind: u8, peer: &str, frame: &I420Frame) -> Vec<u8> {
     out
 }
 
-/// Builds an encoded frame's message (`seq` wraps at 2^32; the page compares modulo that).
-pub fn encode_frame(frame: &EncodedVideoFrame) -> Vec<u8> {
+/// An encoded frame's message (`seq` wraps at 2^32; the page compares modulo that).
+pub fn frame_message(frame: &EncodedVideoFrame) -> Vec<u8> {
     let mut head = [0u8; 12];
     head[0] = KIND_ENCODED;
     head[2] = match frame.codec {
@@ -91,48 +89,48 @@ pub fn encode_frame(frame: &EncodedVideoFrame) -> Vec<u8> {
     out
 }
 
-/// A message read back (for tests and tools).
-#[derive(Debug, PartialEq)]
-pub struct Decoded<'a> {
-    /// [`KIND_REMOTE`] or [`KIND_LOCAL`].
-    pub kind: u8,
-    /// The sender's id.
-    pub peer: &'a str,
-    /// Picture width.
-    pub width: u32,
-    /// Picture height.
-    pub height: u32,
-    /// When it was sent, ms since the Unix epoch.
-    pub sent_ms: f64,
-    /// The I420 planes.
-    pub planes: &'a [u8],
-}
-
-/// Reads a message; `None` when it is malformed.
-pub fn decode(buf: &[u8]) -> Option<Decoded<'_>> {
-    let header = buf.get(..HEADER)?;
-    let n = usize::from(header[1]);
-    let width = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    let height = u32::from_le_bytes(header[8..12].try_into().ok()?);
-    let sent_ms = f64::from_le_bytes(header[12..20].try_into().ok()?);
-    let start = HEADER + n.div_ceil(4) * 4;
-    let peer = std::str::from_utf8(buf.get(HEADER..HEADER + n)?).ok()?;
-    let planes = buf.get(start..)?;
-    let luma = (width as usize).checked_mul(height as usize)?;
-    (planes.len() == luma + luma / 2).then_some(Decoded {
-        kind: header[0],
-        peer,
-        width,
-        height,
-        sent_ms,
-        planes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A decoded picture's message read back.
+    #[derive(Debug, PartialEq)]
+    struct Decoded<'a> {
+        /// [`KIND_REMOTE`] or [`KIND_LOCAL`].
+        kind: u8,
+        /// The sender's id.
+        peer: &'a str,
+        /// Picture width.
+        width: u32,
+        /// Picture height.
+        height: u32,
+        /// When it was sent, ms since the Unix epoch.
+        sent_ms: f64,
+        /// The I420 planes.
+        planes: &'a [u8],
+    }
+
+    /// Reads a message; `None` when it is malformed.
+    fn decode(buf: &[u8]) -> Option<Decoded<'_>> {
+        let header = buf.get(..HEADER)?;
+        let n = usize::from(header[1]);
+        let width = u32::from_le_bytes(header[4..8].try_into().ok()?);
+        let height = u32::from_le_bytes(header[8..12].try_into().ok()?);
+        let sent_ms = f64::from_le_bytes(header[12..20].try_into().ok()?);
+        let start = HEADER + n.div_ceil(4) * 4;
+        let peer = std::str::from_utf8(buf.get(HEADER..HEADER + n)?).ok()?;
+        let planes = buf.get(start..)?;
+        let luma = (width as usize).checked_mul(height as usize)?;
+        (planes.len() == luma + luma / 2).then_some(Decoded {
+            kind: header[0],
+            peer,
+            width,
+            height,
+            sent_ms,
+            planes,
+        })
+    }
 
     #[test]
     fn encoded_frames_carry_their_header() {
@@ -145,7 +143,7 @@ mod tests {
             rtp_timestamp: 90_000,
             present_at: std::time::Instant::now(),
         };
-        let msg = encode_frame(&frame);
+        let msg = frame_message(&frame);
         assert_eq!(msg.len(), HEADER + 4 + 5);
         assert_eq!(&msg[..4], &[KIND_ENCODED, 2, CODEC_VP8, 1]);
         assert_eq!(u32::from_le_bytes(msg[4..8].try_into().unwrap()), 7);
@@ -158,7 +156,7 @@ mod tests {
     fn round_trips() {
         let mut f = I420Frame::black(64, 48);
         f.planes_mut().0[5] = 200;
-        let msg = encode(KIND_REMOTE, "3f2a-peer", &f);
+        let msg = picture_message(KIND_REMOTE, "3f2a-peer", &f);
         assert_eq!(msg.len(), HEADER + 12 + 64 * 48 * 3 / 2);
         let d = decode(&msg).unwrap();
         assert_eq!(
@@ -167,7 +165,7 @@ mod tests {
         );
         assert_eq!(d.planes, f.as_bytes());
         assert!(decode(&msg[..msg.len() - 1]).is_none());
-        let local = encode(KIND_LOCAL, "", &f);
+        let local = picture_message(KIND_LOCAL, "", &f);
         assert_eq!(decode(&local).unwrap().peer, "");
     }
 }

@@ -89,7 +89,7 @@ impl Room {
             AudioOutput::Speaker { id } => Sink::Speaker(id.clone()),
         };
         let (audio_out, speaker_error) = AudioOut::start(output, processing, app_tx.clone());
-        let options_forward_empty = options.forward_encoded.is_empty();
+        let forwarding = Arc::new(AtomicBool::new(!options.forward_encoded.is_empty()));
         let mut actor = Actor {
             options: Arc::new(options),
             sink,
@@ -109,7 +109,7 @@ impl Room {
             addresses: Vec::new(),
             announced_in_call: false,
             closed_by_server: None,
-            forwarding: Arc::new(AtomicBool::new(!options_forward_empty)),
+            forwarding,
         };
         actor.on_server(first).await;
         if let Some(e) = speaker_error {

@@ -31,15 +31,15 @@ pub struct PeerStats {
     pub estimate_bps: u64,
     /// Decoded frames per second over the last interval.
     pub recv_fps: f64,
-    /// Decoded picture size.
+    /// Received picture size (decoded, or declared by a forwarded keyframe).
     pub recv_width: u32,
-    /// Decoded picture size.
+    /// Received picture size (decoded, or declared by a forwarded keyframe).
     pub recv_height: u32,
     /// Frames we sent in total.
     pub frames_sent: u64,
-    /// Frames we decoded in total.
+    /// Frames we decoded in total (or handed over whole, with `RoomOptions::forward_encoded`).
     pub frames_decoded: u64,
-    /// Gaps of more than half a second between decoded frames.
+    /// Gaps of more than half a second between those frames.
     pub freezes: u64,
     /// ICE restarts this side made (after a failure or a network change).
     pub ice_restarts: u64,
@@ -80,7 +80,7 @@ pub(crate) struct RateSampler {
 
 impl RateSampler {
     pub fn sample(&mut self, shared: &LinkShared, now: Instant) -> (f64, u64) {
-        let frames = shared.counters.frames_decoded.load(Ordering::Relaxed);
+        let frames = shared.counters.frames_delivered.load(Ordering::Relaxed);
         let bytes = shared.counters.video_bytes_received.load(Ordering::Relaxed);
         let out = match self.last {
             Some((t, f, b)) => {
@@ -165,10 +165,10 @@ pub(crate) async fn peer_stats(
         send_video_bitrate_bps: c.video_bitrate.load(Ordering::Relaxed),
         estimate_bps: shared.target_bitrate.load(Ordering::Relaxed),
         recv_fps,
-        recv_width: c.decoded_width.load(Ordering::Relaxed) as u32,
-        recv_height: c.decoded_height.load(Ordering::Relaxed) as u32,
+        recv_width: c.picture_width.load(Ordering::Relaxed) as u32,
+        recv_height: c.picture_height.load(Ordering::Relaxed) as u32,
         frames_sent: c.frames_sent.load(Ordering::Relaxed),
-        frames_decoded: c.frames_decoded.load(Ordering::Relaxed),
+        frames_decoded: c.frames_delivered.load(Ordering::Relaxed),
         freezes: c.freezes.load(Ordering::Relaxed),
         ice_restarts: c.ice_restarts.load(Ordering::Relaxed),
         keyframes_received: c.keyframes_received.load(Ordering::Relaxed),

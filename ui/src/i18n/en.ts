@@ -109,6 +109,13 @@ export const en = {
   "check.cameraDetail": "Picture {width} × {height}",
   "check.micDetail": "Sound level {level} %",
   "check.serverDetail": "Answered in {ms} ms",
+  "check.cameraFailed": "No picture. Check that the camera is plugged in and no other program uses it.",
+  "check.microphoneFailed": "No sound. Check that the microphone is plugged in and no other program uses it.",
+  "check.speakerFailed": "The speaker did not play. Check that it is plugged in and switched on.",
+  "check.serverFailed": "Hearth could not be reached. Check the internet connection.",
+  "check.relayFailed": "The relay did not answer. Calls may not connect on some networks.",
+  "call.rtt": "{ms} ms",
+  "call.rate": "{kbps} kbit/s",
 
   "notice.camera": "Your camera could not be used. The call goes on without your picture.",
   "notice.microphone": "Your microphone could not be used. The others cannot hear you.",

@@ -27,13 +27,13 @@ export function connectionView(c: Connection, now: number): ConnectionView {
   }
 }
 
-export type Banner = { icon: "good" | "weak" | "reconnecting" | "paused" | "camera_off"; key: MessageKey };
+export type Banner = { icon: "weak" | "reconnecting" | "paused" | "camOff"; key: MessageKey };
 
-/** The one most important thing to say about a peer's connection, if anything. */
+/** What to say about a peer's connection and pictures, most important first; nothing when all is well. */
 export function callBanners(p: CallPeer): Banner[] {
   const out: Banner[] = [];
   if (p.quality === "reconnecting") out.push({ icon: "reconnecting", key: "quality.reconnecting" });
-  if (p.their_video === "camera_off") out.push({ icon: "camera_off", key: "video.cameraOff" });
+  if (p.their_video === "camera_off") out.push({ icon: "camOff", key: "video.cameraOff" });
   else if (p.their_video === "paused_weak") out.push({ icon: "paused", key: "video.pausedWeak" });
   if (p.our_video_paused) out.push({ icon: "paused", key: "video.ourPaused" });
   if (out.length === 0 && p.quality === "weak") out.push({ icon: "weak", key: "quality.weak" });

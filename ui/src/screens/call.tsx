@@ -95,8 +95,8 @@ export function InCall({ call, variant }: { call: Extract<CallView, { state: "ac
           <Icon name={first.quality} />
           {t.t(qualityKey(first))}
           <span class="numbers">
-            {first.rtt_ms !== null && ` · ${t.number(first.rtt_ms)} ms`}
-            {` · ${t.number(first.receive_kbps ?? 0)} kbit/s`}
+            {first.rtt_ms !== null && ` · ${t.t("call.rtt", { ms: first.rtt_ms })}`}
+            {` · ${t.t("call.rate", { kbps: first.receive_kbps ?? 0 })}`}
           </span>
         </p>
       )}

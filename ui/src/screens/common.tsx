@@ -5,28 +5,28 @@ import { type Banner, callBanners } from "../logic/connection";
 import { useApp } from "../context";
 import { attach } from "../video/registry";
 
+// Simple shapes, drawn inline so nothing needs loading.
+const ICONS: Record<string, string> = {
+  phone: "M6 3h4l2 5-3 2a11 11 0 0 0 5 5l2-3 5 2v4a2 2 0 0 1-2 2A17 17 0 0 1 4 5a2 2 0 0 1 2-2z",
+  end: "M3 14c5-5 13-5 18 0l-2 3-4-1v-3a9 9 0 0 0-6 0v3l-4 1z",
+  mic: "M12 3a3 3 0 0 1 3 3v6a3 3 0 0 1-6 0V6a3 3 0 0 1 3-3zm-7 9a7 7 0 0 0 14 0M12 19v3",
+  micOff: "M3 3l18 18M9 9v3a3 3 0 0 0 5 2M15 10V6a3 3 0 0 0-6 0M5 12a7 7 0 0 0 11 5M19 12a7 7 0 0 1-1 3M12 19v3",
+  cam: "M3 7h12v10H3zM15 10l6-3v10l-6-3z",
+  camOff: "M3 3l18 18M3 7h8M15 11v6H3V7M15 10l6-3v10l-6-3",
+  good: "M4 18h3v-4H4zm6 0h3v-8h-3zm6 0h3V6h-3z",
+  weak: "M4 18h3v-4H4zm6 0h3v-8h-3z",
+  reconnecting: "M20 12a8 8 0 1 1-3-6.3M20 4v5h-5",
+  paused: "M7 5h4v14H7zm6 0h4v14h-4z",
+  settings: "M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8zm9 4-2-1 1-3-3-1-1-3h-3l-1 2-2-2-2 2 1 2-3 1 1 3-2 1v3l2 1-1 3 3 1 1 3h3l1-2 2 2 2-2-1-2 3-1-1-3 2-1z",
+  check: "M4 12l5 5L20 6",
+  cross: "M5 5l14 14M19 5L5 19",
+};
+
+/** An icon, hidden from screen readers (the words next to it say the same). */
 export function Icon({ name }: { name: string }) {
-  // Simple shapes, drawn inline so nothing needs loading; hidden from screen readers (the
-  // words next to them say the same).
-  const paths: Record<string, string> = {
-    phone: "M6 3h4l2 5-3 2a11 11 0 0 0 5 5l2-3 5 2v4a2 2 0 0 1-2 2A17 17 0 0 1 4 5a2 2 0 0 1 2-2z",
-    end: "M3 14c5-5 13-5 18 0l-2 3-4-1v-3a9 9 0 0 0-6 0v3l-4 1z",
-    mic: "M12 3a3 3 0 0 1 3 3v6a3 3 0 0 1-6 0V6a3 3 0 0 1 3-3zm-7 9a7 7 0 0 0 14 0M12 19v3",
-    micOff: "M3 3l18 18M9 9v3a3 3 0 0 0 5 2M15 10V6a3 3 0 0 0-6 0M5 12a7 7 0 0 0 11 5M19 12a7 7 0 0 1-1 3M12 19v3",
-    cam: "M3 7h12v10H3zM15 10l6-3v10l-6-3z",
-    camOff: "M3 3l18 18M3 7h8M15 11v6H3V7M15 10l6-3v10l-6-3",
-    good: "M4 18h3v-4H4zm6 0h3v-8h-3zm6 0h3V6h-3z",
-    weak: "M4 18h3v-4H4zm6 0h3v-8h-3z",
-    reconnecting: "M20 12a8 8 0 1 1-3-6.3M20 4v5h-5",
-    paused: "M7 5h4v14H7zm6 0h4v14h-4z",
-    settings: "M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8zm9 4-2-1 1-3-3-1-1-3h-3l-1 2-2-2-2 2 1 2-3 1 1 3-2 1v3l2 1-1 3 3 1 1 3h3l1-2 2 2 2-2-1-2 3-1-1-3 2-1z",
-    check: "M4 12l5 5L20 6",
-    cross: "M5 5l14 14M19 5L5 19",
-  };
-  const aliases: Record<string, string> = { camera_off: "camOff" };
   return (
     <svg class="icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
-      <path d={paths[aliases[name] ?? name] ?? ""} />
+      <path d={ICONS[name] ?? ""} />
     </svg>
   );
 }

@@ -122,7 +122,8 @@ function CheckRow({ part, item }: { part: (typeof checkParts)[number]; item: Che
   let detail = "";
   if (item) {
     status = item.status === "ok" ? t.t("check.ok") : item.status === "failed" ? t.t("check.failed") : t.t("check.notConfigured");
-    if (item.status === "failed" && item.message) detail = item.message;
+    // The page's own words: the app's detail is an English sentence.
+    if (item.status === "failed") detail = t.t(`check.${part}Failed`);
     else if (item.size) detail = t.t("check.cameraDetail", { width: item.size[0], height: item.size[1] });
     else if (item.level_percent !== null && item.level_percent !== undefined) detail = t.t("check.micDetail", { level: item.level_percent });
     else if (item.ms !== null && item.ms !== undefined) detail = t.t("check.serverDetail", { ms: Math.round(item.ms) });

@@ -70,7 +70,7 @@ export function setVideoControls(c: VideoControls) {
 }
 
 /** Checks that the page can decode VP8; if not, the app decodes from now on. */
-export async function checkDecoding(): Promise<boolean> {
+export async function checkDecoding(): Promise<void> {
   let ok = false;
   try {
     ok = typeof VideoDecoder !== "undefined" && ((await VideoDecoder.isConfigSupported({ codec: "vp8" })).supported ?? false);
@@ -78,7 +78,6 @@ export async function checkDecoding(): Promise<boolean> {
     ok = false;
   }
   if (!ok) giveUpDecoding("this page has no VP8 decoder");
-  return ok;
 }
 
 function giveUpDecoding(why: string) {
@@ -112,7 +111,7 @@ function noteDelay(sentMs: number) {
   delaysSeen++;
 }
 
-export function onPicture(buf: ArrayBuffer) {
+export function onVideoMessage(buf: ArrayBuffer) {
   if (messageKind(buf) === KIND_ENCODED) {
     const f = readEncoded(buf);
     if (f) onEncoded(f);
@@ -184,18 +183,16 @@ function makeDecoder(peer: string, d: PeerDecoder, codec: string): VideoDecoder 
       output: (frame) => {
         const sentMs = d.sent.get(frame.timestamp);
         d.sent.delete(frame.timestamp);
-        try {
-          const r = renderers.get(peer);
-          if (r) {
-            r.drawFrame(frame);
-            painted.set(peer, (painted.get(peer) ?? 0) + 1);
-            paths.set(peer, "webcodecs");
-            if (sentMs !== undefined) noteDelay(sentMs);
-            remoteDrawn();
-          }
-        } finally {
+        const r = renderers.get(peer);
+        if (!r) {
           frame.close();
+          return;
         }
+        r.drawFrame(frame);
+        painted.set(peer, (painted.get(peer) ?? 0) + 1);
+        paths.set(peer, "webcodecs");
+        if (sentMs !== undefined) noteDelay(sentMs);
+        remoteDrawn();
       },
       error: (e) => decoderFailed(peer, d, e),
     });

@@ -7,7 +7,7 @@ import type { Picture } from "./message";
 export interface Renderer {
   readonly kind: "webgl" | "canvas2d";
   draw(p: Picture): void;
-  /** Draws a decoded frame; the caller closes it. */
+  /** Draws a decoded frame and closes it (at once, or when an asynchronous copy is done). */
   drawFrame(f: VideoFrame): void;
 }
 
@@ -134,16 +134,26 @@ class GlRenderer implements Renderer {
 
   private planes = { bytes: new Uint8Array(0) };
 
+  /** A copy out of a frame is under way: frames meanwhile are skipped, not queued (they
+   *  would share the one buffer). */
+  private copying = false;
+
   drawFrame(f: VideoFrame) {
-    // Our decoders give I420: its planes go up as they are. Copying out is asynchronous, so
-    // the frame is drawn from a copy once it is there.
-    const copy = new VideoFrame(f);
-    void framePlanes(copy, this.planes)
+    // Our decoders give I420: its planes go up as they are, once copied out (asynchronously).
+    if (this.copying) {
+      f.close();
+      return;
+    }
+    this.copying = true;
+    void framePlanes(f, this.planes)
       .then((p) => {
         if (p) this.draw(p);
-        else console.warn("a decoded frame in an unexpected format", copy.format);
+        else console.warn("a decoded frame in an unexpected format", f.format);
       })
-      .finally(() => copy.close());
+      .finally(() => {
+        f.close();
+        this.copying = false;
+      });
   }
 }
 
@@ -229,7 +239,11 @@ class SoftwareRenderer implements Renderer {
       this.canvas.height = f.displayHeight;
       this.image = null;
     }
-    this.ctx.drawImage(f, 0, 0);
+    try {
+      this.ctx.drawImage(f, 0, 0);
+    } finally {
+      f.close();
+    }
   }
 }
 

@@ -69,11 +69,7 @@ pub async fn microphone(audio: AudioInput) -> Result<Option<f32>, DeviceError> {
                         continue;
                     }
                     if let Ok(n) = decoder.decode(&p.payload, &mut pcm, false) {
-                        let rms = (pcm[..n].iter().map(|s| f32::from(*s).powi(2)).sum::<f32>()
-                            / n.max(1) as f32)
-                            .sqrt()
-                            / 32768.0;
-                        loudest = loudest.max(rms);
+                        loudest = loudest.max(super::tone::rms(&pcm[..n]));
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -75,13 +75,15 @@ pub(crate) enum LinkEvent {
 #[derive(Debug, Default)]
 pub(crate) struct LinkCounters {
     pub frames_sent: AtomicU64,
-    pub frames_decoded: AtomicU64,
+    /// Pictures handed to the user: decoded here, or whole for a front end that decodes.
+    pub frames_delivered: AtomicU64,
     pub keyframes_received: AtomicU64,
     pub keyframe_requests_sent: AtomicU64,
     pub keyframe_requests_received: AtomicU64,
     pub video_bytes_received: AtomicU64,
-    pub decoded_width: AtomicU64,
-    pub decoded_height: AtomicU64,
+    /// Size of the latest picture delivered (a forwarded VP8 keyframe declares it).
+    pub picture_width: AtomicU64,
+    pub picture_height: AtomicU64,
     pub freezes: AtomicU64,
     pub ice_restarts: AtomicU64,
     pub last_frame_at: Mutex<Option<Instant>>,

@@ -130,15 +130,11 @@ pub(super) async fn receive_video(
                     }
                     was_forwarding = forward;
                     let handed = if forward {
-                        note_picture(
-                            &shared,
-                            if codec == VideoCodec::Vp8 && frame.keyframe {
-                                hearth_codec::vp8_keyframe_size(&frame.data)
-                            } else {
-                                None
-                            },
-                            now,
-                        );
+                        let size = if codec == VideoCodec::Vp8 && frame.keyframe {
+                            hearth_codec::vp8_keyframe_size(&frame.data)
+                        } else {
+                            None
+                        };
                         let event = RoomEvent::RemoteEncodedVideo(EncodedVideoFrame {
                             peer: shared.peer.clone(),
                             codec,
@@ -149,7 +145,10 @@ pub(super) async fn receive_video(
                             present_at: present_at(&shared, arrived, now),
                         });
                         let sent = shared.app.try_send(event).is_ok();
-                        forwarded += u64::from(sent);
+                        if sent {
+                            forwarded += 1;
+                            note_picture(&shared, size, now);
+                        }
                         sent
                     } else {
                         let job = DecodeJob {
@@ -186,10 +185,10 @@ pub(super) async fn receive_video(
 /// size when known, and a freeze when the last one was over half a second ago.
 fn note_picture(shared: &LinkShared, size: Option<(u32, u32)>, now: Instant) {
     let c = &shared.counters;
-    c.frames_decoded.fetch_add(1, Ordering::Relaxed);
+    c.frames_delivered.fetch_add(1, Ordering::Relaxed);
     if let Some((width, height)) = size {
-        c.decoded_width.store(u64::from(width), Ordering::Relaxed);
-        c.decoded_height.store(u64::from(height), Ordering::Relaxed);
+        c.picture_width.store(u64::from(width), Ordering::Relaxed);
+        c.picture_height.store(u64::from(height), Ordering::Relaxed);
     }
     if let Ok(mut last) = c.last_frame_at.lock() {
         if last.is_some_and(|t| now.duration_since(t) > Duration::from_millis(500)) {
