@@ -20,14 +20,7 @@ async fn presence_camera_off_mute_and_self_view() {
 
     // A newcomer learns at once that both are busy.
     let mut cho = join(&server, "kim", "Cho", loopback_options()).await;
-    for who in [&ann_id, &kim_id] {
-        expect_event(
-            &mut cho,
-            "presence: in a call",
-            |e| matches!(e, RoomEvent::PeerPresence { peer, in_call: true } if peer == who),
-        )
-        .await;
-    }
+    expect_presence(&mut cho, &[&ann_id, &kim_id], true).await;
 
     // Ann sees herself.
     let own = expect_event(&mut ann, "a self-view picture", |e| {
@@ -87,13 +80,24 @@ async fn presence_camera_off_mute_and_self_view() {
 
     // The call ends: Cho sees both free again.
     ann.room.hang_up_all().await.unwrap();
-    for who in [&ann_id, &kim_id] {
-        expect_event(
-            &mut cho,
-            "presence: free",
-            |e| matches!(e, RoomEvent::PeerPresence { peer, in_call: false } if peer == who),
+    expect_presence(&mut cho, &[&ann_id, &kim_id], false).await;
+}
+
+/// Waits until `watcher` has heard every one of `peers` announce `in_call`, in whatever order
+/// their announcements arrive (each travels its own way through the server).
+async fn expect_presence(watcher: &mut Peer, peers: &[&PeerId], in_call: bool) {
+    let mut missing: Vec<PeerId> = peers.iter().map(|p| (*p).clone()).collect();
+    while !missing.is_empty() {
+        let RoomEvent::PeerPresence { peer, .. } = expect_event(
+            watcher,
+            &format!("presence (in a call: {in_call}) from {missing:?}"),
+            |e| matches!(e, RoomEvent::PeerPresence { peer, in_call: c } if *c == in_call && missing.contains(peer)),
         )
-        .await;
+        .await
+        else {
+            unreachable!()
+        };
+        missing.retain(|p| *p != peer);
     }
 }
 
