@@ -180,7 +180,7 @@ async fn spawn(target: Target) -> (tokio::process::Child, String) {
     let mut cmd = match target {
         Target::Hearth => {
             let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth-signaling"));
-            c.args(["serve", "--listen", "127.0.0.1:0"])
+            c.args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
                 .env("HEARTH_SECRET", SECRET)
                 .env("RUST_LOG", "warn");
             c

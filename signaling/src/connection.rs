@@ -312,6 +312,10 @@ impl Conn {
                 self.hub.decide(peer, id, &who, Some(reason)),
                 "Only a clinician in the call can turn people away.",
             ),
+            ClientMessage::Check { result, request } => {
+                self.hub.check(peer, id, result, request);
+                return false;
+            }
             ClientMessage::Leave => {
                 self.hub.depart(peer, id, true);
                 self.close(1000, "left");

@@ -2,21 +2,24 @@
 //! effects, and cuts off connections that cannot keep up. One lock guards both maps so a change
 //! and the messages it causes are ordered the same for everyone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
+use hearth_proto::care::{AuditRecord, CheckReport, CheckResult, Rules};
 use hearth_proto::{ErrorCode, PeerId, Role, ServerMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
+use crate::persist::Write;
 use crate::room::{Effect, Entrant, Placement, Room};
+use crate::store::{Store, StoreError};
 use crate::token::{Claims, TokenKeys};
 
 /// What a connection's writer sends.
@@ -63,12 +66,54 @@ struct Link {
     room: String,
     role: Role,
     sub: String,
+    name: String,
+    /// The invitation the token came from, if it did.
+    inv: Option<String>,
+    /// When this connection joined, ms since the Unix epoch.
+    since_ms: u64,
+    /// Its latest pre-call check.
+    check: Option<CheckReport>,
+}
+
+/// Staff asked a tablet to run its check; the answer goes to `reply`.
+#[derive(Debug)]
+struct PendingCheck {
+    sub: String,
+    reply: oneshot::Sender<CheckReport>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     rooms: HashMap<String, Room>,
     peers: HashMap<PeerId, Link>,
+    /// Withdrawn invitations: their tokens are refused.
+    revoked: HashSet<String>,
+    /// Residents' rules by the tablet's subject.
+    rules: HashMap<String, Rules>,
+    /// Checks staff asked for, by request id.
+    checks: HashMap<String, PendingCheck>,
+}
+
+/// A connected resident's tablet, for the staff console.
+#[derive(Debug, Clone)]
+pub(crate) struct OnlineTablet {
+    pub name: String,
+    pub room: String,
+    pub since_ms: u64,
+    pub check: Option<CheckReport>,
+}
+
+/// Whether people with these roles and subjects may signal each other under residents' rules:
+/// between a resident and someone else who is not staff or a clinician, the resident's rules
+/// must list the other.
+fn rules_allow(rules: &HashMap<String, Rules>, a: (Role, &str), b: (Role, &str)) -> bool {
+    let exempt = |r: Role| matches!(r, Role::Staff | Role::Clinician | Role::Resident);
+    let check = |resident: (Role, &str), other: (Role, &str)| {
+        resident.0 != Role::Resident
+            || exempt(other.0)
+            || rules.get(resident.1).is_none_or(|r| r.allows(other.1))
+    };
+    check(a, b) && check(b, a)
 }
 
 /// Shared state of one server.
@@ -81,6 +126,14 @@ pub struct Hub {
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// Invitations, tablets and the audit trail.
+    pub(crate) store: Arc<Store>,
+    /// Limits invitation codes tried, across all clients.
+    pub(crate) redeem_limiter: governor::DefaultDirectRateLimiter,
+    /// Where the server listens, for invitation links when no public URL is set.
+    pub(crate) listen: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Writes for the store, saved off the lock by [`crate::persist::run`].
+    writes: mpsc::UnboundedSender<Write>,
     state: Mutex<State>,
     next_conn: AtomicU64,
 }
@@ -93,16 +146,61 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 impl Hub {
-    pub(crate) fn new(options: ServerOptions) -> Hub {
-        Hub {
+    /// A hub over `store`, loading the revoked invitations and residents' rules it enforces.
+    /// The receiver must be handed to [`crate::persist::run`].
+    pub(crate) fn new(
+        options: ServerOptions,
+        store: Arc<Store>,
+    ) -> Result<(Hub, mpsc::UnboundedReceiver<Write>), StoreError> {
+        let state = State {
+            revoked: store.revoked_ids()?,
+            rules: store.all_rules()?.into_iter().collect(),
+            ..State::default()
+        };
+        let (writes, rx) = mpsc::unbounded_channel();
+        let per_second = std::num::NonZeroU32::new(options.limits.redeem_per_second)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let hub = Hub {
+            redeem_limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            listen: std::sync::OnceLock::new(),
             keys: TokenKeys::new(&options.secret),
             options,
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            state: Mutex::new(State::default()),
+            store,
+            writes,
+            state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
+        };
+        Ok((hub, rx))
+    }
+
+    /// The base of invitation links: the public URL, or this server's own address.
+    pub(crate) fn public_url(&self) -> String {
+        match (&self.options.public_url, self.listen.get()) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Some(addr)) => format!("http://{addr}"),
+            (None, None) => "http://localhost".to_owned(),
         }
+    }
+
+    /// True when `inv` names a withdrawn invitation.
+    pub(crate) fn is_revoked(&self, inv: Option<&str>) -> bool {
+        inv.is_some_and(|i| self.lock().revoked.contains(i))
+    }
+
+    fn write(&self, w: Write) {
+        if self.writes.send(w).is_err() {
+            warn!("the store writer has stopped; a record was not saved");
+        }
+    }
+
+    /// Resolves once everything queued for the store so far is saved.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Flush(tx));
+        let _ = rx.await;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -124,6 +222,13 @@ impl Hub {
         let now = unix_ms();
         let fresh = PeerId(uuid::Uuid::new_v4().simple().to_string());
         let mut state = self.lock();
+        if claims
+            .inv
+            .as_ref()
+            .is_some_and(|i| state.revoked.contains(i))
+        {
+            return Err(ErrorCode::Revoked);
+        }
         let capacity = self.options.limits.max_participants;
         let room = state
             .rooms
@@ -154,9 +259,14 @@ impl Hub {
             room: claims.room.clone(),
             role: claims.role,
             sub: claims.sub.clone(),
+            name: claims.name.clone(),
+            inv: claims.inv.clone(),
+            since_ms: now,
+            check: None,
         };
         if let Some(old) = state.peers.insert(peer.clone(), link) {
             // The same patient reconnected while the server still held the old socket.
+            self.unlinked(&old, now);
             self.close_conn(
                 &old.conn,
                 ErrorCode::Replaced,
@@ -164,8 +274,37 @@ impl Hub {
             );
         }
         self.apply(&mut state, out, now);
+        if claims.role == Role::Resident {
+            let rules = state.rules.get(&claims.sub).cloned().unwrap_or_default();
+            let msg = ServerMessage::Rules { rules };
+            if let (Some(link), Some(text)) = (state.peers.get(&peer), encode(&msg)) {
+                self.deliver(&link.conn, Outbound::message(text));
+            }
+            self.tablet_seen(claims, now);
+        }
         self.metrics.rooms.set(state.rooms.len() as f64);
         Ok((peer, waiting))
+    }
+
+    /// A connection left the hub's maps: a tablet's last-seen time is saved.
+    fn unlinked(&self, link: &Link, now: u64) {
+        if link.role == Role::Resident {
+            self.write(Write::TabletSeen {
+                sub: link.sub.clone(),
+                name: link.name.clone(),
+                room: link.room.clone(),
+                at: now,
+            });
+        }
+    }
+
+    fn tablet_seen(&self, claims: &Claims, at: u64) {
+        self.write(Write::TabletSeen {
+            sub: claims.sub.clone(),
+            name: claims.name.clone(),
+            room: claims.room.clone(),
+            at,
+        });
     }
 
     /// The link of `peer` if `conn` still owns it. A connection that was replaced or denied
@@ -190,6 +329,13 @@ impl Hub {
         let room = state.rooms.get(&link.room).ok_or(ErrorCode::Internal)?;
         room.check_signal(from, to)?;
         let target = state.peers.get(to).ok_or(ErrorCode::UnknownPeer)?;
+        if !rules_allow(
+            &state.rules,
+            (link.role, &link.sub),
+            (target.role, &target.sub),
+        ) {
+            return Err(ErrorCode::Forbidden);
+        }
         let outbound = Outbound::Text {
             text,
             relayed_at: Some(read_at),
@@ -236,6 +382,7 @@ impl Hub {
         let Some(link) = state.peers.remove(peer) else {
             return;
         };
+        self.unlinked(&link, now);
         let mut out = Vec::new();
         if let Some(room) = state.rooms.get_mut(&link.room) {
             if on_purpose {
@@ -306,6 +453,7 @@ impl Hub {
         let Some(link) = state.peers.remove(&peer) else {
             return;
         };
+        self.unlinked(&link, now);
         link.conn.done.cancel();
         let mut out = Vec::new();
         if let Some(room) = state.rooms.get_mut(&link.room) {
@@ -343,8 +491,31 @@ impl Hub {
                     message,
                 } => {
                     if let Some(link) = state.peers.remove(&peer) {
+                        self.unlinked(&link, now);
                         self.close_conn(&link.conn, code, &message);
                     }
+                    continue;
+                }
+                Effect::Audit {
+                    event,
+                    room,
+                    who,
+                    by,
+                } => {
+                    let (sub, name, role) = who.map_or((String::new(), String::new(), None), |w| {
+                        (w.sub, w.name, Some(w.role))
+                    });
+                    self.write(Write::Audit(AuditRecord {
+                        seq: 0,
+                        at: now,
+                        event,
+                        room,
+                        sub,
+                        name,
+                        role,
+                        by_sub: by.as_ref().map(|b| b.sub.clone()),
+                        by_name: by.map(|b| b.name),
+                    }));
                     continue;
                 }
             };
@@ -360,6 +531,171 @@ impl Hub {
         for peer in slow {
             self.cut(state, peer, now);
         }
+    }
+
+    /// A connection reported its pre-call check: a waiting peer's clinicians see it, a resident's
+    /// tablet keeps it, and staff who asked for it get it.
+    pub(crate) fn check(
+        &self,
+        peer: &PeerId,
+        conn: u64,
+        result: CheckResult,
+        request: Option<String>,
+    ) {
+        let now = unix_ms();
+        let report = CheckReport { result, at: now };
+        let mut state = self.lock();
+        if Self::owned(&state, peer, conn).is_none() {
+            return;
+        }
+        let Some(link) = state.peers.get_mut(peer) else {
+            return;
+        };
+        link.check = Some(report);
+        let (room, role, sub, name) = (
+            link.room.clone(),
+            link.role,
+            link.sub.clone(),
+            link.name.clone(),
+        );
+        let mut out = Vec::new();
+        if let Some(r) = state.rooms.get_mut(&room)
+            && r.set_check(peer, report, &mut out)
+        {
+            self.apply(&mut state, out, now);
+        }
+        if role == Role::Resident {
+            self.write(Write::TabletCheck {
+                sub: sub.clone(),
+                name,
+                room,
+                report,
+            });
+        }
+        if let Some(request) = request
+            && state.checks.get(&request).is_some_and(|p| p.sub == sub)
+            && let Some(pending) = state.checks.remove(&request)
+        {
+            let _ = pending.reply.send(report);
+        }
+    }
+
+    /// Asks the connected tablet(s) of resident `sub` to run their check. `Offline` when none
+    /// is connected. The caller must [`Hub::forget_check`] the request when it stops waiting.
+    pub(crate) fn request_check(
+        &self,
+        sub: &str,
+    ) -> Result<(String, oneshot::Receiver<CheckReport>), ErrorCode> {
+        let mut state = self.lock();
+        let request = uuid::Uuid::new_v4().simple().to_string();
+        let msg = ServerMessage::RunCheck {
+            request: request.clone(),
+        };
+        let text = encode(&msg).ok_or(ErrorCode::Internal)?;
+        let mut asked = 0;
+        for link in state
+            .peers
+            .values()
+            .filter(|l| l.role == Role::Resident && l.sub == sub)
+        {
+            if self.deliver(&link.conn, Outbound::message(text.clone())) {
+                asked += 1;
+            }
+        }
+        if asked == 0 {
+            return Err(ErrorCode::Offline);
+        }
+        let (reply, rx) = oneshot::channel();
+        state.checks.insert(
+            request.clone(),
+            PendingCheck {
+                sub: sub.to_owned(),
+                reply,
+            },
+        );
+        Ok((request, rx))
+    }
+
+    /// Stops waiting for a check's answer.
+    pub(crate) fn forget_check(&self, request: &str) {
+        self.lock().checks.remove(request);
+    }
+
+    /// Withdraws an invitation: its tokens are refused from now on, and everyone connected with
+    /// one is disconnected with `revoked` (a waiting patient loses their place).
+    pub(crate) fn revoke(&self, inv: &str) {
+        let now = unix_ms();
+        let mut state = self.lock();
+        state.revoked.insert(inv.to_owned());
+        let holders: Vec<PeerId> = state
+            .peers
+            .iter()
+            .filter(|(_, l)| l.inv.as_deref() == Some(inv))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut out = Vec::new();
+        for peer in holders {
+            let Some(link) = state.peers.remove(&peer) else {
+                continue;
+            };
+            info!(peer = %peer, "invitation withdrawn; disconnecting");
+            self.unlinked(&link, now);
+            self.close_conn(
+                &link.conn,
+                ErrorCode::Revoked,
+                ErrorCode::Revoked.default_message(),
+            );
+            if let Some(room) = state.rooms.get_mut(&link.room) {
+                room.leave(&peer, &mut out);
+                if room.is_empty() {
+                    state.rooms.remove(&link.room);
+                }
+            }
+        }
+        self.apply(&mut state, out, now);
+        self.metrics.rooms.set(state.rooms.len() as f64);
+    }
+
+    /// New rules for resident `sub`: enforced from now on and sent to its connected tablets.
+    pub(crate) fn set_rules(&self, sub: &str, rules: Rules) {
+        let mut state = self.lock();
+        let msg = ServerMessage::Rules {
+            rules: rules.clone(),
+        };
+        state.rules.insert(sub.to_owned(), rules);
+        if let Some(text) = encode(&msg) {
+            for link in state
+                .peers
+                .values()
+                .filter(|l| l.role == Role::Resident && l.sub == sub)
+            {
+                self.deliver(&link.conn, Outbound::message(text.clone()));
+            }
+        }
+    }
+
+    /// Residents' tablets connected now, by subject (the earliest connection when several).
+    pub(crate) fn online_tablets(&self) -> HashMap<String, OnlineTablet> {
+        let state = self.lock();
+        let mut out: HashMap<String, OnlineTablet> = HashMap::new();
+        for link in state.peers.values().filter(|l| l.role == Role::Resident) {
+            let entry = out.entry(link.sub.clone()).or_insert_with(|| OnlineTablet {
+                name: link.name.clone(),
+                room: link.room.clone(),
+                since_ms: link.since_ms,
+                check: link.check,
+            });
+            entry.since_ms = entry.since_ms.min(link.since_ms);
+            if link.check.map(|c| c.at) > entry.check.map(|c| c.at) {
+                entry.check = link.check;
+            }
+        }
+        out
+    }
+
+    /// Records an audit event that no room caused (staff actions).
+    pub(crate) fn audit(&self, record: AuditRecord) {
+        self.write(Write::Audit(record));
     }
 
     /// Number of connections that are in a room or waiting.

@@ -9,14 +9,17 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod connection;
 mod hub;
 pub mod ice;
 pub mod metrics;
 mod options;
+mod persist;
 pub mod room;
 pub mod secret;
 mod server;
+pub mod store;
 pub mod token;
 
 pub use options::{DEFAULT_LISTEN, Limits, ServerOptions};

@@ -48,6 +48,14 @@ enum Command {
         /// Participants in one call.
         #[arg(long, env = "HEARTH_MAX_PARTICIPANTS", default_value_t = 4)]
         max_participants: usize,
+        /// The database file for invitations, tablets' rules and the audit trail (default:
+        /// hearth.redb in the data dir); `memory` keeps them in memory only.
+        #[arg(long, env = "HEARTH_STORE")]
+        store: Option<String>,
+        /// The address people reach this server at, for invitation links
+        /// (e.g. https://calls.example.org); default: http:// and the listen address.
+        #[arg(long, env = "HEARTH_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Print a signed join token.
     Mint {
@@ -79,13 +87,7 @@ fn secret(cli: &Cli) -> anyhow::Result<Secret> {
              or pass --dev to generate one in the data dir."
         );
     }
-    let dir = match &cli.data_dir {
-        Some(dir) => dir.clone(),
-        None => dirs::data_dir()
-            .context("no data dir is known for this user; pass --data-dir")?
-            .join("hearth"),
-    };
-    let (secret, path, generated) = Secret::load_or_generate(&dir)?;
+    let (secret, path, generated) = Secret::load_or_generate(&data_dir(cli)?)?;
     if generated {
         eprintln!(
             "dev mode: generated a new secret and wrote it to {}",
@@ -95,6 +97,15 @@ fn secret(cli: &Cli) -> anyhow::Result<Secret> {
         eprintln!("dev mode: using the secret in {}", path.display());
     }
     Ok(secret)
+}
+
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    match &cli.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(dirs::data_dir()
+            .context("no data dir is known for this user; pass --data-dir")?
+            .join("hearth")),
+    }
 }
 
 fn now_unix() -> u64 {
@@ -125,6 +136,8 @@ async fn main() -> anyhow::Result<()> {
             turn_urls,
             turn_ttl,
             max_participants,
+            store,
+            public_url,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -161,7 +174,17 @@ async fn main() -> anyhow::Result<()> {
                     max_participants: *max_participants,
                     ..Limits::default()
                 },
+                store_path: match store.as_deref() {
+                    Some("memory") => None,
+                    Some(path) => Some(PathBuf::from(path)),
+                    None => Some(data_dir(&cli)?.join("hearth.redb")),
+                },
+                public_url: public_url.clone(),
             };
+            match &options.store_path {
+                Some(path) => eprintln!("hearth-signaling: records kept in {}", path.display()),
+                None => eprintln!("hearth-signaling: records kept in memory only"),
+            }
             let server = Server::start(options).await?;
             eprintln!("hearth-signaling: WebSocket at {}", server.ws_url());
             if cli.dev {

@@ -1,6 +1,7 @@
 //! Server configuration: plain structs with defaults; `main.rs` fills them from flags and env.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ice::IceOptions;
@@ -20,16 +21,25 @@ pub struct ServerOptions {
     pub ice: IceOptions,
     /// Limits and timeouts.
     pub limits: Limits,
+    /// The database file for invitations, tablets and the audit trail; `None` keeps them in
+    /// memory (tests).
+    pub store_path: Option<PathBuf>,
+    /// The address people reach this server at (`https://calls.example.org`), for invitation
+    /// links; `None` uses `http://` and the listen address.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerOptions {
-    /// Loopback, a random port, a fresh random secret, no STUN/TURN, default limits.
+    /// Loopback, a random port, a fresh random secret, no STUN/TURN, default limits, records
+    /// in memory.
     fn default() -> Self {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret: Secret::generate(),
             ice: IceOptions::default(),
             limits: Limits::default(),
+            store_path: None,
+            public_url: None,
         }
     }
 }
@@ -59,6 +69,10 @@ pub struct Limits {
     pub waiting_grace: Duration,
     /// How long shutdown waits for clients to close.
     pub shutdown_grace: Duration,
+    /// How long staff wait for a tablet to answer a remote check.
+    pub check_timeout: Duration,
+    /// Invitation codes tried per second, across all clients (guessing stays hopeless).
+    pub redeem_per_second: u32,
 }
 
 impl Default for Limits {
@@ -75,6 +89,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(40),
             waiting_grace: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(5),
+            check_timeout: Duration::from_secs(30),
+            redeem_per_second: 20,
         }
     }
 }

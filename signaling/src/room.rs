@@ -1,6 +1,7 @@
 //! One room as plain state: who is in the call, who waits in the consult's waiting room, and what
 //! each change tells whom. No sockets and no clock: callers pass `now` and deliver the effects.
 
+use hearth_proto::care::{AuditEvent, CheckReport};
 use hearth_proto::{ErrorCode, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer};
 
 /// Someone arriving with a verified token.
@@ -22,6 +23,7 @@ impl Entrant {
             peer: self.peer.clone(),
             name: self.name.clone(),
             role: self.role,
+            sub: self.sub.clone(),
         }
     }
 }
@@ -47,6 +49,26 @@ pub enum Effect {
         /// The sentence.
         message: String,
     },
+    /// Something the audit trail records.
+    Audit {
+        /// What happened.
+        event: AuditEvent,
+        /// In which room.
+        room: String,
+        /// To whom; `None` for the end of the call.
+        who: Option<Entrant>,
+        /// Who did it, when someone else did (the clinician who admitted or denied).
+        by: Option<Entrant>,
+    },
+}
+
+fn audit(room: &str, event: AuditEvent, who: &Entrant, by: Option<&Entrant>) -> Effect {
+    Effect::Audit {
+        event,
+        room: room.to_owned(),
+        who: Some(who.clone()),
+        by: by.cloned(),
+    }
 }
 
 /// Where a join put the entrant.
@@ -67,6 +89,8 @@ struct Waiter {
     dropped_ms: Option<u64>,
     /// The position this waiter was last told, to tell only changes.
     told_position: usize,
+    /// Their latest pre-call check.
+    check: Option<CheckReport>,
 }
 
 /// A room: the call (mesh, at most `capacity` members) and, for consults, a waiting room.
@@ -146,11 +170,13 @@ impl Room {
         let replaced = self.members.iter().position(|m| m.sub == who.sub);
         if replaced.is_none() && self.must_wait(who.role) {
             let id = who.peer.clone();
+            out.push(audit(&self.name, AuditEvent::Waiting, &who, None));
             self.queue.push(Waiter {
                 who,
                 since_ms: now_ms,
                 dropped_ms: None,
                 told_position: 0,
+                check: None,
             });
             self.queue_changed(out);
             return Ok(Placement::Waiting(id));
@@ -161,6 +187,7 @@ impl Room {
         }
         if let Some(i) = replaced {
             let old = self.members.remove(i);
+            out.push(audit(&self.name, AuditEvent::Left, &old, None));
             out.push(Effect::Close {
                 peer: old.peer.clone(),
                 code: ErrorCode::Replaced,
@@ -173,6 +200,7 @@ impl Room {
     }
 
     fn enter(&mut self, who: Entrant, out: &mut Vec<Effect>) {
+        out.push(audit(&self.name, AuditEvent::Joined, &who, None));
         out.push(Effect::Welcome {
             peer: who.peer.clone(),
             peers: self.members.iter().map(Entrant::info).collect(),
@@ -183,6 +211,7 @@ impl Room {
                 peer: who.peer.clone(),
                 name: who.name.clone(),
                 role: who.role,
+                sub: who.sub.clone(),
             },
         );
         let clinician = who.role == Role::Clinician;
@@ -197,7 +226,8 @@ impl Room {
     /// The peer left on purpose: gone from the call or the queue, no place held.
     pub fn leave(&mut self, peer: &PeerId, out: &mut Vec<Effect>) {
         if let Some(i) = self.queue.iter().position(|w| &w.who.peer == peer) {
-            self.queue.remove(i);
+            let waiter = self.queue.remove(i);
+            out.push(audit(&self.name, AuditEvent::Left, &waiter.who, None));
             self.queue_changed(out);
         } else {
             self.remove_member(peer, out);
@@ -217,8 +247,17 @@ impl Room {
 
     fn remove_member(&mut self, peer: &PeerId, out: &mut Vec<Effect>) {
         if let Some(i) = self.members.iter().position(|m| &m.peer == peer) {
-            self.members.remove(i);
+            let gone = self.members.remove(i);
+            out.push(audit(&self.name, AuditEvent::Left, &gone, None));
             self.tell_members(out, &ServerMessage::PeerLeft { peer: peer.clone() });
+            if self.members.is_empty() {
+                out.push(Effect::Audit {
+                    event: AuditEvent::Ended,
+                    room: self.name.clone(),
+                    who: None,
+                    by: None,
+                });
+            }
         }
     }
 
@@ -226,8 +265,13 @@ impl Room {
     pub fn expire(&mut self, now_ms: u64, grace_ms: u64, out: &mut Vec<Effect>) -> bool {
         let before = self.queue.len();
         self.queue.retain(|w| {
-            w.dropped_ms
-                .is_none_or(|t| now_ms.saturating_sub(t) < grace_ms)
+            let keep = w
+                .dropped_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) < grace_ms);
+            if !keep {
+                out.push(audit(&self.name, AuditEvent::Left, &w.who, None));
+            }
+            keep
         });
         let changed = self.queue.len() != before;
         if changed {
@@ -236,9 +280,9 @@ impl Room {
         changed
     }
 
-    fn clinician(&self, by: &PeerId) -> Result<(), ErrorCode> {
+    fn clinician(&self, by: &PeerId) -> Result<Entrant, ErrorCode> {
         match self.members.iter().find(|m| &m.peer == by) {
-            Some(m) if m.role == Role::Clinician => Ok(()),
+            Some(m) if m.role == Role::Clinician => Ok(m.clone()),
             _ => Err(ErrorCode::Forbidden),
         }
     }
@@ -250,7 +294,7 @@ impl Room {
         peer: &PeerId,
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrorCode> {
-        self.clinician(by)?;
+        let clinician = self.clinician(by)?;
         let i = self
             .queue
             .iter()
@@ -260,6 +304,12 @@ impl Room {
             return Err(ErrorCode::RoomFull);
         }
         let waiter = self.queue.remove(i);
+        out.push(audit(
+            &self.name,
+            AuditEvent::Admitted,
+            &waiter.who,
+            Some(&clinician),
+        ));
         self.enter(waiter.who, out);
         self.queue_changed(out);
         Ok(())
@@ -273,13 +323,20 @@ impl Room {
         reason: Option<String>,
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrorCode> {
-        self.clinician(by)?;
+        let clinician = self.clinician(by)?;
         let i = self
             .queue
             .iter()
             .position(|w| &w.who.peer == peer)
             .ok_or(ErrorCode::UnknownPeer)?;
         let waiter = self.queue.remove(i);
+        // The reason is not recorded: it may say something about the patient's health.
+        out.push(audit(
+            &self.name,
+            AuditEvent::Denied,
+            &waiter.who,
+            Some(&clinician),
+        ));
         if waiter.dropped_ms.is_none() {
             out.push(Effect::Close {
                 peer: waiter.who.peer,
@@ -289,6 +346,22 @@ impl Room {
         }
         self.queue_changed(out);
         Ok(())
+    }
+
+    /// A waiting peer reported its pre-call check: clinicians see it in the lobby. False when
+    /// `peer` is not waiting.
+    pub fn set_check(&mut self, peer: &PeerId, report: CheckReport, out: &mut Vec<Effect>) -> bool {
+        let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) else {
+            return false;
+        };
+        w.check = Some(report);
+        self.queue_changed(out);
+        true
+    }
+
+    /// The member of the call with this id.
+    pub fn member(&self, peer: &PeerId) -> Option<&Entrant> {
+        self.members.iter().find(|m| &m.peer == peer)
     }
 
     /// Whether `from` may send a `signal` to `to`: both must be in the call.
@@ -313,6 +386,7 @@ impl Room {
                     role: w.who.role,
                     since: w.since_ms,
                     connected: w.dropped_ms.is_none(),
+                    check: w.check,
                 })
                 .collect(),
         }
@@ -408,7 +482,8 @@ mod tests {
             peers: vec![PeerInfo {
                 peer: "kim".into(),
                 name: "KIM".into(),
-                role: Role::Resident
+                role: Role::Resident,
+                sub: "sub-kim".into(),
             }],
         }));
         assert_eq!(
@@ -416,8 +491,66 @@ mod tests {
             vec![&ServerMessage::PeerJoined {
                 peer: "ann".into(),
                 name: "ANN".into(),
-                role: Role::Family
+                role: Role::Family,
+                sub: "sub-ann".into(),
             }]
+        );
+    }
+
+    fn audits(out: &[Effect]) -> Vec<(AuditEvent, String, Option<String>)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Audit { event, who, by, .. } => Some((
+                    *event,
+                    who.as_ref().map_or(String::new(), |w| w.sub.clone()),
+                    by.as_ref().map(|b| b.sub.clone()),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_audit_trail_follows_a_consult_without_its_reasons() {
+        use AuditEvent::*;
+        let mut room = Room::new("r", 4);
+        let mut out = vec![];
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        room.join(entrant("p1", Role::Patient), 1, &mut out)
+            .unwrap();
+        room.join(entrant("p2", Role::Patient), 2, &mut out)
+            .unwrap();
+        room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
+        room.deny(
+            &"doc".into(),
+            &"p2".into(),
+            Some("a private reason".into()),
+            &mut out,
+        )
+        .unwrap();
+        room.leave(&"p1".into(), &mut out);
+        room.leave(&"doc".into(), &mut out);
+        let doc = Some("sub-doc".to_owned());
+        assert_eq!(
+            audits(&out),
+            vec![
+                (Joined, "sub-doc".into(), None),
+                (Waiting, "sub-p1".into(), None),
+                (Waiting, "sub-p2".into(), None),
+                (Admitted, "sub-p1".into(), doc.clone()),
+                (Joined, "sub-p1".into(), None),
+                (Denied, "sub-p2".into(), doc),
+                (Left, "sub-p1".into(), None),
+                (Left, "sub-doc".into(), None),
+                (Ended, String::new(), None),
+            ]
+        );
+        assert!(
+            !out.iter()
+                .filter(|e| matches!(e, Effect::Audit { .. }))
+                .any(|e| format!("{e:?}").contains("private reason")),
+            "a denial's reason is not audited"
         );
     }
 

@@ -29,6 +29,9 @@ const HARD_FRAME_CAP: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
+    /// The data store could not be opened.
+    #[error("could not open the data store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// The listen address could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -46,6 +49,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::api::routes())
         .with_state(hub)
 }
 
@@ -87,6 +91,7 @@ pub struct Server {
     hub: Arc<Hub>,
     stop: CancellationToken,
     serve: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -103,7 +108,11 @@ impl Server {
             addr: options.listen,
             source,
         })?;
-        let hub = Arc::new(Hub::new(options));
+        let store = Arc::new(crate::store::Store::open(options.store_path.as_deref())?);
+        let (hub, writes) = Hub::new(options, store.clone())?;
+        let _ = hub.listen.set(addr);
+        let hub = Arc::new(hub);
+        let writer = tokio::spawn(crate::persist::run(store, writes));
         let stop = CancellationToken::new();
         let router = app(hub.clone());
         let graceful = stop.clone();
@@ -132,6 +141,7 @@ impl Server {
             hub,
             stop,
             serve: Some(serve),
+            writer: Some(writer),
         })
     }
 
@@ -172,6 +182,17 @@ impl Server {
         if let Some(serve) = self.serve.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), serve).await;
         }
+        // Everything the hub queued for the store (the last departures' audit records) is saved
+        // before the process may exit.
+        if tokio::time::timeout(Duration::from_secs(5), self.hub.flush())
+            .await
+            .is_err()
+        {
+            error!("the store did not finish saving within 5 s");
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
     }
 }
 
@@ -181,6 +202,9 @@ impl Drop for Server {
         self.stop.cancel();
         if let Some(serve) = self.serve.take() {
             serve.abort();
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct Claims {
     pub exp: u64,
     /// Unique id of this token.
     pub jti: String,
+    /// The invitation it was redeemed from; refused once that invitation is withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inv: Option<String>,
 }
 
 /// Why a token was refused.
@@ -118,6 +121,7 @@ impl TokenKeys {
             sub: sub.map_or_else(|| format!("sub-{jti}"), str::to_owned),
             exp: now_unix.saturating_add(ttl.as_secs()),
             jti,
+            inv: None,
         };
         self.sign(&claims)
     }
@@ -167,6 +171,7 @@ mod tests {
             sub: "tablet-7".into(),
             exp: 1_900_000_000,
             jti: "jti-1".into(),
+            inv: None,
         }
     }
 

@@ -107,6 +107,7 @@ async fn bad_tokens_are_refused_and_closed() {
         sub: "ann".into(),
         exp,
         jti: "j".into(),
+        inv: None,
     };
     // Expired.
     let expired = server.tokens().sign(&claims(now - 10)).unwrap();

@@ -30,12 +30,12 @@ async fn family_joins_a_resident_and_signals_relay_both_ways() {
     // Presence: the resident's tablet is already there.
     assert_eq!(
         welcome["peers"],
-        json!([{"peer": kim_id, "name": "Mrs Kim", "role": "resident"}])
+        json!([{"peer": kim_id, "name": "Mrs Kim", "role": "resident", "sub": "sub-mrs kim"}])
     );
     let joined = kim.expect("peer_joined").await;
     assert_eq!(
         joined,
-        json!({"type":"peer_joined","peer": ann_id,"name":"Ann","role":"family"})
+        json!({"type":"peer_joined","peer": ann_id,"name":"Ann","role":"family","sub":"sub-ann"})
     );
 
     // A forged `from` is ignored: the server sets it.
@@ -112,7 +112,7 @@ async fn waiting_room_queues_in_order_admits_and_denies() {
     let w = p1.expect("welcome").await;
     assert_eq!(
         w["peers"],
-        json!([{"peer": doc_id,"name":"Dr Cho","role":"clinician"}])
+        json!([{"peer": doc_id,"name":"Dr Cho","role":"clinician","sub":"sub-dr cho"}])
     );
     assert_eq!(doc.expect("peer_joined").await["peer"], p1_id);
     let lobby = doc.expect("lobby").await;

@@ -389,8 +389,18 @@ impl Actor {
             ServerMessage::Waiting { position, .. } => {
                 self.emit(RoomEvent::Waiting { position }).await;
             }
-            ServerMessage::PeerJoined { peer, name, role } => {
-                let info = PeerInfo { peer, name, role };
+            ServerMessage::PeerJoined {
+                peer,
+                name,
+                role,
+                sub,
+            } => {
+                let info = PeerInfo {
+                    peer,
+                    name,
+                    role,
+                    sub,
+                };
                 self.peers.insert(info.peer.clone(), info.clone());
                 self.emit(RoomEvent::PeerJoined(info.clone())).await;
                 if self.announced_in_call {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Clients branch on the code; the accompanying `message` is a plain sentence for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -35,11 +36,19 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong on the server; nothing the client did.
     Internal,
+    /// The invitation behind the token was withdrawn by staff.
+    Revoked,
+    /// HTTP API: no such invitation, resident or code.
+    NotFound,
+    /// HTTP API: the resident's tablet is not connected.
+    Offline,
+    /// HTTP API: the tablet did not answer in time.
+    Timeout,
 }
 
 impl ErrorCode {
     /// Every code, for registering metrics and for documentation tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadToken,
         ErrorCode::ExpiredToken,
         ErrorCode::Forbidden,
@@ -53,6 +62,10 @@ impl ErrorCode {
         ErrorCode::HelloTimeout,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::Revoked,
+        ErrorCode::NotFound,
+        ErrorCode::Offline,
+        ErrorCode::Timeout,
     ];
 
     /// True for the codes a server sends just before closing an established connection on
@@ -65,6 +78,7 @@ impl ErrorCode {
                 | ErrorCode::Denied
                 | ErrorCode::Replaced
                 | ErrorCode::HelloTimeout
+                | ErrorCode::Revoked
         )
     }
 
@@ -84,6 +98,10 @@ impl ErrorCode {
             ErrorCode::HelloTimeout => "hello_timeout",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Revoked => "revoked",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Offline => "offline",
+            ErrorCode::Timeout => "timeout",
         }
     }
 
@@ -109,6 +127,10 @@ impl ErrorCode {
             }
             ErrorCode::ShuttingDown => "The server is restarting. Reconnecting shortly.",
             ErrorCode::Internal => "Something went wrong on the server.",
+            ErrorCode::Revoked => "The care home withdrew this invitation. Ask them for a new one.",
+            ErrorCode::NotFound => "There is nothing by that name or code.",
+            ErrorCode::Offline => "That tablet is not connected right now.",
+            ErrorCode::Timeout => "The tablet did not answer in time.",
         }
     }
 }

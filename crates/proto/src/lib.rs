@@ -3,6 +3,7 @@
 //! The signaling server, the call engine and the UI bindings all speak through these types, so a
 //! field renamed here is a protocol change: update `docs/protocol.md` in the same commit.
 
+pub mod care;
 mod error;
 mod message;
 

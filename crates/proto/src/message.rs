@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ErrorCode;
+use crate::care::{CheckReport, CheckResult, Rules};
 
 /// A participant's id within the server, assigned by the server; opaque to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -101,6 +102,9 @@ pub struct PeerInfo {
     pub name: String,
     /// Their role.
     pub role: Role,
+    /// Extension: their token's stable subject, which a resident's rules name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub: String,
 }
 
 /// Someone in a consult's waiting room, as clinicians see them.
@@ -116,6 +120,9 @@ pub struct WaitingPeer {
     pub since: u64,
     /// Extension: false while their connection has dropped and their place is being held.
     pub connected: bool,
+    /// Extension: their latest pre-call check, once they have reported one.
+    #[serde(default)]
+    pub check: Option<CheckReport>,
 }
 
 /// An ICE server entry, in the shape of the browser's `RTCIceServer`.
@@ -165,6 +172,15 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Extension: the result of a pre-call check this device ran, unprompted (a waiting patient,
+    /// a tablet at start) or because the server sent `run_check`.
+    Check {
+        /// What it found.
+        result: CheckResult,
+        /// The `run_check` request this answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+    },
     /// Leave the room and close the connection.
     Leave,
 }
@@ -209,6 +225,9 @@ pub enum ServerMessage {
         name: String,
         /// Their role.
         role: Role,
+        /// Extension: their token's stable subject.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        sub: String,
     },
     /// Someone left the call.
     PeerLeft {
@@ -228,6 +247,16 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// A plain sentence.
         message: String,
+    },
+    /// Extension, residents' tablets only: the rules staff set, at joining and on every change.
+    Rules {
+        /// Who may call, and quiet hours.
+        rules: Rules,
+    },
+    /// Extension, residents' tablets only: staff ask for a pre-call check; answer with `check`.
+    RunCheck {
+        /// Echo this in the `check` answer.
+        request: String,
     },
     /// Extension: the server is shutting down; reconnect after the delay.
     Shutdown {
@@ -353,6 +382,7 @@ mod tests {
                 peer: "p0".into(),
                 name: "Mrs Kim".into(),
                 role: Role::Resident,
+                sub: String::new(),
             }],
             ice_servers: vec![IceServer {
                 urls: vec!["stun:s:3478".into()],

@@ -54,6 +54,8 @@ pub fn token(server: &Server, room: &str, role: Role, name: &str) -> String {
 
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// `rules` messages (residents' tablets get them unprompted), kept aside by `recv`.
+    rules: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -61,7 +63,10 @@ impl Client {
         let (ws, _) = connect_async(server.ws_url())
             .await
             .expect("websocket connects");
-        Client { ws }
+        Client {
+            ws,
+            rules: Default::default(),
+        }
     }
 
     /// Connects and says hello with a fresh token; returns the first reply too.
@@ -88,8 +93,30 @@ impl Client {
         self.ws.send(m).await.expect("send");
     }
 
-    /// The next JSON message, skipping pings; panics on close or after 5 s.
+    /// The next JSON message, skipping pings and keeping `rules` aside; panics on close or
+    /// after 5 s.
     pub async fn recv(&mut self) -> Value {
+        loop {
+            let v = self.recv_any().await;
+            if v["type"] == "rules" {
+                self.rules.push_back(v);
+            } else {
+                return v;
+            }
+        }
+    }
+
+    /// The next `rules` message's rules.
+    pub async fn next_rules(&mut self) -> Value {
+        if let Some(v) = self.rules.pop_front() {
+            return v["rules"].clone();
+        }
+        let v = self.recv_any().await;
+        assert_eq!(v["type"], "rules", "expected rules, got {v}");
+        v["rules"].clone()
+    }
+
+    async fn recv_any(&mut self) -> Value {
         loop {
             let m = tokio::time::timeout(WAIT, self.ws.next())
                 .await

@@ -1,0 +1,451 @@
+//! The care workflows against a running server, over real HTTP and WebSocket connections:
+//! invitations (create, redeem, list, withdraw), pre-call checks in the waiting room, residents'
+//! rules and remote checks, and the audit trail's export.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hearth_proto::Role;
+use serde_json::{Value, json};
+use signaling::{Limits, Server};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(server: &Server) -> Api {
+        Api {
+            base: format!("http://{}", server.local_addr()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn text(&self, path: &str, token: &str) -> (u16, String, String) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let kind = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, kind, res.text().await.unwrap())
+    }
+}
+
+fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "{:?}", answer.1);
+    assert_eq!(answer.1["code"], code, "{:?}", answer.1);
+    assert!(
+        answer.1["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with('.')),
+        "a plain sentence: {:?}",
+        answer.1
+    );
+}
+
+#[tokio::test]
+async fn invitations_let_people_in_until_withdrawn() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+
+    // Only staff (or a clinician for their own room) may invite; bad requests say why.
+    let ask = json!({"room":"kim-family","role":"family","name":"Ann","expires_in_s":3600});
+    assert_error(
+        &api.post("/v1/invitations", None, ask.clone()).await,
+        401,
+        "bad_token",
+    );
+    let family = token(&server, "kim-family", Role::Family, "Bob");
+    assert_error(
+        &api.post("/v1/invitations", Some(&family), ask.clone())
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &api.post("/v1/invitations", Some(&staff), json!({"room":"r"}))
+            .await,
+        400,
+        "bad_message",
+    );
+    assert_error(
+        &api.post(
+            "/v1/invitations",
+            Some(&staff),
+            json!({"room":"r","role":"family","name":" "}),
+        )
+        .await,
+        400,
+        "bad_message",
+    );
+
+    let (status, inv) = api.post("/v1/invitations", Some(&staff), ask).await;
+    assert_eq!(status, 201, "{inv}");
+    let code = inv["code"].as_str().unwrap().to_owned();
+    assert!(
+        code.len() == 9 && code.as_bytes()[4] == b'-',
+        "a short code like ABCD-EFGH: {code}"
+    );
+    let link = inv["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("http://{}/join/", server.local_addr())),
+        "{link}"
+    );
+    assert_eq!(inv["created_by"], "Nurse Park");
+    assert_eq!(inv["revoked_at"], Value::Null);
+
+    // The code works typed in lower case without the dash, and so does the whole link.
+    let typed = code.replace('-', "").to_lowercase();
+    let (status, redeemed) = api.post("/v1/redeem", None, json!({ "code": typed })).await;
+    assert_eq!(status, 200, "{redeemed}");
+    assert_eq!(
+        (&redeemed["room"], &redeemed["role"], &redeemed["name"]),
+        (&json!("kim-family"), &json!("family"), &json!("Ann"))
+    );
+    let (status, again) = api.post("/v1/redeem", None, json!({ "code": link })).await;
+    assert_eq!(status, 200, "{again}");
+    assert_error(
+        &api.post("/v1/redeem", None, json!({"code":"ZZZZ-ZZZZ"}))
+            .await,
+        404,
+        "not_found",
+    );
+
+    let ann_token = redeemed["token"].as_str().unwrap().to_owned();
+    let (mut ann, welcome) = Client::join_with(&server, &ann_token).await;
+    assert_eq!(welcome["type"], "welcome");
+
+    let (status, list) = api.get("/v1/invitations", &staff).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["invitations"][0]["redeemed"], 2);
+
+    // A clinician invites into their own consult room only.
+    let doctor = token(&server, "consult-1", Role::Clinician, "Dr Cho");
+    let (status, _) = api
+        .post(
+            "/v1/invitations",
+            Some(&doctor),
+            json!({"room":"consult-1","role":"family","name":"Son"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_error(
+        &api.post(
+            "/v1/invitations",
+            Some(&doctor),
+            json!({"room":"kim-family","role":"family","name":"X"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    let (_, theirs) = api.get("/v1/invitations", &doctor).await;
+    assert_eq!(theirs["invitations"].as_array().unwrap().len(), 1);
+
+    // Withdrawn: the connected holder is cut off, and neither the token nor the code work.
+    let id = inv["id"].as_str().unwrap();
+    let (status, revoked) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/invitations/{id}"),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked["revoked_at"].as_u64().is_some());
+    ann.expect_error("revoked").await;
+    assert_eq!(ann.closed().await, Some(1008));
+    let (mut again, refused) = Client::join_with(&server, &ann_token).await;
+    assert_eq!(refused["code"], "revoked");
+    assert_eq!(again.closed().await, Some(1008));
+    assert_error(
+        &api.post("/v1/redeem", None, json!({ "code": code })).await,
+        410,
+        "revoked",
+    );
+}
+
+#[tokio::test]
+async fn the_waiting_room_shows_each_patients_check() {
+    let server = start().await;
+    let (mut doc, _) = Client::join(&server, "consult", Role::Clinician, "Dr Cho").await;
+    doc.expect("lobby").await;
+    let (mut park, w) = Client::join(&server, "consult", Role::Patient, "Mr Park").await;
+    assert_eq!(w["type"], "waiting");
+    let lobby = doc.expect("lobby").await;
+    assert_eq!(lobby["waiting"][0]["check"], Value::Null);
+
+    park.send(json!({"type":"check","result":{
+        "camera":"ok","microphone":"failed","speaker":"ok","connection":"ok"}}))
+        .await;
+    let lobby = doc.expect("lobby").await;
+    let check = &lobby["waiting"][0]["check"];
+    assert_eq!(check["camera"], "ok");
+    assert_eq!(check["microphone"], "failed");
+    assert!(check["at"].as_u64().unwrap() > 0);
+
+    park.send(json!({"type":"check","result":{"camera":"maybe"}}))
+        .await;
+    park.expect_error("bad_message").await;
+}
+
+#[tokio::test]
+async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+    let (mut kim, welcome) = Client::join(&server, "kim", Role::Resident, "Mrs Kim").await;
+    let kim_id = peer(&welcome);
+    assert_eq!(
+        kim.next_rules().await,
+        json!({"callers": null, "quiet_hours": null})
+    );
+    let (mut ann, w) = Client::join(&server, "kim", Role::Family, "Ann").await;
+    let ann_id = peer(&w);
+    let (mut bob, _) = Client::join(&server, "kim", Role::Family, "Bob").await;
+    kim.expect("peer_joined").await;
+    kim.expect("peer_joined").await;
+    ann.expect("peer_joined").await;
+
+    let rules = json!({
+        "callers": [{"sub":"sub-ann","name":"Ann","auto_answer":true}],
+        "quiet_hours": {"from":"21:00","to":"07:30"}
+    });
+    let (status, tablet) = api
+        .call(
+            reqwest::Method::PUT,
+            "/v1/tablets/sub-mrs kim/rules",
+            Some(&staff),
+            Some(rules.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{tablet}");
+    assert_eq!(kim.next_rules().await, rules);
+
+    // Ann may call; Bob may not, either way.
+    ann.send(json!({"type":"signal","to": kim_id,"data":{"call":"invite"}}))
+        .await;
+    assert_eq!(kim.expect("signal").await["from"], ann_id);
+    bob.send(json!({"type":"signal","to": kim_id,"data":{"call":"invite"}}))
+        .await;
+    bob.expect_error("forbidden").await;
+    kim.send(json!({"type":"signal","to": peer(&w),"data":{}}))
+        .await;
+    ann.expect("signal").await;
+
+    // Bad rules are refused with the reason; a tablet nobody knows is not found.
+    let bad = json!({"callers": null, "quiet_hours": {"from":"9pm","to":"07:00"}});
+    assert_error(
+        &api.call(
+            reqwest::Method::PUT,
+            "/v1/tablets/sub-mrs kim/rules",
+            Some(&staff),
+            Some(bad),
+        )
+        .await,
+        400,
+        "bad_message",
+    );
+    assert_error(
+        &api.call(
+            reqwest::Method::PUT,
+            "/v1/tablets/nobody/rules",
+            Some(&staff),
+            Some(rules),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let family = token(&server, "kim", Role::Family, "Ann");
+    assert_error(&api.get("/v1/tablets", &family).await, 403, "forbidden");
+
+    let (status, list) = api.get("/v1/tablets", &staff).await;
+    assert_eq!(status, 200);
+    let t = &list["tablets"][0];
+    assert_eq!(t["sub"], "sub-mrs kim");
+    assert!(t["online_since"].as_u64().is_some());
+    assert_eq!(t["rules"]["callers"][0]["name"], "Ann");
+}
+
+#[tokio::test]
+async fn staff_run_a_check_on_a_tablet_remotely() {
+    let server = start_with(Limits {
+        check_timeout: Duration::from_millis(800),
+        ..Limits::default()
+    })
+    .await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+    assert_error(
+        &api.post("/v1/tablets/sub-mrs kim/check", Some(&staff), json!({}))
+            .await,
+        409,
+        "offline",
+    );
+    let (kim, _) = Client::join(&server, "kim", Role::Resident, "Mrs Kim").await;
+    let (mut sink, mut inbox) = kim.into_split();
+    // The tablet answers every request with a check.
+    let answering = tokio::spawn(async move {
+        use futures_util::SinkExt;
+        while let Some(m) = inbox.recv().await {
+            if m["type"] == "run_check" {
+                let answer = json!({"type":"check","request": m["request"],"result":{
+                    "camera":"ok","microphone":"ok","speaker":"not_used","connection":"ok"}});
+                sink.send(tokio_tungstenite::tungstenite::Message::text(
+                    answer.to_string(),
+                ))
+                .await
+                .unwrap();
+                return sink;
+            }
+        }
+        panic!("no run_check arrived");
+    });
+    let (status, report) = api
+        .post("/v1/tablets/sub-mrs kim/check", Some(&staff), json!({}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["camera"], "ok");
+    assert_eq!(report["speaker"], "not_used");
+    let _sink = answering.await.unwrap();
+
+    let (_, list) = api.get("/v1/tablets", &staff).await;
+    assert_eq!(list["tablets"][0]["check"]["microphone"], "ok");
+
+    // Asked again, the tablet (whose reader is gone) does not answer: a timeout, said plainly.
+    assert_error(
+        &api.post("/v1/tablets/sub-mrs kim/check", Some(&staff), json!({}))
+            .await,
+        504,
+        "timeout",
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_exports_who_joined_and_who_admitted_whom() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+    let (mut doc, _) = Client::join(&server, "consult", Role::Clinician, "Dr Cho").await;
+    doc.expect("lobby").await;
+    let (mut park, w) = Client::join(&server, "consult", Role::Patient, "Mr Park").await;
+    doc.expect("lobby").await;
+    doc.send(json!({"type":"admit","peer": peer(&w)})).await;
+    park.expect("welcome").await;
+    park.send(json!({"type":"leave"})).await;
+    doc.send(json!({"type":"leave"})).await;
+    assert_eq!(doc.closed().await, Some(1000));
+
+    let doctor = token(&server, "consult", Role::Clinician, "Dr Cho");
+    assert_error(&api.get("/v1/audit", &doctor).await, 403, "forbidden");
+    assert_error(
+        &api.get("/v1/audit?format=xml", &staff).await,
+        400,
+        "bad_message",
+    );
+
+    let (status, kind, body) = api.text("/v1/audit?room=consult", &staff).await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "application/x-ndjson");
+    let records: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let e = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        events,
+        vec![
+            e("joined", "Dr Cho"),
+            e("waiting", "Mr Park"),
+            e("admitted", "Mr Park"),
+            e("joined", "Mr Park"),
+            e("left", "Mr Park"),
+            e("left", "Dr Cho"),
+            e("ended", ""),
+        ]
+    );
+    assert_eq!(records[2]["by_name"], "Dr Cho");
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+    );
+
+    // Incremental: after the third record only.
+    let third = records[2]["seq"].as_u64().unwrap();
+    let (_, _, tail) = api
+        .text(&format!("/v1/audit?room=consult&after_seq={third}"), &staff)
+        .await;
+    assert_eq!(tail.lines().count(), 4);
+
+    let (status, kind, csv) = api.text("/v1/audit?room=consult&format=csv", &staff).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "seq,at,time,event,room,sub,name,role,by_sub,by_name"
+    );
+    let admitted = lines.nth(2).unwrap();
+    assert!(
+        admitted.contains(",admitted,consult,sub-mr park,Mr Park,patient,sub-dr cho,Dr Cho"),
+        "{admitted}"
+    );
+}
