@@ -112,6 +112,25 @@ pub enum RoomEvent {
     },
     /// A camera, microphone or speaker was plugged in or out; here is the new list.
     DevicesChanged(Vec<crate::media::devices::DeviceInfo>),
+    /// Clinicians: who waits in the consult's waiting room, in arrival order (at joining and on
+    /// every change).
+    Lobby(Vec<hearth_proto::WaitingPeer>),
+    /// Residents' tablets: the rules staff set (at joining and on every change).
+    Rules(hearth_proto::care::Rules),
+    /// Staff asked this device to run its pre-call check; answer with
+    /// [`crate::Room::report_check`] and this request.
+    CheckRequested {
+        /// Echo it in the report.
+        request: String,
+    },
+    /// The server refused one of our messages (an admit into a full call, say); the
+    /// connection goes on.
+    Refused {
+        /// What to branch on.
+        code: hearth_proto::ErrorCode,
+        /// A plain sentence.
+        message: String,
+    },
     /// The connection to the signaling server was lost for good.
     Disconnected {
         /// A plain sentence saying why.
@@ -185,6 +204,8 @@ pub enum CallEndReason {
     Declined,
     /// They were in another call.
     Busy,
+    /// Their device does not take calls now (a resident's quiet hours).
+    Unavailable,
     /// Nobody answered in time.
     NoAnswer,
     /// The caller gave up before we answered.
@@ -205,6 +226,7 @@ impl CallEndReason {
             Self::RemoteHungUp => "remote_hung_up",
             Self::Declined => "declined",
             Self::Busy => "busy",
+            Self::Unavailable => "unavailable",
             Self::NoAnswer => "no_answer",
             Self::Cancelled => "cancelled",
             Self::PeerLeft => "peer_left",

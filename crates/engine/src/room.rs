@@ -29,7 +29,13 @@ const EVENT_CAPACITY: usize = 512;
 enum Command {
     Call(PeerId, oneshot::Sender<Result<(), EngineError>>),
     Answer(PeerId, oneshot::Sender<Result<(), EngineError>>),
-    Decline(PeerId, oneshot::Sender<Result<(), EngineError>>),
+    Decline(
+        PeerId,
+        DeclineReason,
+        oneshot::Sender<Result<(), EngineError>>,
+    ),
+    /// A message for the server itself (admit, deny, check).
+    Server(ClientMessage, oneshot::Sender<Result<(), EngineError>>),
     HangUp(Option<PeerId>, oneshot::Sender<Result<(), EngineError>>),
     Stats(oneshot::Sender<CallStats>),
     SetMuted(bool, oneshot::Sender<()>),
@@ -158,7 +164,43 @@ impl Room {
 
     /// Declines `peer`'s ringing call.
     pub async fn decline(&self, peer: &PeerId) -> Result<(), EngineError> {
-        self.ask(|tx| Command::Decline(peer.clone(), tx)).await?
+        self.ask(|tx| Command::Decline(peer.clone(), DeclineReason::Declined, tx))
+            .await?
+    }
+
+    /// Declines `peer`'s ringing call because this device does not take calls now (a
+    /// resident's quiet hours); the caller learns [`CallEndReason::Unavailable`].
+    pub async fn decline_unavailable(&self, peer: &PeerId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::Decline(peer.clone(), DeclineReason::Unavailable, tx))
+            .await?
+    }
+
+    /// Clinicians: lets `peer` in from the waiting room. A refusal (the call is full, they
+    /// left) comes back as [`RoomEvent::Refused`].
+    pub async fn admit(&self, peer: &PeerId) -> Result<(), EngineError> {
+        let msg = ClientMessage::Admit { peer: peer.clone() };
+        self.ask(|tx| Command::Server(msg, tx)).await?
+    }
+
+    /// Clinicians: turns `peer` away from the waiting room with a sentence they see.
+    pub async fn deny(&self, peer: &PeerId, reason: Option<String>) -> Result<(), EngineError> {
+        let msg = ClientMessage::Deny {
+            peer: peer.clone(),
+            reason,
+        };
+        self.ask(|tx| Command::Server(msg, tx)).await?
+    }
+
+    /// Reports this device's pre-call check to the server: a waiting patient's clinician sees
+    /// it, a resident's tablet keeps it for staff; `request` answers a
+    /// [`RoomEvent::CheckRequested`].
+    pub async fn report_check(
+        &self,
+        result: hearth_proto::care::CheckResult,
+        request: Option<String>,
+    ) -> Result<(), EngineError> {
+        let msg = ClientMessage::Check { result, request };
+        self.ask(|tx| Command::Server(msg, tx)).await?
     }
 
     /// Ends the call with `peer` (or stops calling them).
@@ -425,6 +467,8 @@ impl Actor {
                 tracing::warn!(code = code.as_str(), %message, "server error");
                 if code.closes_connection() {
                     self.closed_by_server = Some((code, message));
+                } else {
+                    self.emit(RoomEvent::Refused { code, message }).await;
                 }
             }
             ServerMessage::Shutdown { .. } => {
@@ -433,7 +477,11 @@ impl Actor {
                     "The call server is restarting.".into(),
                 ));
             }
-            ServerMessage::Lobby { .. } => {}
+            ServerMessage::Lobby { waiting } => self.emit(RoomEvent::Lobby(waiting)).await,
+            ServerMessage::Rules { rules } => self.emit(RoomEvent::Rules(rules)).await,
+            ServerMessage::RunCheck { request } => {
+                self.emit(RoomEvent::CheckRequested { request }).await;
+            }
             other => tracing::debug!(?other, "unhandled server message"),
         }
     }
@@ -458,19 +506,17 @@ impl Actor {
                 let r = self.answer(&peer).await;
                 let _ = done.send(r);
             }
-            Command::Decline(peer, done) => {
+            Command::Server(msg, done) => {
+                let r = signal::send(&mut self.sink, &msg).await;
+                let _ = done.send(r);
+            }
+            Command::Decline(peer, reason, done) => {
                 let r = match self.legs.get(&peer) {
                     Some(leg) if leg.phase == Phase::Incoming => {
                         let id = leg.id.clone();
                         self.legs.remove(&peer);
-                        self.send_call(
-                            &peer,
-                            &CallMessage::Decline {
-                                id,
-                                reason: DeclineReason::Declined,
-                            },
-                        )
-                        .await;
+                        self.send_call(&peer, &CallMessage::Decline { id, reason })
+                            .await;
                         self.emit(RoomEvent::CallEnded {
                             peer,
                             reason: CallEndReason::Declined,
@@ -757,7 +803,8 @@ impl Actor {
             CallMessage::Decline { reason, .. } if same_leg => {
                 let reason = match reason {
                     DeclineReason::Busy => CallEndReason::Busy,
-                    DeclineReason::Declined | DeclineReason::Unavailable => CallEndReason::Declined,
+                    DeclineReason::Declined => CallEndReason::Declined,
+                    DeclineReason::Unavailable => CallEndReason::Unavailable,
                 };
                 self.end_leg(&from, reason, None).await;
             }

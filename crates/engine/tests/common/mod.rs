@@ -54,11 +54,8 @@ pub struct Peer {
 }
 
 pub async fn join(server: &Server, room: &str, name: &str, options: RoomOptions) -> Peer {
-    let token = token(server, room, Role::Family, name);
-    let (room, mut events) = Room::connect(&server.ws_url(), &token, options)
-        .await
-        .expect("joins");
-    match next_event(&mut events, Duration::from_secs(5), |e| {
+    let mut peer = connect_as(server, room, Role::Family, name, options).await;
+    match next_event(&mut peer.events, Duration::from_secs(5), |e| {
         matches!(e, RoomEvent::Joined { .. })
     })
     .await
@@ -66,6 +63,21 @@ pub async fn join(server: &Server, room: &str, name: &str, options: RoomOptions)
         Some(_) => {}
         None => panic!("{name} was not let in"),
     }
+    peer
+}
+
+/// Connects as `role` without waiting to be let in (patients wait).
+pub async fn connect_as(
+    server: &Server,
+    room: &str,
+    role: Role,
+    name: &str,
+    options: RoomOptions,
+) -> Peer {
+    let token = token(server, room, role, name);
+    let (room, events) = Room::connect(&server.ws_url(), &token, options)
+        .await
+        .expect("connects");
     Peer {
         room,
         events,
