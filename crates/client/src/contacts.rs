@@ -16,24 +16,30 @@ pub struct RoomPeer {
     pub role: Role,
     /// They said they are in a call.
     pub in_call: bool,
+    /// Their token's subject (what a resident's rules name).
+    pub sub: String,
 }
 
 /// Whom `me` may call among the people in its room: residents call family, clinicians, staff and
-/// guests; family and everyone else call residents.
+/// guests; a clinician brings anyone but staff into a consult; family and everyone else call
+/// residents.
 fn callable(me: Role, them: Role) -> bool {
     match me {
         Role::Resident => them != Role::Resident && them != Role::Patient,
+        Role::Clinician => them != Role::Staff,
         _ => them == Role::Resident,
     }
 }
 
 /// The contact list for a device of `role`, sorted: known contacts in the order staff put
 /// them, then others by name. A name with several connections (two devices) shows once,
-/// available if any of them is free.
+/// available if any of them is free. With `allowed` (a resident's rules), only people whose
+/// subject is listed appear.
 pub fn contacts(
     role: Role,
     peers: &[RoomPeer],
     known: &[KnownContact],
+    allowed: Option<&[String]>,
     has_photo: impl Fn(&KnownContact) -> bool,
 ) -> Vec<Contact> {
     let mut out: Vec<Contact> = known
@@ -49,7 +55,8 @@ pub fn contacts(
         })
         .collect();
     let known_count = out.len();
-    for p in peers.iter().filter(|p| callable(role, p.role)) {
+    let may = |p: &RoomPeer| allowed.is_none_or(|subs| subs.contains(&p.sub));
+    for p in peers.iter().filter(|p| callable(role, p.role) && may(p)) {
         let presence = if p.in_call {
             Presence::InCall
         } else {
@@ -90,6 +97,7 @@ mod tests {
             name: name.into(),
             role,
             in_call,
+            sub: format!("sub-{id}"),
         }
     }
 
@@ -114,7 +122,7 @@ mod tests {
             peer("p4", "Mrs Kim", Role::Resident, false),
             peer("p5", "Cy", Role::Family, false),
         ];
-        let list = contacts(Role::Resident, &peers, &known, |k| k.photo.is_some());
+        let list = contacts(Role::Resident, &peers, &known, None, |k| k.photo.is_some());
         let names: Vec<_> = list.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["Ann", "Bo", "Cy", "Zed"]);
         assert_eq!(list[0].presence, Presence::Available);
@@ -123,8 +131,18 @@ mod tests {
         assert_eq!(list[1].presence, Presence::Offline);
         assert_eq!(list[1].peer, None);
 
-        let family = contacts(Role::Family, &peers, &[], |_| false);
+        let family = contacts(Role::Family, &peers, &[], None, |_| false);
         assert_eq!(family.len(), 1);
         assert_eq!(family[0].name, "Mrs Kim");
+
+        // A clinician may bring anyone in the room into the consult.
+        let doctor = contacts(Role::Clinician, &peers, &[], None, |_| false);
+        assert_eq!(doctor.len(), 4);
+
+        // Staff rules list only Cy: the others in the room do not show on the tablet.
+        let allowed = vec!["sub-p5".to_owned()];
+        let ruled = contacts(Role::Resident, &peers, &[], Some(&allowed), |_| false);
+        let names: Vec<_> = ruled.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Cy"]);
     }
 }

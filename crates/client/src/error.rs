@@ -38,6 +38,39 @@ pub enum ErrorCode {
     Device,
     /// Something inside the app failed; not the person's doing.
     Internal,
+    /// The care home withdrew the invitation.
+    Revoked,
+    /// No such invitation, code or tablet.
+    NotFound,
+    /// The tablet is not connected.
+    Offline,
+    /// The tablet did not answer in time.
+    Timeout,
+    /// What was entered does not fit (the sentence says what).
+    BadRequest,
+}
+
+impl ErrorCode {
+    /// The page's code for a server's error code.
+    pub fn from_server(code: hearth_proto::ErrorCode) -> Self {
+        use hearth_proto::ErrorCode as S;
+        match code {
+            S::BadToken => ErrorCode::BadToken,
+            S::ExpiredToken => ErrorCode::ExpiredToken,
+            S::Forbidden => ErrorCode::Forbidden,
+            S::RoomFull => ErrorCode::RoomFull,
+            S::Denied => ErrorCode::Denied,
+            S::Replaced => ErrorCode::Replaced,
+            S::UnknownPeer => ErrorCode::Unavailable,
+            S::Revoked => ErrorCode::Revoked,
+            S::NotFound => ErrorCode::NotFound,
+            S::Offline => ErrorCode::Offline,
+            S::Timeout => ErrorCode::Timeout,
+            S::BadMessage | S::TooLarge => ErrorCode::BadRequest,
+            S::ShuttingDown => ErrorCode::ServerUnreachable,
+            _ => ErrorCode::Internal,
+        }
+    }
 }
 
 /// An error for the page: a code and a plain sentence.
@@ -62,24 +95,13 @@ impl ClientError {
     /// The error for an engine failure.
     pub fn from_engine(e: &hearth_engine::EngineError) -> Self {
         use hearth_engine::EngineError as E;
-        use hearth_proto::ErrorCode as S;
         match e {
             E::Unreachable { .. } => Self::new(
                 ErrorCode::ServerUnreachable,
                 "The Hearth server cannot be reached. Check the internet connection; Hearth keeps trying.",
             ),
             E::Rejected { code, message } => {
-                let code = match code {
-                    S::BadToken => ErrorCode::BadToken,
-                    S::ExpiredToken => ErrorCode::ExpiredToken,
-                    S::Forbidden => ErrorCode::Forbidden,
-                    S::RoomFull => ErrorCode::RoomFull,
-                    S::Denied => ErrorCode::Denied,
-                    S::Replaced => ErrorCode::Replaced,
-                    S::UnknownPeer => ErrorCode::Unavailable,
-                    _ => ErrorCode::Internal,
-                };
-                Self::new(code, message.clone())
+                Self::new(ErrorCode::from_server(*code), message.clone())
             }
             E::UnknownPeer(_) => Self::new(
                 ErrorCode::Unavailable,
@@ -104,7 +126,10 @@ impl ClientError {
     pub fn needs_new_invitation(&self) -> bool {
         matches!(
             self.code,
-            ErrorCode::BadToken | ErrorCode::ExpiredToken | ErrorCode::Forbidden
+            ErrorCode::BadToken
+                | ErrorCode::ExpiredToken
+                | ErrorCode::Forbidden
+                | ErrorCode::Revoked
         )
     }
 }

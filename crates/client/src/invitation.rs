@@ -110,6 +110,70 @@ impl Invitation {
     }
 }
 
+/// What a person pasted: an invitation with its token, or a short code the server exchanges
+/// for one (`POST /v1/redeem`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pasted {
+    /// Ready to use.
+    Ready(Invitation),
+    /// A code (from `https://host/join/CODE`, or typed next to a server address).
+    Code {
+        /// The server's WebSocket URL.
+        server: String,
+        /// The code, as typed.
+        code: String,
+    },
+}
+
+/// A short code: eight letters and digits, with or without a dash or spaces.
+fn looks_like_code(s: &str) -> bool {
+    let letters: String = s.chars().filter(|c| !matches!(c, '-' | ' ')).collect();
+    letters.len() == 8 && letters.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+impl Pasted {
+    /// Reads a link, a token or a short code (`server` is needed with a bare token or code).
+    pub fn read(input: &str, server: Option<&str>) -> Result<Self, ClientError> {
+        let input = input.trim();
+        if looks_like_code(input) {
+            let server = server
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| bad("This code needs the server address that came with it."))?;
+            return Ok(Self::Code {
+                server: websocket_url(server)?,
+                code: input.to_owned(),
+            });
+        }
+        if let Ok(url) = url::Url::parse(input)
+            && matches!(url.scheme(), "http" | "https")
+            && let Some(code) = url.path().strip_prefix("/join/")
+            && looks_like_code(code)
+        {
+            return Ok(Self::Code {
+                server: websocket_url(input)?,
+                code: code.to_owned(),
+            });
+        }
+        Invitation::parse(input, server).map(Self::Ready)
+    }
+}
+
+/// The HTTP base of a server from its WebSocket URL: `wss://h/v1/ws` is `https://h`.
+pub fn http_base(ws_url: &str) -> Result<String, ClientError> {
+    let url = url::Url::parse(ws_url).map_err(|_| bad(NOT_AN_INVITATION))?;
+    let scheme = match url.scheme() {
+        "ws" | "http" => "http",
+        "wss" | "https" => "https",
+        _ => return Err(bad(NOT_AN_INVITATION)),
+    };
+    let host = url.host_str().ok_or_else(|| bad(NOT_AN_INVITATION))?;
+    Ok(match url.port() {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
 fn looks_like_token(s: &str) -> bool {
     s.starts_with("eyJ") && s.split('.').count() == 3 && !s.contains(['/', ':', ' '])
 }
@@ -192,6 +256,39 @@ mod tests {
         assert!(!i.expired(1e12));
         assert!(i.expired(3e12));
         assert!(!format!("{i:?}").contains(&t), "tokens are never printed");
+    }
+
+    #[test]
+    fn reads_short_codes_and_join_links() {
+        assert_eq!(
+            Pasted::read("k7mq-2xr9", Some("http://10.0.0.2:7800")).unwrap(),
+            Pasted::Code {
+                server: "ws://10.0.0.2:7800/v1/ws".into(),
+                code: "k7mq-2xr9".into()
+            }
+        );
+        assert_eq!(
+            Pasted::read(" https://calls.example.org/join/K7MQ2XR9 ", None).unwrap(),
+            Pasted::Code {
+                server: "wss://calls.example.org/v1/ws".into(),
+                code: "K7MQ2XR9".into()
+            }
+        );
+        let e = Pasted::read("K7MQ-2XR9", None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadInvitation);
+        let t = token(r#"{"room":"kim","role":"family","name":"Ann"}"#);
+        assert!(matches!(
+            Pasted::read(&t, Some("ws://h:1/v1/ws")).unwrap(),
+            Pasted::Ready(_)
+        ));
+        assert_eq!(
+            http_base("wss://calls.example.org/v1/ws").unwrap(),
+            "https://calls.example.org"
+        );
+        assert_eq!(
+            http_base("ws://127.0.0.1:7800/v1/ws").unwrap(),
+            "http://127.0.0.1:7800"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use hearth_engine::media::check;
 use hearth_engine::{RelayCheck, Room, RoomOptions};
+use hearth_proto::care::{CheckOutcome, CheckResult};
 use serde::Serialize;
 use specta::Type;
 
@@ -79,6 +80,27 @@ impl PrecheckReport {
     /// True when camera and microphone work (what a clinician needs to know).
     pub fn devices_ok(&self) -> bool {
         self.camera.status == CheckStatus::Ok && self.microphone.status == CheckStatus::Ok
+    }
+
+    /// What the server is told: each part's outcome, with no detail (the connection part is
+    /// the server and the relay together).
+    pub fn summary(&self) -> CheckResult {
+        let outcome = |s: CheckStatus| match s {
+            CheckStatus::Ok => CheckOutcome::Ok,
+            CheckStatus::Failed => CheckOutcome::Failed,
+            CheckStatus::NotUsed => CheckOutcome::NotUsed,
+        };
+        let connection = if [self.server.status, self.relay.status].contains(&CheckStatus::Failed) {
+            CheckOutcome::Failed
+        } else {
+            CheckOutcome::Ok
+        };
+        CheckResult {
+            camera: outcome(self.camera.status),
+            microphone: outcome(self.microphone.status),
+            speaker: outcome(self.speaker.status),
+            connection,
+        }
     }
 }
 

@@ -13,17 +13,21 @@ use hearth_engine::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api::Api;
 use crate::backoff::Backoff;
 use crate::contacts::{RoomPeer, contacts};
 use crate::error::{ClientError, ErrorCode};
-use crate::invitation::{Identity, Invitation};
+use crate::invitation::{Identity, Invitation, Pasted};
 use crate::precheck::PrecheckReport;
-use crate::settings::{DeviceChoice, Language, ResidentOptions, Settings, SettingsStore};
+use crate::settings::{
+    DeviceChoice, KnownContact, Language, ResidentOptions, Settings, SettingsStore,
+};
 use crate::state::{
     AppState, CallPeer, CallView, Connection, Device, DeviceKind, EndReason, Me, Notice, Quality,
-    VideoState,
+    VideoState, WaitingPatient,
 };
 use hearth_proto::Role;
+use hearth_proto::care::{CheckResult, Rules};
 
 /// Where pictures go (the desktop app sends them to its page).
 pub trait VideoSink: Send + Sync + 'static {
@@ -86,6 +90,10 @@ enum Command {
     Precheck(Reply<PrecheckReport>),
     RequestKeyframe(String),
     DecodeVideoHere,
+    Admit(String, Reply<()>),
+    Deny(String, Option<String>, Reply<()>),
+    AdmitNext(Reply<Option<String>>),
+    Invitation(Reply<Option<Invitation>>),
     DismissNotice(u32),
     Leave(oneshot::Sender<()>),
 }
@@ -108,6 +116,32 @@ fn closed() -> ClientError {
 }
 
 impl Session {
+    /// Clinicians: lets `peer` in from the waiting room and calls them into the consult (into
+    /// the current call, when there is one).
+    pub async fn admit(&self, peer: String) -> Result<(), ClientError> {
+        self.ask(|tx| Command::Admit(peer, tx)).await
+    }
+
+    /// Clinicians: turns `peer` away from the waiting room; `reason` is what they read.
+    pub async fn deny(&self, peer: String, reason: Option<String>) -> Result<(), ClientError> {
+        self.ask(|tx| Command::Deny(peer, reason, tx)).await
+    }
+
+    /// Clinicians: ends the current consult and admits the next connected patient in one
+    /// action. Returns the admitted peer, or `None` when nobody is waiting.
+    pub async fn admit_next(&self) -> Result<Option<String>, ClientError> {
+        self.ask(Command::AdmitNext).await
+    }
+
+    /// The HTTP API of this device's server, signed with its invitation (staff and clinician
+    /// screens).
+    pub async fn api(&self) -> Result<Api, ClientError> {
+        let invitation = self.ask(Command::Invitation).await?.ok_or_else(|| {
+            ClientError::new(ErrorCode::NotSetUp, "This device has no invitation yet.")
+        })?;
+        Api::new(&invitation)
+    }
+
     /// Loads the settings and starts: connects at once when the device has an invitation.
     /// Must be called inside a Tokio runtime.
     pub fn start(options: SessionOptions) -> Self {
@@ -130,6 +164,7 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = mpsc::unbounded_channel();
         let (video_tx, video_rx) = mpsc::channel(PICTURES_HELD);
+        let (checks_tx, checks_rx) = mpsc::unbounded_channel();
         tokio::spawn(present_video(video_rx, options.video.clone()));
         let actor = Actor {
             store,
@@ -152,8 +187,12 @@ impl Session {
             ended_at: None,
             next_notice: 1,
             stats: None,
+            rules: None,
+            admitted: Vec::new(),
+            checks_tx,
+            checking: false,
         };
-        tokio::spawn(actor.run(cmd_rx, connected_rx));
+        tokio::spawn(actor.run(cmd_rx, connected_rx, checks_rx));
         Self {
             commands: cmd_tx,
             state: state_rx,
@@ -417,6 +456,21 @@ struct Actor {
     ended_at: Option<tokio::time::Instant>,
     next_notice: u32,
     stats: Option<CallStats>,
+    /// A resident's rules from staff, once the server sent them.
+    rules: Option<Rules>,
+    /// Peers a clinician admitted, to call as soon as they are in the room.
+    admitted: Vec<String>,
+    /// Pre-call checks running in the background report here.
+    checks_tx: mpsc::UnboundedSender<CheckDone>,
+    /// A check is running for this connection.
+    checking: bool,
+}
+
+/// A background pre-call check finished: for sign-in `generation`, answering `request`.
+struct CheckDone {
+    generation: u64,
+    request: Option<String>,
+    report: PrecheckReport,
 }
 
 async fn next_event(events: &mut Option<mpsc::Receiver<RoomEvent>>) -> Option<RoomEvent> {
@@ -438,6 +492,7 @@ impl Actor {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut connected: mpsc::UnboundedReceiver<Connected>,
+        mut checks: mpsc::UnboundedReceiver<CheckDone>,
     ) {
         self.connect();
         self.publish();
@@ -459,6 +514,7 @@ impl Actor {
                 Some((generation, result)) = connected.recv() => {
                     self.on_connected(generation, result).await;
                 }
+                Some(done) = checks.recv() => self.check_done(done).await,
                 event = next_event(&mut self.events) => match event {
                     // Pictures change no state: hand them on without rebuilding and comparing
                     // the state 45 times a second.
@@ -521,12 +577,42 @@ impl Actor {
         let Some(me) = &self.state.me else {
             return Vec::new();
         };
-        let known: &[crate::settings::KnownContact] = if me.role == Role::Resident {
-            &self.settings.resident.contacts
-        } else {
-            &[]
-        };
-        contacts(me.role, &self.peers, known, |k| k.photo.is_some())
+        if me.role != Role::Resident {
+            return contacts(me.role, &self.peers, &[], None, |_| false);
+        }
+        match self.rules.as_ref().and_then(|r| r.callers.as_ref()) {
+            // Staff decided who may call: those people, with the photos this tablet has.
+            Some(callers) => {
+                let known: Vec<KnownContact> = callers
+                    .iter()
+                    .map(|c| KnownContact {
+                        name: c.name.clone(),
+                        photo: self.photo_of(&c.name),
+                        trusted: c.auto_answer,
+                    })
+                    .collect();
+                let subs: Vec<String> = callers.iter().map(|c| c.sub.clone()).collect();
+                contacts(me.role, &self.peers, &known, Some(&subs), |k| {
+                    k.photo.is_some()
+                })
+            }
+            None => contacts(
+                me.role,
+                &self.peers,
+                &self.settings.resident.contacts,
+                None,
+                |k| k.photo.is_some(),
+            ),
+        }
+    }
+
+    fn photo_of(&self, name: &str) -> Option<String> {
+        self.settings
+            .resident
+            .contacts
+            .iter()
+            .find(|k| k.name == name)
+            .and_then(|k| k.photo.clone())
     }
 
     fn save(&self) -> Result<(), ClientError> {
@@ -823,13 +909,37 @@ impl Actor {
                     });
                 }
             }
+            Command::Admit(peer, done) => {
+                let r = self.admit(peer).await;
+                let _ = done.send(r);
+            }
+            Command::Deny(peer, reason, done) => {
+                let r = match self.room() {
+                    Ok(room) => room
+                        .deny(&PeerId(peer), reason.filter(|r| !r.trim().is_empty()))
+                        .await
+                        .map_err(|e| ClientError::from_engine(&e)),
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::AdmitNext(done) => {
+                let r = self.admit_next().await;
+                let _ = done.send(r);
+            }
+            Command::Invitation(done) => {
+                let _ = done.send(Ok(self.settings.invitation.clone()));
+            }
             Command::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
             Command::Leave(_) => {}
         }
     }
 
     async fn accept(&mut self, input: &str, server: Option<&str>) -> Result<Identity, ClientError> {
-        let invitation = Invitation::parse(input, server)?;
+        let invitation = match Pasted::read(input, server)? {
+            Pasted::Ready(invitation) => invitation,
+            Pasted::Code { server, code } => crate::api::redeem(&server, &code).await?,
+        };
         let identity = invitation.identity()?;
         if invitation.expired(now_ms()) {
             return Err(ClientError::new(
@@ -874,18 +984,121 @@ impl Actor {
         Ok(())
     }
 
-    fn auto_answer_seconds(&self, name: &str) -> Option<u32> {
+    fn my_role(&self) -> Option<Role> {
+        self.state.me.as_ref().map(|m| m.role)
+    }
+
+    /// A resident's tablet answers a trusted caller by itself after a countdown: trusted by
+    /// staff's rules when they name callers, else by the tablet's own list.
+    fn auto_answer_seconds(&self, peer: &str, name: &str) -> Option<u32> {
         let resident = &self.settings.resident;
-        let me_resident = self
-            .state
-            .me
-            .as_ref()
-            .is_some_and(|m| m.role == Role::Resident);
-        let trusted = resident
-            .contacts
+        if self.my_role() != Some(Role::Resident) {
+            return None;
+        }
+        let sub = self
+            .peers
             .iter()
-            .any(|c| c.trusted && c.name == name);
-        (me_resident && resident.auto_answer && trusted).then_some(resident.auto_answer_seconds)
+            .find(|p| p.peer == peer)
+            .map(|p| p.sub.as_str());
+        let trusted = match self.rules.as_ref().and_then(|r| r.callers.as_ref()) {
+            Some(callers) => callers
+                .iter()
+                .any(|c| c.auto_answer && Some(c.sub.as_str()) == sub),
+            None => {
+                resident.auto_answer
+                    && resident
+                        .contacts
+                        .iter()
+                        .any(|c| c.trusted && c.name == name)
+            }
+        };
+        trusted.then_some(resident.auto_answer_seconds)
+    }
+
+    /// True while a resident's quiet hours last, in this device's local time.
+    fn in_quiet_hours(&self) -> bool {
+        use chrono::Timelike;
+        let Some(quiet) = self.rules.as_ref().and_then(|r| r.quiet_hours.as_ref()) else {
+            return false;
+        };
+        let now = chrono::Local::now();
+        let minute = u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0);
+        quiet.contains(minute)
+    }
+
+    /// Lets `peer` in and remembers to call them once they are in the room.
+    async fn admit(&mut self, peer: String) -> Result<(), ClientError> {
+        self.room()?
+            .admit(&PeerId(peer.clone()))
+            .await
+            .map_err(|e| ClientError::from_engine(&e))?;
+        self.admitted.retain(|p| *p != peer);
+        self.admitted.push(peer);
+        Ok(())
+    }
+
+    /// Ends the call and admits the first connected waiting patient.
+    async fn admit_next(&mut self) -> Result<Option<String>, ClientError> {
+        if self.in_call() {
+            self.room()?
+                .hang_up_all()
+                .await
+                .map_err(|e| ClientError::from_engine(&e))?;
+        }
+        let next = self
+            .state
+            .lobby
+            .iter()
+            .find(|w| w.connected)
+            .map(|w| w.peer.clone());
+        if let Some(peer) = &next {
+            self.admit(peer.clone()).await?;
+        }
+        Ok(next)
+    }
+
+    /// Runs the pre-call check in the background and reports it to the server when done
+    /// (`request` answers staff's remote check). One at a time.
+    fn start_check(&mut self, request: Option<String>) {
+        if self.checking && request.is_none() {
+            return;
+        }
+        if self.in_call() {
+            // The devices are in use by the call; report what the last check found.
+            if let (Some(result), Some(room)) = (self.state.my_check, self.room.clone()) {
+                tokio::spawn(async move {
+                    let _ = room.report_check(result, request).await;
+                });
+            }
+            return;
+        }
+        self.checking = true;
+        let options = self.options();
+        let room = self.room.clone();
+        let generation = self.generation;
+        let tx = self.checks_tx.clone();
+        tokio::spawn(async move {
+            let report = crate::precheck::run(options, room).await;
+            let _ = tx.send(CheckDone {
+                generation,
+                request,
+                report,
+            });
+        });
+    }
+
+    async fn check_done(&mut self, done: CheckDone) {
+        self.checking = false;
+        if done.generation != self.generation {
+            return;
+        }
+        let result: CheckResult = done.report.summary();
+        self.state.my_check = Some(result);
+        if let Some(room) = &self.room
+            && let Err(e) = room.report_check(result, done.request).await
+        {
+            tracing::warn!(error = %e, "could not report the check");
+        }
     }
 
     fn call_peer_mut(&mut self, peer: &str) -> Option<&mut CallPeer> {
@@ -898,6 +1111,12 @@ impl Actor {
     async fn on_event(&mut self, event: RoomEvent) {
         match event {
             RoomEvent::Joined { room, peers, .. } => {
+                // A resident's tablet tells staff whether its camera and microphone work.
+                if self.my_role() == Some(Role::Resident)
+                    && !matches!(self.state.connection, Connection::Online)
+                {
+                    self.start_check(None);
+                }
                 self.state.connection = Connection::Online;
                 if let Some(me) = &mut self.state.me {
                     me.room = room;
@@ -909,22 +1128,45 @@ impl Actor {
                         name: p.name,
                         role: p.role,
                         in_call: false,
+                        sub: p.sub,
                     })
                     .collect();
             }
             RoomEvent::Waiting { position } => {
+                // While they wait, patients run their check; the clinician sees the result.
+                if !matches!(self.state.connection, Connection::Waiting { .. }) {
+                    self.start_check(None);
+                }
                 self.state.connection = Connection::Waiting {
                     position: u32::try_from(position).unwrap_or(u32::MAX),
                 };
             }
             RoomEvent::PeerJoined(p) => {
                 self.peers.retain(|q| q.peer != p.peer.0);
+                let id = p.peer.0.clone();
                 self.peers.push(RoomPeer {
                     peer: p.peer.0,
                     name: p.name,
                     role: p.role,
                     in_call: false,
+                    sub: p.sub,
                 });
+                // Someone a clinician just admitted: into the consult at once.
+                if let Some(i) = self.admitted.iter().position(|a| *a == id) {
+                    self.admitted.remove(i);
+                    if let Some(room) = &self.room
+                        && let Err(e) = room.call(&PeerId(id.clone())).await
+                    {
+                        tracing::warn!(error = %e, peer = %id, "could not call an admitted patient");
+                    }
+                    if !self.in_call() {
+                        self.state.call = CallView::Calling {
+                            name: self.peer_name(&id),
+                            peer: id,
+                            ringing: false,
+                        };
+                    }
+                }
             }
             RoomEvent::PeerLeft(p) => self.peers.retain(|q| q.peer != p.0),
             RoomEvent::PeerPresence { peer, in_call } => {
@@ -933,11 +1175,79 @@ impl Actor {
                 }
             }
             RoomEvent::IncomingCall { peer, name } if !self.in_call() => {
+                let caller = self.peers.iter().find(|p| p.peer == peer.0).map(|p| p.role);
+                if self.my_role() == Some(Role::Resident) && self.in_quiet_hours() {
+                    tracing::info!("quiet hours: a call declined without ringing");
+                    if let Some(room) = &self.room {
+                        let _ = room.decline_unavailable(&peer).await;
+                    }
+                    return;
+                }
+                // Someone admitted to a consult is called by the clinician at once: it
+                // connects without anyone pressing Answer.
+                let admitted_patient = matches!(self.my_role(), Some(Role::Patient | Role::Guest))
+                    && caller == Some(Role::Clinician);
+                if admitted_patient && let Some(room) = &self.room {
+                    match room.answer(&peer).await {
+                        Ok(()) => {
+                            self.state.call = CallView::Active {
+                                since_ms: now_ms(),
+                                peers: vec![call_peer(peer.0, name, false)],
+                            };
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not join the consult"),
+                    }
+                }
                 self.state.call = CallView::Incoming {
-                    auto_answer_seconds: self.auto_answer_seconds(&name),
+                    auto_answer_seconds: self.auto_answer_seconds(&peer.0, &name),
                     peer: peer.0,
                     name,
                 };
+            }
+            RoomEvent::Lobby(waiting) => {
+                self.state.lobby = waiting
+                    .into_iter()
+                    .map(|w| WaitingPatient {
+                        peer: w.peer.0,
+                        name: w.name,
+                        role: w.role,
+                        since_ms: w.since as f64,
+                        connected: w.connected,
+                        check: w.check.map(|c| c.result),
+                    })
+                    .collect();
+            }
+            RoomEvent::Rules(rules) => {
+                tracing::info!("rules from staff received");
+                self.rules = Some(rules);
+                self.state.quiet = self.in_quiet_hours();
+            }
+            RoomEvent::CheckRequested { request } => self.start_check(Some(request)),
+            RoomEvent::Refused {
+                code: hearth_proto::ErrorCode::Forbidden,
+                ..
+            } if matches!(self.state.call, CallView::Calling { .. }) => {
+                // The server refuses this call's signals: the resident's rules do not list us.
+                if let CallView::Calling { peer, .. } = &self.state.call {
+                    let peer = peer.clone();
+                    if let Some(room) = &self.room {
+                        let _ = room.hang_up(&PeerId(peer.clone())).await;
+                    }
+                    self.call_ended(&peer, EndReason::NotAllowed).await;
+                }
+            }
+            RoomEvent::Refused { code, message } => {
+                let id = self.next_notice;
+                self.next_notice += 1;
+                tracing::info!(code = code.as_str(), "the server refused a request");
+                self.state.notices.push(Notice {
+                    id,
+                    device: None,
+                    message,
+                });
+                let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
+                self.state.notices.drain(..excess);
             }
             RoomEvent::Ringing { peer } => {
                 if let CallView::Calling {
@@ -1012,7 +1322,7 @@ impl Actor {
                 let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
                 self.state.notices.drain(..excess);
             }
-            RoomEvent::Disconnected { code, .. } => self.signaling_down(code).await,
+            RoomEvent::Disconnected { code, reason } => self.signaling_down(code, reason).await,
             _ => {}
         }
     }
@@ -1052,9 +1362,15 @@ impl Actor {
         }
     }
 
-    async fn signaling_down(&mut self, code: Option<hearth_proto::ErrorCode>) {
+    async fn signaling_down(&mut self, code: Option<hearth_proto::ErrorCode>, reason: String) {
         use hearth_proto::ErrorCode as S;
         let error = match code {
+            Some(S::Revoked) => Some(ClientError::new(
+                ErrorCode::Revoked,
+                "The care home withdrew this device's invitation. Ask them for a new one.",
+            )),
+            // The clinician's own words.
+            Some(S::Denied) => Some(ClientError::new(ErrorCode::Denied, reason)),
             Some(S::Replaced) => Some(ClientError::new(
                 ErrorCode::Replaced,
                 "This invitation is now in use on another device, so this one was signed out.",

@@ -7,6 +7,7 @@ use specta::Type;
 use crate::error::ClientError;
 use crate::settings::Language;
 use hearth_proto::Role;
+use hearth_proto::care::CheckResult;
 
 /// Everything a screen needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Type)]
@@ -31,6 +32,30 @@ pub struct AppState {
     pub notices: Vec<Notice>,
     /// A resident's tablet in kiosk mode.
     pub kiosk: bool,
+    /// Clinicians: who waits in the consult's waiting room, first arrived first.
+    pub lobby: Vec<WaitingPatient>,
+    /// This device's last pre-call check as reported to the server (a waiting patient sees
+    /// it; the clinician does too).
+    pub my_check: Option<CheckResult>,
+    /// A resident's tablet is in its quiet hours: it does not ring.
+    pub quiet: bool,
+}
+
+/// Someone in the waiting room, as a clinician sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, Type)]
+pub struct WaitingPatient {
+    /// Their id, to admit or deny.
+    pub peer: String,
+    /// Their name.
+    pub name: String,
+    /// `patient` or `guest`.
+    pub role: Role,
+    /// When they checked in, ms since the Unix epoch (kept across their reconnects).
+    pub since_ms: f64,
+    /// False while their connection has dropped and their place is held.
+    pub connected: bool,
+    /// Their pre-call check, once reported.
+    pub check: Option<CheckResult>,
 }
 
 /// The device's link to its server.
@@ -219,6 +244,10 @@ pub enum EndReason {
     Declined,
     /// They were in another call.
     Busy,
+    /// Their device does not take calls now (quiet hours).
+    Unavailable,
+    /// The care home has not set up calls between the two.
+    NotAllowed,
     /// Nobody answered.
     NoAnswer,
     /// They stopped calling before we answered.
@@ -239,6 +268,7 @@ impl From<&hearth_engine::CallEndReason> for EndReason {
             R::RemoteHungUp => Self::RemoteHungUp,
             R::Declined => Self::Declined,
             R::Busy => Self::Busy,
+            R::Unavailable => Self::Unavailable,
             R::NoAnswer => Self::NoAnswer,
             R::Cancelled => Self::Cancelled,
             R::PeerLeft => Self::PeerLeft,
@@ -305,6 +335,9 @@ impl Default for AppState {
             camera_off: false,
             notices: Vec::new(),
             kiosk: false,
+            lobby: Vec::new(),
+            my_check: None,
+            quiet: false,
         }
     }
 }

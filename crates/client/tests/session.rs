@@ -3,139 +3,19 @@
 //! and find it again, and meet a refused or replaced invitation.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
 use hearth_client::{
-    AppState, CallView, CheckStatus, Connection, EncodedVideoFrame, ErrorCode, I420Frame,
-    Invitation, KnownContact, Presence, ResidentOptions, Session, SessionOptions, Settings,
-    SettingsStore, VideoCodec, VideoSink,
+    CallView, CheckStatus, Connection, ErrorCode, KnownContact, Presence, ResidentOptions,
+    VideoCodec,
 };
-use hearth_engine::{AudioOutput, Role, RoomOptions};
+use hearth_engine::Role;
 use signaling::secret::Secret;
 use signaling::{Server, ServerOptions};
-use tokio::sync::watch;
-
-#[derive(Default)]
-struct CountingSink {
-    remote: AtomicUsize,
-    local: AtomicUsize,
-    encoded: AtomicUsize,
-    /// The last encoded frame's `seq`, and how many times one was skipped.
-    last_seq: Mutex<Option<u64>>,
-    gaps: AtomicUsize,
-}
-
-impl VideoSink for CountingSink {
-    fn remote(&self, _peer: &str, frame: &I420Frame) {
-        assert!(frame.width() > 0);
-        self.remote.fetch_add(1, Ordering::Relaxed);
-    }
-    fn local(&self, _frame: &I420Frame) {
-        self.local.fetch_add(1, Ordering::Relaxed);
-    }
-    fn remote_encoded(&self, frame: &EncodedVideoFrame) {
-        assert_eq!(frame.codec, VideoCodec::Vp8);
-        let mut last = self.last_seq.lock().unwrap();
-        if last.is_some_and(|l| frame.seq != l + 1) {
-            self.gaps.fetch_add(1, Ordering::Relaxed);
-        }
-        assert!(
-            last.is_some() || frame.keyframe,
-            "the first frame is a keyframe"
-        );
-        *last = Some(frame.seq);
-        self.encoded.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn token(server: &Server, room: &str, role: Role, name: &str, sub: Option<&str>) -> String {
-    server
-        .tokens()
-        .mint(room, role, name, sub, Duration::from_secs(600), now())
-        .unwrap()
-}
-
-struct Device {
-    session: Session,
-    state: watch::Receiver<AppState>,
-    video: Arc<CountingSink>,
-    _dir: tempfile::TempDir,
-}
-
-fn device(url: &str, token: String, resident: ResidentOptions) -> Device {
-    device_with(url, token, resident, Vec::new())
-}
-
-/// A device whose sink decodes `forward` itself, as the desktop app's page does.
-fn device_with(
-    url: &str,
-    token: String,
-    resident: ResidentOptions,
-    forward: Vec<VideoCodec>,
-) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        invitation: Some(Invitation {
-            server: url.to_owned(),
-            token,
-        }),
-        resident,
-        ..Settings::default()
-    };
-    settings.devices.camera = Some("synthetic".into());
-    settings.devices.microphone = Some("synthetic".into());
-    settings.devices.speaker = Some("none".into());
-    SettingsStore::in_dir(dir.path()).save(&settings).unwrap();
-    let video = Arc::new(CountingSink::default());
-    let room = RoomOptions {
-        bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        audio_output: AudioOutput::None,
-        forward_encoded: forward,
-        ..RoomOptions::default()
-    };
-    let session = Session::start(SessionOptions {
-        data_dir: dir.path().to_owned(),
-        room,
-        camera: (320, 240, 30),
-        video: video.clone(),
-    });
-    Device {
-        state: session.watch(),
-        session,
-        video,
-        _dir: dir,
-    }
-}
-
-async fn until(d: &mut Device, what: &str, want: impl Fn(&AppState) -> bool) -> AppState {
-    let result = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            {
-                let s = d.state.borrow_and_update();
-                if want(&s) {
-                    return s.clone();
-                }
-            }
-            d.state.changed().await.unwrap();
-        }
-    })
-    .await;
-    match result {
-        Ok(s) => s,
-        Err(_) => panic!("never saw {what}; last state: {:#?}", d.state.borrow()),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn family_calls_a_resident_who_answers_by_herself() {

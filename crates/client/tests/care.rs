@@ -1,0 +1,275 @@
+//! The care workflows as the screens see them, against a real signaling server on loopback:
+//! a clinician's waiting room and consults, a waiting patient's check, staff's invitations, rules
+//! and remote check through the HTTP API, and a resident's tablet that follows the rules at once.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hearth_client::care::{Caller, CheckOutcome, NewInvitation, QuietHours, Rules};
+use hearth_client::{CallView, Connection, EndReason, ErrorCode, ResidentOptions};
+use hearth_engine::Role;
+use signaling::{Server, ServerOptions};
+
+async fn server() -> Server {
+    Server::start(ServerOptions::default()).await.unwrap()
+}
+
+fn connected_to(s: &hearth_client::AppState, name: &str) -> bool {
+    matches!(&s.call, CallView::Active { peers, .. }
+        if peers.iter().any(|p| p.name == name && p.connected))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_admits_patients_in_order_and_moves_on() {
+    let server = server().await;
+    let url = server.ws_url();
+    let mut doc = device(
+        &url,
+        token(&server, "consult", Role::Clinician, "Dr Cho", None),
+        ResidentOptions::default(),
+    );
+    until(&mut doc, "the clinician online", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    let mut park = device(
+        &url,
+        token(&server, "consult", Role::Patient, "Mr Park", None),
+        ResidentOptions::default(),
+    );
+    // The patient waits and runs the check meanwhile; the clinician sees its result.
+    let waiting = until(&mut park, "Mr Park waiting with his check done", |s| {
+        matches!(s.connection, Connection::Waiting { position: 1 }) && s.my_check.is_some()
+    })
+    .await;
+    let check = waiting.my_check.unwrap();
+    assert_eq!(check.camera, CheckOutcome::Ok, "the synthetic camera works");
+    assert_eq!(check.microphone, CheckOutcome::Ok);
+    let mut lee = device(
+        &url,
+        token(&server, "consult", Role::Patient, "Ms Lee", None),
+        ResidentOptions::default(),
+    );
+    until(&mut lee, "Ms Lee waiting second", |s| {
+        matches!(s.connection, Connection::Waiting { position: 2 })
+    })
+    .await;
+    let lobby = until(&mut doc, "both waiting, in order, checks in", |s| {
+        s.lobby.len() == 2 && s.lobby.iter().all(|w| w.check.is_some())
+    })
+    .await
+    .lobby;
+    assert_eq!(
+        lobby.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["Mr Park", "Ms Lee"]
+    );
+    assert!(lobby[0].since_ms <= lobby[1].since_ms);
+    assert!(lobby.iter().all(|w| w.connected && w.role == Role::Patient));
+
+    // Admit the first: the consult connects without anyone pressing Answer.
+    doc.session.admit(lobby[0].peer.clone()).await.unwrap();
+    until(&mut park, "Mr Park in the consult", |s| {
+        s.connection == Connection::Online && connected_to(s, "Dr Cho")
+    })
+    .await;
+    until(&mut doc, "the consult with Mr Park", |s| {
+        connected_to(s, "Mr Park") && s.lobby.len() == 1
+    })
+    .await;
+
+    // End it and admit the next in one action.
+    let next = doc.session.admit_next().await.unwrap();
+    assert_eq!(next.as_deref(), Some(lobby[1].peer.as_str()));
+    until(&mut lee, "Ms Lee in the consult", |s| {
+        connected_to(s, "Dr Cho")
+    })
+    .await;
+    let s = until(&mut doc, "the consult with Ms Lee only", |s| {
+        connected_to(s, "Ms Lee") && s.lobby.is_empty()
+    })
+    .await;
+    let CallView::Active { peers, .. } = s.call else {
+        unreachable!()
+    };
+    assert_eq!(peers.len(), 1, "Mr Park's consult ended");
+    assert_eq!(doc.session.admit_next().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_patient_reads_the_reason() {
+    let server = server().await;
+    let url = server.ws_url();
+    let mut doc = device(
+        &url,
+        token(&server, "consult", Role::Clinician, "Dr Cho", None),
+        ResidentOptions::default(),
+    );
+    let mut park = device(
+        &url,
+        token(&server, "consult", Role::Patient, "Mr Park", None),
+        ResidentOptions::default(),
+    );
+    let lobby = until(&mut doc, "Mr Park waiting", |s| s.lobby.len() == 1)
+        .await
+        .lobby;
+    doc.session
+        .deny(
+            lobby[0].peer.clone(),
+            Some("Please book another time.".into()),
+        )
+        .await
+        .unwrap();
+    let s = until(&mut park, "turned away", |s| {
+        matches!(s.connection, Connection::Refused { .. })
+    })
+    .await;
+    let Connection::Refused { error } = s.connection else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::Denied);
+    assert_eq!(error.message, "Please book another time.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
+    let server = server().await;
+    let url = server.ws_url();
+    let staff = device(
+        &url,
+        token(&server, "office", Role::Staff, "Nurse Park", None),
+        ResidentOptions::default(),
+    );
+    let api = staff.session.api().await.unwrap();
+
+    // Two family members join with invitation codes, typed next to the server address.
+    let mut family = Vec::new();
+    for name in ["Ann", "Bob"] {
+        let inv = api
+            .create_invitation(&NewInvitation {
+                room: "kim".into(),
+                role: Role::Family,
+                name: name.into(),
+                expires_in_s: None,
+            })
+            .await
+            .unwrap();
+        let mut d = blank_device();
+        d.session
+            .accept_invitation(inv.code.to_lowercase(), Some(server_http(&server)))
+            .await
+            .unwrap();
+        until(&mut d, "signed in with the code", |s| {
+            s.connection == Connection::Online
+        })
+        .await;
+        family.push((d, inv));
+    }
+    let mut kim = device(
+        &url,
+        token(
+            &server,
+            "kim",
+            Role::Resident,
+            "Mrs Kim",
+            Some("tablet-kim"),
+        ),
+        ResidentOptions::default(),
+    );
+    until(&mut kim, "both callable", |s| s.contacts.len() == 2).await;
+
+    // Only Ann may call, and she is answered by the tablet itself.
+    let ann_inv = family[0].1.clone();
+    let rules = Rules {
+        callers: Some(vec![Caller {
+            sub: ann_inv.sub.clone(),
+            name: "Ann".into(),
+            auto_answer: true,
+        }]),
+        quiet_hours: None,
+    };
+    api.set_rules("tablet-kim", &rules).await.unwrap();
+    let s = until(&mut kim, "only Ann, trusted", |s| {
+        s.contacts.len() == 1 && s.contacts[0].trusted
+    })
+    .await;
+    assert_eq!(s.contacts[0].name, "Ann");
+    let [(ann, _), (bob, _)] = &mut family[..] else {
+        unreachable!()
+    };
+    until(bob, "Bob sees Mrs Kim", |s| !s.contacts.is_empty()).await;
+    bob.session.call("Mrs Kim".into()).await.unwrap();
+    until(bob, "Bob's call not allowed", |s| {
+        matches!(
+            s.call,
+            CallView::Ended {
+                reason: EndReason::NotAllowed,
+                ..
+            }
+        )
+    })
+    .await;
+    until(ann, "Ann still sees Mrs Kim", |s| !s.contacts.is_empty()).await;
+
+    // A remote check: the tablet runs it and staff see the result.
+    let report = api.run_check("tablet-kim").await.unwrap();
+    assert_eq!(report.result.camera, CheckOutcome::Ok);
+    let tablets = api.tablets().await.unwrap();
+    assert!(tablets[0].online_since.is_some());
+    assert_eq!(tablets[0].rules, rules);
+    assert!(tablets[0].check.is_some());
+
+    // Quiet hours around now: Ann's call is declined without ringing, as unavailable.
+    let now = chrono_minutes();
+    let quiet = Rules {
+        quiet_hours: Some(QuietHours {
+            from: hhmm(now + 1439),
+            to: hhmm(now + 2),
+        }),
+        ..rules
+    };
+    api.set_rules("tablet-kim", &quiet).await.unwrap();
+    until(&mut kim, "quiet", |s| s.quiet).await;
+    let ann = &mut family[0].0;
+    ann.session.call("Mrs Kim".into()).await.unwrap();
+    until(ann, "declined as unavailable", |s| {
+        matches!(
+            s.call,
+            CallView::Ended {
+                reason: EndReason::Unavailable,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(matches!(kim.state.borrow().call, CallView::Idle));
+
+    // Withdrawn: Bob's device is told the invitation no longer works.
+    api.revoke_invitation(&family[1].1.id).await.unwrap();
+    let bob = &mut family[1].0;
+    let s = until(bob, "Bob refused", |s| {
+        matches!(s.connection, Connection::Refused { .. })
+    })
+    .await;
+    let Connection::Refused { error } = s.connection else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::Revoked);
+    let gone = api.revoke_invitation("no-such-id").await.unwrap_err();
+    assert_eq!(gone.code, ErrorCode::NotFound);
+}
+
+fn server_http(server: &Server) -> String {
+    format!("http://{}", server.local_addr())
+}
+
+fn chrono_minutes() -> u32 {
+    use chrono::Timelike;
+    let now = chrono::Local::now();
+    now.hour() * 60 + now.minute()
+}
+
+fn hhmm(minutes: u32) -> String {
+    let m = minutes % 1440;
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
