@@ -2,13 +2,14 @@
 //! `ClientError` (a code and a sentence). The TypeScript bindings in `ui/src/bindings.ts` are
 //! generated from these by `cargo test -p hearth-desktop` (`tests/bindings.rs`).
 
+use hearth_client::care::{CheckReport, Invitation, NewInvitation, Rules, Tablet};
 use hearth_client::{
-    AppState, ClientError, Device, DeviceChoice, Identity, Language, PrecheckReport,
+    AppState, ClientError, Device, DeviceChoice, ErrorCode, Identity, Language, PrecheckReport,
     ResidentOptions, Session,
 };
 use serde::Serialize;
 use specta::Type;
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager, State};
 use tauri_specta::{Event, collect_commands, collect_events};
 use tokio::sync::watch;
 
@@ -112,6 +113,112 @@ fn request_keyframe(session: State<'_, Session>, peer: String) {
 #[specta::specta]
 fn decode_video_here(session: State<'_, Session>) {
     session.decode_video_here();
+}
+
+/// Clinicians: lets a waiting patient in and calls them into the consult.
+#[tauri::command]
+#[specta::specta]
+async fn admit(session: State<'_, Session>, peer: String) -> Result<(), ClientError> {
+    session.admit(peer).await
+}
+
+/// Clinicians: turns a waiting patient away; `reason` is what they read.
+#[tauri::command]
+#[specta::specta]
+async fn deny(
+    session: State<'_, Session>,
+    peer: String,
+    reason: Option<String>,
+) -> Result<(), ClientError> {
+    session.deny(peer, reason).await
+}
+
+/// Clinicians: ends the consult and admits the next patient; returns who, if anyone waits.
+#[tauri::command]
+#[specta::specta]
+async fn admit_next(session: State<'_, Session>) -> Result<Option<String>, ClientError> {
+    session.admit_next().await
+}
+
+/// Staff (any room) and clinicians (their consult room): a new invitation link and code.
+#[tauri::command]
+#[specta::specta]
+async fn create_invitation(
+    session: State<'_, Session>,
+    ask: NewInvitation,
+) -> Result<Invitation, ClientError> {
+    session.api().await?.create_invitation(&ask).await
+}
+
+/// Invitations, newest first.
+#[tauri::command]
+#[specta::specta]
+async fn list_invitations(session: State<'_, Session>) -> Result<Vec<Invitation>, ClientError> {
+    session.api().await?.invitations().await
+}
+
+/// Withdraws an invitation; it stops working at once.
+#[tauri::command]
+#[specta::specta]
+async fn revoke_invitation(
+    session: State<'_, Session>,
+    id: String,
+) -> Result<Invitation, ClientError> {
+    session.api().await?.revoke_invitation(&id).await
+}
+
+/// Staff: residents' tablets, online or not, with their last check and rules.
+#[tauri::command]
+#[specta::specta]
+async fn list_tablets(session: State<'_, Session>) -> Result<Vec<Tablet>, ClientError> {
+    session.api().await?.tablets().await
+}
+
+/// Staff: a resident's rules; the tablet follows them at once.
+#[tauri::command]
+#[specta::specta]
+async fn set_rules(
+    session: State<'_, Session>,
+    sub: String,
+    rules: Rules,
+) -> Result<Tablet, ClientError> {
+    session.api().await?.set_rules(&sub, &rules).await
+}
+
+/// Staff: runs the pre-call check on a tablet and returns its result.
+#[tauri::command]
+#[specta::specta]
+async fn run_tablet_check(
+    session: State<'_, Session>,
+    sub: String,
+) -> Result<CheckReport, ClientError> {
+    session.api().await?.run_check(&sub).await
+}
+
+/// Staff: saves the audit trail as CSV in the Downloads folder; returns the file's path.
+#[tauri::command]
+#[specta::specta]
+async fn export_audit(app: AppHandle, session: State<'_, Session>) -> Result<String, ClientError> {
+    let csv = session.api().await?.audit_csv().await?;
+    let dir = app.path().download_dir().map_err(|e| {
+        tracing::warn!(error = %e, "no downloads folder");
+        ClientError::new(
+            ErrorCode::Internal,
+            "There is no Downloads folder to save the file in.",
+        )
+    })?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = dir.join(format!("hearth-audit-{stamp}.csv"));
+    tokio::fs::write(&path, csv).await.map_err(|e| {
+        tracing::warn!(error = %e, "audit export not written");
+        ClientError::new(
+            ErrorCode::Internal,
+            "The file could not be saved in the Downloads folder.",
+        )
+    })?;
+    Ok(path.display().to_string())
 }
 
 /// Chooses the language.
@@ -229,6 +336,16 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             next_picture,
             request_keyframe,
             decode_video_here,
+            admit,
+            deny,
+            admit_next,
+            create_invitation,
+            list_invitations,
+            revoke_invitation,
+            list_tablets,
+            set_rules,
+            run_tablet_check,
+            export_audit,
         ])
         .events(collect_events![StateChanged])
         .disable_serde_phases()

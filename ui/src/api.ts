@@ -3,17 +3,24 @@
 // every screen, `?fixture=<name>`).
 import {
   type AppState,
+  type CheckReport,
   type ClientError,
   commands,
   type Device,
   type DeviceChoice,
   events,
+  type Invitation,
   type Language,
+  type NewInvitation,
   type PrecheckReport,
+  type Rules,
   type SettingsView,
+  type Tablet,
 } from "./bindings";
 
 export type Outcome = ClientError | null;
+/** A value, or the error that kept it from coming. */
+export type Got<T> = { ok: true; value: T } | { ok: false; error: ClientError };
 
 export interface Backend {
   state(): Promise<AppState>;
@@ -38,12 +45,28 @@ export interface Backend {
   photo(key: string): Promise<string | null>;
   precheck(): Promise<PrecheckReport | ClientError>;
   dismissNotice(id: number): Promise<void>;
+  // Clinicians.
+  admit(peer: string): Promise<Outcome>;
+  deny(peer: string, reason: string | null): Promise<Outcome>;
+  admitNext(): Promise<Outcome>;
+  // Staff (and clinicians, for their own room's invitations).
+  createInvitation(ask: NewInvitation): Promise<Got<Invitation>>;
+  listInvitations(): Promise<Got<Invitation[]>>;
+  revokeInvitation(id: string): Promise<Outcome>;
+  listTablets(): Promise<Got<Tablet[]>>;
+  setRules(sub: string, rules: Rules): Promise<Outcome>;
+  runTabletCheck(sub: string): Promise<Got<CheckReport>>;
+  exportAudit(): Promise<Got<string>>;
 }
 
 type Res<T> = { status: "ok"; data: T } | { status: "error"; error: ClientError };
 const outcome = async (p: Promise<Res<unknown>>): Promise<Outcome> => {
   const r = await p;
   return r.status === "ok" ? null : r.error;
+};
+const got = async <T>(p: Promise<Res<T>>): Promise<Got<T>> => {
+  const r = await p;
+  return r.status === "ok" ? { ok: true, value: r.data } : { ok: false, error: r.error };
 };
 
 export function tauriBackend(): Backend {
@@ -90,6 +113,16 @@ export function tauriBackend(): Backend {
       const r = await commands.precheck();
       return r.status === "ok" ? r.data : r.error;
     },
+    admit: (peer) => outcome(commands.admit(peer)),
+    deny: (peer, reason) => outcome(commands.deny(peer, reason)),
+    admitNext: () => outcome(commands.admitNext()),
+    createInvitation: (ask) => got(commands.createInvitation(ask)),
+    listInvitations: () => got(commands.listInvitations()),
+    revokeInvitation: (id) => outcome(commands.revokeInvitation(id)),
+    listTablets: () => got(commands.listTablets()),
+    setRules: (sub, rules) => outcome(commands.setRules(sub, rules)),
+    runTabletCheck: (sub) => got(commands.runTabletCheck(sub)),
+    exportAudit: () => got(commands.exportAudit()),
   };
 }
 

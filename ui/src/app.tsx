@@ -5,20 +5,49 @@ import { AppContext, type Ctx } from "./context";
 import { i18n } from "./i18n";
 import { connectionView } from "./logic/connection";
 import { type Effect, type Incoming, idle, secondsLeft, step } from "./logic/incoming";
+import { type LobbyAlerts, lobbyStep, lobbyTitle, noAlerts } from "./logic/lobby";
 import { Calling, Ended, IncomingCall, InCall } from "./screens/call";
+import { ClinicianHome, ConsultPanel } from "./screens/clinician";
 import { ErrorText } from "./screens/common";
 import { Check, Devices, FamilyHome, type FamilyPage } from "./screens/family";
 import { ResidentHome } from "./screens/resident";
 import { Setup } from "./screens/setup";
+import { StaffHome, type StaffTab } from "./screens/staff";
 import { Connecting, Refused, Waiting } from "./screens/status";
-import { chime, startRing, stopRing } from "./sound";
+import { chime, knock, startRing, stopRing } from "./sound";
 
-export function App({ api, initial, initialPage = "home" }: { api: Backend; initial: AppState; initialPage?: FamilyPage }) {
+/** The screens a role gets. Patients and guests wait, then are in a consult. */
+type Mode = "resident" | "family" | "clinician" | "staff" | "patient";
+
+function modeOf(role: string | undefined): Mode {
+  switch (role) {
+    case "resident":
+    case "clinician":
+    case "staff":
+      return role;
+    case "patient":
+    case "guest":
+      return "patient";
+    default:
+      return "family";
+  }
+}
+
+export function App({ api, initial, initialPage = "home", initialTab = "tablets" }: {
+  api: Backend;
+  initial: AppState;
+  initialPage?: FamilyPage;
+  initialTab?: StaffTab;
+}) {
   const [state, setState] = useState(initial);
   const [now, setNow] = useState(Date.now());
   const [error, setError] = useState<string | null>(null);
   const [page, setPage] = useState<FamilyPage>(initialPage);
+  const [tab, setTab] = useState<StaffTab>(initialTab);
   const incoming = useRef<Incoming>(idle);
+  const alerts = useRef<LobbyAlerts>(noAlerts);
+  const hadCall = useRef(false);
+  const [unseen, setUnseen] = useState<string[]>([]);
   const t = useMemo(() => i18n(state.language), [state.language]);
 
   const run = (effects: Effect[]) => {
@@ -34,13 +63,22 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
     incoming.current = next;
     run(effects);
   };
+  const feedLobby = (e: Parameters<typeof lobbyStep>[1]) => {
+    const [next, effects] = lobbyStep(alerts.current, e);
+    alerts.current = next;
+    setUnseen(next.unseen);
+    // Every arrival knocks, a moment apart, so two at once are two knocks.
+    effects.forEach((_, i) => window.setTimeout(knock, i * 900));
+  };
 
   useEffect(() => {
     api.onState((s) => {
       setState(s);
       feed({ type: "call", call: s.call, now: Date.now() });
+      if (s.me?.role === "clinician") feedLobby({ type: "lobby", lobby: s.lobby });
     });
     feed({ type: "call", call: initial.call, now: Date.now() });
+    if (initial.me?.role === "clinician") feedLobby({ type: "lobby", lobby: initial.lobby });
     const timer = window.setInterval(() => {
       const n = Date.now();
       setNow(n);
@@ -54,22 +92,29 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
     document.documentElement.dataset.mode = state.me?.role ?? "setup";
   }, [state.language, state.me?.role]);
 
+  useEffect(() => {
+    document.title = lobbyTitle(t.t("app.name"), state.me?.role === "clinician" ? state.lobby.length : 0);
+  }, [state.lobby.length, state.me?.role, t]);
+
   const act = async (p: Promise<Outcome>) => {
     const r = await p;
     setError(r?.code ?? null);
     return r === null;
   };
   const ctx: Ctx = { state, api, t, now, act };
-  const mode = state.me?.role === "resident" ? "resident" : "family";
+  const mode = modeOf(state.me?.role);
+  const variant = mode === "resident" ? "resident" : "family";
+  const seen = () => feedLobby({ type: "seen" });
 
   const conn = connectionView(state.connection, now);
   let screen;
   const call = state.call;
+  if (call.state === "active") hadCall.current = true;
   if (call.state === "incoming") {
     screen = (
       <IncomingCall
         call={call}
-        variant={mode}
+        variant={variant}
         secondsLeft={secondsLeft(incoming.current, now)}
         onAnswer={() => {
           feed({ type: "answered_by_hand" });
@@ -78,21 +123,28 @@ export function App({ api, initial, initialPage = "home" }: { api: Backend; init
       />
     );
   } else if (call.state === "calling") {
-    screen = <Calling call={call} variant={mode} />;
+    screen = <Calling call={call} variant={variant} />;
   } else if (call.state === "active") {
-    screen = <InCall call={call} variant={mode} />;
-  } else if (call.state === "ended") {
-    screen = <Ended call={call} variant={mode} />;
+    screen = <InCall call={call} variant={variant} side={mode === "clinician" ? <ConsultPanel unseen={unseen} onSeen={seen} /> : null} />;
+  } else if (call.state === "ended" && mode !== "clinician") {
+    screen = <Ended call={call} variant={variant} />;
   } else if (conn.kind === "setup") {
     screen = <Setup reason={conn.error} />;
   } else if (conn.kind === "connecting") {
     screen = <Connecting retryInSeconds={conn.retryInSeconds} error={conn.error} />;
   } else if (conn.kind === "refused") {
     screen = <Refused error={conn.error} />;
+  } else if (mode === "patient" && conn.kind === "online") {
+    // Let in: the clinician's call is on its way, or the consult is over.
+    screen = <Waiting position={null} over={hadCall.current} />;
   } else if (conn.kind === "waiting") {
     screen = <Waiting position={conn.position} />;
   } else if (mode === "resident") {
     screen = <ResidentHome />;
+  } else if (mode === "clinician") {
+    screen = <ClinicianHome unseen={unseen} onSeen={seen} />;
+  } else if (mode === "staff") {
+    screen = <StaffHome tab={tab} go={setTab} />;
   } else if (page === "check") {
     screen = <Check go={setPage} />;
   } else if (page === "devices") {

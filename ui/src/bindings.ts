@@ -56,6 +56,26 @@ export const commands = {
 	 *  the app decodes it and sends pictures instead.
 	 */
 	decodeVideoHere: () => __TAURI_INVOKE<void>("decode_video_here"),
+	/**  Clinicians: lets a waiting patient in and calls them into the consult. */
+	admit: (peer: string) => typedError<null, ClientError>(__TAURI_INVOKE("admit", { peer })),
+	/**  Clinicians: turns a waiting patient away; `reason` is what they read. */
+	deny: (peer: string, reason: string | null) => typedError<null, ClientError>(__TAURI_INVOKE("deny", { peer, reason })),
+	/**  Clinicians: ends the consult and admits the next patient; returns who, if anyone waits. */
+	admitNext: () => typedError<string | null, ClientError>(__TAURI_INVOKE("admit_next")),
+	/**  Staff (any room) and clinicians (their consult room): a new invitation link and code. */
+	createInvitation: (ask: NewInvitation) => typedError<Invitation, ClientError>(__TAURI_INVOKE("create_invitation", { ask })),
+	/**  Invitations, newest first. */
+	listInvitations: () => typedError<Invitation[], ClientError>(__TAURI_INVOKE("list_invitations")),
+	/**  Withdraws an invitation; it stops working at once. */
+	revokeInvitation: (id: string) => typedError<Invitation, ClientError>(__TAURI_INVOKE("revoke_invitation", { id })),
+	/**  Staff: residents' tablets, online or not, with their last check and rules. */
+	listTablets: () => typedError<Tablet[], ClientError>(__TAURI_INVOKE("list_tablets")),
+	/**  Staff: a resident's rules; the tablet follows them at once. */
+	setRules: (sub: string, rules: Rules) => typedError<Tablet, ClientError>(__TAURI_INVOKE("set_rules", { sub, rules })),
+	/**  Staff: runs the pre-call check on a tablet and returns its result. */
+	runTabletCheck: (sub: string) => typedError<CheckReport, ClientError>(__TAURI_INVOKE("run_tablet_check", { sub })),
+	/**  Staff: saves the audit trail as CSV in the Downloads folder; returns the file's path. */
+	exportAudit: () => typedError<string, ClientError>(__TAURI_INVOKE("export_audit")),
 };
 
 /** Events */
@@ -86,6 +106,15 @@ export type AppState = {
 	notices: Notice[],
 	/**  A resident's tablet in kiosk mode. */
 	kiosk: boolean,
+	/**  Clinicians: who waits in the consult's waiting room, first arrived first. */
+	lobby: WaitingPatient[],
+	/**
+	 *  This device's last pre-call check as reported to the server (a waiting patient sees
+	 *  it; the clinician does too).
+	 */
+	my_check: CheckResult | null,
+	/**  A resident's tablet is in its quiet hours: it does not ring. */
+	quiet: boolean,
 };
 
 /**  One other person in the call. */
@@ -146,6 +175,16 @@ name: string;
 /**  Why. */
 reason: EndReason };
 
+/**  Someone who may call a resident. */
+export type Caller = {
+	/**  Their token's subject (an invitation's `sub`). */
+	sub: string,
+	/**  Their name, as the resident's tablet shows it. */
+	name: string,
+	/**  The tablet answers their calls by itself after a short countdown. */
+	auto_answer?: boolean,
+};
+
 /**  One part's result. */
 export type CheckItem = {
 	/**  Works or not. */
@@ -158,6 +197,36 @@ export type CheckItem = {
 	level_percent: number | null,
 	/**  How long the relay took to give an address, milliseconds. */
 	ms: number | null,
+};
+
+/**  How one part of a pre-call check went. */
+export type CheckOutcome = 
+/**  It works. */
+"ok" | 
+/**  It does not work. */
+"failed" | 
+/**  Not used on this device (no speaker chosen, no relay configured). */
+"not_used";
+
+/**  A check result with the time the server received it. */
+export type CheckReport = {
+	/**  When the server received it, milliseconds since the Unix epoch. */
+	at: number | null,
+} & CheckResult;
+
+/**
+ *  A pre-call check's result as a device reports it: the parts a clinician or staff member needs
+ *  to know about, with no detail that could identify anything but the device's health.
+ */
+export type CheckResult = {
+	/**  The camera gave pictures. */
+	camera: CheckOutcome,
+	/**  The microphone heard something. */
+	microphone: CheckOutcome,
+	/**  The speaker could be opened. */
+	speaker: CheckOutcome,
+	/**  The server and, when configured, the TURN relay were reachable. */
+	connection: CheckOutcome,
 };
 
 /**  How one part of the check went. */
@@ -259,6 +328,10 @@ export type EndReason =
 "declined" | 
 /**  They were in another call. */
 "busy" | 
+/**  Their device does not take calls now (quiet hours). */
+"unavailable" | 
+/**  The care home has not set up calls between the two. */
+"not_allowed" | 
 /**  Nobody answered. */
 "no_answer" | 
 /**  They stopped calling before we answered. */
@@ -301,7 +374,17 @@ export type ErrorCode =
 /**  A camera, microphone or speaker does not work. */
 "device" | 
 /**  Something inside the app failed; not the person's doing. */
-"internal";
+"internal" | 
+/**  The care home withdrew the invitation. */
+"revoked" | 
+/**  No such invitation, code or tablet. */
+"not_found" | 
+/**  The tablet is not connected. */
+"offline" | 
+/**  The tablet did not answer in time. */
+"timeout" | 
+/**  What was entered does not fit (the sentence says what). */
+"bad_request";
 
 /**  Who an invitation is for, as its token says. */
 export type Identity = {
@@ -313,6 +396,34 @@ export type Identity = {
 	name: string,
 	/**  When it stops working, milliseconds since the Unix epoch. */
 	expires_at_ms: number | null,
+};
+
+/**  An invitation: a link and a short code that each give one person a token. */
+export type Invitation = {
+	/**  Its id (the `inv` claim of the tokens it gives). */
+	id: string,
+	/**  The short code a person can type (`ABCD-EFGH`). */
+	code: string,
+	/**  The link to send: opens the browser mode, or the app when installed. */
+	link: string,
+	/**  The room it admits to. */
+	room: string,
+	/**  The role it gives. */
+	role: Role,
+	/**  The name others will see. */
+	name: string,
+	/**  The subject of its tokens; what a resident's rules name. */
+	sub: string,
+	/**  Who created it (their name). */
+	created_by: string,
+	/**  When, milliseconds since the Unix epoch. */
+	created_at: number | null,
+	/**  When it stops working, milliseconds since the Unix epoch. */
+	expires_at: number | null,
+	/**  When it was withdrawn, if it was. */
+	revoked_at: number | null,
+	/**  How many times it was used to get a token. */
+	redeemed: number,
 };
 
 /**
@@ -345,6 +456,18 @@ export type Me = {
 	room: string,
 	/**  When the invitation expires, ms since the Unix epoch. */
 	expires_at_ms: number | null,
+};
+
+/**  What staff (or a clinician, for their own room) ask for when creating an invitation. */
+export type NewInvitation = {
+	/**  The room it admits to. */
+	room: string,
+	/**  The role it gives. */
+	role: Role,
+	/**  The name others will see. */
+	name: string,
+	/**  How long it stays valid, seconds (default 7 days, at most 365 days). */
+	expires_in_s?: number | null,
 };
 
 /**  Something to tell the person. */
@@ -389,6 +512,14 @@ export type Quality =
 /**  The connection dropped and is coming back. */
 "reconnecting";
 
+/**  A daily time span during which the tablet does not ring, in the tablet's local time. */
+export type QuietHours = {
+	/**  Start, `HH:MM` (24-hour clock). */
+	from: string,
+	/**  End, `HH:MM`; earlier than `from` means the span crosses midnight. */
+	to: string,
+};
+
 /**  What staff set on a resident's tablet. */
 export type ResidentOptions = {
 	/**  Answer trusted contacts' calls by themselves after a countdown. */
@@ -416,6 +547,14 @@ export type Role =
 /**  Someone invited once, e.g. from a browser link. */
 "guest";
 
+/**  What care-home staff decided for one resident's tablet. */
+export type Rules = {
+	/**  Who may call the resident (and be called); `None` means anyone in the resident's room. */
+	callers?: Caller[] | null,
+	/**  When the tablet does not ring: calls are declined as unavailable. */
+	quiet_hours?: QuietHours | null,
+};
+
 /**  What the settings screen shows (the token stays in Rust). */
 export type SettingsView = {
 	/**  The server this device signs in to. */
@@ -431,6 +570,24 @@ export type SettingsView = {
 /**  The state changed; the payload is the whole new state. */
 export type StateChanged = AppState;
 
+/**  A resident's tablet, as staff see it. */
+export type Tablet = {
+	/**  The tablet's subject (its token's `sub`). */
+	sub: string,
+	/**  The resident's name. */
+	name: string,
+	/**  The room it belongs to. */
+	room: string,
+	/**  Connected now since this time (milliseconds since the Unix epoch); `None` when offline. */
+	online_since: number | null,
+	/**  When it was last connected, milliseconds since the Unix epoch. */
+	last_seen: number | null,
+	/**  Its last pre-call check. */
+	check: CheckReport | null,
+	/**  Its calling rules. */
+	rules: Rules,
+};
+
 /**
  *  One picture or encoded frame, in the layout `hearth_client::video` documents (an
  *  ArrayBuffer in the page); empty when none came in time.
@@ -445,6 +602,22 @@ export type VideoState =
 "paused_weak" | 
 /**  They turned their camera off. */
 "camera_off";
+
+/**  Someone in the waiting room, as a clinician sees them. */
+export type WaitingPatient = {
+	/**  Their id, to admit or deny. */
+	peer: string,
+	/**  Their name. */
+	name: string,
+	/**  `patient` or `guest`. */
+	role: Role,
+	/**  When they checked in, ms since the Unix epoch (kept across their reconnects). */
+	since_ms: number | null,
+	/**  False while their connection has dropped and their place is held. */
+	connected: boolean,
+	/**  Their pre-call check, once reported. */
+	check: CheckResult | null,
+};
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

@@ -2,7 +2,7 @@
 // accessibility test and the screenshots open each of them in Chromium. In-call fixtures also
 // feed synthetic pictures through the same message format and renderer the app uses.
 import type { Backend } from "./api";
-import type { AppState, CallPeer, Contact } from "./bindings";
+import type { AppState, CallPeer, Contact, Invitation, Role, Tablet, WaitingPatient } from "./bindings";
 
 const contact = (key: string, presence: Contact["presence"], mode: Contact["role"] = "family"): Contact => ({
   key,
@@ -27,29 +27,67 @@ const peer = (over: Partial<CallPeer> = {}): CallPeer => ({
   ...over,
 });
 
-const base = (mode: "resident" | "family"): AppState => ({
+type Mode = "resident" | "family" | "clinician" | "staff" | "patient";
+
+const names: Record<Mode, [string, Role, string]> = {
+  resident: ["Mrs Kim", "resident", "kim-family"],
+  family: ["Ann Kim", "family", "kim-family"],
+  clinician: ["Dr Lee", "clinician", "consult-lee"],
+  staff: ["Nurse Yoon", "staff", "office"],
+  patient: ["Mr Park", "patient", "consult-lee"],
+};
+
+const minutesAgo = (m: number) => Date.now() - m * 60_000;
+const allOk = { camera: "ok", microphone: "ok", speaker: "ok", connection: "ok" } as const;
+
+const waiting = (peer: string, over: Partial<WaitingPatient> = {}): WaitingPatient => ({
+  peer: `w-${peer}`,
+  name: peer,
+  role: "patient",
+  since_ms: minutesAgo(4),
+  connected: true,
+  check: allOk,
+  ...over,
+});
+
+const lobby: WaitingPatient[] = [
+  waiting("Mr Park", { since_ms: minutesAgo(7) }),
+  waiting("Ms Lee", { since_ms: minutesAgo(2), check: { ...allOk, microphone: "failed" } }),
+  waiting("Mr Choi", { since_ms: minutesAgo(1), connected: false, check: null, role: "guest" }),
+];
+
+const base = (mode: Mode): AppState => ({
   version: 1,
   language: "en",
   connection: { state: "online" },
-  me:
-    mode === "resident"
-      ? { name: "Mrs Kim", role: mode, room: "kim-family", expires_at_ms: null }
-      : { name: "Ann Kim", role: mode, room: "kim-family", expires_at_ms: Date.UTC(2027, 4, 1, 9, 0) },
+  me: {
+    name: names[mode][0],
+    role: names[mode][1],
+    room: names[mode][2],
+    expires_at_ms: mode === "resident" ? null : Date.UTC(2027, 4, 1, 9, 0),
+  },
   contacts:
     mode === "resident"
       ? [contact("Ann Kim", "available"), contact("Min-jun Kim", "in_call"), contact("Dr Lee", "offline", "clinician"), contact("Sofia", "available")]
-      : [contact("Mrs Kim", "available", "resident"), contact("Mr Park", "in_call", "resident"), contact("Mrs Choi", "offline", "resident")],
+      : mode === "family"
+        ? [contact("Mrs Kim", "available", "resident"), contact("Mr Park", "in_call", "resident"), contact("Mrs Choi", "offline", "resident")]
+        : mode === "clinician"
+          ? [contact("Nurse Yoon", "available", "clinician")]
+          : [],
   call: { state: "idle" },
   muted: false,
   camera_off: false,
   notices: [],
   kiosk: mode === "resident",
+  lobby: mode === "clinician" ? lobby : [],
+  my_check: null,
+  quiet: false,
 });
 
 type Fixture = (s: AppState) => AppState;
 const other = (s: AppState) => (s.me?.role === "resident" ? "Ann Kim" : "Mrs Kim");
 
-export const fixtures: Record<string, { mode: "resident" | "family" | "none"; make: Fixture }> = {
+export const fixtures: Record<string, { mode: Mode | "none"; make: Fixture }> = {
   setup: { mode: "none", make: (s) => ({ ...s, me: null, contacts: [], connection: { state: "setup_needed", error: null } }) },
   "setup-error": {
     mode: "none",
@@ -105,7 +143,80 @@ export const fixtures: Record<string, { mode: "resident" | "family" | "none"; ma
   "family-ended": { mode: "family", make: (s) => ({ ...s, call: { state: "ended", name: "Mrs Kim", reason: "no_answer" } }) },
   "family-devices": { mode: "family", make: (s) => s },
   "family-check": { mode: "family", make: (s) => s },
+  "clinician-lobby": { mode: "clinician", make: (s) => s },
+  "clinician-empty": { mode: "clinician", make: (s) => ({ ...s, lobby: [] }) },
+  "clinician-consult": {
+    mode: "clinician",
+    make: (s) => ({
+      ...s,
+      lobby: lobby.slice(1),
+      call: { state: "active", since_ms: Date.now() - 312_000, peers: [peer({ peer: "p-Ann Kim", name: "Mr Park" })] },
+    }),
+  },
+  "patient-checking": { mode: "patient", make: (s) => ({ ...s, connection: { state: "waiting", position: 2 } }) },
+  "patient-waiting": { mode: "patient", make: (s) => ({ ...s, connection: { state: "waiting", position: 1 }, my_check: { ...allOk, microphone: "failed" } }) },
+  "patient-in-consult": {
+    mode: "patient",
+    make: (s) => ({ ...s, call: { state: "active", since_ms: Date.now() - 95_000, peers: [peer({ peer: "p-Ann Kim", name: "Dr Lee" })] } }),
+  },
+  "patient-denied": {
+    mode: "patient",
+    make: (s) => ({ ...s, connection: { state: "refused", error: { code: "denied", message: "The doctor cannot see you today. Please book another time." } } }),
+  },
+  "staff-tablets": { mode: "staff", make: (s) => s },
+  "staff-invitations": { mode: "staff", make: (s) => s },
+  "staff-audit": { mode: "staff", make: (s) => s },
 };
+
+const invitation = (name: string, role: Role, room: string, over: Partial<Invitation> = {}): Invitation => ({
+  id: `inv-${name}`,
+  code: "K7MQ-2XR9",
+  link: "https://calls.example.org/join/K7MQ2XR9",
+  room,
+  role,
+  name,
+  sub: `inv-${name}`,
+  created_by: "Nurse Yoon",
+  created_at: minutesAgo(60 * 24),
+  expires_at: Date.now() + 6 * 86_400_000,
+  revoked_at: null,
+  redeemed: 1,
+  ...over,
+});
+
+const invitations: Invitation[] = [
+  invitation("Ann Kim", "family", "kim-family"),
+  invitation("Min-jun Kim", "family", "kim-family", { redeemed: 3 }),
+  invitation("Old Friend", "family", "kim-family", { revoked_at: minutesAgo(30) }),
+  invitation("Mrs Kim", "resident", "kim-family"),
+];
+
+const tablets: Tablet[] = [
+  {
+    sub: "inv-Mrs Kim",
+    name: "Mrs Kim",
+    room: "kim-family",
+    online_since: minutesAgo(95),
+    last_seen: minutesAgo(95),
+    check: { ...allOk, speaker: "ok", at: minutesAgo(94) },
+    rules: {
+      callers: [
+        { sub: "inv-Ann Kim", name: "Ann Kim", auto_answer: true },
+        { sub: "inv-Min-jun Kim", name: "Min-jun Kim", auto_answer: false },
+      ],
+      quiet_hours: { from: "21:00", to: "07:30" },
+    },
+  },
+  {
+    sub: "inv-Mr Park",
+    name: "Mr Park",
+    room: "park-family",
+    online_since: null,
+    last_seen: minutesAgo(60 * 5),
+    check: { ...allOk, camera: "failed", at: minutesAgo(60 * 6) },
+    rules: { callers: null, quiet_hours: null },
+  },
+];
 
 /** A moving test picture in the app's binary message format. */
 function picture(kind: number, peer: string, w: number, h: number, n: number): ArrayBuffer {
@@ -143,7 +254,7 @@ export function fixtureBackend(params: URLSearchParams): Backend {
   const name = params.get("fixture") ?? "resident-idle";
   const f = fixtures[name] ?? fixtures["resident-idle"];
   if (!f) throw new Error("no fixtures");
-  const mode = f.mode === "none" ? "family" : f.mode;
+  const mode: Mode = f.mode === "none" ? "family" : f.mode;
   let state = f.make(base(mode));
   const lang = params.get("lang");
   if (lang === "ko" || lang === "en") state = { ...state, language: lang };
@@ -198,5 +309,15 @@ export function fixtureBackend(params: URLSearchParams): Backend {
       relay: { status: "not_used", message: null, size: null, level_percent: null, ms: null },
     }),
     dismissNotice: async (id) => set({ ...state, notices: state.notices.filter((n) => n.id !== id) }),
+    admit: async (p) => (set({ ...state, lobby: state.lobby.filter((w) => w.peer !== p) }), null),
+    deny: async (p) => (set({ ...state, lobby: state.lobby.filter((w) => w.peer !== p) }), null),
+    admitNext: ok,
+    createInvitation: async (ask) => ({ ok: true, value: invitation(ask.name, ask.role, ask.room, { redeemed: 0 }) }),
+    listInvitations: async () => ({ ok: true, value: invitations }),
+    revokeInvitation: ok,
+    listTablets: async () => ({ ok: true, value: tablets }),
+    setRules: ok,
+    runTabletCheck: async () => ({ ok: true, value: { ...allOk, at: Date.now() } }),
+    exportAudit: async () => ({ ok: true, value: "/home/nurse/Downloads/hearth-audit.csv" }),
   };
 }

@@ -26,7 +26,8 @@ async function start() {
   const root = document.getElementById("app");
   const asked = new URLSearchParams(location.search).get("page");
   const page = asked === "devices" || asked === "check" ? asked : "home";
-  if (root) render(<App api={api} initial={initial} initialPage={page} />, root);
+  const tab = asked === "invitations" || asked === "audit" ? asked : "tablets";
+  if (root) render(<App api={api} initial={initial} initialPage={page} initialTab={tab} />, root);
   // When the first screen was painted, ms since the Unix epoch (the start-up benchmark reads it).
   requestAnimationFrame(() => {
     window.hearthFirstPaint = performance.timeOrigin + performance.now();

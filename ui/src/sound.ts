@@ -47,3 +47,10 @@ export function chime() {
   tone(880, 0, 0.25, 0.4);
   tone(1320, 0.12, 0.35, 0.3);
 }
+
+/** Someone new is in the waiting room: a double knock, distinct from a ring. */
+export function knock() {
+  tone(660, 0, 0.12, 0.5);
+  tone(660, 0.18, 0.12, 0.5);
+  tone(990, 0.5, 0.3, 0.35);
+}

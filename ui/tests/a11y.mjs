@@ -15,8 +15,14 @@ const fixtures = [
   "setup", "setup-error", "connecting", "refused",
   "resident-idle", "resident-ringing", "resident-auto-answer", "resident-calling", "resident-in-call", "resident-in-call-weak", "resident-ended",
   "family-idle", "family-ringing", "family-calling", "family-in-call", "family-in-call-muted", "family-ended", "family-devices", "family-check",
+  "clinician-lobby", "clinician-empty", "clinician-consult",
+  "patient-checking", "patient-waiting", "patient-in-consult", "patient-denied",
+  "staff-tablets", "staff-invitations", "staff-audit",
 ];
-const shots = { "resident-idle": 1, "resident-ringing": 1, "resident-in-call": 1, "family-idle": 1, "family-ringing": 1, "family-in-call": 1 };
+const shots = {
+  "resident-idle": 1, "resident-ringing": 1, "resident-in-call": 1, "family-idle": 1, "family-ringing": 1, "family-in-call": 1,
+  "clinician-lobby": 1, "clinician-consult": 1, "patient-waiting": 1, "staff-tablets": 1, "staff-invitations": 1,
+};
 
 // The resident's rules, checked in the page: every visible text node's font size, every
 // button's box, and the contrast of text against the nearest opaque background.
@@ -70,10 +76,11 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   for (const lang of ["en", "ko"]) {
     for (const f of fixtures) {
-      const extra = f === "family-devices" ? "&page=devices" : f === "family-check" ? "&page=check" : "";
+      const pages = { "family-devices": "devices", "family-check": "check", "staff-invitations": "invitations", "staff-audit": "audit" };
+      const extra = pages[f] ? `&page=${pages[f]}` : "";
       await page.goto(`${server.url}?fixture=${f}&lang=${lang}${extra}`);
       await page.waitForSelector("main");
-      await page.waitForTimeout(f.includes("in-call") ? 600 : 150);
+      await page.waitForTimeout(f.includes("in-call") || f.includes("consult") ? 600 : f.startsWith("staff-") ? 300 : 150);
       await page.addScriptTag({ content: axeSource });
       const result = await page.evaluate(async () => {
         // eslint-disable-next-line no-undef

@@ -36,7 +36,7 @@ describe("reconnecting", () => {
   it("an expired or refused invitation asks for a new one instead of retrying", () => {
     expect(
       connectionView({ state: "refused", error: { code: "expired_token", message: "x" } }, 0),
-    ).toEqual({ kind: "refused", error: "expired_token" });
+    ).toEqual({ kind: "refused", error: { code: "expired_token", message: "x" } });
   });
 
   it("says reconnecting in words, then why video is missing", () => {

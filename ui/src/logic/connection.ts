@@ -1,6 +1,6 @@
 // What the screen says about the link to the server and the call's quality: words and an
 // icon, never only numbers.
-import type { CallPeer, Connection, ErrorCode } from "../bindings";
+import type { CallPeer, ClientError, Connection, ErrorCode } from "../bindings";
 import type { MessageKey } from "../i18n";
 
 export type ConnectionView =
@@ -8,7 +8,7 @@ export type ConnectionView =
   | { kind: "connecting"; retryInSeconds: number | null; error: ErrorCode | null }
   | { kind: "online" }
   | { kind: "waiting"; position: number }
-  | { kind: "refused"; error: ErrorCode };
+  | { kind: "refused"; error: ClientError };
 
 export function connectionView(c: Connection, now: number): ConnectionView {
   switch (c.state) {
@@ -23,7 +23,7 @@ export function connectionView(c: Connection, now: number): ConnectionView {
     case "waiting":
       return { kind: "waiting", position: c.position };
     case "refused":
-      return { kind: "refused", error: c.error.code };
+      return { kind: "refused", error: c.error };
   }
 }
 

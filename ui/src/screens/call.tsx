@@ -1,3 +1,4 @@
+import type { ComponentChildren } from "preact";
 import type { CallPeer, CallView } from "../bindings";
 import { useApp } from "../context";
 import { qualityKey } from "../logic/connection";
@@ -76,13 +77,18 @@ function RemoteTile({ peer }: { peer: CallPeer }) {
   );
 }
 
-export function InCall({ call, variant }: { call: Extract<CallView, { state: "active" }>; variant: Variant }) {
+export function InCall({ call, variant, side = null }: {
+  call: Extract<CallView, { state: "active" }>;
+  variant: Variant;
+  /** A clinician's waiting room and consult actions beside the call. */
+  side?: ComponentChildren;
+}) {
   const { t, api, act, state, now } = useApp();
   const names = call.peers.map((p) => p.name).join(", ");
   const seconds = call.since_ms === null ? 0 : (now - call.since_ms) / 1000;
   const first = call.peers[0];
   return (
-    <Screen label={names} className={`in-call ${variant} peers-${call.peers.length}`}>
+    <Screen label={names} className={`in-call ${variant} peers-${call.peers.length}${side ? " with-side" : ""}`}>
       <h1 class="visually-hidden">{names}</h1>
       <div class="remotes">
         {call.peers.map((p) => (
@@ -125,6 +131,7 @@ export function InCall({ call, variant }: { call: Extract<CallView, { state: "ac
           {t.t("call.end")}
         </button>
       </div>
+      {side}
     </Screen>
   );
 }
