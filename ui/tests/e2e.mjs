@@ -10,6 +10,8 @@
 //      with --decode-video-here: the fallback where the app decodes and sends pictures
 //      (the family's app in 1 decodes in the page, WebCodecs).
 //   3. `hearth --kiosk` brings the app back after it is killed.
+//   4. The app as a clinician: two hearth-cli patients wait, in arrival order, with an alert
+//      for each; admit the first, see their video, end and admit the second, see theirs.
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
 import { spawn, execFileSync } from "node:child_process";
@@ -162,7 +164,7 @@ async function main() {
 
   const port = await freePort();
   const url = `ws://127.0.0.1:${port}/v1/ws`;
-  const server = start(signaling, ["serve", "--listen", `127.0.0.1:${port}`], {
+  const server = start(signaling, ["serve", "--listen", `127.0.0.1:${port}`, "--store", join(work, "hearth.redb")], {
     env: { ...process.env, HEARTH_SECRET: secret },
     name: "signaling",
   });
@@ -260,6 +262,55 @@ async function main() {
   } finally {
     await browser.deleteSession().catch(() => {});
   }
+  // 4. A clinician's waiting room: two patients in arrival order, admit, end and admit next.
+  const patient = (name) =>
+    start(cli, ["--server", url, "--bind", "127.0.0.1:0", "auto-answer"], {
+      env: { ...process.env, HEARTH_TOKEN: mint("consult", "patient", name) },
+      name: `cli-${name}`,
+    });
+  const doctorDir = settingsDir("doctor", mint("consult", "clinician", "Dr Cho"), url);
+  browser = await launchApp(doctorDir, driverPort);
+  const patients = [];
+  try {
+    await (await browser.$(".clinician-home")).waitForExist({ timeout: 30_000 });
+    patients.push(patient("Mr Park"));
+    await until("Mr Park waiting", async () => (await browser.$$(".waiting-row")).length === 1);
+    patients.push(patient("Ms Lee"));
+    const names = await until("both waiting", async () => {
+      const rows = await browser.$$(".waiting-row .person-name");
+      if (rows.length !== 2) return null;
+      const texts = [];
+      for (const r of rows) texts.push(await r.getText());
+      return texts;
+    });
+    if (!names[0].startsWith("Mr Park") || !names[1].startsWith("Ms Lee")) throw new Error(`not in arrival order: ${names}`);
+    const title = await browser.getTitle();
+    const marks = (await browser.$$(".waiting-row.is-new")).length;
+    if (!title.startsWith("(2)") || marks !== 2) throw new Error(`each arrival should be marked: title "${title}", ${marks} marked`);
+    console.log(`clinician: ${names.map((n) => n.replace(/\s*New$/, "")).join(", ")} waiting in arrival order, each marked new ("${title}")`);
+    await shot("clinician-lobby");
+    await (await browser.$('button[aria-label="Admit Mr Park"]')).click();
+    const first = await browser.$("canvas.video[data-peer]");
+    await first.waitForExist({ timeout: 20_000 });
+    const firstPeer = await first.getAttribute("data-peer");
+    const a = await paintedPattern(browser, `canvas.video[data-peer="${firstPeer}"]`);
+    console.log(`clinician: admitted Mr Park; his video is painted (${a.colours} colours)`);
+    await shot("clinician-consult");
+    await (await browser.$("button*=End and admit Ms Lee")).click();
+    const secondPeer = await until("Ms Lee's video", async () => {
+      const ids = [];
+      for (const c of await browser.$$("canvas.video[data-peer]")) ids.push(await c.getAttribute("data-peer"));
+      return ids.length === 1 && ids[0] !== firstPeer ? ids[0] : null;
+    });
+    const b = await paintedPattern(browser, `canvas.video[data-peer="${secondPeer}"]`);
+    console.log(`clinician: ended and admitted Ms Lee in one action; her video is painted (${b.colours} colours)`);
+    await (await browser.$("h2=Waiting room")).waitForExist({ timeout: 5_000 });
+    if ((await browser.$$(".waiting-row")).length !== 0) throw new Error("the waiting room should be empty");
+  } finally {
+    await browser.deleteSession().catch(() => {});
+    for (const p of patients) p.kill("SIGTERM");
+  }
+
   // 3. Kiosk mode survives a crash: the supervisor starts the app again.
   const kioskDir = settingsDir("kiosk", mint("park", "resident", "Mr Park"), url);
   const supervisor = start(app, ["--kiosk", "--data-dir", kioskDir, "--bind", "127.0.0.1:0"], { name: "kiosk" });
