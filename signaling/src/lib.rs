@@ -21,6 +21,7 @@ pub mod secret;
 mod server;
 pub mod store;
 pub mod token;
+pub mod web;
 
 pub use options::{DEFAULT_LISTEN, Limits, ServerOptions};
 pub use server::{Server, ServerError, app};

@@ -56,6 +56,9 @@ enum Command {
         /// (e.g. https://calls.example.org); default: http:// and the listen address.
         #[arg(long, env = "HEARTH_PUBLIC_URL")]
         public_url: Option<String>,
+        /// The built UI (ui/dist) to serve as the browser mode at invitation links.
+        #[arg(long, env = "HEARTH_WEB_ROOT")]
+        web_root: Option<PathBuf>,
     },
     /// Print a signed join token.
     Mint {
@@ -138,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             max_participants,
             store,
             public_url,
+            web_root,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -180,7 +184,16 @@ async fn main() -> anyhow::Result<()> {
                     None => Some(data_dir(&cli)?.join("hearth.redb")),
                 },
                 public_url: public_url.clone(),
+                web_root: web_root.clone(),
             };
+            if let Some(root) = web_root
+                && !signaling::web::looks_built(root)
+            {
+                bail!(
+                    "--web-root {} holds no built page (index.html and assets/); run `npm run build` in ui/",
+                    root.display()
+                );
+            }
             match &options.store_path {
                 Some(path) => eprintln!("hearth-signaling: records kept in {}", path.display()),
                 None => eprintln!("hearth-signaling: records kept in memory only"),

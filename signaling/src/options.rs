@@ -27,6 +27,9 @@ pub struct ServerOptions {
     /// The address people reach this server at (`https://calls.example.org`), for invitation
     /// links; `None` uses `http://` and the listen address.
     pub public_url: Option<String>,
+    /// The built UI (`ui/dist`) to serve as the browser mode at invitation links; `None`
+    /// answers those links with a sentence.
+    pub web_root: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -40,6 +43,7 @@ impl Default for ServerOptions {
             limits: Limits::default(),
             store_path: None,
             public_url: None,
+            web_root: None,
         }
     }
 }

@@ -44,12 +44,14 @@ pub enum ServerError {
 
 /// The router, apart from any listener, so tests and other front ends can mount it.
 pub fn app(hub: Arc<Hub>) -> Router {
+    let web_root = hub.options.web_root.clone();
     Router::new()
         .route(hearth_proto::WS_PATH, get(ws))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
+        .merge(crate::web::routes(web_root))
         .with_state(hub)
 }
 

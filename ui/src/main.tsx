@@ -12,12 +12,17 @@ declare global {
 
 async function start() {
   let api: Backend;
+  const params = new URLSearchParams(location.search);
   if (inTauri()) {
     api = tauriBackend();
-  } else {
-    // A plain browser: the screens with fixture data (accessibility checks, screenshots).
+  } else if (params.has("fixture")) {
+    // The screens with made-up data (accessibility checks, screenshots).
     const { fixtureBackend } = await import("./fixtures");
-    api = fixtureBackend(new URLSearchParams(location.search));
+    api = fixtureBackend(params);
+  } else {
+    // The browser mode, served by the signaling server at an invitation's link.
+    const { browserBackend } = await import("./browser/backend");
+    api = browserBackend(location);
   }
   setVideoControls({ requestKeyframe: (peer) => api.requestKeyframe(peer), decodeVideoHere: () => api.decodeVideoHere() });
   void checkDecoding();

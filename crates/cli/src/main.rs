@@ -109,6 +109,9 @@ enum Command {
     Answer,
     /// Answer every incoming call, for ever (a demo or test peer).
     AutoAnswer,
+    /// As a clinician: admit the first patient who waits, call them, and stay until the
+    /// consult ends (or `--duration` passes).
+    Consult,
     /// List cameras, microphones and speakers with their ids, as JSON, and exit.
     Devices,
 }
@@ -311,6 +314,18 @@ impl Session {
             RoomEvent::Waiting { position } => {
                 say(format!("in the waiting room, place {position}"))
             }
+            RoomEvent::Lobby(waiting) => say(format!(
+                "waiting room: {}",
+                if waiting.is_empty() {
+                    "nobody".to_owned()
+                } else {
+                    waiting
+                        .iter()
+                        .map(|w| w.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )),
             RoomEvent::PeerJoined(p) => {
                 self.names.insert(p.peer.clone(), p.name.clone());
                 say(format!("{} ({}) joined", p.name, p.peer));
@@ -424,6 +439,33 @@ impl Session {
     }
 }
 
+/// Admits the first connected patient, calls them once they are in, and stays in the consult.
+async fn consult(s: &mut Session, duration: Option<Duration>) -> Result<(), Failure> {
+    let patient = loop {
+        match s.next().await {
+            Some(RoomEvent::Lobby(waiting)) => {
+                if let Some(w) = waiting.iter().find(|w| w.connected) {
+                    say(format!("admitting {}", w.name));
+                    s.room.admit(&w.peer).await?;
+                    break w.peer.clone();
+                }
+            }
+            None => return Err(Failure::engine_stopped()),
+            _ => {}
+        }
+    };
+    loop {
+        match s.next().await {
+            Some(RoomEvent::PeerJoined(p)) if p.peer == patient => break,
+            None => return Err(Failure::engine_stopped()),
+            _ => {}
+        }
+    }
+    s.room.call(&patient).await?;
+    s.wait_connected().await?;
+    s.stay_in_call(duration).await
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Devices = cli.command {
         let list = hearth_engine::media::devices::list();
@@ -454,6 +496,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Call { who, first } => call(&mut s, who.as_deref(), *first, cli.duration).await,
         Command::Answer => answer(&mut s, cli.duration, false).await,
         Command::AutoAnswer => answer(&mut s, cli.duration, true).await,
+        Command::Consult => consult(&mut s, cli.duration).await,
         Command::Devices => Ok(()),
     };
     s.room.leave().await;

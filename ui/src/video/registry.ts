@@ -19,8 +19,9 @@ export interface VideoControls {
 const LOCAL = "\u0000self";
 const renderers = new Map<string, Renderer>();
 const painted = new Map<string, number>();
-/** How each peer's last picture came: decoded here ("webcodecs") or by the app ("pictures"). */
-const paths = new Map<string, "webcodecs" | "pictures">();
+/** How each peer's last picture came: decoded here ("webcodecs"), by the app ("pictures"), or
+ *  by the browser's own WebRTC in the browser mode ("browser"). */
+const paths = new Map<string, "webcodecs" | "pictures" | "browser">();
 let received = 0;
 /** Channel delays of the latest remote pictures, ms (sent by the app to drawn here). */
 const DELAYS_KEPT = 600;
@@ -218,6 +219,81 @@ export function channelDelay(): { p50: number; p95: number; samples: number } | 
   const sorted = delays.slice(0, n).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
   return { p50: at(0.5), p95: at(0.95), samples: sorted.length };
+}
+
+/** A media stream playing for one canvas (the browser mode): a hidden video element whose
+ *  frames are drawn as they come, and which plays the sound. */
+interface Playing {
+  video: HTMLVideoElement;
+  stopped: boolean;
+}
+const playing = new Map<string, Playing>();
+
+function mediaShelf(): HTMLElement {
+  let shelf = document.getElementById("media-shelf");
+  if (!shelf) {
+    shelf = document.createElement("div");
+    shelf.id = "media-shelf";
+    shelf.setAttribute("aria-hidden", "true");
+    shelf.style.cssText = "position:fixed;width:1px;height:1px;overflow:hidden;opacity:0;pointer-events:none;left:0;top:0";
+    document.body.append(shelf);
+  }
+  return shelf;
+}
+
+/** Browser mode: shows `stream` on `peer`'s canvas (`null`: the self-view) and plays its sound
+ *  (not our own); `null` stops it. */
+export function attachStream(peer: string | null, stream: MediaStream | null) {
+  const key = peer ?? LOCAL;
+  const old = playing.get(key);
+  if (old) {
+    old.stopped = true;
+    old.video.srcObject = null;
+    old.video.remove();
+    playing.delete(key);
+  }
+  if (!stream) return;
+  const video = document.createElement("video");
+  video.playsInline = true;
+  video.autoplay = true;
+  video.muted = peer === null;
+  video.srcObject = stream;
+  mediaShelf().append(video);
+  const entry: Playing = { video, stopped: false };
+  playing.set(key, entry);
+  const start = () =>
+    video.play().catch(() => {
+      // Sound before any click is blocked by some browsers: play muted, and unmute at the
+      // first touch or key.
+      video.muted = true;
+      void video.play();
+      const unmute = () => {
+        if (peer !== null) video.muted = false;
+        void video.play();
+      };
+      window.addEventListener("pointerdown", unmute, { once: true });
+      window.addEventListener("keydown", unmute, { once: true });
+    });
+  void start();
+  const next = () => {
+    if (entry.stopped) return;
+    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(draw);
+    else window.setTimeout(draw, 33);
+  };
+  const draw = () => {
+    const r = renderers.get(key);
+    if (r && video.videoWidth > 0 && typeof VideoFrame !== "undefined") {
+      try {
+        r.drawFrame(new VideoFrame(video, { timestamp: Math.round(performance.now() * 1000) }));
+        painted.set(key, (painted.get(key) ?? 0) + 1);
+        if (peer !== null) paths.set(key, "browser");
+      } catch (e) {
+        console.warn("video: a frame could not be drawn", e);
+      }
+    }
+    next();
+  };
+  next();
 }
 
 /** Pictures drawn per peer (the end-to-end test reads it; so does a curious developer). */

@@ -1,0 +1,559 @@
+// The browser mode: the same screens, with the browser's WebSocket and RTCPeerConnection in
+// place of the app's engine. The signaling server serves this page at an invitation's link
+// (`/join/<code>`); the page redeems the code for a token, joins the room over protocol v1 and
+// calls with the call sub-protocol, so browsers, the app and hearth-cli call each other.
+// It keeps an `AppState` of the same shape the app's Rust session keeps.
+import type { Backend, Got, Outcome } from "../api";
+import type {
+  AppState,
+  CallPeer,
+  CheckResult,
+  ClientError,
+  Contact,
+  Device,
+  DeviceChoice,
+  ErrorCode,
+  Language,
+  PrecheckReport,
+  Role,
+} from "../bindings";
+import { attachStream } from "../video/registry";
+import { type CallMessage, Calls, type EndReason } from "./calls";
+
+interface PeerInfo {
+  peer: string;
+  name: string;
+  role: Role;
+  in_call: boolean;
+}
+
+type ServerMessage =
+  | { type: "welcome"; peer: string; room: string; role: Role; peers: { peer: string; name: string; role: Role }[]; ice_servers: RTCIceServer[] }
+  | { type: "waiting"; peer: string; position: number }
+  | { type: "peer_joined"; peer: string; name: string; role: Role }
+  | { type: "peer_left"; peer: string }
+  | { type: "signal"; from: string; data: CallMessage }
+  | { type: "error"; code: string; message: string }
+  | { type: "shutdown"; retry_after_ms: number }
+  | { type: string };
+
+/** Errors after which reconnecting with the same token cannot help. */
+const FINAL = new Set(["bad_token", "expired_token", "forbidden", "denied", "replaced", "revoked"]);
+const ENDED_SHOWN_MS = 4000;
+
+const err = (code: ErrorCode, message = ""): ClientError => ({ code, message });
+
+/** The invitation code in a link (`/join/K7MQ2XR9`) or as typed. */
+export function codeOf(input: string): string | null {
+  const last = input.trim().split("/").filter(Boolean).pop() ?? "";
+  const code = last.replace(/[\s-]/g, "");
+  return /^[A-Za-z0-9]{8}$/.test(code) ? code.toUpperCase() : null;
+}
+
+function language(): Language {
+  const kept = localStorage.getItem("hearth.language");
+  if (kept === "en" || kept === "ko") return kept;
+  return navigator.language.toLowerCase().startsWith("ko") ? "ko" : "en";
+}
+
+/** Whom someone of `me`'s role may call among the room's people (as the app decides). */
+function callable(me: Role, them: Role): boolean {
+  if (me === "resident") return them !== "resident" && them !== "patient";
+  if (me === "clinician") return them !== "staff";
+  return them === "resident";
+}
+
+function mapError(code: string): ErrorCode {
+  const known: ErrorCode[] = ["bad_token", "expired_token", "forbidden", "room_full", "denied", "replaced", "revoked", "not_found"];
+  return (known as string[]).includes(code) ? (code as ErrorCode) : code === "unknown_peer" ? "unavailable" : "internal";
+}
+
+/** Whether the TURN relay the server handed out gives a relay address within 5 s. */
+async function relayCheck(ice: RTCIceServer[]): Promise<{ status: "ok" | "failed" | "not_used"; ms: number | null }> {
+  const turn = ice.filter((s) => [s.urls].flat().some((u) => u.startsWith("turn")));
+  if (turn.length === 0) return { status: "not_used", ms: null };
+  const t0 = performance.now();
+  const pc = new RTCPeerConnection({ iceServers: turn, iceTransportPolicy: "relay" });
+  try {
+    pc.createDataChannel("check");
+    const found = new Promise<boolean>((ok) => {
+      pc.onicecandidate = (e) => {
+        if (e.candidate?.type === "relay") ok(true);
+        else if (!e.candidate) ok(false);
+      };
+      window.setTimeout(() => ok(false), 5000);
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    const ok = await found;
+    return { status: ok ? "ok" : "failed", ms: ok ? Math.round(performance.now() - t0) : null };
+  } finally {
+    pc.close();
+  }
+}
+
+export function browserBackend(location: Location): Backend {
+  let state: AppState = {
+    version: 1,
+    language: language(),
+    connection: { state: "setup_needed", error: null },
+    me: null,
+    contacts: [],
+    call: { state: "idle" },
+    muted: false,
+    camera_off: false,
+    notices: [],
+    kiosk: false,
+    lobby: [],
+    my_check: null,
+    quiet: false,
+  };
+  const listeners: ((s: AppState) => void)[] = [];
+  let token: string | null = null;
+  let ws: WebSocket | null = null;
+  let me = "";
+  let ice: RTCIceServer[] = [];
+  let peers: PeerInfo[] = [];
+  let attempt = 0;
+  let retryTimer: number | null = null;
+  let endedTimer: number | null = null;
+  let local: Promise<MediaStream | null> | null = null;
+  let choice: DeviceChoice = JSON.parse(localStorage.getItem("hearth.devices") ?? "null") ?? { camera: null, microphone: null, speaker: null };
+  const received = new Map<string, { bytes: number; at: number }>();
+  let checked = false;
+
+  const publish = () => {
+    state = { ...state, version: state.version + 1, contacts: contacts() };
+    for (const l of listeners) l(state);
+  };
+
+  const contacts = (): Contact[] => {
+    const role = state.me?.role;
+    if (!role) return [];
+    const seen = new Map<string, Contact>();
+    for (const p of peers.filter((q) => callable(role, q.role))) {
+      const presence = p.in_call ? "in_call" : "available";
+      const had = seen.get(p.name);
+      if (!had || (had.presence === "in_call" && presence === "available")) {
+        seen.set(p.name, { key: p.name, name: p.name, role: p.role, presence, peer: p.peer, has_photo: false, trusted: false });
+      }
+    }
+    return [...seen.values()].sort((a, b) => a.name.localeCompare(b.name));
+  };
+
+  const nameOf = (peer: string) => peers.find((p) => p.peer === peer)?.name ?? "";
+
+  const media = (): Promise<MediaStream | null> => {
+    local ??= navigator.mediaDevices
+      .getUserMedia({
+        audio: choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
+        video: { width: 640, height: 480, frameRate: 30, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
+      })
+      .then((s) => {
+        for (const t of s.getAudioTracks()) t.enabled = !state.muted;
+        for (const t of s.getVideoTracks()) t.enabled = !state.camera_off;
+        attachStream(null, s);
+        return s;
+      })
+      .catch((e) => {
+        console.warn("camera or microphone unavailable", e);
+        state.notices = [...state.notices, { id: Date.now(), device: "camera", message: String(e) }];
+        publish();
+        return null;
+      });
+    return local;
+  };
+
+  const releaseMedia = () => {
+    void local?.then((s) => s?.getTracks().forEach((t) => t.stop()));
+    local = null;
+    attachStream(null, null);
+  };
+
+  const send = (msg: object) => {
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  };
+
+  const callPeer = (peer: string, connected: boolean): CallPeer => ({
+    peer,
+    name: nameOf(peer),
+    connected,
+    quality: "good",
+    their_video: "on",
+    our_video_paused: false,
+    rtt_ms: null,
+    loss_percent: 0,
+    receive_kbps: 0,
+  });
+
+  const updatePeer = (peer: string, f: (p: CallPeer) => CallPeer) => {
+    if (state.call.state !== "active") return;
+    state.call = { ...state.call, peers: state.call.peers.map((p) => (p.peer === peer ? f(p) : p)) };
+    publish();
+  };
+
+  const calls = new Calls(
+    () => me,
+    () => ice,
+    media,
+    {
+      send: (to, data) => send({ type: "signal", to, data }),
+      incoming(peer) {
+        if (state.call.state === "active" || state.call.state === "calling") return;
+        state.call = { state: "incoming", peer, name: nameOf(peer), auto_answer_seconds: null };
+        publish();
+      },
+      ringing(peer) {
+        if (state.call.state === "calling" && state.call.peer === peer) {
+          state.call = { ...state.call, ringing: true };
+          publish();
+        }
+      },
+      connected(peer) {
+        if (state.call.state === "active") {
+          const has = state.call.peers.some((p) => p.peer === peer);
+          state.call = {
+            ...state.call,
+            peers: has ? state.call.peers.map((p) => (p.peer === peer ? { ...p, connected: true } : p)) : [...state.call.peers, callPeer(peer, true)],
+          };
+        } else {
+          state.call = { state: "active", since_ms: Date.now(), peers: [callPeer(peer, true)] };
+        }
+        calls.announce(peers.map((p) => p.peer));
+        publish();
+      },
+      ended(peer, reason: EndReason) {
+        attachStream(peer, null);
+        received.delete(peer);
+        const c = state.call;
+        let over: string | null = null;
+        if ((c.state === "incoming" || c.state === "calling") && c.peer === peer) over = c.name;
+        if (c.state === "active") {
+          const rest = c.peers.filter((p) => p.peer !== peer);
+          if (rest.length === 0) over = c.peers.find((p) => p.peer === peer)?.name ?? nameOf(peer);
+          else state.call = { ...c, peers: rest };
+        }
+        if (over !== null) {
+          state.call = { state: "ended", name: over || nameOf(peer), reason };
+          releaseMedia();
+          if (endedTimer !== null) window.clearTimeout(endedTimer);
+          endedTimer = window.setTimeout(() => {
+            if (state.call.state === "ended") {
+              state.call = { state: "idle" };
+              publish();
+            }
+          }, ENDED_SHOWN_MS);
+        }
+        calls.announce(peers.map((p) => p.peer));
+        publish();
+      },
+      quality(peer, q) {
+        updatePeer(peer, (p) => (p.quality === q ? p : { ...p, quality: q }));
+      },
+      cameraOff(peer, off) {
+        updatePeer(peer, (p) => ({ ...p, their_video: off ? "camera_off" : "on" }));
+      },
+      presence(peer, inCall) {
+        peers = peers.map((p) => (p.peer === peer ? { ...p, in_call: inCall } : p));
+        publish();
+      },
+      stream(peer, stream) {
+        attachStream(peer, stream);
+      },
+    },
+  );
+
+  // Round trip, loss and rate in the call's numbers, once a second.
+  window.setInterval(async () => {
+    if (state.call.state !== "active") return;
+    for (const p of state.call.peers) {
+      const s = await calls.stats(p.peer);
+      if (!s) continue;
+      const before = received.get(p.peer);
+      const now = performance.now();
+      received.set(p.peer, { bytes: s.bytes, at: now });
+      const kbps = before ? Math.round(((s.bytes - before.bytes) * 8) / (now - before.at)) : 0;
+      updatePeer(p.peer, (q) => ({ ...q, rtt_ms: s.rtt === null ? null : Math.round(s.rtt), loss_percent: Math.round(s.loss * 10) / 10, receive_kbps: Math.max(0, kbps) }));
+    }
+  }, 1000);
+
+  /** Patients and guests of a consult join the clinician's call the moment it comes. */
+  const autoAnswer = (peer: string) =>
+    (state.me?.role === "patient" || state.me?.role === "guest") && peers.find((p) => p.peer === peer)?.role === "clinician";
+
+  /** The part of the pre-call check a browser can do: camera and microphone give tracks. */
+  const deviceCheck = async (): Promise<CheckResult> => {
+    try {
+      const s = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      const live = (kind: "audio" | "video") => s.getTracks().some((t) => t.kind === kind && t.readyState === "live");
+      const result: CheckResult = {
+        camera: live("video") ? "ok" : "failed",
+        microphone: live("audio") ? "ok" : "failed",
+        speaker: "not_used",
+        connection: ws?.readyState === WebSocket.OPEN ? "ok" : "failed",
+      };
+      s.getTracks().forEach((t) => t.stop());
+      return result;
+    } catch {
+      return { camera: "failed", microphone: "failed", speaker: "not_used", connection: ws?.readyState === WebSocket.OPEN ? "ok" : "failed" };
+    }
+  };
+
+  const refuse = (code: ErrorCode, message: string) => {
+    state.connection = { state: "refused", error: err(code, message) };
+    state.call = { state: "idle" };
+    calls.hangUp(null);
+    releaseMedia();
+    publish();
+  };
+
+  const retry = (why: ClientError) => {
+    attempt++;
+    const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+    state.connection = { state: "connecting", attempt, error: why, retry_at_ms: Date.now() + delay };
+    publish();
+    if (retryTimer !== null) window.clearTimeout(retryTimer);
+    retryTimer = window.setTimeout(connect, delay);
+  };
+
+  const onMessage = async (msg: ServerMessage) => {
+    switch (msg.type) {
+      case "welcome": {
+        const m = msg as Extract<ServerMessage, { type: "welcome" }>;
+        me = m.peer;
+        ice = m.ice_servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+        peers = m.peers.map((p) => ({ ...p, in_call: false }));
+        attempt = 0;
+        state.connection = { state: "online" };
+        publish();
+        return;
+      }
+      case "waiting": {
+        const m = msg as Extract<ServerMessage, { type: "waiting" }>;
+        me = m.peer;
+        state.connection = { state: "waiting", position: m.position };
+        publish();
+        if (!checked) {
+          checked = true;
+          const result = await deviceCheck();
+          state.my_check = result;
+          send({ type: "check", result });
+          publish();
+        }
+        return;
+      }
+      case "peer_joined": {
+        const m = msg as Extract<ServerMessage, { type: "peer_joined" }>;
+        peers = [...peers.filter((p) => p.peer !== m.peer), { peer: m.peer, name: m.name, role: m.role, in_call: false }];
+        calls.greet(m.peer);
+        publish();
+        return;
+      }
+      case "peer_left": {
+        const m = msg as Extract<ServerMessage, { type: "peer_left" }>;
+        peers = peers.filter((p) => p.peer !== m.peer);
+        calls.left(m.peer);
+        publish();
+        return;
+      }
+      case "signal": {
+        const m = msg as Extract<ServerMessage, { type: "signal" }>;
+        if (m.data && typeof m.data === "object" && "call" in m.data) {
+          await calls.onMessage(m.from, m.data, peers.some((p) => p.peer === m.from), autoAnswer).catch((e) => console.warn("call message failed", e));
+          if (autoAnswer(m.from) && m.data.call === "invite" && calls.peers().includes(m.from) && state.call.state !== "active") {
+            state.call = { state: "active", since_ms: Date.now(), peers: [callPeer(m.from, false)] };
+            publish();
+          }
+        }
+        return;
+      }
+      case "error": {
+        const m = msg as Extract<ServerMessage, { type: "error" }>;
+        if (FINAL.has(m.code)) refuse(mapError(m.code), m.message);
+        else if (m.code === "forbidden" && state.call.state === "calling") {
+          calls.hangUp(state.call.peer);
+        } else {
+          state.notices = [...state.notices.slice(-2), { id: Date.now(), device: null, message: m.message }];
+          publish();
+        }
+        return;
+      }
+      case "shutdown":
+        return;
+    }
+  };
+
+  function connect() {
+    if (!token) return;
+    retryTimer = null;
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
+    const socket = new WebSocket(url);
+    ws = socket;
+    state.connection = { state: "connecting", attempt, error: null, retry_at_ms: null };
+    publish();
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", token }));
+    socket.onmessage = (e) => void onMessage(JSON.parse(String(e.data)) as ServerMessage);
+    socket.onclose = () => {
+      if (ws !== socket) return;
+      ws = null;
+      if (state.connection.state === "refused") return;
+      // The call is peer to peer and goes on; signaling comes back by itself.
+      retry(err("server_unreachable", "The connection to the Hearth server was lost."));
+    };
+  }
+
+  async function redeem(code: string): Promise<Outcome> {
+    const kept = sessionStorage.getItem(`hearth.token.${code}`);
+    if (kept) return start(kept);
+    let res: Response;
+    try {
+      res = await fetch("/v1/redeem", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code }) });
+    } catch {
+      return err("server_unreachable");
+    }
+    const body = (await res.json().catch(() => ({}))) as { token?: string; code?: string; message?: string };
+    if (!res.ok || !body.token) {
+      const e = err(mapError(body.code ?? "internal"), body.message ?? "");
+      if (e.code === "revoked" || e.code === "expired_token") {
+        state.connection = { state: "refused", error: e };
+        publish();
+      }
+      return e;
+    }
+    sessionStorage.setItem(`hearth.token.${code}`, body.token);
+    return start(body.token);
+  }
+
+  function start(t: string): Outcome {
+    let claims: { room: string; role: Role; name: string; exp?: number };
+    try {
+      claims = JSON.parse(atob((t.split(".")[1] ?? "").replace(/-/g, "+").replace(/_/g, "/")));
+    } catch {
+      return err("bad_invitation");
+    }
+    token = t;
+    state.me = { name: claims.name, role: claims.role, room: claims.room, expires_at_ms: claims.exp ? claims.exp * 1000 : null };
+    connect();
+    return null;
+  }
+
+  const unsupported = async (): Promise<Outcome> => err("forbidden", "The browser mode does not do this.");
+  const nothing = async <T>(): Promise<Got<T>> => ({ ok: false, error: err("forbidden", "The browser mode does not do this.") });
+
+  const fromLink = codeOf(location.pathname.startsWith("/join/") ? location.pathname : "");
+  if (fromLink) void redeem(fromLink);
+
+  return {
+    state: async () => state,
+    onState: (cb) => void listeners.push(cb),
+    onVideoMessage() {},
+    requestKeyframe() {},
+    decodeVideoHere() {},
+    async acceptInvitation(input) {
+      const code = codeOf(input);
+      if (!code) return err("bad_invitation");
+      return redeem(code);
+    },
+    async forgetInvitation() {
+      token = null;
+      for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
+      ws?.close();
+      ws = null;
+      calls.hangUp(null);
+      releaseMedia();
+      state = { ...state, me: null, connection: { state: "setup_needed", error: null }, call: { state: "idle" } };
+      publish();
+      return null;
+    },
+    async call(key) {
+      const c = contacts().find((x) => x.key === key);
+      if (!c?.peer) return err("unavailable");
+      try {
+        await calls.call(c.peer, state.camera_off);
+      } catch (e) {
+        return err(String(e).includes("room_full") ? "room_full" : "internal");
+      }
+      if (state.call.state !== "active") state.call = { state: "calling", peer: c.peer, name: c.name, ringing: false };
+      calls.announce(peers.map((p) => p.peer));
+      publish();
+      return null;
+    },
+    async answer(peer) {
+      try {
+        await calls.answer(peer, state.camera_off);
+      } catch {
+        return err("no_call");
+      }
+      state.call = { state: "active", since_ms: Date.now(), peers: [callPeer(peer, false)] };
+      calls.announce(peers.map((p) => p.peer));
+      publish();
+      return null;
+    },
+    async decline(peer) {
+      calls.decline(peer);
+      return null;
+    },
+    async hangUp() {
+      calls.hangUp(null);
+      return null;
+    },
+    async setMuted(m) {
+      state.muted = m;
+      void local?.then((s) => s?.getAudioTracks().forEach((t) => (t.enabled = !m)));
+      publish();
+      return null;
+    },
+    async setCameraOff(off) {
+      state.camera_off = off;
+      void local?.then((s) => s?.getVideoTracks().forEach((t) => (t.enabled = !off)));
+      calls.setCameraOff(off);
+      publish();
+      return null;
+    },
+    async setLanguage(l) {
+      localStorage.setItem("hearth.language", l);
+      state.language = l;
+      publish();
+      return null;
+    },
+    async devices(): Promise<Device[]> {
+      const all = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+      const kind = { videoinput: "camera", audioinput: "microphone", audiooutput: "speaker" } as const;
+      return all
+        .filter((d) => d.kind in kind)
+        .map((d, i) => ({ id: d.deviceId, name: d.label || `${kind[d.kind]} ${i + 1}`, kind: kind[d.kind] }));
+    },
+    settings: async () => ({
+      server: `${location.origin}/v1/ws`,
+      language: state.language,
+      devices: choice,
+      resident: { auto_answer: false, auto_answer_seconds: 10, kiosk: false, contacts: [] },
+    }),
+    async setDevices(c) {
+      choice = c;
+      localStorage.setItem("hearth.devices", JSON.stringify(c));
+      if (state.call.state === "idle") releaseMedia();
+      return null;
+    },
+    photo: async () => null,
+    async precheck(): Promise<PrecheckReport> {
+      const r = await deviceCheck();
+      const relay = await relayCheck(ice);
+      const item = (s: "ok" | "failed" | "not_used", ms: number | null = null) => ({ status: s, message: null, size: null, level_percent: null, ms });
+      return { camera: item(r.camera), microphone: item(r.microphone), speaker: item("not_used"), server: item(r.connection), relay: item(relay.status, relay.ms) };
+    },
+    async dismissNotice(id) {
+      state.notices = state.notices.filter((n) => n.id !== id);
+      publish();
+    },
+    admit: unsupported,
+    deny: unsupported,
+    admitNext: unsupported,
+    createInvitation: nothing,
+    listInvitations: nothing,
+    revokeInvitation: unsupported,
+    listTablets: nothing,
+    setRules: unsupported,
+    runTabletCheck: nothing,
+    exportAudit: nothing,
+  };
+}

@@ -1,0 +1,210 @@
+// The browser mode end to end in headless Chromium (fake camera and microphone), against a real
+// signaling server that serves the page at invitation links, and hearth-cli peers. Run inside a
+// loopback-only network namespace (scripts/test does).
+//
+//   1. A relative without the app opens their invitation link, sees the resident, calls a
+//      hearth-cli resident: both directions decode video (the page's canvas shows the moving
+//      pattern; hearth-cli decodes the browser's frames in order).
+//   2. A patient opens a consult link: the waiting screen runs the check and the clinician's
+//      lobby gets its result; a hearth-cli clinician admits and calls; both directions decode.
+//   3. A withdrawn invitation keeps the browser out: the page says so.
+//
+// Usage: node tests/browser.mjs <target dir>   (needs hearth-signaling, hearth-cli; ui/dist built)
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const bin = resolve(process.argv[2] ?? "../target/debug");
+const dist = fileURLToPath(new URL("../dist/", import.meta.url));
+const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
+const work = mkdtempSync(join(tmpdir(), "hearth-browser-"));
+const children = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function start(cmd, args, name, env = {}) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  const log = [];
+  child.stdout.on("data", (d) => log.push(String(d)));
+  child.stderr.on("data", (d) => log.push(String(d)));
+  child.log = () => log.join("");
+  child.label = name;
+  child.exited = new Promise((ok) => child.on("exit", ok));
+  children.push(child);
+  return child;
+}
+
+async function until(what, fn, timeoutMs = 30_000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+const mint = (room, role, name) =>
+  execFileSync(join(bin, "hearth-signaling"), ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
+    env: { ...process.env, HEARTH_SECRET: secret },
+  })
+    .toString()
+    .trim();
+
+/** Whether the canvas shows a moving, coloured picture (read twice, 700 ms apart). */
+async function paintedPattern(page, selector) {
+  const sample = () =>
+    page.evaluate((sel) => {
+      const c = document.querySelector(sel);
+      if (!c || c.width === 0) return null;
+      const copy = document.createElement("canvas");
+      copy.width = 64;
+      copy.height = 48;
+      const ctx = copy.getContext("2d");
+      ctx.drawImage(c, 0, 0, 64, 48);
+      const d = ctx.getImageData(0, 0, 64, 48).data;
+      const colours = new Set();
+      let sum = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        colours.add(`${d[i] >> 5},${d[i + 1] >> 5},${d[i + 2] >> 5}`);
+        sum += d[i] + d[i + 1] + d[i + 2];
+      }
+      return { colours: colours.size, mean: sum / (d.length * 0.75), pixels: Array.from(d) };
+    }, selector);
+  const a = await until(`pixels in ${selector}`, async () => {
+    const s = await sample();
+    return s && s.colours >= 5 && s.mean > 30 ? s : null;
+  });
+  await sleep(700);
+  const b = await sample();
+  if (!a.pixels.some((v, i) => Math.abs(v - b.pixels[i]) > 40)) throw new Error(`${selector} shows a still picture`);
+  return a.colours;
+}
+
+async function main() {
+  const server = start(
+    join(bin, "hearth-signaling"),
+    ["serve", "--listen", "127.0.0.1:0", "--store", join(work, "hearth.redb"), "--web-root", dist],
+    "signaling",
+    { HEARTH_SECRET: secret },
+  );
+  const base = await until("the server's address", async () => {
+    const m = server.log().match(/WebSocket at ws:\/\/(\S+)\/v1\/ws/);
+    return m ? `http://${m[1]}` : null;
+  });
+  const url = `${base.replace("http", "ws")}/v1/ws`;
+  const staff = mint("office", "staff", "Nurse Yoon");
+  const invite = async (room, role, name) => {
+    const r = await fetch(`${base}/v1/invitations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${staff}`, "content-type": "application/json" },
+      body: JSON.stringify({ room, role, name }),
+    });
+    if (r.status !== 201) throw new Error(`invitation: ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--no-sandbox", "--disable-gpu", "--use-gl=swiftshader", "--enable-unsafe-swiftshader",
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+      "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ],
+  });
+  try {
+    // 1. A relative calls a resident from the invitation link.
+    const kimStats = join(work, "kim.json");
+    const kim = start(
+      join(bin, "hearth-cli"),
+      ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", kimStats, "answer"],
+      "cli-kim",
+      { HEARTH_TOKEN: mint("kim", "resident", "Mrs Kim") },
+    );
+    const ann = await invite("kim", "family", "Ann");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()}`));
+    await page.goto(ann.link);
+    const call = page.getByRole("button", { name: "Call Mrs Kim" });
+    await call.waitFor({ timeout: 20_000 });
+    await until("Mrs Kim available", () => call.isEnabled());
+    console.log(`browser: ${ann.link} opens the family screen; Mrs Kim is there`);
+    await call.click();
+    const remote = page.locator("canvas.video[data-peer]");
+    await remote.waitFor({ timeout: 20_000 });
+    const peer = await remote.getAttribute("data-peer");
+    const colours = await paintedPattern(page, `canvas.video[data-peer="${peer}"]`);
+    const path = await page.evaluate((p) => window.hearthVideo.path(p), peer);
+    if (path !== "browser") throw new Error(`the browser's own WebRTC should draw this, not ${path}`);
+    console.log(`browser: hearth-cli's moving pattern is painted (${colours} colours, the browser's WebRTC)`);
+    const code = await kim.exited;
+    if (code !== 0) throw new Error(`hearth-cli exited ${code}:\n${kim.log()}`);
+    const got = Object.values(JSON.parse(readFileSync(kimStats, "utf8")).peers ?? {})[0];
+    if (!got || got.frames_decoded < 60) throw new Error(`hearth-cli did not decode the browser's video: ${JSON.stringify(got)}`);
+    console.log(`browser: hearth-cli decoded ${got.frames_decoded} frames from the browser`);
+    await page.getByRole("heading", { name: /ended the call/ }).waitFor({ timeout: 10_000 });
+    await page.close();
+
+    // 2. A patient waits, is checked, admitted and called by a hearth-cli clinician.
+    const patientInv = await invite("consult", "patient", "Mr Park");
+    const docStats = join(work, "doc.json");
+    const patient = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await patient.goto(patientInv.link);
+    await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 20_000 });
+    await patient.getByText("Camera: works").waitFor({ timeout: 20_000 });
+    console.log("browser: the patient waits; the check ran (camera and microphone work)");
+    const doctor = start(
+      join(bin, "hearth-cli"),
+      ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", docStats, "consult"],
+      "cli-doctor",
+      { HEARTH_TOKEN: mint("consult", "clinician", "Dr Cho") },
+    );
+    const remote2 = patient.locator("canvas.video[data-peer]");
+    await remote2.waitFor({ timeout: 20_000 });
+    const peer2 = await remote2.getAttribute("data-peer");
+    const c2 = await paintedPattern(patient, `canvas.video[data-peer="${peer2}"]`);
+    console.log(`browser: admitted, the consult started by itself; the clinician's picture is painted (${c2} colours)`);
+    const dcode = await doctor.exited;
+    if (dcode !== 0) throw new Error(`hearth-cli clinician exited ${dcode}:\n${doctor.log()}`);
+    if (!/waiting room: Mr Park/.test(doctor.log())) throw new Error("the clinician did not see Mr Park waiting");
+    const dgot = Object.values(JSON.parse(readFileSync(docStats, "utf8")).peers ?? {})[0];
+    if (!dgot || dgot.frames_decoded < 60) throw new Error(`the clinician did not decode the patient's video: ${JSON.stringify(dgot)}`);
+    console.log(`browser: the clinician decoded ${dgot.frames_decoded} frames from the patient`);
+    const audit = await (await fetch(`${base}/v1/audit?room=consult`, { headers: { authorization: `Bearer ${staff}` } })).text();
+    if (!/"event":"admitted".*"name":"Mr Park"/.test(audit.replace(/\n/g, " "))) throw new Error(`no admission in the audit trail:\n${audit}`);
+    await patient.close();
+
+    // 3. A withdrawn invitation keeps the browser out.
+    const gone = await browser.newPage();
+    const r = await fetch(`${base}/v1/invitations/${ann.id}`, { method: "DELETE", headers: { authorization: `Bearer ${staff}` } });
+    if (r.status !== 200) throw new Error(`revoke: ${r.status}`);
+    await gone.goto(ann.link);
+    await gone.getByText("The care home withdrew this invitation").waitFor({ timeout: 20_000 });
+    console.log("browser: after the invitation is withdrawn, its link shows that it was withdrawn");
+    await gone.close();
+  } finally {
+    await browser.close();
+  }
+  console.log("browser mode: all passed");
+}
+
+main().then(
+  () => {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    process.exit(0);
+  },
+  (e) => {
+    console.error("browser FAILED:", e);
+    for (const c of children) console.error(`--- ${c.label} ---\n${c.log().slice(-3000)}`);
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    process.exit(1);
+  },
+);
