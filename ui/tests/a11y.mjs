@@ -2,12 +2,9 @@
 // Chromium, zero violations allowed. Then the resident mode's own rules, measured on the
 // rendered page: text at least 28 px, touch targets at least 88 px, contrast at least 7:1.
 // Also writes the screenshots under docs/screenshots/ when called with --screenshots.
-import { readFileSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { launch, serveDist } from "./serve.mjs";
+import { mkdirSync } from "node:fs";
+import { axeViolations, launch, serveDist } from "./serve.mjs";
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const screenshots = process.argv.includes("--screenshots");
 const shotDir = new URL("../../docs/screenshots/", import.meta.url);
 
@@ -81,12 +78,7 @@ try {
       await page.goto(`${server.url}?fixture=${f}&lang=${lang}${extra}`);
       await page.waitForSelector("main");
       await page.waitForTimeout(f.includes("in-call") || f.includes("consult") ? 600 : f.startsWith("staff-") ? 300 : 150);
-      await page.addScriptTag({ content: axeSource });
-      const result = await page.evaluate(async () => {
-        // eslint-disable-next-line no-undef
-        const r = await axe.run(document, { resultTypes: ["violations"] });
-        return r.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
-      });
+      const result = await axeViolations(page);
       const resident = f.startsWith("resident-") ? await page.evaluate(residentRules) : [];
       const problems = [...result, ...resident];
       if (problems.length) {

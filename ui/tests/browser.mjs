@@ -8,10 +8,12 @@
 //   2. A patient opens a consult link: the waiting screen runs the check and the clinician's
 //      lobby gets its result; a hearth-cli clinician admits and calls; both directions decode.
 //   3. A withdrawn invitation keeps the browser out: the page says so.
+// Every live screen on the way is checked with axe-core (zero violations).
 //
-// Usage: node tests/browser.mjs <target dir>   (needs hearth-signaling, hearth-cli; ui/dist built)
+// Usage: node tests/browser.mjs <target dir> [--screenshots]
+//   (needs hearth-signaling, hearth-cli; ui/dist built; --screenshots writes docs/screenshots/)
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,6 +24,19 @@ const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-browser-"));
 const children = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { axeViolations } = await import("./serve.mjs");
+const shotDir = process.argv.includes("--screenshots") ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url)) : null;
+
+/** axe-core over the live screen, and a screenshot of it when asked. */
+async function check(page, name) {
+  const problems = await axeViolations(page);
+  if (problems.length) throw new Error(`accessibility of ${name}:\n  ${problems.join("\n  ")}`);
+  if (shotDir) {
+    mkdirSync(shotDir, { recursive: true });
+    await page.screenshot({ path: join(shotDir, `browser-${name}.png`) });
+  }
+  console.log(`browser: ${name} has no accessibility violations`);
+}
 
 function start(cmd, args, name, env = {}) {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
@@ -99,6 +114,9 @@ async function main() {
     return m ? `http://${m[1]}` : null;
   });
   const url = `${base.replace("http", "ws")}/v1/ws`;
+  // The page is served with a content security policy (axe is injected past it below).
+  const head = await fetch(`${base}/join/ABCD2345`);
+  if (!/script-src 'self'/.test(head.headers.get("content-security-policy") ?? "")) throw new Error("the page has no content security policy");
   const staff = mint("office", "staff", "Nurse Yoon");
   const invite = async (room, role, name) => {
     const r = await fetch(`${base}/v1/invitations`, {
@@ -130,13 +148,14 @@ async function main() {
       { HEARTH_TOKEN: mint("kim", "resident", "Mrs Kim") },
     );
     const ann = await invite("kim", "family", "Ann");
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
     page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()}`));
     await page.goto(ann.link);
     const call = page.getByRole("button", { name: "Call Mrs Kim" });
     await call.waitFor({ timeout: 20_000 });
     await until("Mrs Kim available", () => call.isEnabled());
     console.log(`browser: ${ann.link} opens the family screen; Mrs Kim is there`);
+    await check(page, "guest-home");
     await call.click();
     const remote = page.locator("canvas.video[data-peer]");
     await remote.waitFor({ timeout: 20_000 });
@@ -145,6 +164,7 @@ async function main() {
     const path = await page.evaluate((p) => window.hearthVideo.path(p), peer);
     if (path !== "browser") throw new Error(`the browser's own WebRTC should draw this, not ${path}`);
     console.log(`browser: hearth-cli's moving pattern is painted (${colours} colours, the browser's WebRTC)`);
+    await check(page, "guest-in-call");
     const code = await kim.exited;
     if (code !== 0) throw new Error(`hearth-cli exited ${code}:\n${kim.log()}`);
     const got = Object.values(JSON.parse(readFileSync(kimStats, "utf8")).peers ?? {})[0];
@@ -156,11 +176,12 @@ async function main() {
     // 2. A patient waits, is checked, admitted and called by a hearth-cli clinician.
     const patientInv = await invite("consult", "patient", "Mr Park");
     const docStats = join(work, "doc.json");
-    const patient = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const patient = await browser.newPage({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
     await patient.goto(patientInv.link);
     await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 20_000 });
     await patient.getByText("Camera: works").waitFor({ timeout: 20_000 });
     console.log("browser: the patient waits; the check ran (camera and microphone work)");
+    await check(patient, "patient-waiting");
     const doctor = start(
       join(bin, "hearth-cli"),
       ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", docStats, "consult"],
@@ -183,12 +204,13 @@ async function main() {
     await patient.close();
 
     // 3. A withdrawn invitation keeps the browser out.
-    const gone = await browser.newPage();
+    const gone = await browser.newPage({ bypassCSP: true });
     const r = await fetch(`${base}/v1/invitations/${ann.id}`, { method: "DELETE", headers: { authorization: `Bearer ${staff}` } });
     if (r.status !== 200) throw new Error(`revoke: ${r.status}`);
     await gone.goto(ann.link);
     await gone.getByText("The care home withdrew this invitation").waitFor({ timeout: 20_000 });
     console.log("browser: after the invitation is withdrawn, its link shows that it was withdrawn");
+    await check(gone, "guest-withdrawn");
     await gone.close();
   } finally {
     await browser.close();
