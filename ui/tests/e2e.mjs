@@ -12,6 +12,10 @@
 //   3. `hearth --kiosk` brings the app back after it is killed.
 //   4. The app as a clinician: two hearth-cli patients wait, in arrival order, with an alert
 //      for each; admit the first, see their video, end and admit the second, see theirs.
+//   5. The app as care-home staff creates an invitation; a browser guest (headless Chromium)
+//      opens its link and calls the app as a resident tablet, which answers by itself: both
+//      directions decode video. Staff withdraw the invitation in the app: the guest's page is
+//      shut out at once, and stays out after a reload.
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
 import { spawn, execFileSync } from "node:child_process";
@@ -114,7 +118,7 @@ function settingsDir(name, token, url, resident) {
 }
 
 /** Reads the canvas `selector` finds and says whether it shows the moving test pattern. */
-async function paintedPattern(browser, selector) {
+async function paintedPattern(browser, selector, minColours = 5) {
   const sample = () =>
     browser.execute((sel) => {
       const c = document.querySelector(sel);
@@ -131,16 +135,18 @@ async function paintedPattern(browser, selector) {
         colours.add(`${d[i] >> 5},${d[i + 1] >> 5},${d[i + 2] >> 5}`);
         sum += d[i] + d[i + 1] + d[i + 2];
       }
-      return { colours: colours.size, mean: sum / (d.length * 0.75), row: Array.from(d.slice(24 * 64 * 4, 25 * 64 * 4)) };
+      return { colours: colours.size, mean: sum / (d.length * 0.75), pixels: Array.from(d) };
     }, selector);
   const a = await until(`pixels in ${selector}`, async () => {
     const s = await sample();
-    return s && s.colours >= 5 && s.mean > 30 ? s : null;
+    return s && s.colours >= minColours && s.mean > 30 ? s : null;
   });
-  await sleep(700);
-  const b = await sample();
-  const moved = a.row.some((v, i) => Math.abs(v - b.row[i]) > 40);
-  if (!moved) throw new Error(`${selector} shows a still picture`);
+  // Moving: a later picture differs (a browser's first seconds can be slow, so look for up to 8 s).
+  await until(`${selector} to move`, async () => {
+    await sleep(400);
+    const b = await sample();
+    return b && a.pixels.some((v, i) => Math.abs(v - b.pixels[i]) > 40);
+  }, 8_000);
   return { colours: a.colours, mean: Math.round(a.mean) };
 }
 
@@ -164,7 +170,8 @@ async function main() {
 
   const port = await freePort();
   const url = `ws://127.0.0.1:${port}/v1/ws`;
-  const server = start(signaling, ["serve", "--listen", `127.0.0.1:${port}`, "--store", join(work, "hearth.redb")], {
+  const webRoot = resolve("dist");
+  const server = start(signaling, ["serve", "--listen", `127.0.0.1:${port}`, "--store", join(work, "hearth.redb"), "--web-root", webRoot], {
     env: { ...process.env, HEARTH_SECRET: secret },
     name: "signaling",
   });
@@ -309,6 +316,88 @@ async function main() {
   } finally {
     await browser.deleteSession().catch(() => {});
     for (const p of patients) p.kill("SIGTERM");
+  }
+
+  // 5. Staff invite a browser guest, who calls the app; then staff withdraw the invitation.
+  const staffDir = settingsDir("staff", mint("office", "staff", "Nurse Yoon"), url);
+  let link = null;
+  browser = await launchApp(staffDir, driverPort, []);
+  try {
+    await (await browser.$(".staff-home")).waitForExist({ timeout: 30_000 });
+    await (await browser.$("button=Invitations")).click();
+    await (await browser.$("#invite-name")).setValue("Grandson");
+    await (await browser.$("#invite-room")).setValue("kim2");
+    await (await browser.$("button=Create invitation")).click();
+    const made = await browser.$(".invite-made .link a");
+    await made.waitForExist({ timeout: 15_000 });
+    link = await made.getText();
+    const code = await (await browser.$(".invite-made .code")).getText();
+    console.log(`staff: created an invitation for Grandson (${code}, ${link})`);
+    await shot("staff-invitations");
+  } finally {
+    await browser.deleteSession().catch(() => {});
+  }
+  const tablet2 = settingsDir("tablet2", mint("kim2", "resident", "Mrs Kim"), url, {
+    auto_answer: true,
+    auto_answer_seconds: 1,
+    contacts: [{ name: "Grandson", photo: null, trusted: true }],
+  });
+  const { chromium } = await import("playwright-core");
+  const chrome = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  try {
+    const guest = await chrome.newPage({ viewport: { width: 1280, height: 800 } });
+    guest.on("console", (m) => m.type() === "error" && console.error(`guest page: ${m.text()}`));
+    browser = await launchApp(tablet2, driverPort);
+    try {
+      await (await browser.$(".resident-home")).waitForExist({ timeout: 30_000 });
+      await guest.goto(link);
+      const call = guest.getByRole("button", { name: "Call Mrs Kim" });
+      await call.waitFor({ timeout: 20_000 }).catch(async (e) => {
+        throw new Error(`${e.message}; the guest's page says: ${await guest.locator("body").innerText()}`);
+      });
+      await until("Mrs Kim available to the guest", () => call.isEnabled());
+      await call.click();
+      const remote = await browser.$("canvas.video[data-peer]");
+      await remote.waitForExist({ timeout: 20_000 });
+      const peer = await remote.getAttribute("data-peer");
+      // Chromium's fake camera: a green picture with a turning circle (fewer colours than ours).
+      const a = await paintedPattern(browser, `canvas.video[data-peer="${peer}"]`, 2);
+      console.log(`guest: the app answered the browser guest by itself; the guest's camera is painted in the app (${a.colours} colours)`);
+      const theirs = guest.locator("canvas.video[data-peer]");
+      await theirs.waitFor({ timeout: 20_000 });
+      const gpeer = await theirs.getAttribute("data-peer");
+      await until("the app's picture in the browser", () =>
+        guest.evaluate((p) => (window.hearthVideo.painted(p) ?? 0) > 30, gpeer),
+      );
+      const path = await guest.evaluate((p) => window.hearthVideo.path(p), gpeer);
+      console.log(`guest: the app's picture is painted in the browser (${path})`);
+      await shot("guest-call");
+      await guest.getByRole("button", { name: "End" }).click();
+    } finally {
+      await browser.deleteSession().catch(() => {});
+    }
+    browser = await launchApp(staffDir, driverPort, []);
+    try {
+      await (await browser.$(".staff-home")).waitForExist({ timeout: 30_000 });
+      await (await browser.$("button=Invitations")).click();
+      const withdraw = await browser.$('button[aria-label="Withdraw Grandson\'s invitation"]');
+      await withdraw.waitForExist({ timeout: 15_000 });
+      await withdraw.click();
+      await guest.getByText("The care home withdrew this invitation").waitFor({ timeout: 15_000 });
+      await guest.reload();
+      await guest.getByText("The care home withdrew this invitation").waitFor({ timeout: 15_000 });
+      console.log("staff: withdrew the invitation; the guest's page was shut out at once and stays out after a reload");
+    } finally {
+      await browser.deleteSession().catch(() => {});
+    }
+  } finally {
+    await chrome.close();
   }
 
   // 3. Kiosk mode survives a crash: the supervisor starts the app again.
