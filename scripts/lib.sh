@@ -60,7 +60,8 @@ media_need() {
 # Debian's Chromium, Node.js and the interop/bench npm packages (playwright-core drives the
 # system Chromium; it never downloads a browser).
 browser_need() {
-  apt_need chromium iproute2 util-linux
+  # fonts-nanum: Korean text renders in Chromium (the Korean screens and their screenshots).
+  apt_need chromium iproute2 util-linux fonts-nanum
   node_need
   (cd "$ROOT/interop" && npm ci --no-audit --no-fund --loglevel=error)
 }
@@ -68,7 +69,7 @@ browser_need() {
 # What the desktop app builds against (Tauri 2 on WebKitGTK 4.1), and Node for its UI.
 app_need() {
   apt_need libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev \
-    librsvg2-dev libayatana-appindicator3-dev libxdo-dev
+    librsvg2-dev libayatana-appindicator3-dev libxdo-dev fonts-nanum
   node_need
   # `npm ci` needs every platform's optional Tauri CLI binary in the lock file; a registry
   # mirror without the macOS and Windows ones (like this network's) cannot write them, so fall

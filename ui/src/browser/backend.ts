@@ -92,6 +92,9 @@ async function relayCheck(ice: RTCIceServer[]): Promise<{ status: "ok" | "failed
 }
 
 export function browserBackend(location: Location): Backend {
+  // Canvases here show the browser's own video elements, which the 2D canvas draws whatever
+  // their pixel format (a WebGL renderer would need I420 frames).
+  window.hearthRenderer = "2d";
   let state: AppState = {
     version: 1,
     language: language(),

@@ -282,9 +282,11 @@ export function attachStream(peer: string | null, stream: MediaStream | null) {
   };
   const draw = () => {
     const r = renderers.get(key);
-    if (r && video.videoWidth > 0 && typeof VideoFrame !== "undefined") {
+    if (r && video.videoWidth > 0) {
       try {
-        r.drawFrame(new VideoFrame(video, { timestamp: Math.round(performance.now() * 1000) }));
+        // The browser draws its own video (any pixel format, on the GPU when it has one).
+        if (r.drawVideo) r.drawVideo(video);
+        else r.drawFrame(new VideoFrame(video, { timestamp: Math.round(performance.now() * 1000) }));
         painted.set(key, (painted.get(key) ?? 0) + 1);
         if (peer !== null) paths.set(key, "browser");
       } catch (e) {

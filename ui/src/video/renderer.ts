@@ -9,6 +9,8 @@ export interface Renderer {
   draw(p: Picture): void;
   /** Draws a decoded frame and closes it (at once, or when an asynchronous copy is done). */
   drawFrame(f: VideoFrame): void;
+  /** Draws a playing video element's current picture (the browser mode; 2D canvas only). */
+  drawVideo?(v: HTMLVideoElement): void;
 }
 
 /** A decoded I420 frame's planes, copied out into `buf` (grown when too small). */
@@ -230,6 +232,15 @@ class SoftwareRenderer implements Renderer {
     }
     i420ToRgba(p, this.pixels);
     this.ctx.putImageData(this.image, 0, 0);
+  }
+
+  drawVideo(v: HTMLVideoElement) {
+    if (this.canvas.width !== v.videoWidth || this.canvas.height !== v.videoHeight) {
+      this.canvas.width = v.videoWidth;
+      this.canvas.height = v.videoHeight;
+      this.image = null;
+    }
+    this.ctx.drawImage(v, 0, 0);
   }
 
   drawFrame(f: VideoFrame) {
