@@ -152,7 +152,7 @@ export const ko: Record<MessageKey, string> = {
   "wait.over": "진료가 끝났습니다",
   "wait.overDetail": "감사합니다. 이제 이 창을 닫으셔도 됩니다.",
 
-  "lobby.heading": "대기실",
+  "lobby.heading": "나의 대기실",
   "lobby.title": "대기실",
   "lobby.count": "{count}명 대기 중",
   "lobby.empty": "기다리는 사람이 없습니다. 새 환자가 오면 소리와 함께 여기에 나타납니다.",
