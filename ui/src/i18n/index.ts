@@ -9,6 +9,15 @@ export type { MessageKey };
 
 const tables: Record<Lang, Record<MessageKey, string>> = { en, ko };
 
+/** A sentence written in any of our languages from one of `keys`, in `lang`; else itself. (A
+ *  clinician's chosen reason reaches a patient in the patient's language.) */
+export function retranslate(message: string, keys: readonly MessageKey[], lang: Lang): string {
+  for (const key of keys) {
+    if (Object.values(tables).some((table) => table[key] === message)) return tables[lang][key];
+  }
+  return message;
+}
+
 export interface I18n {
   lang: Lang;
   t(key: MessageKey, params?: Record<string, string | number>): string;

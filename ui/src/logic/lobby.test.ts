@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { WaitingPatient } from "../bindings";
+import { en } from "../i18n/en";
+import { retranslate } from "../i18n";
+import { ko } from "../i18n/ko";
 import { checkSummary, lobbyStep, lobbyTitle, nextToAdmit, noAlerts, waitedSeconds } from "./lobby";
 
 const w = (peer: string, over: Partial<WaitingPatient> = {}): WaitingPatient => ({
@@ -74,5 +77,14 @@ describe("waiting-room details", () => {
   it("shows the count in the title", () => {
     expect(lobbyTitle("Hearth", 0)).toBe("Hearth");
     expect(lobbyTitle("Hearth", 3)).toBe("(3) Hearth");
+  });
+});
+
+describe("a turned-away patient's reason", () => {
+  it("reaches them in their language when the clinician picked one of the reasons", () => {
+    const keys = ["lobby.reason.later", "lobby.reason.callBack"] as const;
+    expect(retranslate(en["lobby.reason.later"], keys, "ko")).toBe(ko["lobby.reason.later"]);
+    expect(retranslate(ko["lobby.reason.callBack"], keys, "en")).toBe(en["lobby.reason.callBack"]);
+    expect(retranslate("Bring your blood pressure diary.", keys, "ko")).toBe("Bring your blood pressure diary.");
   });
 });

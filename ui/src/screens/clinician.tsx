@@ -31,7 +31,7 @@ export function CheckBadges({ check }: { check: CheckResult | null }) {
 }
 
 /** Reasons a clinician can pick, so nobody has to type while a queue waits. */
-const REASONS = ["lobby.reason.later", "lobby.reason.wrongRoom", "lobby.reason.callBack"] as const;
+export const REASONS = ["lobby.reason.later", "lobby.reason.wrongRoom", "lobby.reason.callBack"] as const;
 
 function DenyForm({ w, onDone }: { w: WaitingPatient; onDone: () => void }) {
   const { t, api, act } = useApp();

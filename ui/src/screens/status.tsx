@@ -1,6 +1,7 @@
 import type { ClientError, ErrorCode } from "../bindings";
 import { useApp } from "../context";
-import { CheckBadges } from "./clinician";
+import { retranslate } from "../i18n";
+import { CheckBadges, REASONS } from "./clinician";
 import { ErrorText, Icon, Screen } from "./common";
 
 /** Signing in, or waiting to try again: says what is happening and what to check. */
@@ -62,11 +63,7 @@ export function Refused({ error }: { error: ClientError }) {
     <Screen label={title} className="status">
       <h1>{title}</h1>
       <ErrorText code={code} />
-      {code === "denied" && error.message && (
-        <blockquote class="lead" lang="">
-          {error.message}
-        </blockquote>
-      )}
+      {code === "denied" && error.message && <blockquote class="lead">{retranslate(error.message, REASONS, t.lang)}</blockquote>}
       <button type="button" class="btn btn-primary" onClick={() => void act(api.forgetInvitation())}>
         {t.t("refused.newInvitation")}
       </button>
