@@ -3,12 +3,14 @@
 //! the audit trail's export. Every call but `redeem` needs `Authorization: Bearer <token>`; every
 //! error is `{"code", "message"}` with a fitting status.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -135,6 +137,15 @@ fn json_body<T: DeserializeOwned>(body: &Bytes) -> Answer<T> {
     })
 }
 
+/// A query string that does not fit, in a sentence.
+fn bad_query(e: QueryRejection) -> Failure {
+    let detail = e.body_text();
+    let detail = detail
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&detail);
+    Failure::bad(format!("The query is not well formed: {detail}."))
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -181,14 +192,16 @@ impl Bearer {
     }
 
     /// Staff may manage every room's invitations; a clinician only their own room's, and only
-    /// for roles a clinician brings into a consult.
+    /// for the roles a clinician brings into a consult (patients, guests, family).
     fn may_invite(&self, room: &str, role: Role) -> Answer<()> {
         match self.0.role {
             Role::Staff => Ok(()),
+            // Not clinicians: a clinician's token passes residents' rules and the API, which is
+            // for staff to hand out. A nurse joins a consult as a guest and is let in.
             Role::Clinician if room == self.0.room => match role {
-                Role::Family | Role::Guest | Role::Patient | Role::Clinician => Ok(()),
-                Role::Resident | Role::Staff => Err(Failure::forbidden(
-                    "A clinician can invite patients, guests, family and other clinicians.",
+                Role::Family | Role::Guest | Role::Patient => Ok(()),
+                Role::Resident | Role::Staff | Role::Clinician => Err(Failure::forbidden(
+                    "A clinician can invite patients, guests and family into their consult.",
                 )),
             },
             Role::Clinician => Err(Failure::forbidden(
@@ -300,8 +313,9 @@ struct RoomFilter {
 async fn list_invitations(
     State(hub): State<Arc<Hub>>,
     who: Bearer,
-    Query(filter): Query<RoomFilter>,
+    filter: Result<Query<RoomFilter>, QueryRejection>,
 ) -> Answer<Response> {
+    let Query(filter) = filter.map_err(bad_query)?;
     let room = match who.0.role {
         Role::Staff => filter.room,
         Role::Clinician => Some(who.0.room.clone()),
@@ -312,9 +326,12 @@ async fn list_invitations(
         }
     };
     let all = blocking(&hub, |s| s.invitations()).await?;
+    // A clinician sees only what they may manage: not staff's or a tablet's invitations to
+    // the same room, whose codes would give those identities away.
     let invitations: Vec<Invitation> = all
         .into_iter()
         .filter(|i| room.as_ref().is_none_or(|r| &i.room == r))
+        .filter(|i| who.may_invite(&i.room, i.role).is_ok())
         .collect();
     Ok(axum::Json(serde_json::json!({ "invitations": invitations })).into_response())
 }
@@ -355,10 +372,23 @@ async fn revoke_invitation(
     Ok(axum::Json(revoked).into_response())
 }
 
-async fn redeem(State(hub): State<Arc<Hub>>, body: Bytes) -> Answer<Response> {
+async fn redeem(
+    State(hub): State<Arc<Hub>>,
+    // Present when served by `Server` (mounted elsewhere without addresses, only the global
+    // limit applies).
+    from: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Answer<Response> {
     let ask: Redeem = json_body(&body)?;
-    if hub.redeem_limiter.check().is_err() {
-        return Err(Failure::of(ErrorCode::RateLimited));
+    let address_ok = from.is_none_or(|axum::Extension(ConnectInfo(a))| {
+        hub.redeem_by_address.check_key(&a.ip()).is_ok()
+    });
+    if !address_ok || hub.redeem_limiter.check().is_err() {
+        return Err(Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "Too many codes were tried just now. Wait a few seconds and try again.",
+        ));
     }
     // A whole link works as well as its code.
     let code = ask.code.trim().rsplit('/').next().unwrap_or_default();
@@ -522,8 +552,15 @@ async fn run_check(
 ) -> Answer<Response> {
     who.staff()?;
     let (request, answer) = hub.request_check(&sub).map_err(Failure::of)?;
+    // Forgotten however this ends, also when the caller goes away and this is cancelled.
+    struct Forget<'a>(&'a Hub, String);
+    impl Drop for Forget<'_> {
+        fn drop(&mut self) {
+            self.0.forget_check(&self.1);
+        }
+    }
+    let _forget = Forget(&hub, request);
     let waited = tokio::time::timeout(hub.options.limits.check_timeout, answer).await;
-    hub.forget_check(&request);
     match waited {
         Ok(Ok(report)) => Ok(axum::Json(report).into_response()),
         Ok(Err(_)) | Err(_) => Err(Failure::of(ErrorCode::Timeout)),
@@ -548,6 +585,16 @@ enum Format {
 /// CSV columns: the record's fields, with the time also in RFC 3339 for people.
 const CSV_HEADER: &str = "seq,at,time,event,room,sub,name,role,by_sub,by_name\n";
 
+/// A text cell as a spreadsheet will not run it: one starting like a formula gets a leading
+/// apostrophe (names and rooms come from tokens and invitations, which anyone may be given).
+fn cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
 fn csv_rows(records: &[AuditRecord]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
@@ -559,12 +606,12 @@ fn csv_rows(records: &[AuditRecord]) -> Result<Vec<u8>, csv::Error> {
             r.at.to_string().as_str(),
             time.to_string().as_str(),
             r.event.as_str(),
-            &r.room,
-            &r.sub,
-            &r.name,
+            &cell(&r.room),
+            &cell(&r.sub),
+            &cell(&r.name),
             r.role.map_or("", Role::as_str),
-            r.by_sub.as_deref().unwrap_or(""),
-            r.by_name.as_deref().unwrap_or(""),
+            &cell(r.by_sub.as_deref().unwrap_or("")),
+            &cell(r.by_name.as_deref().unwrap_or("")),
         ])?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
@@ -582,9 +629,10 @@ fn json_lines(records: &[AuditRecord]) -> Result<Vec<u8>, serde_json::Error> {
 async fn export_audit(
     State(hub): State<Arc<Hub>>,
     who: Bearer,
-    Query(params): Query<AuditParams>,
+    params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Answer<Response> {
     who.staff()?;
+    let Query(params) = params.map_err(bad_query)?;
     let format = match params.format.as_deref() {
         None | Some("jsonl") => Format::JsonLines,
         Some("csv") => Format::Csv,

@@ -103,14 +103,18 @@ pub(crate) struct OnlineTablet {
     pub check: Option<CheckReport>,
 }
 
+/// Staff, clinicians and other residents are never kept from a resident by their rules.
+fn exempt_from_rules(role: Role) -> bool {
+    matches!(role, Role::Staff | Role::Clinician | Role::Resident)
+}
+
 /// Whether people with these roles and subjects may signal each other under residents' rules:
 /// between a resident and someone else who is not staff or a clinician, the resident's rules
 /// must list the other.
 fn rules_allow(rules: &HashMap<String, Rules>, a: (Role, &str), b: (Role, &str)) -> bool {
-    let exempt = |r: Role| matches!(r, Role::Staff | Role::Clinician | Role::Resident);
     let check = |resident: (Role, &str), other: (Role, &str)| {
         resident.0 != Role::Resident
-            || exempt(other.0)
+            || exempt_from_rules(other.0)
             || rules.get(resident.1).is_none_or(|r| r.allows(other.1))
     };
     check(a, b) && check(b, a)
@@ -130,6 +134,8 @@ pub struct Hub {
     pub(crate) store: Arc<Store>,
     /// Limits invitation codes tried, across all clients.
     pub(crate) redeem_limiter: governor::DefaultDirectRateLimiter,
+    /// Limits invitation codes tried per client address.
+    pub(crate) redeem_by_address: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Where the server listens, for invitation links when no public URL is set.
     pub(crate) listen: std::sync::OnceLock<std::net::SocketAddr>,
     /// Writes for the store, saved off the lock by [`crate::persist::run`].
@@ -160,8 +166,15 @@ impl Hub {
         let (writes, rx) = mpsc::unbounded_channel();
         let per_second = std::num::NonZeroU32::new(options.limits.redeem_per_second)
             .unwrap_or(std::num::NonZeroU32::MIN);
+        let per_address = std::num::NonZeroU32::new(options.limits.redeem_per_address)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         let hub = Hub {
             redeem_limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            redeem_by_address: governor::RateLimiter::keyed(
+                governor::Quota::per_second(per_address).allow_burst(per_address.saturating_mul(
+                    std::num::NonZeroU32::new(2).unwrap_or(std::num::NonZeroU32::MIN),
+                )),
+            ),
             listen: std::sync::OnceLock::new(),
             keys: TokenKeys::new(&options.secret),
             options,
@@ -394,14 +407,19 @@ impl Hub {
                 state.rooms.remove(&link.room);
             }
         }
-        if !self.shutdown.is_cancelled() {
-            self.apply(&mut state, out, now);
+        if self.shutdown.is_cancelled() {
+            // Nobody is told of departures while the server stops, but the audit trail still
+            // records them.
+            out.retain(|e| matches!(e, Effect::Audit { .. }));
         }
+        self.apply(&mut state, out, now);
         self.metrics.rooms.set(state.rooms.len() as f64);
     }
 
-    /// Forgets waiting-room places held longer than the grace period.
+    /// Forgets waiting-room places held longer than the grace period, and rate-limit entries
+    /// of addresses that went quiet.
     pub(crate) fn sweep(&self) {
+        self.redeem_by_address.retain_recent();
         let now = unix_ms();
         let grace =
             u64::try_from(self.options.limits.waiting_grace.as_millis()).unwrap_or(u64::MAX);
@@ -470,12 +488,46 @@ impl Hub {
         let mut slow = Vec::new();
         for effect in effects {
             let (peer, msg) = match effect {
+                // Residents' rules shape what each side sees: someone a resident's rules do not
+                // list does not see the resident (and the other way round), so neither calls nor
+                // announces presence to the other.
+                Effect::Send(
+                    peer,
+                    ServerMessage::PeerJoined {
+                        peer: who,
+                        name,
+                        role,
+                        sub,
+                    },
+                ) => {
+                    let Some(link) = state.peers.get(&peer) else {
+                        continue;
+                    };
+                    if !rules_allow(&state.rules, (link.role, &link.sub), (role, &sub)) {
+                        continue;
+                    }
+                    (
+                        peer,
+                        ServerMessage::PeerJoined {
+                            peer: who,
+                            name,
+                            role,
+                            sub,
+                        },
+                    )
+                }
                 Effect::Send(peer, msg) => (peer, msg),
                 Effect::Welcome { peer, peers } => {
                     let Some(link) = state.peers.get(&peer) else {
                         continue;
                     };
                     debug!(peer = %peer, "welcome");
+                    let peers = peers
+                        .into_iter()
+                        .filter(|p| {
+                            rules_allow(&state.rules, (link.role, &link.sub), (p.role, &p.sub))
+                        })
+                        .collect();
                     let welcome = ServerMessage::Welcome {
                         peer: peer.clone(),
                         room: link.room.clone(),
@@ -652,17 +704,61 @@ impl Hub {
                 }
             }
         }
+        // A patient whose connection had dropped holds a place with no connection: it goes too.
+        let sub = format!("inv-{inv}");
+        for room in state.rooms.values_mut() {
+            room.forget_waiting(&sub, &mut out);
+        }
+        state.rooms.retain(|_, room| !room.is_empty());
         self.apply(&mut state, out, now);
         self.metrics.rooms.set(state.rooms.len() as f64);
     }
 
-    /// New rules for resident `sub`: enforced from now on and sent to its connected tablets.
+    /// New rules for resident `sub`: enforced from now on and sent to its connected tablets;
+    /// whoever they now separate from the resident sees the other leave, whoever they now allow
+    /// sees the other arrive.
     pub(crate) fn set_rules(&self, sub: &str, rules: Rules) {
+        let now = unix_ms();
         let mut state = self.lock();
         let msg = ServerMessage::Rules {
             rules: rules.clone(),
         };
-        state.rules.insert(sub.to_owned(), rules);
+        let before = state.rules.insert(sub.to_owned(), rules.clone());
+        let mut out = Vec::new();
+        for room in state.rooms.values() {
+            let members = room.members();
+            for resident in members
+                .iter()
+                .filter(|m| m.role == Role::Resident && m.sub == sub)
+            {
+                for other in members
+                    .iter()
+                    .filter(|m| m.peer != resident.peer && !exempt_from_rules(m.role))
+                {
+                    let was = before.as_ref().is_none_or(|r| r.allows(&other.sub));
+                    let is = rules.allows(&other.sub);
+                    if was == is {
+                        continue;
+                    }
+                    for (to, about) in [(resident, other), (other, resident)] {
+                        let msg = if is {
+                            ServerMessage::PeerJoined {
+                                peer: about.peer.clone(),
+                                name: about.name.clone(),
+                                role: about.role,
+                                sub: about.sub.clone(),
+                            }
+                        } else {
+                            ServerMessage::PeerLeft {
+                                peer: about.peer.clone(),
+                            }
+                        };
+                        out.push(Effect::Send(to.peer.clone(), msg));
+                    }
+                }
+            }
+        }
+        // The tablet learns its new rules first, then who it sees because of them.
         if let Some(text) = encode(&msg) {
             for link in state
                 .peers
@@ -672,6 +768,7 @@ impl Hub {
                 self.deliver(&link.conn, Outbound::message(text.clone()));
             }
         }
+        self.apply(&mut state, out, now);
     }
 
     /// Residents' tablets connected now, by subject (the earliest connection when several).

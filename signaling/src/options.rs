@@ -77,6 +77,9 @@ pub struct Limits {
     pub check_timeout: Duration,
     /// Invitation codes tried per second, across all clients (guessing stays hopeless).
     pub redeem_per_second: u32,
+    /// Invitation codes tried per second from one address (one client cannot use up the
+    /// server-wide allowance for everyone else).
+    pub redeem_per_address: u32,
 }
 
 impl Default for Limits {
@@ -94,7 +97,8 @@ impl Default for Limits {
             waiting_grace: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(5),
             check_timeout: Duration::from_secs(30),
-            redeem_per_second: 20,
+            redeem_per_second: 100,
+            redeem_per_address: 5,
         }
     }
 }

@@ -1,15 +1,16 @@
 //! The hub's writes to the store, off the hub's lock: audit records and tablets' last-seen times
-//! and checks go through an unbounded channel to one task that saves them in batches (one
-//! transaction each), so a slow disk never holds up relaying.
+//! and checks go through an unbounded channel to one task that saves them in batches, each in
+//! one transaction (all or nothing, so a retry never records twice), so a slow disk never holds
+//! up relaying. The channel grows at most as fast as clients may send (their rate limit).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_proto::care::{AuditRecord, CheckReport, Rules, Tablet};
+use hearth_proto::care::{AuditRecord, CheckReport};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TabletChange};
 
 /// One write for the store.
 #[derive(Debug)]
@@ -39,55 +40,38 @@ const BATCH: usize = 512;
 /// Tries per batch before its records are given up (and logged as lost).
 const ATTEMPTS: u32 = 3;
 
-fn fresh(sub: &str, name: &str, room: &str, at: u64) -> Tablet {
-    Tablet {
-        sub: sub.to_owned(),
-        name: name.to_owned(),
-        room: room.to_owned(),
-        online_since: None,
-        last_seen: at,
-        check: None,
-        rules: Rules::default(),
-    }
-}
-
-fn save(store: &Store, batch: &mut [Write]) -> Result<(), StoreError> {
-    let mut audit: Vec<AuditRecord> = batch
-        .iter()
-        .filter_map(|w| match w {
-            Write::Audit(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect();
-    store.append_audit(&mut audit)?;
-    for w in batch.iter() {
+fn save(store: &Store, batch: &[Write]) -> Result<(), StoreError> {
+    let mut audit: Vec<AuditRecord> = Vec::new();
+    let mut tablets: Vec<TabletChange> = Vec::new();
+    for w in batch {
         match w {
+            Write::Audit(r) => audit.push(r.clone()),
             Write::TabletSeen {
                 sub,
                 name,
                 room,
                 at,
-            } => {
-                store.update_tablet(
-                    sub,
-                    || fresh(sub, name, room, *at),
-                    |t| {
-                        t.name.clone_from(name);
-                        t.room.clone_from(room);
-                        t.last_seen = t.last_seen.max(*at);
-                    },
-                )?;
-            }
+            } => tablets.push(TabletChange::Seen {
+                sub: sub.clone(),
+                name: name.clone(),
+                room: room.clone(),
+                at: *at,
+            }),
             Write::TabletCheck {
                 sub,
                 name,
                 room,
                 report,
-            } => store.put_check(sub, || fresh(sub, name, room, report.at), *report)?,
-            Write::Audit(_) | Write::Flush(_) => {}
+            } => tablets.push(TabletChange::Checked {
+                sub: sub.clone(),
+                name: name.clone(),
+                room: room.clone(),
+                report: *report,
+            }),
+            Write::Flush(_) => {}
         }
     }
-    Ok(())
+    store.save_batch(&mut audit, &tablets)
 }
 
 /// Saves what arrives on `rx` until every sender is gone.
@@ -107,9 +91,9 @@ pub(crate) async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Write
         while !batch.is_empty() {
             attempt += 1;
             let store = store.clone();
-            let mut owned = std::mem::take(&mut batch);
+            let owned = std::mem::take(&mut batch);
             let result = tokio::task::spawn_blocking(move || {
-                let r = save(&store, &mut owned);
+                let r = save(&store, &owned);
                 (r, owned)
             })
             .await;

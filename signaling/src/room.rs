@@ -364,6 +364,23 @@ impl Room {
         self.members.iter().find(|m| &m.peer == peer)
     }
 
+    /// Everyone in the call.
+    pub fn members(&self) -> &[Entrant] {
+        &self.members
+    }
+
+    /// Drops the waiting-room place of subject `sub`, held or live (its invitation was
+    /// withdrawn). Returns whether there was one.
+    pub fn forget_waiting(&mut self, sub: &str, out: &mut Vec<Effect>) -> bool {
+        let Some(i) = self.queue.iter().position(|w| w.who.sub == sub) else {
+            return false;
+        };
+        let waiter = self.queue.remove(i);
+        out.push(audit(&self.name, AuditEvent::Left, &waiter.who, None));
+        self.queue_changed(out);
+        true
+    }
+
     /// Whether `from` may send a `signal` to `to`: both must be in the call.
     pub fn check_signal(&self, from: &PeerId, to: &PeerId) -> Result<(), ErrorCode> {
         if !self.members.iter().any(|m| &m.peer == from) {

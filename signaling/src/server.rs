@@ -119,9 +119,13 @@ impl Server {
         let router = app(hub.clone());
         let graceful = stop.clone();
         let serve = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(graceful.cancelled_owned())
-                .await;
+            // Peers' addresses reach handlers that limit per client (redeeming codes).
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(graceful.cancelled_owned())
+            .await;
             if let Err(e) = served {
                 error!(error = %e, "server stopped with an error");
             }

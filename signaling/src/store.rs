@@ -50,6 +50,52 @@ db_errors!(
     redb::CommitError
 );
 
+/// What happened to a resident's tablet, for [`Store::save_batch`].
+#[derive(Debug, Clone)]
+pub enum TabletChange {
+    /// It connected or disconnected at `at`.
+    Seen {
+        /// Its subject.
+        sub: String,
+        /// The resident's name.
+        name: String,
+        /// Its room.
+        room: String,
+        /// When, ms since the Unix epoch.
+        at: u64,
+    },
+    /// It reported a check.
+    Checked {
+        /// Its subject.
+        sub: String,
+        /// The resident's name.
+        name: String,
+        /// Its room.
+        room: String,
+        /// What it found, and when.
+        report: CheckReport,
+    },
+}
+
+impl TabletChange {
+    fn who(&self) -> (&str, &str, &str, u64) {
+        match self {
+            TabletChange::Seen {
+                sub,
+                name,
+                room,
+                at,
+            } => (sub, name, room, *at),
+            TabletChange::Checked {
+                sub,
+                name,
+                room,
+                report,
+            } => (sub, name, room, report.at),
+        }
+    }
+}
+
 /// Which audit records to read.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -260,14 +306,50 @@ impl Store {
             .collect())
     }
 
-    /// Saves a tablet's last check.
-    pub fn put_check(
+    /// Saves audit records (numbered after the last one) and tablet changes in one transaction:
+    /// all of them or none, so a retry after a failure cannot record anything twice.
+    pub fn save_batch(
         &self,
-        sub: &str,
-        fresh: impl FnOnce() -> Tablet,
-        report: CheckReport,
+        audit: &mut [AuditRecord],
+        tablets: &[TabletChange],
     ) -> Result<(), StoreError> {
-        self.update_tablet(sub, fresh, |t| t.check = Some(report))?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(AUDIT)?;
+            let mut seq = table.last()?.map_or(0, |(k, _)| k.value());
+            for r in audit.iter_mut() {
+                seq += 1;
+                r.seq = seq;
+                let bytes = to_json(r)?;
+                table.insert(seq, bytes.as_slice())?;
+            }
+            let mut table = txn.open_table(TABLETS)?;
+            for change in tablets {
+                let (sub, name, room, at) = change.who();
+                let mut tablet: Tablet = match table.get(sub)? {
+                    Some(v) => from_json(v.value())?,
+                    None => Tablet {
+                        sub: sub.to_owned(),
+                        name: name.to_owned(),
+                        room: room.to_owned(),
+                        online_since: None,
+                        last_seen: at,
+                        check: None,
+                        rules: Rules::default(),
+                    },
+                };
+                tablet.name = name.to_owned();
+                tablet.room = room.to_owned();
+                tablet.last_seen = tablet.last_seen.max(at);
+                if let TabletChange::Checked { report, .. } = change {
+                    tablet.check = Some(*report);
+                }
+                tablet.online_since = None;
+                let bytes = to_json(&tablet)?;
+                table.insert(sub, bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
         Ok(())
     }
 

@@ -15,8 +15,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::hub::Hub;
 
-/// The page may talk to this server and use the camera and microphone; nothing else loads.
-const POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
+/// The page may talk to this server (HTTP and its WebSocket: `'self'` covers `ws:`/`wss:` to
+/// the same host) and use the camera and microphone; nothing else loads.
+const POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; \
      media-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'";
 
 /// The routes under `/join`.

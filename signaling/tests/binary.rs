@@ -275,6 +275,30 @@ async fn invitations_rules_and_the_audit_trail_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(revoke.status(), 200);
+    // Someone is still in a call when the server stops: their leaving is recorded too.
+    let (mut still, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let family = Command::new(BIN)
+        .env("HEARTH_SECRET", SECRET)
+        .args(["mint", "--room", "kim", "--role", "family", "--name", "Ann"])
+        .output()
+        .unwrap();
+    let family = String::from_utf8(family.stdout).unwrap();
+    still
+        .send(Message::text(
+            json!({"type":"hello","token": family.trim()}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        still
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .contains("welcome")
+    );
     stop(child).await;
 
     let (child, base, url) = serve_on(&store).await;
@@ -328,6 +352,9 @@ async fn invitations_rules_and_the_audit_trail_survive_a_restart() {
             "ended",
             "rules_changed",
             "invitation_revoked",
+            "joined",
+            "left",
+            "ended",
             "joined",
             "left",
             "ended",

@@ -249,7 +249,8 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     );
     let (mut ann, w) = Client::join(&server, "kim", Role::Family, "Ann").await;
     let ann_id = peer(&w);
-    let (mut bob, _) = Client::join(&server, "kim", Role::Family, "Bob").await;
+    let (mut bob, bw) = Client::join(&server, "kim", Role::Family, "Bob").await;
+    let bob_id = peer(&bw);
     kim.expect("peer_joined").await;
     kim.expect("peer_joined").await;
     ann.expect("peer_joined").await;
@@ -268,6 +269,9 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
         .await;
     assert_eq!(status, 200, "{tablet}");
     assert_eq!(kim.next_rules().await, rules);
+    // Bob and Mrs Kim no longer see each other; Ann and she still do.
+    assert_eq!(kim.expect("peer_left").await["peer"], bob_id);
+    assert_eq!(bob.expect("peer_left").await["peer"], kim_id);
 
     // Ann may call; Bob may not, either way.
     ann.send(json!({"type":"signal","to": kim_id,"data":{"call":"invite"}}))
@@ -276,9 +280,57 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     bob.send(json!({"type":"signal","to": kim_id,"data":{"call":"invite"}}))
         .await;
     bob.expect_error("forbidden").await;
-    kim.send(json!({"type":"signal","to": peer(&w),"data":{}}))
+    kim.send(json!({"type":"signal","to": bob_id,"data":{"call":"invite"}}))
+        .await;
+    kim.expect_error("forbidden").await;
+    kim.send(json!({"type":"signal","to": ann_id,"data":{}}))
         .await;
     ann.expect("signal").await;
+
+    // Someone unlisted who arrives now does not see her either; Ann sees them come.
+    let (mut cy, cw) = Client::join(&server, "kim", Role::Family, "Cy").await;
+    assert_eq!(
+        cw["peers"].as_array().unwrap().len(),
+        2,
+        "Ann and Bob, not Mrs Kim: {cw}"
+    );
+    assert_eq!(ann.expect("peer_joined").await["name"], "Cy");
+    bob.expect("peer_joined").await;
+    kim.quiet_for(Duration::from_millis(300)).await;
+
+    // Listed again (anyone may call): both sides see each other arrive.
+    let open = json!({"callers": null, "quiet_hours": null});
+    let (status, _) = api
+        .call(
+            reqwest::Method::PUT,
+            "/v1/tablets/sub-mrs kim/rules",
+            Some(&staff),
+            Some(open.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(kim.next_rules().await, open);
+    let mut seen = vec![
+        kim.expect("peer_joined").await["name"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        kim.expect("peer_joined").await["name"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    seen.sort();
+    assert_eq!(seen, ["Bob", "Cy"]);
+    assert_eq!(bob.expect("peer_joined").await["peer"], kim_id);
+    assert_eq!(cy.expect("peer_joined").await["peer"], kim_id);
+    api.call(
+        reqwest::Method::PUT,
+        "/v1/tablets/sub-mrs kim/rules",
+        Some(&staff),
+        Some(rules.clone()),
+    )
+    .await;
 
     // Bad rules are refused with the reason; a tablet nobody knows is not found.
     let bad = json!({"callers": null, "quiet_hours": {"from":"9pm","to":"07:00"}});
@@ -313,6 +365,114 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     assert_eq!(t["sub"], "sub-mrs kim");
     assert!(t["online_since"].as_u64().is_some());
     assert_eq!(t["rules"]["callers"][0]["name"], "Ann");
+}
+
+#[tokio::test]
+async fn clinicians_manage_only_their_consults_guests() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+    let doctor = token(&server, "consult-1", Role::Clinician, "Dr Cho");
+    for (role, name) in [
+        ("staff", "Admin"),
+        ("resident", "Tablet"),
+        ("family", "Son"),
+    ] {
+        let ask = json!({"room":"consult-1","role":role,"name":name});
+        assert_eq!(api.post("/v1/invitations", Some(&staff), ask).await.0, 201);
+    }
+    // Not even another clinician: that token would pass residents' rules and the API.
+    assert_error(
+        &api.post(
+            "/v1/invitations",
+            Some(&doctor),
+            json!({"room":"consult-1","role":"clinician","name":"Dr X"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    let (_, list) = api.get("/v1/invitations", &doctor).await;
+    let names: Vec<&str> = list["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Son"], "staff's and the tablet's codes stay hidden");
+    assert_error(
+        &api.get("/v1/invitations?room=1&room=2&x", &staff).await,
+        400,
+        "bad_message",
+    );
+    assert_error(
+        &api.get("/v1/audit?since=yesterday", &staff).await,
+        400,
+        "bad_message",
+    );
+}
+
+#[tokio::test]
+async fn withdrawing_an_invitation_frees_a_dropped_patients_place() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Park");
+    let (mut doc, _) = Client::join(&server, "consult", Role::Clinician, "Dr Cho").await;
+    doc.expect("lobby").await;
+    let (_, inv) = api
+        .post(
+            "/v1/invitations",
+            Some(&staff),
+            json!({"room":"consult","role":"patient","name":"Mr Park"}),
+        )
+        .await;
+    let (_, redeemed) = api
+        .post("/v1/redeem", None, json!({ "code": inv["code"] }))
+        .await;
+    let (park, w) = Client::join_with(&server, redeemed["token"].as_str().unwrap()).await;
+    assert_eq!(w["type"], "waiting");
+    assert_eq!(doc.expect("lobby").await["waiting"][0]["connected"], true);
+    drop(park);
+    assert_eq!(
+        doc.expect("lobby").await["waiting"][0]["connected"],
+        false,
+        "place held"
+    );
+    let id = inv["id"].as_str().unwrap();
+    api.call(
+        reqwest::Method::DELETE,
+        &format!("/v1/invitations/{id}"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(
+        doc.expect("lobby").await["waiting"],
+        json!([]),
+        "the held place is gone"
+    );
+}
+
+#[tokio::test]
+async fn one_address_cannot_try_codes_quickly() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let mut limited = false;
+    for _ in 0..30 {
+        let (status, body) = api
+            .post("/v1/redeem", None, json!({"code":"ZZZZ-ZZZZ"}))
+            .await;
+        if status == 429 {
+            assert_eq!(body["code"], "rate_limited");
+            limited = true;
+            break;
+        }
+        assert_eq!(status, 404);
+    }
+    assert!(
+        limited,
+        "thirty codes in a burst from one address were all tried"
+    );
 }
 
 #[tokio::test]
@@ -448,4 +608,11 @@ async fn the_audit_trail_exports_who_joined_and_who_admitted_whom() {
         admitted.contains(",admitted,consult,sub-mr park,Mr Park,patient,sub-dr cho,Dr Cho"),
         "{admitted}"
     );
+
+    // A name that looks like a formula stays text in a spreadsheet.
+    let (mut evil, _) = Client::join(&server, "formula", Role::Family, "=HYPERLINK(\"x\")").await;
+    evil.send(json!({"type":"leave"})).await;
+    evil.closed().await;
+    let (_, _, csv) = api.text("/v1/audit?room=formula&format=csv", &staff).await;
+    assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
 }

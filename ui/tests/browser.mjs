@@ -114,7 +114,7 @@ async function main() {
     return m ? `http://${m[1]}` : null;
   });
   const url = `${base.replace("http", "ws")}/v1/ws`;
-  // The page is served with a content security policy (axe is injected past it below).
+  // The page is served with a content security policy, and everything below runs under it.
   const head = await fetch(`${base}/join/ABCD2345`);
   if (!/script-src 'self'/.test(head.headers.get("content-security-policy") ?? "")) throw new Error("the page has no content security policy");
   const staff = mint("office", "staff", "Nurse Yoon");
@@ -148,7 +148,7 @@ async function main() {
       { HEARTH_TOKEN: mint("kim", "resident", "Mrs Kim") },
     );
     const ann = await invite("kim", "family", "Ann");
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()}`));
     await page.goto(ann.link);
     const call = page.getByRole("button", { name: "Call Mrs Kim" });
@@ -176,7 +176,7 @@ async function main() {
     // 2. A patient waits, is checked, admitted and called by a hearth-cli clinician.
     const patientInv = await invite("consult", "patient", "Mr Park");
     const docStats = join(work, "doc.json");
-    const patient = await browser.newPage({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+    const patient = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await patient.goto(patientInv.link);
     await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 20_000 });
     await patient.getByText("Camera: works").waitFor({ timeout: 20_000 });
@@ -204,7 +204,7 @@ async function main() {
     await patient.close();
 
     // 3. A withdrawn invitation keeps the browser out.
-    const gone = await browser.newPage({ bypassCSP: true });
+    const gone = await browser.newPage();
     const r = await fetch(`${base}/v1/invitations/${ann.id}`, { method: "DELETE", headers: { authorization: `Bearer ${staff}` } });
     if (r.status !== 200) throw new Error(`revoke: ${r.status}`);
     await gone.goto(ann.link);

@@ -191,6 +191,8 @@ impl Session {
             admitted: Vec::new(),
             checks_tx,
             checking: false,
+            check_requests: Vec::new(),
+            awaiting_consult: false,
         };
         tokio::spawn(actor.run(cmd_rx, connected_rx, checks_rx));
         Self {
@@ -464,6 +466,11 @@ struct Actor {
     checks_tx: mpsc::UnboundedSender<CheckDone>,
     /// A check is running for this connection.
     checking: bool,
+    /// Staff's check requests to answer when the running check (or the call) is over.
+    check_requests: Vec<String>,
+    /// A patient or guest just let in from the waiting room: the clinician's first call is
+    /// answered by itself (later calls ring).
+    awaiting_consult: bool,
 }
 
 /// A background pre-call check finished: for sign-in `generation`, answering `request`.
@@ -651,6 +658,10 @@ impl Actor {
     /// Starts signing in with the kept invitation (or shows setup without one).
     fn connect(&mut self) {
         self.generation += 1;
+        // Admissions and check requests belonged to the last connection.
+        self.admitted.clear();
+        self.check_requests.clear();
+        self.checking = false;
         let Some(invitation) = self.settings.invitation.clone() else {
             self.state.me = None;
             if !matches!(self.state.connection, Connection::SetupNeeded { .. }) {
@@ -1060,16 +1071,23 @@ impl Actor {
     /// Runs the pre-call check in the background and reports it to the server when done
     /// (`request` answers staff's remote check). One at a time.
     fn start_check(&mut self, request: Option<String>) {
-        if self.checking && request.is_none() {
+        if self.in_call() {
+            // The devices are in use by the call: report what the last check found, or check
+            // when the call is over.
+            match (self.state.my_check, self.room.clone(), request) {
+                (Some(result), Some(room), request) => {
+                    tokio::spawn(async move {
+                        let _ = room.report_check(result, request).await;
+                    });
+                }
+                (None, _, Some(request)) => self.check_requests.push(request),
+                _ => {}
+            }
             return;
         }
-        if self.in_call() {
-            // The devices are in use by the call; report what the last check found.
-            if let (Some(result), Some(room)) = (self.state.my_check, self.room.clone()) {
-                tokio::spawn(async move {
-                    let _ = room.report_check(result, request).await;
-                });
-            }
+        if self.checking {
+            // One check at a time; its result answers this request too.
+            self.check_requests.extend(request);
             return;
         }
         self.checking = true;
@@ -1094,10 +1112,15 @@ impl Actor {
         }
         let result: CheckResult = done.report.summary();
         self.state.my_check = Some(result);
-        if let Some(room) = &self.room
-            && let Err(e) = room.report_check(result, done.request).await
-        {
-            tracing::warn!(error = %e, "could not report the check");
+        let requests: Vec<Option<String>> = std::iter::once(done.request)
+            .chain(self.check_requests.drain(..).map(Some))
+            .collect();
+        if let Some(room) = &self.room {
+            for request in requests {
+                if let Err(e) = room.report_check(result, request).await {
+                    tracing::warn!(error = %e, "could not report the check");
+                }
+            }
         }
     }
 
@@ -1111,6 +1134,8 @@ impl Actor {
     async fn on_event(&mut self, event: RoomEvent) {
         match event {
             RoomEvent::Joined { room, peers, .. } => {
+                // Let in from the waiting room: the clinician's call comes next.
+                self.awaiting_consult = matches!(self.state.connection, Connection::Waiting { .. });
                 // A resident's tablet tells staff whether its camera and microphone work.
                 if self.my_role() == Some(Role::Resident)
                     && !matches!(self.state.connection, Connection::Online)
@@ -1154,17 +1179,23 @@ impl Actor {
                 // Someone a clinician just admitted: into the consult at once.
                 if let Some(i) = self.admitted.iter().position(|a| *a == id) {
                     self.admitted.remove(i);
-                    if let Some(room) = &self.room
-                        && let Err(e) = room.call(&PeerId(id.clone())).await
-                    {
-                        tracing::warn!(error = %e, peer = %id, "could not call an admitted patient");
-                    }
-                    if !self.in_call() {
-                        self.state.call = CallView::Calling {
-                            name: self.peer_name(&id),
-                            peer: id,
-                            ringing: false,
-                        };
+                    let called = match &self.room {
+                        Some(room) => room.call(&PeerId(id.clone())).await,
+                        None => Err(hearth_engine::EngineError::Closed),
+                    };
+                    match called {
+                        Ok(()) if !self.in_call() => {
+                            self.state.call = CallView::Calling {
+                                name: self.peer_name(&id),
+                                peer: id,
+                                ringing: false,
+                            };
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, peer = %id, "could not call an admitted patient");
+                            self.notice(ClientError::from_engine(&e).message);
+                        }
                     }
                 }
             }
@@ -1185,9 +1216,11 @@ impl Actor {
                 }
                 // Someone admitted to a consult is called by the clinician at once: it
                 // connects without anyone pressing Answer.
-                let admitted_patient = matches!(self.my_role(), Some(Role::Patient | Role::Guest))
+                let admitted_patient = self.awaiting_consult
+                    && matches!(self.my_role(), Some(Role::Patient | Role::Guest))
                     && caller == Some(Role::Clinician);
                 if admitted_patient && let Some(room) = &self.room {
+                    self.awaiting_consult = false;
                     match room.answer(&peer).await {
                         Ok(()) => {
                             self.state.call = CallView::Active {
@@ -1238,16 +1271,17 @@ impl Actor {
                 }
             }
             RoomEvent::Refused { code, message } => {
-                let id = self.next_notice;
-                self.next_notice += 1;
                 tracing::info!(code = code.as_str(), "the server refused a request");
-                self.state.notices.push(Notice {
-                    id,
-                    device: None,
-                    message,
-                });
-                let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
-                self.state.notices.drain(..excess);
+                // Admissions are answered in order: a refused one is the oldest still pending
+                // (each one let in was taken off the list when they joined).
+                if matches!(
+                    code,
+                    hearth_proto::ErrorCode::RoomFull | hearth_proto::ErrorCode::UnknownPeer
+                ) && !self.admitted.is_empty()
+                {
+                    self.admitted.remove(0);
+                }
+                self.notice(message);
             }
             RoomEvent::Ringing { peer } => {
                 if let CallView::Calling {
@@ -1327,6 +1361,19 @@ impl Actor {
         }
     }
 
+    /// Tells the person something in a sentence (no device concerned).
+    fn notice(&mut self, message: String) {
+        let id = self.next_notice;
+        self.next_notice += 1;
+        self.state.notices.push(Notice {
+            id,
+            device: None,
+            message,
+        });
+        let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
+        self.state.notices.drain(..excess);
+    }
+
     async fn call_ended(&mut self, peer: &str, reason: EndReason) {
         let name = self.peer_name(peer);
         let ended = match &mut self.state.call {
@@ -1354,6 +1401,11 @@ impl Actor {
             };
             self.ended_at = Some(tokio::time::Instant::now());
             self.stats = None;
+            // Staff asked for a check during the call: the devices are free now.
+            if !self.check_requests.is_empty() && !self.checking {
+                let first = self.check_requests.remove(0);
+                self.start_check(Some(first));
+            }
             if self.reconnect_after_call {
                 self.reconnect_after_call = false;
                 self.drop_room().await;

@@ -197,19 +197,31 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
     let [(ann, _), (bob, _)] = &mut family[..] else {
         unreachable!()
     };
-    until(bob, "Bob sees Mrs Kim", |s| !s.contacts.is_empty()).await;
-    bob.session.call("Mrs Kim".into()).await.unwrap();
-    until(bob, "Bob's call not allowed", |s| {
+    // Bob and Mrs Kim no longer see each other.
+    until(bob, "Bob no longer sees Mrs Kim", |s| s.contacts.is_empty()).await;
+    // Ann's call rings with the countdown that answers it (the page counts down and answers).
+    until(ann, "Ann sees Mrs Kim", |s| !s.contacts.is_empty()).await;
+    ann.session.call("Mrs Kim".into()).await.unwrap();
+    let ringing = until(&mut kim, "Ann's call with a countdown", |s| {
         matches!(
             s.call,
-            CallView::Ended {
-                reason: EndReason::NotAllowed,
+            CallView::Incoming {
+                auto_answer_seconds: Some(_),
                 ..
             }
         )
     })
     .await;
-    until(ann, "Ann still sees Mrs Kim", |s| !s.contacts.is_empty()).await;
+    let CallView::Incoming { peer, .. } = ringing.call else {
+        unreachable!()
+    };
+    kim.session.answer(peer).await.unwrap();
+    until(ann, "Ann in the call", |s| connected_to(s, "Mrs Kim")).await;
+    ann.session.hang_up().await.unwrap();
+    until(&mut kim, "the call over", |s| {
+        matches!(s.call, CallView::Idle | CallView::Ended { .. })
+    })
+    .await;
 
     // A remote check: the tablet runs it and staff see the result.
     let report = api.run_check("tablet-kim").await.unwrap();
@@ -231,6 +243,12 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
     api.set_rules("tablet-kim", &quiet).await.unwrap();
     until(&mut kim, "quiet", |s| s.quiet).await;
     let ann = &mut family[0].0;
+    until(ann, "Mrs Kim free again", |s| {
+        s.contacts
+            .first()
+            .is_some_and(|c| c.presence == hearth_client::Presence::Available)
+    })
+    .await;
     ann.session.call("Mrs Kim".into()).await.unwrap();
     until(ann, "declined as unavailable", |s| {
         matches!(
@@ -242,7 +260,13 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
         )
     })
     .await;
-    assert!(matches!(kim.state.borrow().call, CallView::Idle));
+    assert!(
+        !matches!(
+            kim.state.borrow().call,
+            CallView::Incoming { .. } | CallView::Active { .. }
+        ),
+        "the tablet did not ring"
+    );
 
     // Withdrawn: Bob's device is told the invitation no longer works.
     api.revoke_invitation(&family[1].1.id).await.unwrap();

@@ -464,7 +464,8 @@ impl Actor {
                 }
             }
             ServerMessage::Error { code, message } => {
-                tracing::warn!(code = code.as_str(), %message, "server error");
+                // The code only: the sentence may be a clinician's own words to a patient.
+                tracing::warn!(code = code.as_str(), "server error");
                 if code.closes_connection() {
                     self.closed_by_server = Some((code, message));
                 } else {

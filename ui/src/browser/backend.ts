@@ -37,8 +37,9 @@ type ServerMessage =
   | { type: "shutdown"; retry_after_ms: number }
   | { type: string };
 
-/** Errors after which reconnecting with the same token cannot help. */
-const FINAL = new Set(["bad_token", "expired_token", "forbidden", "denied", "replaced", "revoked"]);
+/** Errors after which reconnecting with the same token cannot help (`forbidden` only at
+ *  `hello`: once in, it refuses one message). */
+const FINAL = new Set(["bad_token", "expired_token", "denied", "replaced", "revoked"]);
 const ENDED_SHOWN_MS = 4000;
 
 const err = (code: ErrorCode, message = ""): ClientError => ({ code, message });
@@ -279,9 +280,15 @@ export function browserBackend(location: Location): Backend {
     }
   }, 1000);
 
-  /** Patients and guests of a consult join the clinician's call the moment it comes. */
-  const autoAnswer = (peer: string) =>
-    (state.me?.role === "patient" || state.me?.role === "guest") && peers.find((p) => p.peer === peer)?.role === "clinician";
+  /** Patients and guests just let in from the waiting room join the clinician's first call the
+   *  moment it comes; later calls ring. */
+  let awaitingConsult = false;
+  const autoAnswer = (peer: string) => {
+    const yes =
+      awaitingConsult && (state.me?.role === "patient" || state.me?.role === "guest") && peers.find((p) => p.peer === peer)?.role === "clinician";
+    if (yes) awaitingConsult = false;
+    return yes;
+  };
 
   /** The part of the pre-call check a browser can do: camera and microphone give tracks. */
   const deviceCheck = async (): Promise<CheckResult> => {
@@ -326,6 +333,7 @@ export function browserBackend(location: Location): Backend {
         ice = m.ice_servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
         peers = m.peers.map((p) => ({ ...p, in_call: false }));
         attempt = 0;
+        awaitingConsult = state.connection.state === "waiting";
         state.connection = { state: "online" };
         publish();
         return;
@@ -361,8 +369,10 @@ export function browserBackend(location: Location): Backend {
       case "signal": {
         const m = msg as Extract<ServerMessage, { type: "signal" }>;
         if (m.data && typeof m.data === "object" && "call" in m.data) {
-          await calls.onMessage(m.from, m.data, peers.some((p) => p.peer === m.from), autoAnswer).catch((e) => console.warn("call message failed", e));
-          if (autoAnswer(m.from) && m.data.call === "invite" && calls.peers().includes(m.from) && state.call.state !== "active") {
+          let answered = false;
+          const answerNow = (peer: string) => (answered = autoAnswer(peer));
+          await calls.onMessage(m.from, m.data, peers.some((p) => p.peer === m.from), answerNow).catch((e) => console.warn("call message failed", e));
+          if (answered && calls.peers().includes(m.from) && state.call.state !== "active") {
             state.call = { state: "active", since_ms: Date.now(), peers: [callPeer(m.from, false)] };
             publish();
           }
@@ -371,7 +381,8 @@ export function browserBackend(location: Location): Backend {
       }
       case "error": {
         const m = msg as Extract<ServerMessage, { type: "error" }>;
-        if (FINAL.has(m.code)) refuse(mapError(m.code), m.message);
+        const joined = state.connection.state === "online" || state.connection.state === "waiting";
+        if (FINAL.has(m.code) || (m.code === "forbidden" && !joined)) refuse(mapError(m.code), m.message);
         else if (m.code === "forbidden" && state.call.state === "calling") {
           calls.hangUp(state.call.peer);
         } else {
@@ -429,7 +440,9 @@ export function browserBackend(location: Location): Backend {
   function start(t: string): Outcome {
     let claims: { room: string; role: Role; name: string; exp?: number };
     try {
-      claims = JSON.parse(atob((t.split(".")[1] ?? "").replace(/-/g, "+").replace(/_/g, "/")));
+      // Base64url of UTF-8 JSON (names in Korean, say).
+      const bytes = Uint8Array.from(atob((t.split(".")[1] ?? "").replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+      claims = JSON.parse(new TextDecoder().decode(bytes));
     } catch {
       return err("bad_invitation");
     }

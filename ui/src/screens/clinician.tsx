@@ -245,7 +245,7 @@ export function ClinicianHome({ unseen, onSeen }: { unseen: string[]; onSeen: ()
       </header>
       <h1>{t.t("lobby.heading")}</h1>
       <WaitingList unseen={unseen} onSeen={onSeen} inCall={false} />
-      <InvitePanel roles={["patient", "family", "clinician", "guest"]} room={state.me?.room ?? null} />
+      <InvitePanel roles={["patient", "guest", "family"]} room={state.me?.room ?? null} />
       <Notices />
     </Screen>
   );
@@ -283,7 +283,7 @@ export function ConsultPanel({ unseen, onSeen }: { unseen: string[]; onSeen: () 
       <button type="button" class="btn btn-quiet" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         {t.t("consult.invite")}
       </button>
-      {inviting && <InvitePanel roles={["family", "clinician"]} room={state.me?.room ?? null} />}
+      {inviting && <InvitePanel roles={["guest", "family"]} room={state.me?.room ?? null} />}
     </aside>
   );
 }
