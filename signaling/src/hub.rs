@@ -488,35 +488,20 @@ impl Hub {
         let mut slow = Vec::new();
         for effect in effects {
             let (peer, msg) = match effect {
-                // Residents' rules shape what each side sees: someone a resident's rules do not
-                // list does not see the resident (and the other way round), so neither calls nor
-                // announces presence to the other.
-                Effect::Send(
-                    peer,
-                    ServerMessage::PeerJoined {
-                        peer: who,
-                        name,
-                        role,
-                        sub,
-                    },
-                ) => {
-                    let Some(link) = state.peers.get(&peer) else {
-                        continue;
-                    };
-                    if !rules_allow(&state.rules, (link.role, &link.sub), (role, &sub)) {
-                        continue;
+                Effect::Send(peer, msg) => {
+                    // Residents' rules shape what each side sees: someone a resident's rules do
+                    // not list does not see the resident (and the other way round), so neither
+                    // calls nor announces presence to the other.
+                    if let ServerMessage::PeerJoined { role, sub, .. } = &msg {
+                        let visible = state.peers.get(&peer).is_some_and(|l| {
+                            rules_allow(&state.rules, (l.role, &l.sub), (*role, sub))
+                        });
+                        if !visible {
+                            continue;
+                        }
                     }
-                    (
-                        peer,
-                        ServerMessage::PeerJoined {
-                            peer: who,
-                            name,
-                            role,
-                            sub,
-                        },
-                    )
+                    (peer, msg)
                 }
-                Effect::Send(peer, msg) => (peer, msg),
                 Effect::Welcome { peer, peers } => {
                     let Some(link) = state.peers.get(&peer) else {
                         continue;

@@ -355,22 +355,7 @@ impl Store {
 
     /// Appends audit records in one transaction, numbering them after the last one.
     pub fn append_audit(&self, records: &mut [AuditRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(AUDIT)?;
-            let mut seq = table.last()?.map_or(0, |(k, _)| k.value());
-            for r in records.iter_mut() {
-                seq += 1;
-                r.seq = seq;
-                let bytes = to_json(r)?;
-                table.insert(seq, bytes.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+        self.save_batch(records, &[])
     }
 
     /// Up to `limit` audit records matching `query`, oldest first, starting after `after_seq`.
