@@ -72,13 +72,18 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
   };
 
   useEffect(() => {
-    api.onState((s) => {
+    const apply = (s: AppState) => {
       setState(s);
       feed({ type: "call", call: s.call, now: Date.now() });
       if (s.me?.role === "clinician") feedLobby({ type: "lobby", lobby: s.lobby });
+    };
+    api.onState(apply);
+    apply(initial);
+    // A change between reading the first state and listening would otherwise be missed until
+    // the next one (a browser guest's welcome can come that fast): read it once more.
+    void api.state().then((s) => {
+      if (s.version !== initial.version) apply(s);
     });
-    feed({ type: "call", call: initial.call, now: Date.now() });
-    if (initial.me?.role === "clinician") feedLobby({ type: "lobby", lobby: initial.lobby });
   }, []);
 
   // The clock the screens read: four times a second while an incoming call counts down (its
