@@ -1,6 +1,7 @@
 //! The rooms of one server and the connections in them: routes messages, applies each room's
-//! effects, and cuts off connections that cannot keep up. One lock guards both maps so a change
-//! and the messages it causes are ordered the same for everyone.
+//! effects, and cuts off connections that cannot keep up; and what it enforces on them from the
+//! store (withdrawn invitations, residents' rules, pending remote checks). One lock guards it all
+//! so a change and the messages it causes are ordered the same for everyone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::persist::Write;
 use crate::room::{Effect, Entrant, Placement, Room};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TabletChange};
 use crate::token::{Claims, TokenKeys};
 
 /// What a connection's writer sends.
@@ -293,7 +294,7 @@ impl Hub {
             if let (Some(link), Some(text)) = (state.peers.get(&peer), encode(&msg)) {
                 self.deliver(&link.conn, Outbound::message(text));
             }
-            self.tablet_seen(claims, now);
+            self.tablet_seen(&claims.sub, &claims.name, &claims.room, now);
         }
         self.metrics.rooms.set(state.rooms.len() as f64);
         Ok((peer, waiting))
@@ -302,22 +303,17 @@ impl Hub {
     /// A connection left the hub's maps: a tablet's last-seen time is saved.
     fn unlinked(&self, link: &Link, now: u64) {
         if link.role == Role::Resident {
-            self.write(Write::TabletSeen {
-                sub: link.sub.clone(),
-                name: link.name.clone(),
-                room: link.room.clone(),
-                at: now,
-            });
+            self.tablet_seen(&link.sub, &link.name, &link.room, now);
         }
     }
 
-    fn tablet_seen(&self, claims: &Claims, at: u64) {
-        self.write(Write::TabletSeen {
-            sub: claims.sub.clone(),
-            name: claims.name.clone(),
-            room: claims.room.clone(),
+    fn tablet_seen(&self, sub: &str, name: &str, room: &str, at: u64) {
+        self.write(Write::Tablet(TabletChange::Seen {
+            sub: sub.to_owned(),
+            name: name.to_owned(),
+            room: room.to_owned(),
             at,
-        });
+        }));
     }
 
     /// The link of `peer` if `conn` still owns it. A connection that was replaced or denied
@@ -602,12 +598,12 @@ impl Hub {
             self.apply(&mut state, out, now);
         }
         if role == Role::Resident {
-            self.write(Write::TabletCheck {
+            self.write(Write::Tablet(TabletChange::Checked {
                 sub: sub.clone(),
                 name,
                 room,
                 report,
-            });
+            }));
         }
         if let Some(request) = request
             && state.checks.get(&request).is_some_and(|p| p.sub == sub)

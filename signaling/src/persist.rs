@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_proto::care::{AuditRecord, CheckReport};
+use hearth_proto::care::AuditRecord;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
@@ -17,20 +17,8 @@ use crate::store::{Store, StoreError, TabletChange};
 pub(crate) enum Write {
     /// Append this record (its `seq` is assigned when saved).
     Audit(AuditRecord),
-    /// A resident's tablet connected or disconnected at `at`.
-    TabletSeen {
-        sub: String,
-        name: String,
-        room: String,
-        at: u64,
-    },
-    /// A resident's tablet reported a check.
-    TabletCheck {
-        sub: String,
-        name: String,
-        room: String,
-        report: CheckReport,
-    },
+    /// A resident's tablet was seen or reported a check.
+    Tablet(TabletChange),
     /// Answer once everything sent before has been saved.
     Flush(oneshot::Sender<()>),
 }
@@ -46,28 +34,7 @@ fn save(store: &Store, batch: &[Write]) -> Result<(), StoreError> {
     for w in batch {
         match w {
             Write::Audit(r) => audit.push(r.clone()),
-            Write::TabletSeen {
-                sub,
-                name,
-                room,
-                at,
-            } => tablets.push(TabletChange::Seen {
-                sub: sub.clone(),
-                name: name.clone(),
-                room: room.clone(),
-                at: *at,
-            }),
-            Write::TabletCheck {
-                sub,
-                name,
-                room,
-                report,
-            } => tablets.push(TabletChange::Checked {
-                sub: sub.clone(),
-                name: name.clone(),
-                room: room.clone(),
-                report: *report,
-            }),
+            Write::Tablet(change) => tablets.push(change.clone()),
             Write::Flush(_) => {}
         }
     }

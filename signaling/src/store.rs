@@ -136,6 +136,25 @@ fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
+/// Changes (or creates, from `fresh`) one tablet's record in an open write transaction's
+/// table. `online_since` is never stored: the hub knows it.
+fn change_tablet(
+    table: &mut redb::Table<&str, &[u8]>,
+    sub: &str,
+    fresh: impl FnOnce() -> Tablet,
+    change: impl FnOnce(&mut Tablet),
+) -> Result<Tablet, StoreError> {
+    let mut tablet: Tablet = match table.get(sub)? {
+        Some(v) => from_json(v.value())?,
+        None => fresh(),
+    };
+    change(&mut tablet);
+    tablet.online_since = None;
+    let bytes = to_json(&tablet)?;
+    table.insert(sub, bytes.as_slice())?;
+    Ok(tablet)
+}
+
 /// A short code as stored: upper case, letters and digits only.
 pub fn normalise_code(code: &str) -> String {
     code.chars()
@@ -258,18 +277,7 @@ impl Store {
         change: impl FnOnce(&mut Tablet),
     ) -> Result<Tablet, StoreError> {
         let txn = self.db.begin_write()?;
-        let tablet = {
-            let mut table = txn.open_table(TABLETS)?;
-            let mut tablet: Tablet = match table.get(sub)? {
-                Some(v) => from_json(v.value())?,
-                None => fresh(),
-            };
-            change(&mut tablet);
-            tablet.online_since = None;
-            let bytes = to_json(&tablet)?;
-            table.insert(sub, bytes.as_slice())?;
-            tablet
-        };
+        let tablet = change_tablet(&mut txn.open_table(TABLETS)?, sub, fresh, change)?;
         txn.commit()?;
         Ok(tablet)
     }
@@ -326,27 +334,23 @@ impl Store {
             let mut table = txn.open_table(TABLETS)?;
             for change in tablets {
                 let (sub, name, room, at) = change.who();
-                let mut tablet: Tablet = match table.get(sub)? {
-                    Some(v) => from_json(v.value())?,
-                    None => Tablet {
-                        sub: sub.to_owned(),
-                        name: name.to_owned(),
-                        room: room.to_owned(),
-                        online_since: None,
-                        last_seen: at,
-                        check: None,
-                        rules: Rules::default(),
-                    },
+                let fresh = || Tablet {
+                    sub: sub.to_owned(),
+                    name: name.to_owned(),
+                    room: room.to_owned(),
+                    online_since: None,
+                    last_seen: at,
+                    check: None,
+                    rules: Rules::default(),
                 };
-                tablet.name = name.to_owned();
-                tablet.room = room.to_owned();
-                tablet.last_seen = tablet.last_seen.max(at);
-                if let TabletChange::Checked { report, .. } = change {
-                    tablet.check = Some(*report);
-                }
-                tablet.online_since = None;
-                let bytes = to_json(&tablet)?;
-                table.insert(sub, bytes.as_slice())?;
+                change_tablet(&mut table, sub, fresh, |tablet| {
+                    tablet.name = name.to_owned();
+                    tablet.room = room.to_owned();
+                    tablet.last_seen = tablet.last_seen.max(at);
+                    if let TabletChange::Checked { report, .. } = change {
+                        tablet.check = Some(*report);
+                    }
+                })?;
             }
         }
         txn.commit()?;

@@ -58,6 +58,16 @@ impl Api {
             .await
     }
 
+    async fn put(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
     async fn text(&self, path: &str, token: &str) -> (u16, String, String) {
         let res = self
             .http
@@ -190,14 +200,7 @@ async fn invitations_let_people_in_until_withdrawn() {
 
     // Withdrawn: the connected holder is cut off, and neither the token nor the code work.
     let id = inv["id"].as_str().unwrap();
-    let (status, revoked) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/invitations/{id}"),
-            Some(&staff),
-            None,
-        )
-        .await;
+    let (status, revoked) = api.delete(&format!("/v1/invitations/{id}"), &staff).await;
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked_at"].as_u64().is_some());
     ann.expect_error("revoked").await;
@@ -260,12 +263,7 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
         "quiet_hours": {"from":"21:00","to":"07:30"}
     });
     let (status, tablet) = api
-        .call(
-            reqwest::Method::PUT,
-            "/v1/tablets/sub-mrs kim/rules",
-            Some(&staff),
-            Some(rules.clone()),
-        )
+        .put("/v1/tablets/sub-mrs kim/rules", &staff, rules.clone())
         .await;
     assert_eq!(status, 200, "{tablet}");
     assert_eq!(kim.next_rules().await, rules);
@@ -301,12 +299,7 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     // Listed again (anyone may call): both sides see each other arrive.
     let open = json!({"callers": null, "quiet_hours": null});
     let (status, _) = api
-        .call(
-            reqwest::Method::PUT,
-            "/v1/tablets/sub-mrs kim/rules",
-            Some(&staff),
-            Some(open.clone()),
-        )
+        .put("/v1/tablets/sub-mrs kim/rules", &staff, open.clone())
         .await;
     assert_eq!(status, 200);
     assert_eq!(kim.next_rules().await, open);
@@ -324,35 +317,18 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     assert_eq!(seen, ["Bob", "Cy"]);
     assert_eq!(bob.expect("peer_joined").await["peer"], kim_id);
     assert_eq!(cy.expect("peer_joined").await["peer"], kim_id);
-    api.call(
-        reqwest::Method::PUT,
-        "/v1/tablets/sub-mrs kim/rules",
-        Some(&staff),
-        Some(rules.clone()),
-    )
-    .await;
+    api.put("/v1/tablets/sub-mrs kim/rules", &staff, rules.clone())
+        .await;
 
     // Bad rules are refused with the reason; a tablet nobody knows is not found.
     let bad = json!({"callers": null, "quiet_hours": {"from":"9pm","to":"07:00"}});
     assert_error(
-        &api.call(
-            reqwest::Method::PUT,
-            "/v1/tablets/sub-mrs kim/rules",
-            Some(&staff),
-            Some(bad),
-        )
-        .await,
+        &api.put("/v1/tablets/sub-mrs kim/rules", &staff, bad).await,
         400,
         "bad_message",
     );
     assert_error(
-        &api.call(
-            reqwest::Method::PUT,
-            "/v1/tablets/nobody/rules",
-            Some(&staff),
-            Some(rules),
-        )
-        .await,
+        &api.put("/v1/tablets/nobody/rules", &staff, rules).await,
         404,
         "not_found",
     );
@@ -439,13 +415,7 @@ async fn withdrawing_an_invitation_frees_a_dropped_patients_place() {
         "place held"
     );
     let id = inv["id"].as_str().unwrap();
-    api.call(
-        reqwest::Method::DELETE,
-        &format!("/v1/invitations/{id}"),
-        Some(&staff),
-        None,
-    )
-    .await;
+    api.delete(&format!("/v1/invitations/{id}"), &staff).await;
     assert_eq!(
         doc.expect("lobby").await["waiting"],
         json!([]),

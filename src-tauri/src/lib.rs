@@ -2,6 +2,7 @@
 //! commands and events, hands pictures to the page as raw bytes, and owns the
 //! window (kiosk mode). No call logic lives here.
 
+mod attention;
 mod commands;
 mod kiosk;
 mod screen;
@@ -98,7 +99,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 // into Hearth (xinit, no window manager) gets the whole screen this way.
                 kiosk::cover_screen(&window);
             }
-            kiosk::watch_calls(window, session.watch());
+            attention::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);
             app.manage(video);

@@ -188,7 +188,7 @@ export type Caller = {
 /**  One part's result. */
 export type CheckItem = {
 	/**  Works or not. */
-	status: CheckStatus,
+	status: CheckOutcome,
 	/**  Why not, in English (the page shows its own words for the part). */
 	message: string | null,
 	/**  The camera's picture size. */
@@ -228,15 +228,6 @@ export type CheckResult = {
 	/**  The server and, when configured, the TURN relay were reachable. */
 	connection: CheckOutcome,
 };
-
-/**  How one part of the check went. */
-export type CheckStatus = 
-/**  It works. */
-"ok" | 
-/**  It does not work; `message` says why. */
-"failed" | 
-/**  Not used on this device (no speaker chosen, no relay configured). */
-"not_used";
 
 /**  An error for the page: a code and a plain sentence. */
 export type ClientError = {

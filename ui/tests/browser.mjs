@@ -12,7 +12,7 @@
 //
 // Usage: node tests/browser.mjs <target dir> [--screenshots]
 //   (needs hearth-signaling, hearth-cli; ui/dist built; --screenshots writes docs/screenshots/)
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -22,9 +22,8 @@ const bin = resolve(process.argv[2] ?? "../target/debug");
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-browser-"));
-const children = [];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const { axeViolations } = await import("./serve.mjs");
+const { paintedPattern: painted, reportChildren, start, stopAll, until } = await import("./harness.mjs");
 const shotDir = process.argv.includes("--screenshots") ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url)) : null;
 
 /** axe-core over the live screen, and a screenshot of it when asked. */
@@ -38,32 +37,8 @@ async function check(page, name) {
   console.log(`browser: ${name} has no accessibility violations`);
 }
 
-function start(cmd, args, name, env = {}) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  const log = [];
-  child.stdout.on("data", (d) => log.push(String(d)));
-  child.stderr.on("data", (d) => log.push(String(d)));
-  child.log = () => log.join("");
-  child.label = name;
-  child.exited = new Promise((ok) => child.on("exit", ok));
-  children.push(child);
-  return child;
-}
-
-async function until(what, fn, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
+/** Starts a process with `env` added to this one's. */
+const run = (cmd, args, name, env = {}) => start(cmd, args, { name, env: { ...process.env, ...env } });
 
 const mint = (room, role, name) =>
   execFileSync(join(bin, "hearth-signaling"), ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
@@ -72,38 +47,12 @@ const mint = (room, role, name) =>
     .toString()
     .trim();
 
-/** Whether the canvas shows a moving, coloured picture (read twice, 700 ms apart). */
-async function paintedPattern(page, selector) {
-  const sample = () =>
-    page.evaluate((sel) => {
-      const c = document.querySelector(sel);
-      if (!c || c.width === 0) return null;
-      const copy = document.createElement("canvas");
-      copy.width = 64;
-      copy.height = 48;
-      const ctx = copy.getContext("2d");
-      ctx.drawImage(c, 0, 0, 64, 48);
-      const d = ctx.getImageData(0, 0, 64, 48).data;
-      const colours = new Set();
-      let sum = 0;
-      for (let i = 0; i < d.length; i += 4) {
-        colours.add(`${d[i] >> 5},${d[i + 1] >> 5},${d[i + 2] >> 5}`);
-        sum += d[i] + d[i + 1] + d[i + 2];
-      }
-      return { colours: colours.size, mean: sum / (d.length * 0.75), pixels: Array.from(d) };
-    }, selector);
-  const a = await until(`pixels in ${selector}`, async () => {
-    const s = await sample();
-    return s && s.colours >= 5 && s.mean > 30 ? s : null;
-  });
-  await sleep(700);
-  const b = await sample();
-  if (!a.pixels.some((v, i) => Math.abs(v - b.pixels[i]) > 40)) throw new Error(`${selector} shows a still picture`);
-  return a.colours;
-}
+/** Whether the page's canvas `selector` shows a moving, coloured picture (within 700 ms). */
+const paintedPattern = async (page, selector) =>
+  (await painted((fn, arg) => page.evaluate(fn, arg), selector, { moveWithinMs: 700 })).colours;
 
 async function main() {
-  const server = start(
+  const server = run(
     join(bin, "hearth-signaling"),
     ["serve", "--listen", "127.0.0.1:0", "--store", join(work, "hearth.redb"), "--web-root", dist],
     "signaling",
@@ -141,7 +90,7 @@ async function main() {
   try {
     // 1. A relative calls a resident from the invitation link.
     const kimStats = join(work, "kim.json");
-    const kim = start(
+    const kim = run(
       join(bin, "hearth-cli"),
       ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", kimStats, "answer"],
       "cli-kim",
@@ -182,7 +131,7 @@ async function main() {
     await patient.getByText("Camera: works").waitFor({ timeout: 20_000 });
     console.log("browser: the patient waits; the check ran (camera and microphone work)");
     await check(patient, "patient-waiting");
-    const doctor = start(
+    const doctor = run(
       join(bin, "hearth-cli"),
       ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", docStats, "consult"],
       "cli-doctor",
@@ -220,13 +169,13 @@ async function main() {
 
 main().then(
   () => {
-    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    stopAll();
     process.exit(0);
   },
   (e) => {
     console.error("browser FAILED:", e);
-    for (const c of children) console.error(`--- ${c.label} ---\n${c.log().slice(-3000)}`);
-    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    reportChildren();
+    stopAll();
     process.exit(1);
   },
 );

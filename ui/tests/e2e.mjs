@@ -18,12 +18,13 @@
 //      shut out at once, and stays out after a reload.
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
+import { paintedPattern as painted, reportChildren, sleep, start, stopAll, until } from "./harness.mjs";
 
 const bin = resolve(process.argv[2] ?? "../target/debug");
 const app = join(bin, "hearth");
@@ -31,24 +32,7 @@ const signaling = join(bin, "hearth-signaling");
 const cli = join(bin, "hearth-cli");
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-e2e-"));
-const children = [];
-
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
-  const name = opts.name ?? cmd.split("/").pop();
-  const log = [];
-  child.stdout.on("data", (d) => log.push(String(d)));
-  child.stderr.on("data", (d) => log.push(String(d)));
-  child.log = () => log.join("");
-  child.label = name;
-  children.push(child);
-  return child;
-}
-
-function cleanup() {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
-}
-process.on("exit", cleanup);
+process.on("exit", stopAll);
 
 async function freePort() {
   return new Promise((ok) => {
@@ -60,7 +44,6 @@ async function freePort() {
   });
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // HEARTH_SCREENSHOTS=<dir>: also save screenshots of the real app at each step.
 const shotDir = process.env.HEARTH_SCREENSHOTS;
 if (shotDir) {
@@ -77,21 +60,6 @@ async function shot(name) {
   if (!shotDir) return;
   await sleep(300);
   execFileSync("import", ["-window", "root", join(resolve(shotDir), `app-${name}.png`)], { env: process.env });
-}
-
-async function until(what, fn, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 
 function mint(room, role, name) {
@@ -117,38 +85,9 @@ function settingsDir(name, token, url, resident) {
   return dir;
 }
 
-/** Reads the canvas `selector` finds and says whether it shows the moving test pattern. */
-async function paintedPattern(browser, selector, minColours = 5) {
-  const sample = () =>
-    browser.execute((sel) => {
-      const c = document.querySelector(sel);
-      if (!c || c.width === 0) return null;
-      const copy = document.createElement("canvas");
-      copy.width = 64;
-      copy.height = 48;
-      const ctx = copy.getContext("2d");
-      ctx.drawImage(c, 0, 0, 64, 48);
-      const d = ctx.getImageData(0, 0, 64, 48).data;
-      const colours = new Set();
-      let sum = 0;
-      for (let i = 0; i < d.length; i += 4) {
-        colours.add(`${d[i] >> 5},${d[i + 1] >> 5},${d[i + 2] >> 5}`);
-        sum += d[i] + d[i + 1] + d[i + 2];
-      }
-      return { colours: colours.size, mean: sum / (d.length * 0.75), pixels: Array.from(d) };
-    }, selector);
-  const a = await until(`pixels in ${selector}`, async () => {
-    const s = await sample();
-    return s && s.colours >= minColours && s.mean > 30 ? s : null;
-  });
-  // Moving: a later picture differs (a browser's first seconds can be slow, so look for up to 8 s).
-  await until(`${selector} to move`, async () => {
-    await sleep(400);
-    const b = await sample();
-    return b && a.pixels.some((v, i) => Math.abs(v - b.pixels[i]) > 40);
-  }, 8_000);
-  return { colours: a.colours, mean: Math.round(a.mean) };
-}
+/** Whether the app's canvas `selector` shows a moving, coloured picture. */
+const paintedPattern = (browser, selector, minColours = 5) =>
+  painted((fn, arg) => browser.execute(fn, arg), selector, { minColours });
 
 async function launchApp(dataDir, port, extra = []) {
   return remote({
@@ -440,13 +379,13 @@ async function main() {
 
 main().then(
   () => {
-    cleanup();
+    stopAll();
     process.exit(0);
   },
   (e) => {
     console.error("e2e FAILED:", e);
-    for (const c of children) console.error(`--- ${c.label} ---\n${c.log().slice(-3000)}`);
-    cleanup();
+    reportChildren();
+    stopAll();
     process.exit(1);
   },
 );

@@ -7,17 +7,8 @@ use hearth_proto::care::{CheckOutcome, CheckResult};
 use serde::Serialize;
 use specta::Type;
 
-/// How one part of the check went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Type)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    /// It works.
-    Ok,
-    /// It does not work; `message` says why.
-    Failed,
-    /// Not used on this device (no speaker chosen, no relay configured).
-    NotUsed,
-}
+/// How one part of the check went: the protocol's own outcome (works, does not work, not used).
+pub use hearth_proto::care::CheckOutcome as CheckStatus;
 
 /// One part's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Type)]
@@ -85,20 +76,16 @@ impl PrecheckReport {
     /// What the server is told: each part's outcome, with no detail (the connection part is
     /// the server and the relay together).
     pub fn summary(&self) -> CheckResult {
-        let outcome = |s: CheckStatus| match s {
-            CheckStatus::Ok => CheckOutcome::Ok,
-            CheckStatus::Failed => CheckOutcome::Failed,
-            CheckStatus::NotUsed => CheckOutcome::NotUsed,
-        };
-        let connection = if [self.server.status, self.relay.status].contains(&CheckStatus::Failed) {
+        let connection = if [self.server.status, self.relay.status].contains(&CheckOutcome::Failed)
+        {
             CheckOutcome::Failed
         } else {
             CheckOutcome::Ok
         };
         CheckResult {
-            camera: outcome(self.camera.status),
-            microphone: outcome(self.microphone.status),
-            speaker: outcome(self.speaker.status),
+            camera: self.camera.status,
+            microphone: self.microphone.status,
+            speaker: self.speaker.status,
             connection,
         }
     }

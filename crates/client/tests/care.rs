@@ -15,6 +15,15 @@ async fn server() -> Server {
     Server::start(ServerOptions::default()).await.unwrap()
 }
 
+/// A device of `role` signed in as `name` in `room`, with default options.
+fn person(server: &Server, room: &str, role: Role, name: &str) -> Device {
+    device(
+        &server.ws_url(),
+        token(server, room, role, name, None),
+        ResidentOptions::default(),
+    )
+}
+
 fn connected_to(s: &hearth_client::AppState, name: &str) -> bool {
     matches!(&s.call, CallView::Active { peers, .. }
         if peers.iter().any(|p| p.name == name && p.connected))
@@ -23,21 +32,12 @@ fn connected_to(s: &hearth_client::AppState, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinician_admits_patients_in_order_and_moves_on() {
     let server = server().await;
-    let url = server.ws_url();
-    let mut doc = device(
-        &url,
-        token(&server, "consult", Role::Clinician, "Dr Cho", None),
-        ResidentOptions::default(),
-    );
+    let mut doc = person(&server, "consult", Role::Clinician, "Dr Cho");
     until(&mut doc, "the clinician online", |s| {
         s.connection == Connection::Online
     })
     .await;
-    let mut park = device(
-        &url,
-        token(&server, "consult", Role::Patient, "Mr Park", None),
-        ResidentOptions::default(),
-    );
+    let mut park = person(&server, "consult", Role::Patient, "Mr Park");
     // The patient waits and runs the check meanwhile; the clinician sees its result.
     let waiting = until(&mut park, "Mr Park waiting with his check done", |s| {
         matches!(s.connection, Connection::Waiting { position: 1 }) && s.my_check.is_some()
@@ -46,11 +46,7 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
     let check = waiting.my_check.unwrap();
     assert_eq!(check.camera, CheckOutcome::Ok, "the synthetic camera works");
     assert_eq!(check.microphone, CheckOutcome::Ok);
-    let mut lee = device(
-        &url,
-        token(&server, "consult", Role::Patient, "Ms Lee", None),
-        ResidentOptions::default(),
-    );
+    let mut lee = person(&server, "consult", Role::Patient, "Ms Lee");
     until(&mut lee, "Ms Lee waiting second", |s| {
         matches!(s.connection, Connection::Waiting { position: 2 })
     })
@@ -99,17 +95,8 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_patient_reads_the_reason() {
     let server = server().await;
-    let url = server.ws_url();
-    let mut doc = device(
-        &url,
-        token(&server, "consult", Role::Clinician, "Dr Cho", None),
-        ResidentOptions::default(),
-    );
-    let mut park = device(
-        &url,
-        token(&server, "consult", Role::Patient, "Mr Park", None),
-        ResidentOptions::default(),
-    );
+    let mut doc = person(&server, "consult", Role::Clinician, "Dr Cho");
+    let mut park = person(&server, "consult", Role::Patient, "Mr Park");
     let lobby = until(&mut doc, "Mr Park waiting", |s| s.lobby.len() == 1)
         .await
         .lobby;
@@ -135,11 +122,7 @@ async fn a_denied_patient_reads_the_reason() {
 async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
     let server = server().await;
     let url = server.ws_url();
-    let staff = device(
-        &url,
-        token(&server, "office", Role::Staff, "Nurse Park", None),
-        ResidentOptions::default(),
-    );
+    let staff = person(&server, "office", Role::Staff, "Nurse Park");
     let api = staff.session.api().await.unwrap();
 
     // Two family members join with invitation codes, typed next to the server address.
