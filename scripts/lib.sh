@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 apt_need() {
   local missing=()
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$pkg")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
@@ -40,7 +40,7 @@ rust_need() {
   fi
   if command -v rustup >/dev/null 2>&1; then
     for c in rustfmt clippy; do
-      rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+      rustup component list --installed 2>/dev/null | grep "^$c" >/dev/null || rustup component add "$c"
     done
   fi
 }
