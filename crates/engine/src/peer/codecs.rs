@@ -1,5 +1,6 @@
 //! The codecs a connection offers and how the one to send with is chosen.
 
+use std::io::Cursor;
 use std::sync::Arc;
 
 use hearth_codec::VideoCodec;
@@ -9,6 +10,7 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
+use rtc::sdp::SessionDescription;
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::EngineError;
@@ -148,18 +150,64 @@ pub(super) async fn negotiated_pt(sender: &Arc<dyn RtpSender>, mime: &str) -> Op
 pub(super) async fn pick_video_codec(
     sender: &Arc<dyn RtpSender>,
     preference: &[VideoCodec],
-) -> Option<(VideoCodec, u8)> {
+) -> Option<(VideoCodec, RTCRtpCodecParameters)> {
     let params = sender.get_parameters().await.ok()?;
-    let codecs = params.rtp_parameters.codecs;
+    choose_video_codec(&params.rtp_parameters.codecs, preference)
+}
+
+/// Our most preferred codec among `negotiated`, with its entry there.
+pub(super) fn choose_video_codec(
+    negotiated: &[RTCRtpCodecParameters],
+    preference: &[VideoCodec],
+) -> Option<(VideoCodec, RTCRtpCodecParameters)> {
     preference.iter().find_map(|want| {
-        codecs
+        negotiated
             .iter()
             .find(|c| {
                 codec_of(&c.rtp_codec.mime_type) == Some(*want)
                     && (*want != VideoCodec::H264 || h264_fmtp_ok(&c.rtp_codec.sdp_fmtp_line))
             })
-            .map(|c| (*want, c.payload_type))
+            .map(|c| (*want, c.clone()))
     })
+}
+
+/// The video codecs of the first video section an answer accepts (port not 0), as the answer
+/// writes them. Read from the SDP text because the answering side's choice must be known
+/// before the description is applied: applying it starts the senders.
+pub(super) fn answered_video_codecs(sdp: &str) -> Vec<RTCRtpCodecParameters> {
+    let Ok(parsed) = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes())) else {
+        return Vec::new();
+    };
+    let Some(video) = parsed
+        .media_descriptions
+        .iter()
+        .find(|m| m.media_name.media.eq_ignore_ascii_case("video") && m.media_name.port.value != 0)
+    else {
+        return Vec::new();
+    };
+    let whole = SessionDescription {
+        media_descriptions: vec![video.clone()],
+        ..Default::default()
+    };
+    video
+        .media_name
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|pt| {
+            let codec = whole.get_codec_for_payload_type(pt).ok()?;
+            Some(RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: format!("video/{}", codec.name),
+                    clock_rate: codec.clock_rate,
+                    channels: 0,
+                    sdp_fmtp_line: codec.fmtp,
+                    rtcp_feedback: Vec::new(),
+                },
+                payload_type: pt,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn h264_fmtp_ok(fmtp: &str) -> bool {
@@ -177,4 +225,70 @@ pub(super) fn h264_fmtp_ok(fmtp: &str) -> bool {
         }
     }
     mode1 && baseline
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An answer as a browser writes it: audio, then video with VP8 (and its RTX) and two
+    /// H.264 entries, of which only the second is packetization-mode=1.
+    const ANSWER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 100 102\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:100 H264/90000\r\n\
+a=fmtp:100 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+    #[test]
+    fn an_answers_video_codecs_are_read_in_its_order() {
+        let codecs = answered_video_codecs(ANSWER);
+        let listed: Vec<(u8, &str)> = codecs
+            .iter()
+            .map(|c| (c.payload_type, c.rtp_codec.mime_type.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (96, "video/VP8"),
+                (97, "video/rtx"),
+                (100, "video/H264"),
+                (102, "video/H264")
+            ]
+        );
+    }
+
+    #[test]
+    fn our_preference_decides_among_the_answered_codecs() {
+        let codecs = answered_video_codecs(ANSWER);
+        let (codec, entry) =
+            choose_video_codec(&codecs, &[VideoCodec::H264, VideoCodec::Vp8]).unwrap();
+        assert_eq!(codec, VideoCodec::H264);
+        assert_eq!(entry.payload_type, 102, "packetization-mode=0 is passed over");
+        let (codec, entry) =
+            choose_video_codec(&codecs, &[VideoCodec::Vp8, VideoCodec::H264]).unwrap();
+        assert_eq!((codec, entry.payload_type), (VideoCodec::Vp8, 96));
+    }
+
+    #[test]
+    fn a_rejected_or_missing_video_section_gives_nothing() {
+        let rejected = ANSWER.replace("m=video 9", "m=video 0");
+        assert!(answered_video_codecs(&rejected).is_empty());
+        let audio_only = &ANSWER[..ANSWER.find("m=video").unwrap()];
+        assert!(answered_video_codecs(audio_only).is_empty());
+        assert!(answered_video_codecs("not sdp").is_empty());
+        assert!(choose_video_codec(&[], &[VideoCodec::Vp8]).is_none());
+    }
 }

@@ -8,8 +8,8 @@ mod relay;
 mod send;
 
 use codecs::{
-    codec_of, h264_codec, media_engine, negotiated_pt, offered_video_codecs, opus_codec,
-    pick_video_codec, vp8_codec,
+    answered_video_codecs, choose_video_codec, codec_of, media_engine, negotiated_pt,
+    offered_video_codecs, opus_codec, pick_video_codec,
 };
 use interceptors::{KeyframeRequests, PublishingEstimator};
 use receive::{receive_audio, receive_video};
@@ -37,8 +37,8 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::RTCRtpTransceiverInit;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -199,6 +199,8 @@ pub(crate) struct PeerLink {
     video: Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32)>,
     audio: Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32)>,
     sending: bool,
+    /// Whether the video track carries the codec it is sent with (see `settle_video_codec`).
+    video_settled: AtomicBool,
     options: Arc<RoomOptions>,
     to_room: mpsc::UnboundedSender<(PeerId, u64, LinkEvent)>,
 }
@@ -319,16 +321,15 @@ impl PeerLink {
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
-        let preferred_video = offered_video_codecs(&options)
-            .first()
-            .copied()
-            .unwrap_or(VideoCodec::H264);
-        let video_codec = match preferred_video {
-            VideoCodec::H264 => h264_codec("42e01f"),
-            VideoCodec::Vp8 => vp8_codec(),
-        };
-        let video =
-            media_section(&pc, RtpCodecKind::Video, video_codec, sources.has_video()).await?;
+        // The video track gets its codec once the other side's codecs are known
+        // (`settle_video_codec`): a codec on it now would become the transceiver's only one.
+        let video = media_section(
+            &pc,
+            RtpCodecKind::Video,
+            RTCRtpCodec::default(),
+            sources.has_video(),
+        )
+        .await?;
         let audio =
             media_section(&pc, RtpCodecKind::Audio, opus_codec(), sources.has_audio()).await?;
         Ok(Self {
@@ -338,6 +339,7 @@ impl PeerLink {
             video,
             audio,
             sending: false,
+            video_settled: AtomicBool::new(false),
             options,
             to_room: room.to_room.clone(),
         })
@@ -357,6 +359,11 @@ impl PeerLink {
 
     pub async fn accept_offer(&self, offer: &Sdp) -> Result<Sdp, EngineError> {
         self.pc.set_remote_description(to_rtc(offer)?).await?;
+        if let Some((_, sender, _)) = &self.video
+            && let Ok(params) = sender.get_parameters().await
+        {
+            self.settle_video_codec(&params.rtp_parameters.codecs).await;
+        }
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
         self.learn_payload_types().await;
@@ -367,6 +374,8 @@ impl PeerLink {
     }
 
     pub async fn accept_answer(&self, answer: &Sdp) -> Result<(), EngineError> {
+        self.settle_video_codec(&answered_video_codecs(&answer.sdp))
+            .await;
         self.pc.set_remote_description(to_rtc(answer)?).await?;
         self.learn_payload_types().await;
         Ok(())
@@ -386,6 +395,42 @@ impl PeerLink {
             })
             .await?;
         Ok(())
+    }
+
+    /// Gives the video track the codec it will be sent with, before the description that
+    /// starts the senders is applied. The track is made without one because webrtc-rs takes a
+    /// track's codec as the transceiver's codec preference: an offer would then list only
+    /// that codec, and answering an offer that lacks it fails ("RTPSender created with no
+    /// codecs"). But the sent stream is registered with the interceptors (congestion control,
+    /// retransmissions, sender reports) only under a negotiated codec of the track's, so it
+    /// gets one here, once, as soon as the negotiated codecs are known.
+    async fn settle_video_codec(&self, negotiated: &[RTCRtpCodecParameters]) {
+        let Some((track, sender, ssrc)) = &self.video else {
+            return;
+        };
+        if self.video_settled.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some((_, chosen)) =
+            choose_video_codec(negotiated, &offered_video_codecs(&self.options))
+        else {
+            return;
+        };
+        let current = track.track().await;
+        let settled = MediaStreamTrack::new(
+            current.stream_id().clone(),
+            current.track_id().clone(),
+            current.label().clone(),
+            RtpCodecKind::Video,
+            vec![encoding(*ssrc, chosen.rtp_codec)],
+        );
+        match sender
+            .replace_track(Arc::new(TrackLocalStaticRTP::new(settled)))
+            .await
+        {
+            Ok(()) => self.video_settled.store(true, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "the video track's codec could not be set"),
+        }
     }
 
     /// Records which payload type means which codec in what the remote sends.
@@ -424,7 +469,8 @@ impl PeerLink {
         self.sending = true;
         if let Some((track, sender, ssrc)) = self.video.clone() {
             match pick_video_codec(&sender, &offered_video_codecs(&self.options)).await {
-                Some((codec, pt)) => {
+                Some((codec, chosen)) => {
+                    let pt = chosen.payload_type;
                     if let Ok(mut c) = self.shared.counters.video_codec.lock() {
                         *c = Some(codec);
                     }
@@ -519,6 +565,18 @@ async fn media_section(
     Ok(None)
 }
 
+/// The one encoding of a track we send: its SSRC and codec.
+fn encoding(ssrc: u32, codec: RTCRtpCodec) -> RTCRtpEncodingParameters {
+    RTCRtpEncodingParameters {
+        rtp_coding_parameters: RTCRtpCodingParameters {
+            ssrc: Some(ssrc),
+            ..Default::default()
+        },
+        codec,
+        ..Default::default()
+    }
+}
+
 async fn add_track(
     pc: &Arc<dyn PeerConnection>,
     kind: RtpCodecKind,
@@ -531,14 +589,7 @@ async fn add_track(
         format!("{kind}-{id}"),
         format!("{kind}"),
         kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
+        vec![encoding(ssrc, codec)],
     )));
     let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
     Ok((track, sender, ssrc))
