@@ -359,7 +359,7 @@ async fn revoke_invitation(
     })
     .await?
     .ok_or_else(|| Failure::of(ErrorCode::NotFound))?;
-    hub.revoke(&id);
+    hub.revoke(&id).await;
     info!(invitation = %id, "invitation withdrawn");
     if found.revoked_at.is_none() {
         who.audit(
@@ -534,7 +534,7 @@ async fn put_rules(
             "No resident's tablet has this id. Create a resident invitation for it first.",
         )
     })?;
-    hub.set_rules(&sub, rules);
+    hub.set_rules(&sub, rules).await;
     info!(tablet = %sub, "rules changed");
     who.audit(
         &hub,
@@ -551,7 +551,7 @@ async fn run_check(
     Path(sub): Path<String>,
 ) -> Answer<Response> {
     who.staff()?;
-    let (request, answer) = hub.request_check(&sub).map_err(Failure::of)?;
+    let (request, answer) = hub.request_check(&sub).await.map_err(Failure::of)?;
     // Forgotten however this ends, also when the caller goes away and this is cancelled.
     struct Forget<'a>(&'a Hub, String);
     impl Drop for Forget<'_> {

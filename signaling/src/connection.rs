@@ -1,5 +1,6 @@
-//! One client's WebSocket: the `hello` handshake, then reading, rate limiting and dispatching its
-//! messages, heartbeats and idle detection; a writer task drains its bounded outbound queue.
+//! One client's WebSocket: the `hello` handshake (a new session or a resumed one), then reading,
+//! rate limiting and turning its messages into events of its room's log, heartbeats and idle
+//! detection; a writer task drains its bounded outbound queue.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -9,13 +10,15 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hearth_proto::{ClientMessage, ErrorCode, PeerId, ServerMessage, parse_client};
+use hearth_proto::care::CheckReport;
+use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span};
 
-use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, encode};
+use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
+use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
 
 /// Bytes that count as one message for the rate limit.
@@ -43,7 +46,7 @@ pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
         };
         if let Some(session) = conn.handshake().await {
             let on_purpose = conn.serve(&session).await;
-            hub.depart(&session.peer, id, on_purpose);
+            hub.ended(id, &session.room, on_purpose).await;
         }
         drop(conn);
         // The writer drains what is queued (a close frame, say), bounded by the write timeout.
@@ -59,7 +62,7 @@ pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
 }
 
 struct Session {
-    peer: PeerId,
+    room: String,
 }
 
 struct Conn {
@@ -71,6 +74,8 @@ struct Conn {
 enum Frame {
     Text(Utf8Bytes),
     Skip,
+    /// A frame that gets this error.
+    Refused(ErrorCode, String),
     End,
 }
 
@@ -117,23 +122,24 @@ impl Conn {
             Some(Ok(Message::Text(text))) => {
                 self.hub.metrics.messages_in.increment(1);
                 if text.len() > self.hub.options.limits.max_frame_bytes {
-                    self.refuse(ErrorCode::TooLarge, format!(
-                        "The message has {} bytes; the limit is {} bytes. It was not delivered.",
-                        text.len(),
-                        self.hub.options.limits.max_frame_bytes
-                    ));
-                    Frame::Skip
+                    Frame::Refused(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "The message has {} bytes; the limit is {} bytes. It was not delivered.",
+                            text.len(),
+                            self.hub.options.limits.max_frame_bytes
+                        ),
+                    )
                 } else {
                     Frame::Text(text)
                 }
             }
             Some(Ok(Message::Binary(_))) => {
                 self.hub.metrics.messages_in.increment(1);
-                self.refuse(
+                Frame::Refused(
                     ErrorCode::BadMessage,
-                    "Messages must be JSON text frames, not binary.",
-                );
-                Frame::Skip
+                    "Messages must be JSON text frames, not binary.".to_owned(),
+                )
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Frame::Skip,
             Some(Ok(Message::Close(_))) | None => Frame::End,
@@ -165,17 +171,30 @@ impl Conn {
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
+                Frame::Refused(code, message) => {
+                    self.refuse(code, message);
+                    continue;
+                }
                 Frame::End => return None,
             };
             match parse_client(&text) {
-                Ok(ClientMessage::Hello { token, room }) => return self.hello(&token, room),
+                Ok(ClientMessage::Hello {
+                    token,
+                    room,
+                    resume,
+                }) => return self.hello(&token, room, resume).await,
                 Ok(_) => self.refuse(ErrorCode::BadMessage, "Send hello with a token first."),
                 Err(e) => self.refuse(ErrorCode::BadMessage, e.sentence()),
             }
         }
     }
 
-    fn hello(&self, token: &str, room: Option<String>) -> Option<Session> {
+    async fn hello(
+        &self,
+        token: &str,
+        room: Option<String>,
+        resume: Option<Resume>,
+    ) -> Option<Session> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -192,15 +211,31 @@ impl Conn {
         if room.is_some_and(|r| r != claims.room) {
             return fail(ErrorCode::Forbidden, "This invitation is for another room.");
         }
-        match self.hub.join(&claims, self.handle.clone()) {
-            Ok((peer, waiting)) => {
-                let span = tracing::Span::current();
-                span.record("peer", field::display(&peer));
-                span.record("room", field::display(&claims.room));
-                info!(role = %claims.role, waiting, "joined");
-                Some(Session { peer })
+        let resuming = resume.is_some();
+        match self.hub.join(&claims, self.handle.clone(), resume).await {
+            Ok(()) => {
+                tracing::Span::current().record("room", field::display(&claims.room));
+                debug!(role = %claims.role, resuming, "hello accepted");
+                Some(Session { room: claims.room })
             }
             Err(code) => fail(code, code.default_message()),
+        }
+    }
+
+    /// An error for this connection's session, numbered in its stream like everything else it
+    /// is sent; directly, unnumbered, when the room's log cannot be reached.
+    async fn tell(&self, session: &Session, code: ErrorCode, message: impl Into<String>) {
+        let msg = ServerMessage::Error {
+            code,
+            message: message.into(),
+        };
+        self.hub.metrics.error(code);
+        let event = Event::Tell {
+            conn: self.hub.conn_ref(self.handle.id),
+            msg: msg.clone(),
+        };
+        if self.hub.publish(&session.room, event).await.is_err() {
+            self.send(&msg);
         }
     }
 
@@ -218,15 +253,17 @@ impl Conn {
         let mut last_seen = Instant::now();
         // Made once, not per message: each `cancelled()` registers a waiter when first polled,
         // and idleness is checked on the ping tick rather than with a timer reset per message.
-        let (done_token, shutdown_token) = (self.handle.done.clone(), self.hub.shutdown.clone());
+        let (done_token, stopping_token) = (self.handle.done.clone(), self.hub.stopping.clone());
         let done = done_token.cancelled();
-        let shutdown = shutdown_token.cancelled();
-        tokio::pin!(done, shutdown);
+        let stopping = stopping_token.cancelled();
+        tokio::pin!(done, stopping);
         loop {
             let frame = tokio::select! {
                 () = &mut done => return false,
-                () = &mut shutdown => {
-                    self.shutting_down();
+                // Draining is over and this client has not moved on: its session stays
+                // resumable on another node.
+                () = &mut stopping => {
+                    self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
                     return false;
                 }
                 _ = ping.tick() => {
@@ -259,89 +296,126 @@ impl Conn {
                     NonZeroU32::new(cost).is_some_and(|n| matches!(limiter.check_n(n), Ok(Ok(()))));
                 if !allowed {
                     self.hub.metrics.messages_in.increment(1);
-                    self.refuse(
+                    self.tell(
+                        session,
                         ErrorCode::RateLimited,
                         ErrorCode::RateLimited.default_message(),
-                    );
+                    )
+                    .await;
                     continue;
                 }
             }
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
+                Frame::Refused(code, message) => {
+                    self.tell(session, code, message).await;
+                    continue;
+                }
                 Frame::End => return false,
             };
             let msg = match parse_client(&text) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    self.refuse(ErrorCode::BadMessage, e.sentence());
+                    self.tell(session, ErrorCode::BadMessage, e.sentence())
+                        .await;
                     continue;
                 }
             };
-            if self.dispatch(session, msg, read_at) {
+            if self.dispatch(session, msg, seq_of(&text), read_at).await {
                 return true;
             }
         }
     }
 
-    /// Handles one message; true when the client left.
-    fn dispatch(&self, session: &Session, msg: ClientMessage, read_at: Instant) -> bool {
-        let peer = &session.peer;
-        let id = self.handle.id;
-        // Each arm names the sentence for a refusal that is specific to it.
-        let (result, forbidden) = match msg {
-            ClientMessage::Signal { to, data } => {
-                let relayed = ServerMessage::Signal {
-                    from: peer.clone(),
-                    data,
-                };
-                let result = match encode(&relayed) {
-                    Some(text) => self.hub.signal(peer, id, &to, text, read_at),
-                    None => Err(ErrorCode::Internal),
-                };
-                (
+    /// Turns one message into its event; true when the client left.
+    async fn dispatch(
+        &self,
+        session: &Session,
+        msg: ClientMessage,
+        cseq: Option<u64>,
+        read_at: Instant,
+    ) -> bool {
+        let conn = self.hub.conn_ref(self.handle.id);
+        let event = match msg {
+            ClientMessage::Signal { to, data } => match serde_json::to_string(&data) {
+                Ok(data) => Event::Signal {
+                    conn,
+                    to,
+                    data: Text(Utf8Bytes::from(data)),
+                    cseq,
+                    read_at: Some(read_at),
+                },
+                Err(_) => {
+                    self.tell(
+                        session,
+                        ErrorCode::Internal,
+                        ErrorCode::Internal.default_message(),
+                    )
+                    .await;
+                    return false;
+                }
+            },
+            ClientMessage::Admit { peer } => Event::Decide {
+                conn,
+                peer,
+                deny: None,
+                at: unix_ms(),
+                cseq,
+            },
+            ClientMessage::Deny { peer, reason } => Event::Decide {
+                conn,
+                peer,
+                deny: Some(reason),
+                at: unix_ms(),
+                cseq,
+            },
+            ClientMessage::Check { result, request } => Event::Check {
+                conn,
+                report: CheckReport {
                     result,
-                    "You are in the waiting room; the clinician will let you in.",
-                )
-            }
-            ClientMessage::Admit { peer: who } => (
-                self.hub.decide(peer, id, &who, None),
-                "Only a clinician in the call can let people in.",
-            ),
-            ClientMessage::Deny { peer: who, reason } => (
-                self.hub.decide(peer, id, &who, Some(reason)),
-                "Only a clinician in the call can turn people away.",
-            ),
-            ClientMessage::Check { result, request } => {
-                self.hub.check(peer, id, result, request);
-                return false;
-            }
+                    at: unix_ms(),
+                },
+                request,
+                cseq,
+            },
             ClientMessage::Leave => {
-                self.hub.depart(peer, id, true);
+                let left = Event::Leave {
+                    conn,
+                    at: unix_ms(),
+                    cseq,
+                };
+                if self.hub.publish(&session.room, left).await.is_err() {
+                    // Not in the log: the session is held instead, as if the connection dropped.
+                    return false;
+                }
                 self.close(1000, "left");
                 return true;
             }
             ClientMessage::Hello { .. } => {
-                self.refuse(
+                self.tell(
+                    session,
                     ErrorCode::BadMessage,
                     "Already joined; hello is sent only once.",
-                );
+                )
+                .await;
                 return false;
             }
             _ => {
-                self.refuse(
+                self.tell(
+                    session,
                     ErrorCode::BadMessage,
                     "This server does not handle that message type.",
-                );
+                )
+                .await;
                 return false;
             }
         };
-        if let Err(code) = result {
-            let message = match code {
-                ErrorCode::Forbidden => forbidden,
-                other => other.default_message(),
-            };
-            self.refuse(code, message);
+        if self.hub.publish(&session.room, event).await.is_err() {
+            self.refuse(
+                ErrorCode::Unavailable,
+                ErrorCode::Unavailable.default_message(),
+            );
         }
         false
     }

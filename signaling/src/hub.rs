@@ -1,26 +1,31 @@
-//! The rooms of one server and the connections in them: routes messages, applies each room's
-//! effects, and cuts off connections that cannot keep up; and what it enforces on them from the
-//! store (withdrawn invitations, residents' rules, pending remote checks). One lock guards it all
-//! so a change and the messages it causes are ordered the same for everyone.
+//! One node: its connections, the rooms it follows, and what it does with their events. A
+//! connection's messages become events published to its room's log through the backplane; the
+//! backplane hands every event of a followed room back (here, and on every other node that
+//! follows the room); the room's [`Replica`] applies it and says what to deliver, and this node
+//! delivers what is for its own connections. The audit trail and tablets' records are written by
+//! the node that published the event.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use hearth_proto::care::{AuditRecord, CheckReport, CheckResult, Rules};
-use hearth_proto::{ErrorCode, PeerId, Role, ServerMessage};
+use hearth_proto::care::{AuditRecord, CheckReport, Rules};
+use hearth_proto::{ErrorCode, PeerId, Resume, Role, ServerMessage, with_seq};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::backplane::{Backplane, Control, Sink, Snapshot};
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::persist::Write;
-use crate::room::{Effect, Entrant, Placement, Room};
-use crate::store::{Store, StoreError, TabletChange};
+use crate::replica::{ConnRef, Ctx, Event, NodeId, Out, Replica, encode};
+use crate::resume::ResumeKeys;
+use crate::room::Entrant;
+use crate::store::{Store, StoreError};
 use crate::token::{Claims, TokenKeys};
 
 /// What a connection's writer sends.
@@ -61,19 +66,43 @@ pub(crate) struct ConnHandle {
     pub done: CancellationToken,
 }
 
+/// One of this node's connections.
 #[derive(Debug)]
-struct Link {
-    conn: ConnHandle,
-    room: String,
-    role: Role,
-    sub: String,
-    name: String,
-    /// The invitation the token came from, if it did.
-    inv: Option<String>,
-    /// When this connection joined, ms since the Unix epoch.
-    since_ms: u64,
-    /// Its latest pre-call check.
-    check: Option<CheckReport>,
+struct Local {
+    handle: ConnHandle,
+    claims: Claims,
+    /// The session it holds, once its join or resume is applied.
+    peer: Option<PeerId>,
+    /// Its session moved to another connection.
+    detached: bool,
+}
+
+/// A room this node follows.
+#[derive(Debug)]
+struct Followed {
+    replica: Replica,
+    /// The last log position applied.
+    pos: u64,
+    /// Events applied since the last snapshot, and when that was (ms).
+    unsaved: u64,
+    saved_at: u64,
+    /// Since when no connection of this node is in the room.
+    idle_since: Option<Instant>,
+    /// The time of the last tick published for it, so one deadline is ticked once.
+    ticked_at: u64,
+}
+
+impl Followed {
+    fn new(replica: Replica, pos: u64, now: u64) -> Followed {
+        Followed {
+            replica,
+            pos,
+            unsaved: 0,
+            saved_at: now,
+            idle_since: None,
+            ticked_at: 0,
+        }
+    }
 }
 
 /// Staff asked a tablet to run its check; the answer goes to `reply`.
@@ -85,8 +114,8 @@ struct PendingCheck {
 
 #[derive(Debug, Default)]
 struct State {
-    rooms: HashMap<String, Room>,
-    peers: HashMap<PeerId, Link>,
+    rooms: HashMap<String, Followed>,
+    conns: HashMap<u64, Local>,
     /// Withdrawn invitations: their tokens are refused.
     revoked: HashSet<String>,
     /// Residents' rules by the tablet's subject.
@@ -104,31 +133,22 @@ pub(crate) struct OnlineTablet {
     pub check: Option<CheckReport>,
 }
 
-/// Staff, clinicians and other residents are never kept from a resident by their rules.
-fn exempt_from_rules(role: Role) -> bool {
-    matches!(role, Role::Staff | Role::Clinician | Role::Resident)
-}
+/// Events applied since a room's last snapshot before another is written.
+const SNAPSHOT_EVERY: u64 = 500;
+/// Longest time a followed room's changes go without a snapshot, ms.
+const SNAPSHOT_AGE_MS: u64 = 30_000;
+/// How long a node keeps following a room none of its connections is in.
+const UNFOLLOW_AFTER: Duration = Duration::from_secs(30);
 
-/// Whether people with these roles and subjects may signal each other under residents' rules:
-/// between a resident and someone else who is not staff or a clinician, the resident's rules
-/// must list the other.
-fn rules_allow(rules: &HashMap<String, Rules>, a: (Role, &str), b: (Role, &str)) -> bool {
-    let check = |resident: (Role, &str), other: (Role, &str)| {
-        resident.0 != Role::Resident
-            || exempt_from_rules(other.0)
-            || rules.get(resident.1).is_none_or(|r| r.allows(other.1))
-    };
-    check(a, b) && check(b, a)
-}
-
-/// Shared state of one server.
-#[derive(Debug)]
+/// Shared state of one node.
 pub struct Hub {
     pub(crate) options: ServerOptions,
     pub(crate) keys: TokenKeys,
     pub(crate) metrics: Metrics,
-    /// Cancelled when the server starts shutting down.
+    /// Cancelled when the node starts draining.
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when draining is over: connections still open are closed.
+    pub(crate) stopping: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
     /// Invitations, tablets and the audit trail.
@@ -139,10 +159,24 @@ pub struct Hub {
     pub(crate) redeem_by_address: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Where the server listens, for invitation links when no public URL is set.
     pub(crate) listen: std::sync::OnceLock<std::net::SocketAddr>,
+    /// This node's id.
+    pub(crate) node: NodeId,
+    pub(crate) resume: ResumeKeys,
+    pub(crate) backplane: Arc<dyn Backplane>,
     /// Writes for the store, saved off the lock by [`crate::persist::run`].
     writes: mpsc::UnboundedSender<Write>,
+    /// Events decided under the lock, published by [`Hub::run_followups`].
+    followups: mpsc::UnboundedSender<(String, Event)>,
+    /// One room is set up to be followed at a time.
+    following: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", &self.node).finish()
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -152,23 +186,40 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a node keeps receiving until it publishes it.
+pub(crate) type Followups = mpsc::UnboundedReceiver<(String, Event)>;
+
 impl Hub {
-    /// A hub over `store`, loading the revoked invitations and residents' rules it enforces.
-    /// The receiver must be handed to [`crate::persist::run`].
+    /// A node over `store` and `backplane`, loading the revoked invitations and residents' rules
+    /// it enforces. The first receiver must be handed to [`crate::persist::run`], the second to
+    /// [`Hub::run_followups`]; then [`Hub::attach`] the Arc.
     pub(crate) fn new(
         options: ServerOptions,
         store: Arc<Store>,
-    ) -> Result<(Hub, mpsc::UnboundedReceiver<Write>), StoreError> {
+        backplane: Arc<dyn Backplane>,
+    ) -> Result<(Hub, mpsc::UnboundedReceiver<Write>, Followups), StoreError> {
         let state = State {
             revoked: store.revoked_ids()?,
             rules: store.all_rules()?.into_iter().collect(),
             ..State::default()
         };
         let (writes, rx) = mpsc::unbounded_channel();
+        let (followups, followups_rx) = mpsc::unbounded_channel();
         let per_second = std::num::NonZeroU32::new(options.limits.redeem_per_second)
             .unwrap_or(std::num::NonZeroU32::MIN);
         let per_address = std::num::NonZeroU32::new(options.limits.redeem_per_address)
             .unwrap_or(std::num::NonZeroU32::MIN);
+        // Unique to this process even when the operator names the node: a restarted node
+        // numbers its connections from 1 again, and must not be taken for its earlier self.
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let node = match &options.node_id {
+            Some(name) => format!("{name}.{}", &instance[..6]),
+            None => instance[..12].to_owned(),
+        };
         let hub = Hub {
             redeem_limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
             redeem_by_address: governor::RateLimiter::keyed(
@@ -178,16 +229,28 @@ impl Hub {
             ),
             listen: std::sync::OnceLock::new(),
             keys: TokenKeys::new(&options.secret),
+            resume: ResumeKeys::new(&options.secret),
             options,
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
+            stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
+            node,
+            backplane,
             writes,
+            followups,
+            following: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
         };
-        Ok((hub, rx))
+        Ok((hub, rx, followups_rx))
+    }
+
+    /// Hands the backplane this node as the place for what it receives.
+    pub(crate) fn attach(self: &Arc<Self>) {
+        let sink: Arc<dyn Sink> = self.clone();
+        self.backplane.attach(Arc::downgrade(&sink));
     }
 
     /// The base of invitation links: the public URL, or this server's own address.
@@ -227,210 +290,176 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Puts a verified connection into its room. Returns its peer id and whether it waits.
-    pub(crate) fn join(
+    /// This node's reference to its connection `id`.
+    pub(crate) fn conn_ref(&self, id: u64) -> ConnRef {
+        ConnRef {
+            node: self.node.clone(),
+            conn: id,
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            resume_grace_ms: ms(self.options.limits.resume_grace),
+            waiting_grace_ms: ms(self.options.limits.waiting_grace),
+            replay: self.options.limits.replay_buffer,
+            ice: &self.options.ice,
+            resume: &self.resume,
+        }
+    }
+
+    /// Appends an event to `room`'s log.
+    pub(crate) async fn publish(&self, room: &str, event: Event) -> Result<(), ErrorCode> {
+        self.backplane
+            .publish(room, &self.node, event)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "an event could not be published");
+                ErrorCode::Unavailable
+            })
+    }
+
+    /// Starts following `room` if this node does not yet: its latest snapshot, then its log.
+    async fn follow(&self, room: &str) -> Result<(), ErrorCode> {
+        if self.lock().rooms.contains_key(room) {
+            return Ok(());
+        }
+        let _one = self.following.lock().await;
+        if self.lock().rooms.contains_key(room) {
+            return Ok(());
+        }
+        let unavailable = |e: crate::backplane::BackplaneError| {
+            warn!(error = %e, "a room could not be followed");
+            ErrorCode::Unavailable
+        };
+        let snapshot = self.backplane.snapshot(room).await.map_err(unavailable)?;
+        let (replica, pos) = match snapshot {
+            Some(s) => match serde_json::from_slice::<Replica>(&s.state) {
+                Ok(r) => (r, s.pos),
+                Err(e) => {
+                    // A snapshot this version cannot read: the log alone rebuilds the room as
+                    // far as it reaches back.
+                    warn!(error = %e, "a room snapshot could not be read; reading the log");
+                    (self.empty_room(room), 0)
+                }
+            },
+            None => (self.empty_room(room), 0),
+        };
+        self.lock()
+            .rooms
+            .insert(room.to_owned(), Followed::new(replica, pos, unix_ms()));
+        if let Err(e) = self.backplane.follow(room, pos).await {
+            self.lock().rooms.remove(room);
+            return Err(unavailable(e));
+        }
+        Ok(())
+    }
+
+    fn empty_room(&self, room: &str) -> Replica {
+        Replica::new(room, self.options.limits.max_participants)
+    }
+
+    /// Puts a connection with a verified token into its room: as the session it resumes when
+    /// `resume` names one this client may take up, or as a new session. Its `welcome` (or
+    /// `resumed`) comes through the room's log.
+    pub(crate) async fn join(
         &self,
         claims: &Claims,
         conn: ConnHandle,
-    ) -> Result<(PeerId, bool), ErrorCode> {
-        let now = unix_ms();
-        let fresh = PeerId(uuid::Uuid::new_v4().simple().to_string());
-        let mut state = self.lock();
+        resume: Option<Resume>,
+    ) -> Result<(), ErrorCode> {
         if claims
             .inv
             .as_ref()
-            .is_some_and(|i| state.revoked.contains(i))
+            .is_some_and(|i| self.lock().revoked.contains(i))
         {
             return Err(ErrorCode::Revoked);
         }
-        let capacity = self.options.limits.max_participants;
-        let room = state
-            .rooms
-            .entry(claims.room.clone())
-            .or_insert_with(|| Room::new(&claims.room, capacity));
-        let mut out = Vec::new();
-        let entrant = Entrant {
-            peer: fresh.clone(),
-            sub: claims.sub.clone(),
-            name: claims.name.clone(),
-            role: claims.role,
+        self.follow(&claims.room).await?;
+        let id = conn.id;
+        self.lock().conns.insert(
+            id,
+            Local {
+                handle: conn,
+                claims: claims.clone(),
+                peer: None,
+                detached: false,
+            },
+        );
+        let event = match resume.filter(|r| self.resume.verify(&r.peer, &r.secret)) {
+            Some(r) => Event::Resume {
+                peer: r.peer,
+                sub: claims.sub.clone(),
+                conn: self.conn_ref(id),
+                last_seq: r.last_seq,
+                at: unix_ms(),
+            },
+            None => self.join_event(claims, id),
         };
-        let placed = match room.join(entrant, now, &mut out) {
-            Ok(p) => p,
-            Err(code) => {
-                if room.is_empty() {
-                    state.rooms.remove(&claims.room);
-                }
-                return Err(code);
-            }
-        };
-        let (peer, waiting) = match placed {
-            Placement::Call => (fresh, false),
-            Placement::Waiting(id) => (id, true),
-        };
-        let link = Link {
-            conn,
-            room: claims.room.clone(),
-            role: claims.role,
-            sub: claims.sub.clone(),
-            name: claims.name.clone(),
+        let published = self.publish(&claims.room, event).await;
+        if published.is_err() {
+            self.lock().conns.remove(&id);
+        }
+        published
+    }
+
+    fn join_event(&self, claims: &Claims, conn: u64) -> Event {
+        let state = self.lock();
+        self.join_event_locked(&state, claims, conn)
+    }
+
+    /// A new session for `conn` (with a resident's rules as this node has them).
+    fn join_event_locked(&self, state: &State, claims: &Claims, conn: u64) -> Event {
+        Event::Join {
+            who: Entrant {
+                peer: PeerId(uuid::Uuid::new_v4().simple().to_string()),
+                sub: claims.sub.clone(),
+                name: claims.name.clone(),
+                role: claims.role,
+            },
             inv: claims.inv.clone(),
-            since_ms: now,
-            check: None,
-        };
-        if let Some(old) = state.peers.insert(peer.clone(), link) {
-            // The same patient reconnected while the server still held the old socket.
-            self.unlinked(&old, now);
-            self.close_conn(
-                &old.conn,
-                ErrorCode::Replaced,
-                ErrorCode::Replaced.default_message(),
-            );
-        }
-        self.apply(&mut state, out, now);
-        if claims.role == Role::Resident {
-            let rules = state.rules.get(&claims.sub).cloned().unwrap_or_default();
-            let msg = ServerMessage::Rules { rules };
-            if let (Some(link), Some(text)) = (state.peers.get(&peer), encode(&msg)) {
-                self.deliver(&link.conn, Outbound::message(text));
-            }
-            self.tablet_seen(&claims.sub, &claims.name, &claims.room, now);
-        }
-        self.metrics.rooms.set(state.rooms.len() as f64);
-        Ok((peer, waiting))
-    }
-
-    /// A connection left the hub's maps: a tablet's last-seen time is saved.
-    fn unlinked(&self, link: &Link, now: u64) {
-        if link.role == Role::Resident {
-            self.tablet_seen(&link.sub, &link.name, &link.room, now);
+            conn: self.conn_ref(conn),
+            at: unix_ms(),
+            rules: (claims.role == Role::Resident)
+                .then(|| state.rules.get(&claims.sub).cloned())
+                .flatten(),
         }
     }
 
-    fn tablet_seen(&self, sub: &str, name: &str, room: &str, at: u64) {
-        self.write(Write::Tablet(TabletChange::Seen {
-            sub: sub.to_owned(),
-            name: name.to_owned(),
-            room: room.to_owned(),
-            at,
-        }));
-    }
-
-    /// The link of `peer` if `conn` still owns it. A connection that was replaced or denied
-    /// keeps running until its close is written; what it sends meanwhile is dropped.
-    fn owned<'a>(state: &'a State, peer: &PeerId, conn: u64) -> Option<&'a Link> {
-        state.peers.get(peer).filter(|l| l.conn.id == conn)
-    }
-
-    /// Relays a pre-serialised `signal` from `from` to `to`.
-    pub(crate) fn signal(
-        &self,
-        from: &PeerId,
-        conn: u64,
-        to: &PeerId,
-        text: Utf8Bytes,
-        read_at: Instant,
-    ) -> Result<(), ErrorCode> {
-        let mut state = self.lock();
-        let Some(link) = Self::owned(&state, from, conn) else {
-            return Ok(());
-        };
-        let room = state.rooms.get(&link.room).ok_or(ErrorCode::Internal)?;
-        room.check_signal(from, to)?;
-        let target = state.peers.get(to).ok_or(ErrorCode::UnknownPeer)?;
-        if !rules_allow(
-            &state.rules,
-            (link.role, &link.sub),
-            (target.role, &target.sub),
-        ) {
-            return Err(ErrorCode::Forbidden);
-        }
-        let outbound = Outbound::Text {
-            text,
-            relayed_at: Some(read_at),
-        };
-        if !self.deliver(&target.conn, outbound) {
-            self.cut(&mut state, to.clone(), unix_ms());
-        }
-        Ok(())
-    }
-
-    /// A clinician admits (`deny == None`) or denies (`Some(reason)`) a waiting peer.
-    pub(crate) fn decide(
-        &self,
-        by: &PeerId,
-        conn: u64,
-        peer: &PeerId,
-        deny: Option<Option<String>>,
-    ) -> Result<(), ErrorCode> {
-        let now = unix_ms();
-        let mut state = self.lock();
-        let Some(link) = Self::owned(&state, by, conn) else {
-            return Ok(());
-        };
-        let room_name = link.room.clone();
-        let room = state.rooms.get_mut(&room_name).ok_or(ErrorCode::Internal)?;
-        let mut out = Vec::new();
-        let admitted = deny.is_none();
-        match deny {
-            None => room.admit(by, peer, &mut out)?,
-            Some(reason) => room.deny(by, peer, reason, &mut out)?,
-        }
-        info!(by = %by, peer = %peer, admitted, "waiting room decision");
-        self.apply(&mut state, out, now);
-        Ok(())
-    }
-
-    /// The peer left on purpose (`leave`) or its connection ended (`gone`).
-    pub(crate) fn depart(&self, peer: &PeerId, conn: u64, on_purpose: bool) {
-        let now = unix_ms();
-        let mut state = self.lock();
-        if Self::owned(&state, peer, conn).is_none() {
-            return;
-        }
-        let Some(link) = state.peers.remove(peer) else {
+    /// The connection ended. Unless its client left on purpose (its `leave` is in the log
+    /// already) or its session moved on, the session is held for the grace period.
+    pub(crate) async fn ended(&self, conn: u64, room: &str, on_purpose: bool) {
+        let local = self.lock().conns.remove(&conn);
+        let Some(local) = local else {
             return;
         };
-        self.unlinked(&link, now);
-        let mut out = Vec::new();
-        if let Some(room) = state.rooms.get_mut(&link.room) {
-            if on_purpose {
-                room.leave(peer, &mut out);
-            } else {
-                room.disconnect(peer, now, &mut out);
-            }
-            if room.is_empty() {
-                state.rooms.remove(&link.room);
-            }
+        if on_purpose || local.detached || local.peer.is_none() {
+            return;
         }
-        if self.shutdown.is_cancelled() {
-            // Nobody is told of departures while the server stops, but the audit trail still
-            // records them.
-            out.retain(|e| matches!(e, Effect::Audit { .. }));
+        let event = Event::Gone {
+            conn: self.conn_ref(conn),
+            at: unix_ms(),
+        };
+        if self.publish(room, event).await.is_err() {
+            // The backplane is unreachable; when this node is declared lost (or its
+            // connections' rooms next hear from it) the session is held the same way.
+            debug!("a departure could not be published");
         }
-        self.apply(&mut state, out, now);
-        self.metrics.rooms.set(state.rooms.len() as f64);
     }
 
-    /// Forgets waiting-room places held longer than the grace period, and rate-limit entries
-    /// of addresses that went quiet.
-    pub(crate) fn sweep(&self) {
-        self.redeem_by_address.retain_recent();
-        let now = unix_ms();
-        let grace =
-            u64::try_from(self.options.limits.waiting_grace.as_millis()).unwrap_or(u64::MAX);
-        let mut state = self.lock();
-        let mut out = Vec::new();
-        for room in state.rooms.values_mut() {
-            room.expire(now, grace, &mut out);
+    /// Publishes what was decided under the lock, in order, until the node stops.
+    pub(crate) async fn run_followups(self: Arc<Self>, mut rx: Followups) {
+        while let Some((room, event)) = rx.recv().await {
+            let _ = self.publish(&room, event).await;
         }
-        state.rooms.retain(|_, room| !room.is_empty());
-        self.apply(&mut state, out, now);
-        self.metrics.rooms.set(state.rooms.len() as f64);
+    }
+
+    fn followup(&self, room: &str, event: Event) {
+        let _ = self.followups.send((room.to_owned(), event));
     }
 
     /// Queues `outbound` for `conn`. False when its queue is full: the client is too slow.
-    fn deliver(&self, conn: &ConnHandle, outbound: Outbound) -> bool {
+    fn deliver(conn: &ConnHandle, outbound: Outbound) -> bool {
         match conn.tx.try_send(outbound) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => false,
@@ -447,8 +476,8 @@ impl Hub {
             message: message.to_owned(),
         };
         let delivered = encode(&error).is_some_and(|text| {
-            self.deliver(conn, Outbound::message(text))
-                && self.deliver(
+            Self::deliver(conn, Outbound::message(text))
+                && Self::deliver(
                     conn,
                     Outbound::Close {
                         code: CLOSE_POLICY,
@@ -461,191 +490,327 @@ impl Hub {
         }
     }
 
-    /// Disconnects a peer whose outbound queue is full, and tells its room.
-    fn cut(&self, state: &mut State, peer: PeerId, now: u64) {
-        warn!(peer = %peer, "outbound queue full; disconnecting slow client");
-        let Some(link) = state.peers.remove(&peer) else {
-            return;
-        };
-        self.unlinked(&link, now);
-        link.conn.done.cancel();
-        let mut out = Vec::new();
-        if let Some(room) = state.rooms.get_mut(&link.room) {
-            room.disconnect(&peer, now, &mut out);
-            if room.is_empty() {
-                state.rooms.remove(&link.room);
-            }
-        }
-        self.apply(state, out, now);
-    }
-
-    /// Delivers a room's effects, and the effects of cutting off anyone too slow to take them.
-    fn apply(&self, state: &mut State, effects: Vec<Effect>, now: u64) {
-        let mut slow = Vec::new();
-        for effect in effects {
-            let (peer, msg) = match effect {
-                Effect::Send(peer, msg) => {
-                    // Residents' rules shape what each side sees: someone a resident's rules do
-                    // not list does not see the resident (and the other way round), so neither
-                    // calls nor announces presence to the other.
-                    if let ServerMessage::PeerJoined { role, sub, .. } = &msg {
-                        let visible = state.peers.get(&peer).is_some_and(|l| {
-                            rules_allow(&state.rules, (l.role, &l.sub), (*role, sub))
-                        });
-                        if !visible {
-                            continue;
-                        }
+    /// Carries out what applying an event decided: what is for this node's connections, and
+    /// the records when this node published the event.
+    fn carry_out(&self, state: &mut State, room: &str, outs: Vec<Out>, mine: bool) {
+        for out in outs {
+            match out {
+                Out::Msg {
+                    to,
+                    seq,
+                    text,
+                    read_at,
+                } => {
+                    if to.node != self.node {
+                        continue;
                     }
-                    (peer, msg)
-                }
-                Effect::Welcome { peer, peers } => {
-                    let Some(link) = state.peers.get(&peer) else {
+                    let Some(local) = state.conns.get(&to.conn) else {
                         continue;
                     };
-                    debug!(peer = %peer, "welcome");
-                    let peers = peers
-                        .into_iter()
-                        .filter(|p| {
-                            rules_allow(&state.rules, (link.role, &link.sub), (p.role, &p.sub))
-                        })
-                        .collect();
-                    let welcome = ServerMessage::Welcome {
-                        peer: peer.clone(),
-                        room: link.room.clone(),
-                        role: link.role,
-                        peers,
-                        ice_servers: self.options.ice.servers_for(&link.sub, now / 1000),
+                    let outbound = Outbound::Text {
+                        text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
+                        relayed_at: read_at,
                     };
-                    (peer, welcome)
-                }
-                Effect::Close {
-                    peer,
-                    code,
-                    message,
-                } => {
-                    if let Some(link) = state.peers.remove(&peer) {
-                        self.unlinked(&link, now);
-                        self.close_conn(&link.conn, code, &message);
+                    if !Self::deliver(&local.handle, outbound) {
+                        warn!(
+                            conn = to.conn,
+                            "outbound queue full; disconnecting slow client"
+                        );
+                        local.handle.done.cancel();
                     }
-                    continue;
                 }
-                Effect::Audit {
-                    event,
-                    room,
-                    who,
-                    by,
+                Out::Close { to, code, message } => {
+                    if to.node == self.node
+                        && let Some(local) = state.conns.get_mut(&to.conn)
+                    {
+                        local.detached = true;
+                        self.close_conn(&local.handle, code, &message);
+                    }
+                }
+                Out::Detach { to } => {
+                    if to.node == self.node
+                        && let Some(local) = state.conns.get_mut(&to.conn)
+                    {
+                        debug!(conn = to.conn, "session resumed elsewhere; closing");
+                        local.detached = true;
+                        if !Self::deliver(
+                            &local.handle,
+                            Outbound::Close {
+                                code: CLOSE_GOING_AWAY,
+                                reason: "resumed elsewhere",
+                            },
+                        ) {
+                            local.handle.done.cancel();
+                        }
+                    }
+                }
+                Out::Bound { to, peer, waiting } => {
+                    if to.node == self.node
+                        && let Some(local) = state.conns.get_mut(&to.conn)
+                    {
+                        info!(conn = to.conn, peer = %peer, room, role = %local.claims.role, waiting, "in the room");
+                        local.peer = Some(peer);
+                    }
+                }
+                Out::Resumed {
+                    to,
+                    peer,
+                    acked,
+                    replay,
+                    snapshot,
                 } => {
-                    let (sub, name, role) = who.map_or((String::new(), String::new(), None), |w| {
-                        (w.sub, w.name, Some(w.role))
-                    });
-                    self.write(Write::Audit(AuditRecord {
-                        seq: 0,
-                        at: now,
-                        event,
-                        room,
-                        sub,
-                        name,
-                        role,
-                        by_sub: by.as_ref().map(|b| b.sub.clone()),
-                        by_name: by.map(|b| b.name),
-                    }));
-                    continue;
+                    if to.node != self.node {
+                        continue;
+                    }
+                    let Some(local) = state.conns.get(&to.conn) else {
+                        continue;
+                    };
+                    self.metrics.resumes.increment(1);
+                    info!(conn = to.conn, peer = %peer, replayed = replay.len(), snapshot, "session resumed");
+                    let resumed = ServerMessage::Resumed {
+                        peer,
+                        acked,
+                        replayed: replay.len() as u64,
+                        snapshot,
+                    };
+                    let mut ok = encode(&resumed)
+                        .is_some_and(|t| Self::deliver(&local.handle, Outbound::message(t)));
+                    for (seq, text) in replay {
+                        ok = ok
+                            && Self::deliver(
+                                &local.handle,
+                                Outbound::message(Utf8Bytes::from(with_seq(text.as_str(), seq))),
+                            );
+                    }
+                    if !ok {
+                        local.handle.done.cancel();
+                    }
                 }
-            };
-            let Some(link) = state.peers.get(&peer) else {
-                continue;
-            };
-            if let Some(text) = encode(&msg)
-                && !self.deliver(&link.conn, Outbound::message(text))
-            {
-                slow.push(peer);
+                Out::NotResumed { to } => {
+                    if to.node == self.node
+                        && let Some(local) = state.conns.get(&to.conn)
+                    {
+                        info!(conn = to.conn, "nothing to resume; joining afresh");
+                        let event = self.join_event_locked(state, &local.claims, to.conn);
+                        self.followup(room, event);
+                    }
+                }
+                Out::Audit(record) => {
+                    if mine {
+                        self.write(Write::Audit(record));
+                    }
+                }
+                Out::Tablet(change) => {
+                    if mine {
+                        self.write(Write::Tablet(change));
+                    }
+                }
+                Out::CheckAnswer {
+                    request,
+                    sub,
+                    report,
+                } => {
+                    if mine {
+                        let backplane = self.backplane.clone();
+                        tokio::spawn(async move {
+                            let msg = Control::CheckAnswer {
+                                request,
+                                sub,
+                                report,
+                            };
+                            if let Err(e) = backplane.broadcast(msg).await {
+                                warn!(error = %e, "a check answer could not be passed on");
+                            }
+                        });
+                    }
+                }
             }
-        }
-        for peer in slow {
-            self.cut(state, peer, now);
         }
     }
 
-    /// A connection reported its pre-call check: a waiting peer's clinicians see it, a resident's
-    /// tablet keeps it, and staff who asked for it get it.
-    pub(crate) fn check(
-        &self,
-        peer: &PeerId,
-        conn: u64,
-        result: CheckResult,
-        request: Option<String>,
-    ) {
+    /// Once a second: this node is alive; held sessions whose grace is over end; sessions on
+    /// nodes that are gone are held; rooms get snapshots; rooms nobody here is in are let go.
+    pub(crate) async fn housekeeping(&self) {
+        self.redeem_by_address.retain_recent();
+        if let Err(e) = self
+            .backplane
+            .heartbeat(&self.node, self.shutdown.is_cancelled())
+            .await
+        {
+            debug!(error = %e, "heartbeat failed");
+        }
+        let live = self.backplane.live_nodes().await;
         let now = unix_ms();
-        let report = CheckReport { result, at: now };
-        let mut state = self.lock();
-        if Self::owned(&state, peer, conn).is_none() {
+        let mut ticks = Vec::new();
+        let mut lost = Vec::new();
+        let mut snapshots = Vec::new();
+        let mut unfollow = Vec::new();
+        {
+            let mut state = self.lock();
+            let State { rooms, conns, .. } = &mut *state;
+            let ctx = self.ctx();
+            for (name, f) in rooms.iter_mut() {
+                if let Some(deadline) = f.replica.next_deadline(&ctx)
+                    && deadline <= now
+                    && f.ticked_at < deadline
+                {
+                    f.ticked_at = now;
+                    ticks.push(name.clone());
+                }
+                if let Some(live) = &live {
+                    for node in f.replica.nodes() {
+                        if !live.contains(&node) {
+                            lost.push((name.clone(), node));
+                        }
+                    }
+                }
+                if !self.backplane.shared() {
+                    continue;
+                }
+                if f.unsaved > 0
+                    && (f.unsaved >= SNAPSHOT_EVERY
+                        || now.saturating_sub(f.saved_at) >= SNAPSHOT_AGE_MS)
+                    && let Ok(bytes) = serde_json::to_vec(&f.replica)
+                {
+                    f.unsaved = 0;
+                    f.saved_at = now;
+                    snapshots.push((
+                        name.clone(),
+                        Snapshot {
+                            pos: f.pos,
+                            state: bytes,
+                        },
+                    ));
+                }
+                let here = conns.values().any(|l| &l.claims.room == name);
+                if here {
+                    f.idle_since = None;
+                } else {
+                    let since = *f.idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= UNFOLLOW_AFTER {
+                        unfollow.push(name.clone());
+                    }
+                }
+            }
+            for name in &unfollow {
+                rooms.remove(name);
+            }
+        }
+        for room in ticks {
+            let _ = self.publish(&room, Event::Tick { at: now }).await;
+        }
+        for (room, node) in lost {
+            info!(node = %node, room = %room, "a node is gone; its sessions are held");
+            let _ = self.publish(&room, Event::NodeLost { node, at: now }).await;
+        }
+        for (room, snapshot) in snapshots {
+            if let Err(e) = self.backplane.save_snapshot(&room, snapshot).await {
+                debug!(error = %e, "a snapshot could not be saved");
+            }
+        }
+        for room in unfollow {
+            self.backplane.unfollow(&room).await;
+        }
+        self.metrics.rooms.set(self.lock().rooms.len() as f64);
+    }
+
+    /// Tells every connection of this node to reconnect (to another node, through the load
+    /// balancer) after a delay spread over a window that grows with their number, so they do
+    /// not all arrive at once; their sessions stay resumable.
+    pub(crate) async fn drain(&self) {
+        let conns: Vec<(u64, String)> = self
+            .lock()
+            .conns
+            .iter()
+            .filter(|(_, l)| l.peer.is_some())
+            .map(|(id, l)| (*id, l.claims.room.clone()))
+            .collect();
+        let n = conns.len() as u64;
+        let window = (n * 5)
+            .clamp(250, ms(self.options.limits.shutdown_grace) / 2)
+            .max(1);
+        info!(connections = n, window_ms = window, "draining");
+        for (id, room) in conns {
+            let retry_after_ms = rand::random_range(0..window);
+            let event = Event::Tell {
+                conn: self.conn_ref(id),
+                msg: ServerMessage::Shutdown { retry_after_ms },
+            };
+            if self.publish(&room, event).await.is_err() {
+                // Without the log the notice goes directly; the client reconnects all the same.
+                let conn = self.lock().conns.get(&id).map(|l| l.handle.clone());
+                if let (Some(conn), Some(text)) =
+                    (conn, encode(&ServerMessage::Shutdown { retry_after_ms }))
+                {
+                    Self::deliver(&conn, Outbound::message(text));
+                }
+            }
+        }
+    }
+
+    /// When rooms live in this process only: ends every session as the process stops, so the
+    /// audit trail records their leaving.
+    pub(crate) async fn end_all(&self) {
+        if self.backplane.shared() {
             return;
         }
-        let Some(link) = state.peers.get_mut(peer) else {
-            return;
+        let rooms: Vec<String> = self.lock().rooms.keys().cloned().collect();
+        let at = unix_ms();
+        for room in rooms {
+            let _ = self.publish(&room, Event::End { at }).await;
+        }
+    }
+
+    /// Withdraws an invitation on every node: its tokens are refused from now on, and everyone
+    /// connected with one is disconnected with `revoked` (a waiting patient loses their place).
+    pub(crate) async fn revoke(&self, inv: &str) {
+        self.lock().revoked.insert(inv.to_owned());
+        let msg = Control::Revoke {
+            inv: inv.to_owned(),
         };
-        link.check = Some(report);
-        let (room, role, sub, name) = (
-            link.room.clone(),
-            link.role,
-            link.sub.clone(),
-            link.name.clone(),
-        );
-        let mut out = Vec::new();
-        if let Some(r) = state.rooms.get_mut(&room)
-            && r.set_check(peer, report, &mut out)
-        {
-            self.apply(&mut state, out, now);
+        if let Err(e) = self.backplane.broadcast(msg).await {
+            warn!(error = %e, "a withdrawal could not be passed on to other nodes");
         }
-        if role == Role::Resident {
-            self.write(Write::Tablet(TabletChange::Checked {
-                sub: sub.clone(),
-                name,
-                room,
-                report,
-            }));
-        }
-        if let Some(request) = request
-            && state.checks.get(&request).is_some_and(|p| p.sub == sub)
-            && let Some(pending) = state.checks.remove(&request)
-        {
-            let _ = pending.reply.send(report);
+    }
+
+    /// New rules for resident `sub` on every node: enforced from now on and sent to its tablets.
+    pub(crate) async fn set_rules(&self, sub: &str, rules: Rules) {
+        self.lock().rules.insert(sub.to_owned(), rules.clone());
+        let msg = Control::Rules {
+            sub: sub.to_owned(),
+            rules,
+        };
+        if let Err(e) = self.backplane.broadcast(msg).await {
+            warn!(error = %e, "new rules could not be passed on to other nodes");
         }
     }
 
     /// Asks the connected tablet(s) of resident `sub` to run their check. `Offline` when none
     /// is connected. The caller must [`Hub::forget_check`] the request when it stops waiting.
-    pub(crate) fn request_check(
+    pub(crate) async fn request_check(
         &self,
         sub: &str,
     ) -> Result<(String, oneshot::Receiver<CheckReport>), ErrorCode> {
-        let mut state = self.lock();
-        let request = uuid::Uuid::new_v4().simple().to_string();
-        let msg = ServerMessage::RunCheck {
-            request: request.clone(),
-        };
-        let text = encode(&msg).ok_or(ErrorCode::Internal)?;
-        let mut asked = 0;
-        for link in state
-            .peers
-            .values()
-            .filter(|l| l.role == Role::Resident && l.sub == sub)
-        {
-            if self.deliver(&link.conn, Outbound::message(text.clone())) {
-                asked += 1;
-            }
-        }
-        if asked == 0 {
+        if !self.online_tablets().contains_key(sub) {
             return Err(ErrorCode::Offline);
         }
+        let request = uuid::Uuid::new_v4().simple().to_string();
         let (reply, rx) = oneshot::channel();
-        state.checks.insert(
+        self.lock().checks.insert(
             request.clone(),
             PendingCheck {
                 sub: sub.to_owned(),
                 reply,
             },
         );
+        let msg = Control::RunCheck {
+            sub: sub.to_owned(),
+            request: request.clone(),
+        };
+        if self.backplane.broadcast(msg).await.is_err() {
+            self.forget_check(&request);
+            return Err(ErrorCode::Unavailable);
+        }
         Ok((request, rx))
     }
 
@@ -654,118 +819,23 @@ impl Hub {
         self.lock().checks.remove(request);
     }
 
-    /// Withdraws an invitation: its tokens are refused from now on, and everyone connected with
-    /// one is disconnected with `revoked` (a waiting patient loses their place).
-    pub(crate) fn revoke(&self, inv: &str) {
-        let now = unix_ms();
-        let mut state = self.lock();
-        state.revoked.insert(inv.to_owned());
-        let holders: Vec<PeerId> = state
-            .peers
-            .iter()
-            .filter(|(_, l)| l.inv.as_deref() == Some(inv))
-            .map(|(p, _)| p.clone())
-            .collect();
-        let mut out = Vec::new();
-        for peer in holders {
-            let Some(link) = state.peers.remove(&peer) else {
-                continue;
-            };
-            info!(peer = %peer, "invitation withdrawn; disconnecting");
-            self.unlinked(&link, now);
-            self.close_conn(
-                &link.conn,
-                ErrorCode::Revoked,
-                ErrorCode::Revoked.default_message(),
-            );
-            if let Some(room) = state.rooms.get_mut(&link.room) {
-                room.leave(&peer, &mut out);
-                if room.is_empty() {
-                    state.rooms.remove(&link.room);
-                }
-            }
-        }
-        // A patient whose connection had dropped holds a place with no connection: it goes too.
-        let sub = format!("inv-{inv}");
-        for room in state.rooms.values_mut() {
-            room.forget_waiting(&sub, &mut out);
-        }
-        state.rooms.retain(|_, room| !room.is_empty());
-        self.apply(&mut state, out, now);
-        self.metrics.rooms.set(state.rooms.len() as f64);
-    }
-
-    /// New rules for resident `sub`: enforced from now on and sent to its connected tablets;
-    /// whoever they now separate from the resident sees the other leave, whoever they now allow
-    /// sees the other arrive.
-    pub(crate) fn set_rules(&self, sub: &str, rules: Rules) {
-        let now = unix_ms();
-        let mut state = self.lock();
-        let msg = ServerMessage::Rules {
-            rules: rules.clone(),
-        };
-        let before = state.rules.insert(sub.to_owned(), rules.clone());
-        let mut out = Vec::new();
-        for room in state.rooms.values() {
-            let members = room.members();
-            for resident in members
-                .iter()
-                .filter(|m| m.role == Role::Resident && m.sub == sub)
-            {
-                for other in members
-                    .iter()
-                    .filter(|m| m.peer != resident.peer && !exempt_from_rules(m.role))
-                {
-                    let was = before.as_ref().is_none_or(|r| r.allows(&other.sub));
-                    let is = rules.allows(&other.sub);
-                    if was == is {
-                        continue;
-                    }
-                    for (to, about) in [(resident, other), (other, resident)] {
-                        let msg = if is {
-                            ServerMessage::PeerJoined {
-                                peer: about.peer.clone(),
-                                name: about.name.clone(),
-                                role: about.role,
-                                sub: about.sub.clone(),
-                            }
-                        } else {
-                            ServerMessage::PeerLeft {
-                                peer: about.peer.clone(),
-                            }
-                        };
-                        out.push(Effect::Send(to.peer.clone(), msg));
-                    }
-                }
-            }
-        }
-        // The tablet learns its new rules first, then who it sees because of them.
-        if let Some(text) = encode(&msg) {
-            for link in state
-                .peers
-                .values()
-                .filter(|l| l.role == Role::Resident && l.sub == sub)
-            {
-                self.deliver(&link.conn, Outbound::message(text.clone()));
-            }
-        }
-        self.apply(&mut state, out, now);
-    }
-
-    /// Residents' tablets connected now, by subject (the earliest connection when several).
+    /// Residents' tablets connected now, by subject (the earliest connection when several), as
+    /// the rooms this node follows have them.
     pub(crate) fn online_tablets(&self) -> HashMap<String, OnlineTablet> {
         let state = self.lock();
         let mut out: HashMap<String, OnlineTablet> = HashMap::new();
-        for link in state.peers.values().filter(|l| l.role == Role::Resident) {
-            let entry = out.entry(link.sub.clone()).or_insert_with(|| OnlineTablet {
-                name: link.name.clone(),
-                room: link.room.clone(),
-                since_ms: link.since_ms,
-                check: link.check,
-            });
-            entry.since_ms = entry.since_ms.min(link.since_ms);
-            if link.check.map(|c| c.at) > entry.check.map(|c| c.at) {
-                entry.check = link.check;
+        for (room, f) in &state.rooms {
+            for (sub, name, since_ms, check) in f.replica.tablets() {
+                let entry = out.entry(sub.to_owned()).or_insert_with(|| OnlineTablet {
+                    name: name.to_owned(),
+                    room: room.clone(),
+                    since_ms,
+                    check,
+                });
+                entry.since_ms = entry.since_ms.min(since_ms);
+                if check.map(|c| c.at) > entry.check.map(|c| c.at) {
+                    entry.check = check;
+                }
             }
         }
         out
@@ -776,19 +846,116 @@ impl Hub {
         self.write(Write::Audit(record));
     }
 
-    /// Number of connections that are in a room or waiting.
+    /// Number of this node's connections that hold a session.
     pub fn peer_count(&self) -> usize {
-        self.lock().peers.len()
+        self.lock()
+            .conns
+            .values()
+            .filter(|l| l.peer.is_some() && !l.detached)
+            .count()
+    }
+
+    /// Number of this node's connections, with or without a session.
+    pub(crate) fn conn_count(&self) -> usize {
+        self.lock().conns.len()
     }
 }
 
-/// Serialises a server message; these types always serialise, so a failure is logged, not sent.
-pub(crate) fn encode(msg: &ServerMessage) -> Option<Utf8Bytes> {
-    match serde_json::to_string(msg) {
-        Ok(s) => Some(Utf8Bytes::from(s)),
-        Err(e) => {
-            warn!(error = %e, "could not serialise a server message");
-            None
+impl Sink for Hub {
+    fn event(&self, room: &str, pos: u64, origin: &str, event: Event) {
+        let shared = self.backplane.shared();
+        let mut state = self.lock();
+        let followed = if shared {
+            match state.rooms.get_mut(room) {
+                Some(f) => f,
+                // Not followed (any more): another node serves it.
+                None => return,
+            }
+        } else {
+            state.rooms.entry(room.to_owned()).or_insert_with(|| {
+                Followed::new(
+                    Replica::new(room, self.options.limits.max_participants),
+                    0,
+                    unix_ms(),
+                )
+            })
+        };
+        if shared {
+            if pos <= followed.pos {
+                return;
+            }
+            followed.pos = pos;
+        } else {
+            followed.pos += 1;
+        }
+        followed.unsaved += 1;
+        let mut outs = Vec::new();
+        followed.replica.apply(event, &self.ctx(), &mut outs);
+        let empty = followed.replica.is_empty();
+        self.carry_out(&mut state, room, outs, origin == self.node);
+        if empty && !shared {
+            state.rooms.remove(room);
+        }
+        self.metrics.rooms.set(state.rooms.len() as f64);
+    }
+
+    fn control(&self, msg: Control) {
+        let now = unix_ms();
+        let mut state = self.lock();
+        match msg {
+            Control::Revoke { inv } => {
+                state.revoked.insert(inv.clone());
+                for (name, f) in &state.rooms {
+                    if f.replica.concerns(Some(&inv), None) {
+                        self.followup(
+                            name,
+                            Event::Revoke {
+                                inv: inv.clone(),
+                                at: now,
+                            },
+                        );
+                    }
+                }
+            }
+            Control::Rules { sub, rules } => {
+                state.rules.insert(sub.clone(), rules.clone());
+                for (name, f) in &state.rooms {
+                    if f.replica.concerns(None, Some(&sub)) {
+                        self.followup(
+                            name,
+                            Event::Rules {
+                                sub: sub.clone(),
+                                rules: rules.clone(),
+                                at: now,
+                            },
+                        );
+                    }
+                }
+            }
+            Control::RunCheck { sub, request } => {
+                for (name, f) in &state.rooms {
+                    if f.replica.concerns(None, Some(&sub)) {
+                        self.followup(
+                            name,
+                            Event::RunCheck {
+                                sub: sub.clone(),
+                                request: request.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+            Control::CheckAnswer {
+                request,
+                sub,
+                report,
+            } => {
+                if state.checks.get(&request).is_some_and(|p| p.sub == sub)
+                    && let Some(pending) = state.checks.remove(&request)
+                {
+                    let _ = pending.reply.send(report);
+                }
+            }
         }
     }
 }

@@ -10,12 +10,15 @@
 //! ```
 
 mod api;
+mod backplane;
 mod connection;
 mod hub;
 pub mod ice;
 pub mod metrics;
 mod options;
 mod persist;
+mod replica;
+mod resume;
 pub mod room;
 pub mod secret;
 mod server;

@@ -59,6 +59,19 @@ enum Command {
         /// The built UI (ui/dist) to serve as the browser mode at invitation links.
         #[arg(long, env = "HEARTH_WEB_ROOT")]
         web_root: Option<PathBuf>,
+        /// Share rooms with other server processes through NATS (JetStream enabled), e.g.
+        /// nats://127.0.0.1:4222; without it, rooms live in this process only.
+        #[arg(long, env = "HEARTH_NATS_URL")]
+        nats_url: Option<String>,
+        /// This process's name among the nodes sharing rooms (default: random).
+        #[arg(long, env = "HEARTH_NODE_ID")]
+        node_id: Option<String>,
+        /// How long a client whose connection dropped may resume its session.
+        #[arg(long, env = "HEARTH_RESUME_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+        resume_grace: Duration,
+        /// How long a stopping server (SIGTERM) waits for its clients to reconnect elsewhere.
+        #[arg(long, env = "HEARTH_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+        drain_timeout: Duration,
     },
     /// Print a signed join token.
     Mint {
@@ -142,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
             store,
             public_url,
             web_root,
+            nats_url,
+            node_id,
+            resume_grace,
+            drain_timeout,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -176,6 +193,8 @@ async fn main() -> anyhow::Result<()> {
                 },
                 limits: Limits {
                     max_participants: *max_participants,
+                    resume_grace: *resume_grace,
+                    shutdown_grace: *drain_timeout,
                     ..Limits::default()
                 },
                 store_path: match store.as_deref() {
@@ -185,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
                 },
                 public_url: public_url.clone(),
                 web_root: web_root.clone(),
+                nats_url: nats_url.clone(),
+                node_id: node_id.clone(),
             };
             if let Some(root) = web_root
                 && !signaling::web::looks_built(root)

@@ -21,6 +21,8 @@ pub mod names {
     pub const ERRORS: &str = "hearth_errors_total";
     /// Time from reading a `signal` to writing it to its recipient.
     pub const RELAY_LATENCY: &str = "hearth_relay_latency_seconds";
+    /// Sessions taken up again from another connection.
+    pub const RESUMES: &str = "hearth_resumes_total";
 }
 
 /// Handles to every metric, cheap to update on the hot path (atomics, no lookups).
@@ -37,6 +39,8 @@ pub struct Metrics {
     pub messages_out: Counter,
     /// See [`names::RELAY_LATENCY`].
     pub relay_latency: Histogram,
+    /// See [`names::RESUMES`].
+    pub resumes: Counter,
     errors: Vec<(ErrorCode, Counter)>,
 }
 
@@ -92,6 +96,11 @@ impl Metrics {
             Some(Unit::Seconds),
             "Time from reading a signal to writing it to its recipient.",
         );
+        describe(
+            names::RESUMES,
+            None,
+            "Sessions taken up again from another connection.",
+        );
         let errors = ErrorCode::ALL
             .into_iter()
             .map(|code| {
@@ -107,6 +116,7 @@ impl Metrics {
             messages_out: recorder.register_counter(&Key::from_name(names::MESSAGES_OUT), &meta),
             relay_latency: recorder
                 .register_histogram(&Key::from_name(names::RELAY_LATENCY), &meta),
+            resumes: recorder.register_counter(&Key::from_name(names::RESUMES), &meta),
             errors,
             recorder,
         }

@@ -30,6 +30,11 @@ pub struct ServerOptions {
     /// The built UI (`ui/dist`) to serve as the browser mode at invitation links; `None`
     /// answers those links with a sentence.
     pub web_root: Option<PathBuf>,
+    /// NATS server(s) to share rooms through with other nodes (`nats://host:4222`, several
+    /// separated by commas); `None` keeps rooms in this process.
+    pub nats_url: Option<String>,
+    /// This node's id among the nodes sharing rooms; `None` picks a random one.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +49,8 @@ impl Default for ServerOptions {
             store_path: None,
             public_url: None,
             web_root: None,
+            nats_url: None,
+            node_id: None,
         }
     }
 }
@@ -71,7 +78,12 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long a dropped patient's place in the waiting room is held.
     pub waiting_grace: Duration,
-    /// How long shutdown waits for clients to close.
+    /// How long a session whose connection dropped can be resumed (`hello.resume`).
+    pub resume_grace: Duration,
+    /// Messages kept per session to replay after a resume; a larger gap gets a snapshot.
+    pub replay_buffer: usize,
+    /// How long a draining node waits for its clients to reconnect elsewhere before it closes
+    /// their connections.
     pub shutdown_grace: Duration,
     /// How long staff wait for a tablet to answer a remote check.
     pub check_timeout: Duration,
@@ -95,7 +107,9 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(40),
             waiting_grace: Duration::from_secs(120),
-            shutdown_grace: Duration::from_secs(5),
+            resume_grace: Duration::from_secs(30),
+            replay_buffer: 256,
+            shutdown_grace: Duration::from_secs(10),
             check_timeout: Duration::from_secs(30),
             redeem_per_second: 100,
             redeem_per_address: 5,

@@ -3,9 +3,10 @@
 
 use hearth_proto::care::{AuditEvent, CheckReport};
 use hearth_proto::{ErrorCode, PeerId, PeerInfo, Role, ServerMessage, WaitingPeer};
+use serde::{Deserialize, Serialize};
 
 /// Someone arriving with a verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entrant {
     /// The id the server picked for this connection.
     pub peer: PeerId,
@@ -81,7 +82,7 @@ pub enum Placement {
     Waiting(PeerId),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Waiter {
     who: Entrant,
     since_ms: u64,
@@ -94,7 +95,7 @@ struct Waiter {
 }
 
 /// A room: the call (mesh, at most `capacity` members) and, for consults, a waiting room.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Room {
     name: String,
     capacity: usize,
@@ -114,6 +115,11 @@ impl Room {
             queue: Vec::new(),
             consult: false,
         }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// True when nobody is in the call or waiting (held places count as waiting).
@@ -234,15 +240,56 @@ impl Room {
         }
     }
 
-    /// The peer's connection dropped: a member leaves the call; a waiter's place is held until
-    /// [`Room::expire`] finds it older than the grace period.
-    pub fn disconnect(&mut self, peer: &PeerId, now_ms: u64, out: &mut Vec<Effect>) {
-        if let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) {
-            w.dropped_ms = Some(now_ms);
+    /// A waiter's connection dropped: its place is held until [`Room::expire`] finds it older
+    /// than the grace period, and clinicians see it. A member of the call stays in the call (its
+    /// session may be resumed); [`Room::leave`] takes it out when it is given up. Returns
+    /// whether `peer` was waiting.
+    pub fn disconnect(&mut self, peer: &PeerId, now_ms: u64, out: &mut Vec<Effect>) -> bool {
+        let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) else {
+            return false;
+        };
+        w.dropped_ms = Some(now_ms);
+        self.queue_changed(out);
+        true
+    }
+
+    /// A held waiter is connected again under the same id: clinicians see it back. Returns
+    /// whether `peer` was waiting.
+    pub fn reconnect(&mut self, peer: &PeerId, out: &mut Vec<Effect>) -> bool {
+        let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) else {
+            return false;
+        };
+        let was_dropped = w.dropped_ms.take().is_some();
+        w.told_position = 0;
+        if was_dropped {
             self.queue_changed(out);
         } else {
-            self.remove_member(peer, out);
+            self.tell_positions(out);
         }
+        true
+    }
+
+    /// Whether `peer` is in the waiting room (held places count).
+    pub fn is_waiting(&self, peer: &PeerId) -> bool {
+        self.queue.iter().any(|w| &w.who.peer == peer)
+    }
+
+    /// The state a waiter is told when it needs all of it again: its position.
+    pub fn position_of(&self, peer: &PeerId) -> Option<ServerMessage> {
+        let i = self.queue.iter().position(|w| &w.who.peer == peer)?;
+        Some(ServerMessage::Waiting {
+            room: self.name.clone(),
+            peer: peer.clone(),
+            position: i + 1,
+            resume_secret: None,
+        })
+    }
+
+    /// What a clinician in this room sees of the waiting room, when it is a consult.
+    pub fn lobby_for(&self, peer: &PeerId) -> Option<ServerMessage> {
+        self.member(peer)
+            .filter(|m| m.role == Role::Clinician)
+            .map(|_| self.lobby())
     }
 
     fn remove_member(&mut self, peer: &PeerId, out: &mut Vec<Effect>) {
@@ -431,6 +478,7 @@ impl Room {
                         room: name.clone(),
                         peer: w.who.peer.clone(),
                         position,
+                        resume_secret: None,
                     },
                 ));
             }

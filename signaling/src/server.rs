@@ -32,6 +32,9 @@ pub enum ServerError {
     /// The data store could not be opened.
     #[error("could not open the data store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The backplane (NATS) could not be reached or set up.
+    #[error("could not reach the shared state: {0}")]
+    Backplane(#[from] crate::backplane::BackplaneError),
     /// The listen address could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -111,9 +114,15 @@ impl Server {
             source,
         })?;
         let store = Arc::new(crate::store::Store::open(options.store_path.as_deref())?);
-        let (hub, writes) = Hub::new(options, store.clone())?;
+        let backplane: Arc<dyn crate::backplane::Backplane> = match &options.nats_url {
+            Some(url) => Arc::new(crate::backplane::nats::Nats::connect(url).await?),
+            None => Arc::new(crate::backplane::memory::Memory::default()),
+        };
+        let (hub, writes, followups) = Hub::new(options, store.clone(), backplane)?;
         let _ = hub.listen.set(addr);
         let hub = Arc::new(hub);
+        hub.attach();
+        tokio::spawn(hub.clone().run_followups(followups));
         let writer = tokio::spawn(crate::persist::run(store, writes));
         let stop = CancellationToken::new();
         let router = app(hub.clone());
@@ -130,18 +139,19 @@ impl Server {
                 error!(error = %e, "server stopped with an error");
             }
         });
-        let sweeper = hub.clone();
-        let sweep_stop = stop.clone();
+        let keeper = hub.clone();
+        let keeper_stop = stop.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = sweep_stop.cancelled() => break,
-                    _ = tick.tick() => sweeper.sweep(),
+                    () = keeper_stop.cancelled() => break,
+                    _ = tick.tick() => keeper.housekeeping().await,
                 }
             }
         });
-        info!(%addr, "signaling server listening");
+        info!(%addr, node = %hub.node, "signaling server listening");
         Ok(Server {
             addr,
             hub,
@@ -171,20 +181,35 @@ impl Server {
         self.hub.peer_count()
     }
 
-    /// Stops accepting, fails `/readyz`, tells every client to reconnect later, and waits (up to
-    /// the shutdown grace) for their connections to close.
+    /// Drains: fails `/readyz` and refuses new connections, tells every client to reconnect
+    /// (elsewhere, through the load balancer) after a spread of delays with its session kept
+    /// resumable, waits until they have gone or the shutdown grace is over, then stops.
     pub async fn shutdown(mut self) {
         info!("shutting down");
         self.hub.shutdown.cancel();
+        self.hub.drain().await;
+        let grace = self.hub.options.limits.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.hub.conn_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.hub.conn_count() > 0 {
+            info!(
+                connections = self.hub.conn_count(),
+                "clients still connected after the shutdown grace; closing them"
+            );
+        }
+        self.hub.stopping.cancel();
         self.stop.cancel();
         self.hub.tasks.close();
-        let grace = self.hub.options.limits.shutdown_grace;
-        if tokio::time::timeout(grace, self.hub.tasks.wait())
+        if tokio::time::timeout(Duration::from_secs(3), self.hub.tasks.wait())
             .await
             .is_err()
         {
-            info!("clients still connected after the shutdown grace; closing anyway");
+            info!("connections did not close in time");
         }
+        self.hub.end_all().await;
+        self.hub.backplane.close().await;
         if let Some(serve) = self.serve.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), serve).await;
         }
@@ -205,6 +230,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.hub.shutdown.cancel();
+        self.hub.stopping.cancel();
         self.stop.cancel();
         if let Some(serve) = self.serve.take() {
             serve.abort();

@@ -127,6 +127,13 @@ async fn serves_a_minted_token_and_exits_cleanly_on_sigterm() {
         }
     };
     assert_eq!(bye["type"], "shutdown");
+    assert!(bye["retry_after_ms"].as_u64().is_some());
+    assert!(
+        bye["seq"].as_u64().is_some(),
+        "numbered in the session: {bye}"
+    );
+    // The client goes (to another node, in a cluster); the drained server exits.
+    drop(ws);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .unwrap()
@@ -146,7 +153,14 @@ async fn serve_on(store: &std::path::Path) -> (tokio::process::Child, String, St
         tokio::process::Command::new(BIN)
             .env("HEARTH_SECRET", SECRET)
             .env("RUST_LOG", "warn")
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain-timeout",
+                "1s",
+                "--store",
+            ])
             .arg(store),
     )
     .await;

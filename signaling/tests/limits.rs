@@ -213,6 +213,7 @@ async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
         rate_per_second: 10_000,
         rate_burst: 10_000,
         write_timeout: Duration::from_secs(2),
+        resume_grace: Duration::from_millis(500),
         ..Limits::default()
     })
     .await;
@@ -233,7 +234,9 @@ async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
         1,
         "the slow client was disconnected after {sent} messages"
     );
-    // The sender is told, possibly after unknown_peer errors for signals already in flight.
+    // Its session is held for the resume grace (what is sent to it meanwhile is kept for a
+    // resume); then the sender is told it left, possibly after unknown_peer errors for signals
+    // sent after that.
     loop {
         let m = tokio::time::timeout(common::WAIT, inbox.recv())
             .await
@@ -256,6 +259,7 @@ async fn a_silent_peer_is_detected_and_dropped() {
     let server = start_with(Limits {
         ping_interval: Duration::from_millis(100),
         idle_timeout: Duration::from_millis(400),
+        resume_grace: Duration::from_millis(300),
         ..Limits::default()
     })
     .await;
@@ -306,16 +310,28 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn graceful_shutdown_tells_clients_and_closes() {
-    let server = start().await;
+    let server = start_with(Limits {
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
     let addr = server.local_addr();
     let (mut a, mut b, _, _) = pair(&server, "r").await;
     let mut lurker = Client::connect(&server).await; // connected, no hello yet
     let shutting = tokio::spawn(server.shutdown());
-    for c in [&mut a, &mut b, &mut lurker] {
-        let m = c.expect("shutdown").await;
-        assert!(m["retry_after_ms"].as_u64().unwrap() > 0);
-        assert_eq!(c.closed().await, Some(1001));
-    }
+    // The one without a session is told and closed at once.
+    let m = lurker.expect("shutdown").await;
+    assert!(m["retry_after_ms"].as_u64().unwrap() > 0);
+    assert_eq!(lurker.closed().await, Some(1001));
+    // Those in a room are told when to reconnect (within a spread window), in their sessions'
+    // numbered streams; one goes as told, the other lingers and is closed when the drain
+    // deadline passes.
+    let told = a.expect("shutdown").await;
+    assert!(a.last_seq > 1, "numbered in the session");
+    assert!(told["retry_after_ms"].as_u64().unwrap() < 1000);
+    drop(a);
+    b.expect("shutdown").await;
+    assert_eq!(b.closed().await, Some(1001));
     tokio::time::timeout(Duration::from_secs(3), shutting)
         .await
         .unwrap()

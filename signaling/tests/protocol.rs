@@ -56,12 +56,18 @@ async fn family_joins_a_resident_and_signals_relay_both_ways() {
 }
 
 #[tokio::test]
-async fn a_dropped_connection_is_a_peer_left() {
-    let server = start().await;
+async fn a_dropped_connection_is_a_peer_left_once_its_session_can_no_longer_resume() {
+    let server = start_with(Limits {
+        resume_grace: Duration::from_millis(800),
+        ..Limits::default()
+    })
+    .await;
     let (mut kim, _) = Client::join(&server, "r", Role::Resident, "Kim").await;
     let (ann, welcome) = Client::join(&server, "r", Role::Family, "Ann").await;
     kim.expect("peer_joined").await;
     drop(ann);
+    // Held for the grace period (Ann may resume), then gone.
+    kim.quiet_for(Duration::from_millis(500)).await;
     assert_eq!(kim.expect("peer_left").await["peer"], peer(&welcome));
 }
 

@@ -67,7 +67,7 @@ impl ErrorCode {
             S::Offline => ErrorCode::Offline,
             S::Timeout => ErrorCode::Timeout,
             S::BadMessage | S::TooLarge => ErrorCode::BadRequest,
-            S::ShuttingDown => ErrorCode::ServerUnreachable,
+            S::ShuttingDown | S::Unavailable => ErrorCode::ServerUnreachable,
             _ => ErrorCode::Internal,
         }
     }

@@ -417,6 +417,7 @@ impl Actor {
                 role,
                 peers,
                 ice_servers,
+                ..
             } => {
                 self.ice_servers = ice_servers;
                 self.peers = peers.iter().map(|p| (p.peer.clone(), p.clone())).collect();

@@ -31,6 +31,7 @@ pub(crate) async fn connect(
         &ClientMessage::Hello {
             token: token.to_owned(),
             room: None,
+            resume: None,
         },
     )
     .await?;

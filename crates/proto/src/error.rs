@@ -44,11 +44,14 @@ pub enum ErrorCode {
     Offline,
     /// HTTP API: the tablet did not answer in time.
     Timeout,
+    /// The servers' shared state cannot be reached for a moment; the message was not applied.
+    /// Send it again shortly.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for registering metrics and for documentation tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadToken,
         ErrorCode::ExpiredToken,
         ErrorCode::Forbidden,
@@ -66,6 +69,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Offline,
         ErrorCode::Timeout,
+        ErrorCode::Unavailable,
     ];
 
     /// True for the codes a server sends just before closing an established connection on
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Offline => "offline",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -131,6 +136,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "There is nothing by that name or code.",
             ErrorCode::Offline => "That tablet is not connected right now.",
             ErrorCode::Timeout => "The tablet did not answer in time.",
+            ErrorCode::Unavailable => {
+                "The service is busy for a moment; what you sent was not applied. Try again."
+            }
         }
     }
 }

@@ -138,6 +138,17 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// What a reconnecting client sends in `hello` to take up its session again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The session's peer id.
+    pub peer: PeerId,
+    /// The `resume_secret` from the session's `welcome` or `waiting`.
+    pub secret: String,
+    /// The highest `seq` the client received; 0 for none.
+    pub last_seq: u64,
+}
+
 /// A message from a client to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -151,6 +162,10 @@ pub enum ClientMessage {
         /// token is for another room.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// Take up a session again after the connection dropped: its id, the secret its
+        /// `welcome` (or `waiting`) carried, and the last `seq` received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
     },
     /// Relay opaque `data` to another participant of the room.
     Signal {
@@ -202,6 +217,9 @@ pub enum ServerMessage {
         peers: Vec<PeerInfo>,
         /// STUN and TURN servers for ICE; empty when none is configured.
         ice_servers: Vec<IceServer>,
+        /// The secret that resumes this session from another connection (`hello.resume`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_secret: Option<String>,
     },
     /// You are in the waiting room of a consult.
     Waiting {
@@ -211,6 +229,23 @@ pub enum ServerMessage {
         peer: PeerId,
         /// Extension: your place in the queue, 1 for next.
         position: usize,
+        /// The secret that resumes this session from another connection (`hello.resume`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_secret: Option<String>,
+    },
+    /// The session was taken up again (`hello.resume`). The messages it missed follow with
+    /// their own `seq`s, or, when `snapshot` is true, a fresh `welcome` or `waiting` (and for a
+    /// clinician `lobby`) that replaces everything the client knew.
+    Resumed {
+        /// The session's id, unchanged.
+        peer: PeerId,
+        /// The highest `seq` the client sent in a message that the server has applied; the
+        /// client sends again whatever it numbered after it.
+        acked: u64,
+        /// How many missed messages follow.
+        replayed: u64,
+        /// True when too much was missed to replay it: the state follows instead.
+        snapshot: bool,
     },
     /// Clinicians only: who is waiting, in arrival order.
     Lobby {
@@ -298,6 +333,37 @@ impl ParseError {
     }
 }
 
+/// The `seq` of a message, when it has one (read without the rest of the message).
+#[derive(Deserialize)]
+struct SeqOnly {
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+/// A message's `seq`: the number a client gives what it sends, so that after a resume it knows
+/// what the server applied (`resumed.acked`), or the number the server gives everything it sends
+/// in a session. `None` when absent or not a number.
+pub fn seq_of(text: &str) -> Option<u64> {
+    serde_json::from_str::<SeqOnly>(text)
+        .ok()
+        .and_then(|s| s.seq)
+}
+
+/// Writes `text`, a JSON object, with `"seq":seq` as its first field.
+pub fn with_seq(text: &str, seq: u64) -> String {
+    let rest = text.strip_prefix('{').unwrap_or(text);
+    let mut out = String::with_capacity(text.len() + 24);
+    out.push_str("{\"seq\":");
+    out.push_str(&seq.to_string());
+    if rest.trim_start().starts_with('}') {
+        out.push_str(rest);
+    } else {
+        out.push(',');
+        out.push_str(rest);
+    }
+    out
+}
+
 /// Reads one client text frame.
 pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
     serde_json::from_str(text).map_err(|e| match e.classify() {
@@ -332,7 +398,8 @@ mod tests {
             parse_client(r#"{"type":"hello","token":"t"}"#).unwrap(),
             ClientMessage::Hello {
                 token: "t".into(),
-                room: None
+                room: None,
+                resume: None,
             }
         );
         assert_eq!(
@@ -389,6 +456,7 @@ mod tests {
                 username: None,
                 credential: None,
             }],
+            resume_secret: None,
         };
         assert_eq!(
             serde_json::to_value(&welcome).unwrap(),
@@ -400,6 +468,27 @@ mod tests {
             serde_json::to_value(ServerMessage::error(ErrorCode::RoomFull)).unwrap()["code"],
             json!("room_full")
         );
+    }
+
+    #[test]
+    fn seq_is_written_first_and_read_without_the_rest() {
+        let text = with_seq(r#"{"type":"peer_left","peer":"p"}"#, 7);
+        assert_eq!(text, r#"{"seq":7,"type":"peer_left","peer":"p"}"#);
+        assert_eq!(seq_of(&text), Some(7));
+        assert_eq!(with_seq("{}", 1), r#"{"seq":1}"#);
+        assert_eq!(seq_of(r#"{"type":"leave"}"#), None);
+        assert_eq!(seq_of(r#"{"type":"leave","seq":"x"}"#), None);
+        assert_eq!(seq_of("not json"), None);
+        // A message with a seq still reads as itself.
+        assert_eq!(
+            parse_client(r#"{"seq":3,"type":"leave"}"#).unwrap(),
+            ClientMessage::Leave
+        );
+        let resume = parse_client(
+            r#"{"type":"hello","token":"t","resume":{"peer":"p","secret":"s","last_seq":4}}"#,
+        )
+        .unwrap();
+        assert!(matches!(resume, ClientMessage::Hello { resume: Some(r), .. } if r.last_seq == 4));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test helpers: a server on port 0 and a real WebSocket client for it.
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod process;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,35 +39,85 @@ pub fn now() -> u64 {
 
 /// A token whose `sub` is derived from the name, so the same name reconnects as the same person.
 pub fn token(server: &Server, room: &str, role: Role, name: &str) -> String {
+    mint(server.tokens(), room, role, name)
+}
+
+/// [`token`] with any server's keys.
+pub fn mint(keys: &signaling::token::TokenKeys, room: &str, role: Role, name: &str) -> String {
     let sub = format!("sub-{}", name.to_lowercase());
-    server
-        .tokens()
-        .mint(
-            room,
-            role,
-            name,
-            Some(&sub),
-            Duration::from_secs(3600),
-            now(),
-        )
-        .unwrap()
+    keys.mint(
+        room,
+        role,
+        name,
+        Some(&sub),
+        Duration::from_secs(3600),
+        now(),
+    )
+    .unwrap()
+}
+
+/// What a client whose connection dropped keeps: its session and the last seq it got.
+#[derive(Debug, Clone)]
+pub struct Gone {
+    pub session: (String, String),
+    pub last_seq: u64,
 }
 
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// `rules` messages (residents' tablets get them unprompted), kept aside by `recv`.
     rules: std::collections::VecDeque<Value>,
+    /// The session's id and resume secret, from its `welcome` or `waiting`.
+    pub session: Option<(String, String)>,
+    /// The last `seq` received; every numbered message must follow it by one.
+    pub last_seq: u64,
 }
 
 impl Client {
     pub async fn connect(server: &Server) -> Client {
-        let (ws, _) = connect_async(server.ws_url())
-            .await
-            .expect("websocket connects");
+        Client::connect_url(&server.ws_url()).await
+    }
+
+    /// Connects to any node (or the load balancer) by URL.
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = connect_async(url).await.expect("websocket connects");
         Client {
             ws,
             rules: Default::default(),
+            session: None,
+            last_seq: 0,
         }
+    }
+
+    /// The connection drops (no close frame, no `leave`); what the client keeps to resume.
+    pub fn hang_up(self) -> Gone {
+        Gone {
+            session: self.session.clone().expect("a session"),
+            last_seq: self.last_seq,
+        }
+    }
+
+    /// Connects and takes up a session again with the same token; returns the `resumed` (or,
+    /// when the session is gone, the fresh `welcome` or `waiting`).
+    pub async fn resume(server: &Server, token: &str, from: &Gone) -> (Client, Value) {
+        Client::resume_at(&server.ws_url(), token, from).await
+    }
+
+    /// [`Client::resume`] at any node's URL.
+    pub async fn resume_at(url: &str, token: &str, from: &Gone) -> (Client, Value) {
+        let (peer, secret) = from.session.clone();
+        let (ws, _) = connect_async(url).await.expect("websocket connects");
+        let mut c = Client {
+            ws,
+            rules: Default::default(),
+            session: Some(from.session.clone()),
+            last_seq: from.last_seq,
+        };
+        c.send(json!({"type":"hello","token":token,
+            "resume":{"peer":peer,"secret":secret,"last_seq":from.last_seq}}))
+            .await;
+        let first = c.recv().await;
+        (c, first)
     }
 
     /// Connects and says hello with a fresh token; returns the first reply too.
@@ -75,7 +126,12 @@ impl Client {
     }
 
     pub async fn join_with(server: &Server, token: &str) -> (Client, Value) {
-        let mut c = Client::connect(server).await;
+        Client::join_at(&server.ws_url(), token).await
+    }
+
+    /// Connects to `url` and says hello with `token`; returns the first reply too.
+    pub async fn join_at(url: &str, token: &str) -> (Client, Value) {
+        let mut c = Client::connect_url(url).await;
         c.send(json!({"type":"hello","token":token})).await;
         let first = c.recv().await;
         (c, first)
@@ -124,10 +180,39 @@ impl Client {
                 .expect("socket open")
                 .expect("socket ok");
             match m {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Text(t) => {
+                    let mut v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    self.numbered(&mut v);
+                    return v;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected text, got {other:?}"),
             }
+        }
+    }
+
+    /// Checks and takes off what every message of a session carries: its `seq` (one more than
+    /// the last), and the resume secret of a `welcome` or `waiting`.
+    fn numbered(&mut self, v: &mut Value) {
+        let Some(obj) = v.as_object_mut() else { return };
+        if let Some(secret) = obj.remove("resume_secret") {
+            let peer = obj["peer"].as_str().expect("has a peer").to_owned();
+            if self.session.as_ref().is_some_and(|(p, _)| *p != peer) {
+                // A new session (the old one could not be resumed): a new stream.
+                self.last_seq = 0;
+            }
+            self.session = Some((peer, secret.as_str().expect("a string").to_owned()));
+        }
+        if obj.get("type").is_some_and(|t| t == "resumed") && obj["snapshot"] == true {
+            // Too much was missed: the stream goes on from where the server is.
+            self.last_seq = 0;
+        }
+        if let Some(seq) = obj.remove("seq") {
+            let seq = seq.as_u64().expect("seq is a number");
+            if self.last_seq > 0 {
+                assert_eq!(seq, self.last_seq + 1, "messages numbered without gaps");
+            }
+            self.last_seq = seq;
         }
     }
 

@@ -276,7 +276,10 @@ a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
         let (codec, entry) =
             choose_video_codec(&codecs, &[VideoCodec::H264, VideoCodec::Vp8]).unwrap();
         assert_eq!(codec, VideoCodec::H264);
-        assert_eq!(entry.payload_type, 102, "packetization-mode=0 is passed over");
+        assert_eq!(
+            entry.payload_type, 102,
+            "packetization-mode=0 is passed over"
+        );
         let (codec, entry) =
             choose_video_codec(&codecs, &[VideoCodec::Vp8, VideoCodec::H264]).unwrap();
         assert_eq!((codec, entry.payload_type), (VideoCodec::Vp8, 96));

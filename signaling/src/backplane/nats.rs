@@ -1,0 +1,528 @@
+//! Rooms shared through NATS: each room's log is the subject `hearth.room.<room>` of the
+//! JetStream stream `HEARTH_ROOMS` (file storage, so the logs survive a NATS restart), followed
+//! by one ordered consumer per room a node serves; snapshots are kept in the key-value bucket
+//! `hearth_snapshots`; nodes write a heartbeat entry to the bucket `hearth_nodes`, whose entries
+//! expire when they are not refreshed, and watch it to know who is alive; broadcasts go over the
+//! core subject `hearth.control`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{Backplane, BackplaneError, Control, Sink, Snapshot};
+use crate::replica::{Event, NodeId};
+
+const STREAM: &str = "HEARTH_ROOMS";
+const ROOM_PREFIX: &str = "hearth.room.";
+const CONTROL: &str = "hearth.control";
+const SNAPSHOTS: &str = "hearth_snapshots";
+const NODES: &str = "hearth_nodes";
+/// A node not heard from for this long is gone.
+const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a room's events are kept; snapshots are far more recent than this.
+const LOG_AGE: Duration = Duration::from_secs(24 * 3600);
+
+fn nats_error(e: impl std::fmt::Display) -> BackplaneError {
+    BackplaneError::Nats(e.to_string())
+}
+
+/// A room's name as a subject token and a key (any name: it is encoded).
+fn token(room: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(room.as_bytes())
+}
+
+/// A key-value bucket (on disk, one value per key), made if it is not there.
+///
+/// Written out rather than with `create_key_value`: async-nats 0.51 asks the server for account
+/// details first in a form that NATS 2.9 (Debian 12's) does not answer. The bucket is JetStream's
+/// documented key-value layout (a stream `KV_<bucket>` over `$KV.<bucket>.>`), the same that
+/// `create_key_value` makes.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> Result<kv::Store, BackplaneError> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats_error)?;
+    js.get_key_value(name).await.map_err(nats_error)
+}
+
+/// One log entry.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    /// The node that published it.
+    o: String,
+    e: Event,
+}
+
+/// A node's heartbeat entry.
+#[derive(Serialize, Deserialize)]
+struct Beat {
+    draining: bool,
+}
+
+/// Who this node has heard from, and since when it has been able to hear at all.
+#[derive(Default)]
+struct Liveness {
+    /// When each node's heartbeat entry last changed, by this node's clock.
+    heard: HashMap<NodeId, Instant>,
+    /// Since when the watch has run without a break; `None` while it is broken.
+    watching_since: Option<Instant>,
+}
+
+/// One room being followed: its task, and the last position it handed over.
+struct Follower {
+    task: JoinHandle<()>,
+    pos: Arc<AtomicU64>,
+}
+
+/// What is followed, shared with the task that starts it all again after a reconnect.
+type Followers = Arc<Mutex<HashMap<String, Follower>>>;
+
+/// The NATS backplane.
+pub(crate) struct Nats {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    snapshots: kv::Store,
+    nodes: kv::Store,
+    sink: OnceLock<Weak<dyn Sink>>,
+    followers: Followers,
+    liveness: Arc<Mutex<Liveness>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    /// Says when the connection to NATS is made again.
+    reconnected: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+    /// Numbers this process's publications for JetStream's duplicate detection.
+    published: AtomicU64,
+    /// Tells this process's publications apart from another's after a restart.
+    instance: String,
+}
+
+impl std::fmt::Debug for Nats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nats")
+    }
+}
+
+impl Nats {
+    /// Connects to `url` (several servers separated by commas) and sets up the stream and the
+    /// buckets if they are not there yet.
+    pub(crate) async fn connect(url: &str) -> Result<Nats, BackplaneError> {
+        let (reconnected_tx, reconnected_rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::new()
+            .name("hearth-signaling")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(move |event| {
+                let reconnected = reconnected_tx.clone();
+                async move {
+                    info!(%event, "NATS connection");
+                    if matches!(event, async_nats::Event::Connected) {
+                        let _ = reconnected.send(());
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(nats_error)?;
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_owned(),
+                subjects: vec![format!("{ROOM_PREFIX}>")],
+                storage: stream::StorageType::File,
+                max_age: LOG_AGE,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_error)?;
+        let snapshots = bucket(&js, SNAPSHOTS, Duration::ZERO).await?;
+        // Heartbeat entries expire when a node stops refreshing them.
+        let nodes = bucket(&js, NODES, NODE_TIMEOUT * 3).await?;
+        info!(url, "sharing rooms through NATS");
+        Ok(Nats {
+            client,
+            js,
+            stream,
+            snapshots,
+            nodes,
+            sink: OnceLock::new(),
+            followers: Arc::new(Mutex::new(HashMap::new())),
+            liveness: Arc::new(Mutex::new(Liveness::default())),
+            background: Mutex::new(Vec::new()),
+            reconnected: Mutex::new(Some(reconnected_rx)),
+            published: AtomicU64::new(0),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+        })
+    }
+
+    /// Broadcasts from every node, handed to the sink.
+    fn start_control(&self, sink: Weak<dyn Sink>) {
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match client.subscribe(CONTROL).await {
+                    Ok(mut sub) => {
+                        while let Some(msg) = sub.next().await {
+                            match serde_json::from_slice::<Control>(&msg.payload) {
+                                Ok(c) => match sink.upgrade() {
+                                    Some(sink) => sink.control(c),
+                                    None => return,
+                                },
+                                Err(e) => warn!(error = %e, "an unreadable broadcast"),
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "could not listen for broadcasts"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
+    /// After NATS comes back, everything that reads from it starts again: a server restart
+    /// drops its consumers without telling them. Rooms are followed on from the last position
+    /// handed over, and nobody is declared lost until the heartbeats have been watched whole
+    /// again for a full timeout.
+    fn start_recovery(&self, sink: Weak<dyn Sink>) {
+        let Some(mut reconnected) = self
+            .reconnected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let followers = self.followers.clone();
+        let stream = self.stream.clone();
+        let nodes = self.nodes.clone();
+        let liveness = self.liveness.clone();
+        let task = tokio::spawn(async move {
+            let mut watch = tokio::spawn(watch_nodes(nodes.clone(), liveness.clone()));
+            // Also run after the first connection: nothing is followed yet then, and starting
+            // the watch again costs nothing.
+            while reconnected.recv().await.is_some() {
+                watch.abort();
+                liveness
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .watching_since = None;
+                watch = tokio::spawn(watch_nodes(nodes.clone(), liveness.clone()));
+                let mut followers = followers.lock().unwrap_or_else(PoisonError::into_inner);
+                for (room, f) in followers.iter_mut() {
+                    f.task.abort();
+                    f.task = tokio::spawn(follow_room(
+                        stream.clone(),
+                        room.clone(),
+                        f.pos.clone(),
+                        sink.clone(),
+                    ));
+                }
+                info!(
+                    rooms = followers.len(),
+                    "NATS is back; following rooms again"
+                );
+            }
+            watch.abort();
+        });
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+}
+
+/// Watches the heartbeat bucket: every refresh of a node's entry says it is alive.
+async fn watch_nodes(nodes: kv::Store, liveness: Arc<Mutex<Liveness>>) {
+    loop {
+        match nodes.watch_all().await {
+            Ok(mut watch) => {
+                let mut started = false;
+                while let Some(entry) = watch.next().await {
+                    let Ok(entry) = entry else { break };
+                    let mut l = liveness.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !started {
+                        started = true;
+                        l.watching_since = Some(Instant::now());
+                    }
+                    if entry.operation == kv::Operation::Put {
+                        l.heard.insert(entry.key.clone(), Instant::now());
+                    } else {
+                        l.heard.remove(&entry.key);
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "could not watch the nodes"),
+        }
+        liveness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .watching_since = None;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Hands `room`'s log after `after` to the sink, forever: an ordered consumer, made again
+/// from the last position handed over when it breaks (NATS restarted, say).
+async fn follow_room(
+    stream: stream::Stream,
+    room: String,
+    last: Arc<AtomicU64>,
+    sink: Weak<dyn Sink>,
+) {
+    let subject = format!("{ROOM_PREFIX}{}", token(&room));
+    loop {
+        let after = last.load(Ordering::Relaxed);
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: subject.clone(),
+            deliver_policy: if after == 0 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                }
+            },
+            ..Default::default()
+        };
+        let messages = match stream.create_consumer(config).await {
+            Ok(c) => c.messages().await,
+            Err(e) => {
+                debug!(error = %e, room = %room, "could not follow a room; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(error = %e, room = %room, "could not read a room's log; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = messages.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(error = %e, room = %room, "a room's log broke off; following again");
+                    break;
+                }
+            };
+            let Ok(pos) = msg.info().map(|i| i.stream_sequence) else {
+                continue;
+            };
+            last.fetch_max(pos, Ordering::Relaxed);
+            let Some(sink) = sink.upgrade() else {
+                return;
+            };
+            match serde_json::from_slice::<Envelope>(&msg.payload) {
+                Ok(env) => sink.event(&room, pos, &env.o, env.e),
+                // Written by a newer version: skipped, not fatal to the room.
+                Err(e) => warn!(error = %e, room = %room, pos, "an unreadable event was skipped"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Backplane for Nats {
+    fn attach(&self, sink: Weak<dyn Sink>) {
+        if self.sink.set(sink.clone()).is_ok() {
+            self.start_control(sink.clone());
+            self.start_recovery(sink);
+        }
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn publish(&self, room: &str, origin: &str, event: Event) -> Result<(), BackplaneError> {
+        let payload = Bytes::from(serde_json::to_vec(&Envelope {
+            o: origin.to_owned(),
+            e: event,
+        })?);
+        let subject = format!("{ROOM_PREFIX}{}", token(room));
+        let id = format!(
+            "{}-{}",
+            self.instance,
+            self.published.fetch_add(1, Ordering::Relaxed)
+        );
+        // Sent again (with the same id, so JetStream keeps one) when the acknowledgement does
+        // not come: a NATS restart in between, say. About 6 s in all before giving up.
+        let mut last = None;
+        for attempt in 0..8u32 {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let sent = self
+                .js
+                .publish_with_headers(subject.clone(), headers, payload.clone())
+                .await;
+            match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = Some(nats_error(e)),
+                },
+                Err(e) => last = Some(nats_error(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+        }
+        Err(last.unwrap_or_else(|| BackplaneError::Nats("publish failed".to_owned())))
+    }
+
+    async fn snapshot(&self, room: &str) -> Result<Option<Snapshot>, BackplaneError> {
+        let Some(bytes) = self.snapshots.get(token(room)).await.map_err(nats_error)? else {
+            return Ok(None);
+        };
+        Ok(decode_snapshot(&bytes))
+    }
+
+    async fn save_snapshot(&self, room: &str, snapshot: Snapshot) -> Result<(), BackplaneError> {
+        let key = token(room);
+        let value = encode_snapshot(&snapshot);
+        match self
+            .snapshots
+            .entry(key.clone())
+            .await
+            .map_err(nats_error)?
+        {
+            Some(entry) => {
+                let newer = decode_snapshot(&entry.value).is_some_and(|s| s.pos >= snapshot.pos);
+                if !newer {
+                    // Compare-and-set: if another node saved one meanwhile, theirs stays.
+                    let _ = self.snapshots.update(&key, value, entry.revision).await;
+                }
+            }
+            None => {
+                let _ = self.snapshots.create(&key, value).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow(&self, room: &str, after: u64) -> Result<(), BackplaneError> {
+        let Some(sink) = self.sink.get().cloned() else {
+            return Ok(());
+        };
+        let mut followers = self
+            .followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !followers.contains_key(room) {
+            let pos = Arc::new(AtomicU64::new(after));
+            let task = tokio::spawn(follow_room(
+                self.stream.clone(),
+                room.to_owned(),
+                pos.clone(),
+                sink,
+            ));
+            followers.insert(room.to_owned(), Follower { task, pos });
+        }
+        Ok(())
+    }
+
+    async fn unfollow(&self, room: &str) {
+        if let Some(f) = self
+            .followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(room)
+        {
+            f.task.abort();
+        }
+    }
+
+    async fn broadcast(&self, msg: Control) -> Result<(), BackplaneError> {
+        let payload = Bytes::from(serde_json::to_vec(&msg)?);
+        self.client
+            .publish(CONTROL, payload)
+            .await
+            .map_err(nats_error)?;
+        self.client.flush().await.map_err(nats_error)
+    }
+
+    async fn heartbeat(&self, node: &str, draining: bool) -> Result<(), BackplaneError> {
+        let value = Bytes::from(serde_json::to_vec(&Beat { draining })?);
+        self.nodes.put(node, value).await.map_err(nats_error)?;
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Option<HashSet<NodeId>> {
+        let l = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only a view that has been whole for a full timeout can tell that a node is gone.
+        if l.watching_since.is_none_or(|t| t.elapsed() < NODE_TIMEOUT) {
+            return None;
+        }
+        Some(
+            l.heard
+                .iter()
+                .filter(|(_, t)| t.elapsed() < NODE_TIMEOUT)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        )
+    }
+
+    async fn close(&self) {
+        for (_, f) in self
+            .followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+        {
+            f.task.abort();
+        }
+        for task in self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+        let _ = self.client.flush().await;
+    }
+}
+
+/// A snapshot as stored: its position, 8 bytes big-endian, then the state.
+fn encode_snapshot(s: &Snapshot) -> Bytes {
+    let mut v = Vec::with_capacity(8 + s.state.len());
+    v.extend_from_slice(&s.pos.to_be_bytes());
+    v.extend_from_slice(&s.state);
+    Bytes::from(v)
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Option<Snapshot> {
+    let (pos, state) = bytes.split_first_chunk::<8>()?;
+    Some(Snapshot {
+        pos: u64::from_be_bytes(*pos),
+        state: state.to_vec(),
+    })
+}

@@ -1,0 +1,535 @@
+//! Several nodes sharing rooms through NATS behind nginx, on loopback: rooms across nodes, one
+//! waiting-room queue, a drained node (SIGTERM) and a killed one (SIGKILL) under traffic with
+//! nothing lost or doubled, a NATS restart, and a resume after the grace. Needs Debian's
+//! `nats-server` and `nginx` (`./scripts/test` installs them).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use common::Client;
+use common::cluster::Cluster;
+use futures_util::{SinkExt, StreamExt};
+use hearth_proto::Role;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+fn peer(v: &Value) -> String {
+    common::peer(v)
+}
+
+/// The ids in a `lobby`, in queue order.
+fn queue(lobby: &Value) -> Vec<String> {
+    lobby["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(peer)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_different_nodes_see_each_other_and_relay_both_ways() {
+    let c = Cluster::start(3).await;
+    let (mut kim, w) =
+        Client::join_at(&c.nodes[0].url(), &c.token("r", Role::Resident, "Kim")).await;
+    let kim_id = peer(&w);
+    let (mut ann, w) = Client::join_at(&c.nodes[1].url(), &c.token("r", Role::Family, "Ann")).await;
+    let ann_id = peer(&w);
+    assert_eq!(
+        w["peers"][0]["peer"], kim_id,
+        "the welcome on node 2 lists Kim from node 1"
+    );
+    assert_eq!(kim.expect("peer_joined").await["peer"], ann_id);
+    for i in 0..20 {
+        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
+            .await;
+        ann.send(json!({"type":"signal","to": kim_id,"data": -i}))
+            .await;
+    }
+    for i in 0..20 {
+        let m = ann.expect("signal").await;
+        assert_eq!(
+            (m["from"].as_str().unwrap(), m["data"].as_i64().unwrap()),
+            (kim_id.as_str(), i)
+        );
+        assert_eq!(kim.expect("signal").await["data"], -i);
+    }
+    // A third person through the load balancer sees both, whichever node it lands on.
+    let (_lee, w) = Client::join_at(&c.lb(), &c.token("r", Role::Family, "Lee")).await;
+    let mut seen: Vec<String> = w["peers"].as_array().unwrap().iter().map(peer).collect();
+    seen.sort();
+    let mut want = vec![kim_id, ann_id];
+    want.sort();
+    assert_eq!(seen, want, "{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_waiting_room_across_nodes_in_arrival_order() {
+    let c = Cluster::start(3).await;
+    let (mut p1, w1) = Client::join_at(
+        &c.nodes[0].url(),
+        &c.token("consult", Role::Patient, "Park"),
+    )
+    .await;
+    let (mut p2, w2) =
+        Client::join_at(&c.nodes[1].url(), &c.token("consult", Role::Patient, "Lee")).await;
+    assert_eq!(
+        (w1["position"].as_u64(), w2["position"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let (mut doc, w) = Client::join_at(
+        &c.nodes[2].url(),
+        &c.token("consult", Role::Clinician, "Dr Cho"),
+    )
+    .await;
+    let doc_id = peer(&w);
+    let lobby = doc.expect("lobby").await;
+    let queue = queue(&lobby);
+    assert_eq!(queue, vec![peer(&w1), peer(&w2)], "{}", c.logs());
+    doc.send(json!({"type":"admit","peer": peer(&w1)})).await;
+    let welcome = p1.expect("welcome").await;
+    assert_eq!(welcome["peers"][0]["peer"], doc_id);
+    assert_eq!(p2.expect("waiting").await["position"], 1);
+    assert_eq!(doc.expect("peer_joined").await["peer"], peer(&w1));
+    let lobby = doc.expect("lobby").await;
+    assert_eq!(lobby["waiting"][0]["peer"], peer(&w2));
+    // Signals cross nodes 1 and 3 once admitted.
+    p1.send(json!({"type":"signal","to": doc_id,"data":"hello"}))
+        .await;
+    assert_eq!(doc.expect("signal").await["data"], "hello");
+}
+
+/// A client that keeps talking through the load balancer: it numbers what it sends, resumes
+/// its session when its connection ends (after the server's delay, when told one), sends again
+/// what the server had not applied, and checks that what it receives is numbered without gaps.
+struct Talker {
+    name: String,
+    token: String,
+    url: String,
+    to: Option<String>,
+    session: Option<(String, String)>,
+    last_seq: u64,
+    cseq: u64,
+    unacked: VecDeque<(u64, String)>,
+    /// Every `data.n` received in a signal, in order, by sender.
+    got: HashMap<String, Vec<u64>>,
+    /// Numbers sent, so far.
+    sent: u64,
+    resumes: u32,
+    problems: Vec<String>,
+    /// Other messages (roster changes), for the NATS-restart test.
+    others: Vec<Value>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Talker {
+    fn new(url: &str, token: String, name: &str) -> Talker {
+        Talker {
+            name: name.to_owned(),
+            token,
+            url: url.to_owned(),
+            to: None,
+            session: None,
+            last_seq: 0,
+            cseq: 0,
+            unacked: VecDeque::new(),
+            got: HashMap::new(),
+            sent: 0,
+            resumes: 0,
+            problems: Vec::new(),
+            others: Vec::new(),
+        }
+    }
+
+    /// Reads one server text frame: checks its numbering and keeps the session.
+    fn take(&mut self, text: &str) -> Option<Value> {
+        let mut v: Value = serde_json::from_str(text).ok()?;
+        let obj = v.as_object_mut()?;
+        if let Some(secret) = obj.remove("resume_secret") {
+            self.session = Some((
+                obj["peer"].as_str()?.to_owned(),
+                secret.as_str()?.to_owned(),
+            ));
+        }
+        if let Some(seq) = obj.remove("seq").and_then(|s| s.as_u64()) {
+            if self.last_seq > 0 && seq != self.last_seq + 1 {
+                self.problems
+                    .push(format!("{}: seq {seq} after {}", self.name, self.last_seq));
+            }
+            self.last_seq = seq;
+        }
+        Some(v)
+    }
+
+    async fn connect(&mut self) -> Result<Ws, String> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&self.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hello = match &self.session {
+            Some((peer, secret)) => json!({"type":"hello","token": self.token,
+                "resume":{"peer": peer,"secret": secret,"last_seq": self.last_seq}}),
+            None => json!({"type":"hello","token": self.token}),
+        };
+        ws.send(Message::text(hello.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .map_err(|_| "no answer to hello".to_owned())?;
+            let Some(Ok(Message::Text(t))) = frame else {
+                match frame {
+                    Some(Ok(_)) => continue,
+                    _ => return Err("closed during hello".to_owned()),
+                }
+            };
+            let resuming = self.session.is_some();
+            let Some(v) = self.take(&t) else { continue };
+            match v["type"].as_str() {
+                Some("resumed") if resuming => {
+                    if v["snapshot"] == true {
+                        self.problems
+                            .push(format!("{}: resumed from a snapshot", self.name));
+                    }
+                    self.resumes += 1;
+                    let acked = v["acked"].as_u64().unwrap_or(0);
+                    self.unacked.retain(|(s, _)| *s > acked);
+                    for (_, text) in self.unacked.clone() {
+                        ws.send(Message::text(text))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    return Ok(ws);
+                }
+                Some("welcome") if !resuming => return Ok(ws),
+                Some("welcome") => {
+                    self.problems.push(format!(
+                        "{}: a fresh session instead of a resume",
+                        self.name
+                    ));
+                    return Ok(ws);
+                }
+                Some("error") => return Err(format!("refused: {v}")),
+                _ => continue,
+            }
+        }
+    }
+
+    fn record(&mut self, v: Value) {
+        match v["type"].as_str() {
+            Some("signal") => {
+                let from = v["from"].as_str().unwrap_or_default().to_owned();
+                let n = v["data"]["n"].as_u64().unwrap_or(u64::MAX);
+                self.got.entry(from).or_default().push(n);
+            }
+            Some("shutdown" | "peer_joined" | "welcome" | "rules") => {}
+            _ => self.others.push(v),
+        }
+    }
+
+    /// Talks until `stop` turns true: a numbered signal to `to` every `every`; then keeps
+    /// reading for `linger` so the last replies arrive.
+    async fn run(
+        mut self,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+        linger: Duration,
+    ) -> Talker {
+        let mut ws = match self.connect().await {
+            Ok(ws) => ws,
+            Err(e) => {
+                self.problems.push(format!("{}: {e}", self.name));
+                return self;
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        let mut stopping = false;
+        let mut linger_until = None;
+        let mut retry_after = Duration::from_millis(100);
+        loop {
+            if let Some(t) = linger_until
+                && tokio::time::Instant::now() >= t
+            {
+                return self;
+            }
+            tokio::select! {
+                frame = ws.next() => match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(v) = self.take(&t) {
+                            if v["type"] == "shutdown" {
+                                retry_after = Duration::from_millis(v["retry_after_ms"].as_u64().unwrap_or(100));
+                            }
+                            self.record(v);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => {
+                        // The connection ended: come back (elsewhere), resuming.
+                        tokio::time::sleep(retry_after).await;
+                        retry_after = Duration::from_millis(50 + rand::random_range(0..200));
+                        let mut tries = 0;
+                        ws = loop {
+                            match self.connect().await {
+                                Ok(ws) => break ws,
+                                Err(e) => {
+                                    tries += 1;
+                                    if tries > 40 {
+                                        self.problems.push(format!("{}: could not come back: {e}", self.name));
+                                        return self;
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                            }
+                        };
+                    }
+                },
+                _ = tick.tick(), if !stopping => {
+                    if let Some(to) = self.to.clone() {
+                        self.cseq += 1;
+                        let text = json!({"type":"signal","to": to,"data":{"n": self.sent},"seq": self.cseq}).to_string();
+                        self.sent += 1;
+                        self.unacked.push_back((self.cseq, text.clone()));
+                        let _ = ws.send(Message::text(text)).await;
+                    }
+                }
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    linger_until = Some(tokio::time::Instant::now() + linger);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+}
+
+/// Pairs of talkers in rooms of two, through the load balancer: returns them joined, each
+/// knowing its partner.
+async fn pairs(c: &Cluster, n: usize) -> Vec<(Talker, Talker)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let room = format!("pair-{i}");
+        let mut a = Talker::new(
+            &c.lb(),
+            c.token(&room, Role::Resident, &format!("a{i}")),
+            &format!("a{i}"),
+        );
+        let mut b = Talker::new(
+            &c.lb(),
+            c.token(&room, Role::Family, &format!("b{i}")),
+            &format!("b{i}"),
+        );
+        // Join both to learn their ids, then hand the connections over by resuming.
+        let (ca, wa) = Client::join_at(&c.lb(), &a.token).await;
+        let (cb, wb) = Client::join_at(&c.lb(), &b.token).await;
+        a.to = Some(peer(&wb));
+        b.to = Some(peer(&wa));
+        for (t, client) in [(&mut a, ca), (&mut b, cb)] {
+            t.session = client.session.clone();
+            t.last_seq = 0; // A resume without a last seq: everything is replayed, nothing lost.
+            drop(client);
+        }
+        out.push((a, b));
+    }
+    out
+}
+
+/// What happens to the cluster while the talkers talk.
+enum Fault {
+    /// SIGTERM to node `i`: it drains and exits.
+    Terminate(usize),
+    /// SIGKILL to node `i`.
+    Kill(usize),
+    /// NATS stops and starts again after this long.
+    RestartNats(Duration),
+}
+
+/// Runs the talkers for `before`, applies `fault`, runs for `after`, then stops them and
+/// returns them for checking.
+async fn under_traffic(
+    c: &mut Cluster,
+    pairs_n: usize,
+    before: Duration,
+    after: Duration,
+    fault: Fault,
+) -> Vec<Talker> {
+    let talkers = pairs(c, pairs_n).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (a, b) in talkers {
+        for t in [a, b] {
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(t.run(
+                Duration::from_millis(40),
+                stop,
+                Duration::from_secs(4),
+            )));
+        }
+    }
+    tokio::time::sleep(before).await;
+    match fault {
+        Fault::Terminate(i) => {
+            let status = c.terminate(i).await;
+            assert!(status.success(), "the drained node exits cleanly: {status}");
+        }
+        Fault::Kill(i) => c.kill(i).await,
+        Fault::RestartNats(down) => c.restart_nats(down).await,
+    }
+    tokio::time::sleep(after).await;
+    stop_tx.send(true).unwrap();
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    done
+}
+
+/// Six pairs talk through the balancer while a node goes: every number arrives once, in
+/// order, and the talkers that were on that node came back elsewhere by resuming.
+async fn survives(c: &mut Cluster, fault: Fault, after: Duration) {
+    let talkers = under_traffic(c, 6, Duration::from_secs(2), after, fault).await;
+    check_delivery(&talkers, c);
+    // Each talker resumed once to take over from the client that joined for it; more
+    // resumes are the ones the fault caused.
+    let resumed: u32 = talkers.iter().map(|t| t.resumes).sum();
+    assert!(
+        resumed > 12,
+        "the lost node's talkers came back elsewhere ({resumed} resumes)"
+    );
+}
+
+fn check_delivery(talkers: &[Talker], c: &Cluster) {
+    let sent: HashMap<String, u64> = talkers
+        .iter()
+        .filter_map(|t| t.session.as_ref().map(|(p, _)| (p.clone(), t.sent)))
+        .collect();
+    for t in talkers {
+        assert!(t.problems.is_empty(), "{:?}\n{}", t.problems, c.logs());
+        let from = t.to.clone().unwrap();
+        let got = t.got.get(&from).cloned().unwrap_or_default();
+        let want: Vec<u64> = (0..sent[&from]).collect();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{} got {} of {} numbers\n{}",
+            t.name,
+            got.len(),
+            want.len(),
+            c.logs()
+        );
+        assert_eq!(got, want, "{}: every number once, in order", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_loses_and_doubles_nothing() {
+    let mut c = Cluster::start(3).await;
+    // Waiting patients spread over the nodes, and their clinician.
+    let mut patients = Vec::new();
+    for (i, name) in ["P1", "P2", "P3"].iter().enumerate() {
+        let token = c.token("clinic", Role::Patient, name);
+        let (client, w) = Client::join_at(&c.nodes[i].url(), &token).await;
+        patients.push((token, client, peer(&w)));
+    }
+    let order: Vec<String> = patients.iter().map(|p| p.2.clone()).collect();
+    survives(&mut c, Fault::Terminate(0), Duration::from_secs(4)).await;
+    // The patient on the drained node was told to reconnect; it resumes through the balancer
+    // and the queue is as it was.
+    let (token, mut p1, _) = patients.remove(0);
+    let shutdown = p1.expect("shutdown").await;
+    assert!(shutdown["retry_after_ms"].as_u64().is_some());
+    let (_p1, resumed) = Client::resume_at(&c.lb(), &token, &p1.hang_up()).await;
+    assert_eq!(resumed["type"], "resumed");
+    let (mut doc, _) =
+        Client::join_at(&c.lb(), &c.token("clinic", Role::Clinician, "Dr Cho")).await;
+    let lobby = doc.expect("lobby").await;
+    let queue = queue(&lobby);
+    assert_eq!(queue, order, "places kept");
+    assert!(
+        lobby["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["connected"] == true),
+        "{lobby}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_and_doubles_nothing() {
+    let mut c = Cluster::start(3).await;
+    survives(&mut c, Fault::Kill(1), Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_recover_after_nats_restarts_with_the_same_roster() {
+    let mut c = Cluster::start(3).await;
+    let talkers = under_traffic(
+        &mut c,
+        3,
+        Duration::from_secs(1),
+        Duration::from_secs(4),
+        Fault::RestartNats(Duration::from_secs(1)),
+    )
+    .await;
+    // Nobody saw anyone leave or an error: the roster never changed.
+    for t in &talkers {
+        assert!(
+            t.others.is_empty(),
+            "{}: {:?}\n{}",
+            t.name,
+            t.others,
+            c.logs()
+        );
+    }
+    check_delivery(&talkers, &c);
+    // A newcomer on any node sees the room as it is.
+    let (_x, w) = Client::join_at(
+        &c.nodes[2].url(),
+        &c.token("pair-0", Role::Family, "Newcomer"),
+    )
+    .await;
+    let mut seen: Vec<String> = w["peers"].as_array().unwrap().iter().map(peer).collect();
+    seen.sort();
+    let mut want: Vec<String> = talkers[..2]
+        .iter()
+        .map(|t| t.session.clone().unwrap().0)
+        .collect();
+    want.sort();
+    assert_eq!(seen, want, "{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_on_another_node_within_the_grace_and_joins_afresh_after_it() {
+    let c = Cluster::start_with(2, "3s").await;
+    let token = c.token("r", Role::Family, "Ann");
+    let (mut kim, _) =
+        Client::join_at(&c.nodes[0].url(), &c.token("r", Role::Resident, "Kim")).await;
+    let (ann, w) = Client::join_at(&c.nodes[1].url(), &token).await;
+    let old = peer(&w);
+    kim.expect("peer_joined").await;
+    // Within the grace: the session moves to the other node, nobody sees Ann leave.
+    let (ann, resumed) = Client::resume_at(&c.nodes[0].url(), &token, &ann.hang_up()).await;
+    assert_eq!(
+        (resumed["type"].as_str(), resumed["peer"].as_str()),
+        (Some("resumed"), Some(old.as_str())),
+        "{}",
+        c.logs()
+    );
+    kim.send(json!({"type":"signal","to": old,"data": 1})).await;
+    let mut ann = ann;
+    assert_eq!(ann.expect("signal").await["data"], 1);
+    // After the grace: the held session ended (Kim sees Ann leave) and a resume is a fresh
+    // join with a new id, on whichever node.
+    let gone = ann.hang_up();
+    assert_eq!(kim.expect("peer_left").await["peer"], old, "{}", c.logs());
+    let (_ann, fresh) = Client::resume_at(&c.nodes[1].url(), &token, &gone).await;
+    assert_eq!(fresh["type"], "welcome");
+    assert_ne!(peer(&fresh), old);
+    assert_eq!(kim.expect("peer_joined").await["peer"], peer(&fresh));
+}
