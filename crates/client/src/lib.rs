@@ -4,7 +4,6 @@
 //! clinicians. The desktop app registers these as Tauri commands.
 
 mod api;
-mod backoff;
 mod contacts;
 mod error;
 mod invitation;
@@ -15,9 +14,9 @@ mod state;
 pub mod video;
 
 pub use api::{Api, redeem};
-pub use backoff::Backoff;
 pub use contacts::{RoomPeer, contacts};
 pub use error::{ClientError, ErrorCode};
+pub use hearth_engine::Backoff;
 pub use hearth_engine::{EncodedVideoFrame, I420Frame, VideoCodec};
 pub use hearth_proto::Role;
 pub use hearth_proto::care;

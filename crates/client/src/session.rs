@@ -14,7 +14,6 @@ use hearth_engine::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Api;
-use crate::backoff::Backoff;
 use crate::contacts::{RoomPeer, contacts};
 use crate::error::{ClientError, ErrorCode};
 use crate::invitation::{Identity, Invitation, Pasted};
@@ -26,6 +25,7 @@ use crate::state::{
     AppState, CallPeer, CallView, Connection, Device, DeviceKind, EndReason, Me, Notice, Quality,
     VideoState, WaitingPatient,
 };
+use hearth_engine::Backoff;
 use hearth_proto::Role;
 use hearth_proto::care::{CheckResult, Rules};
 
@@ -192,6 +192,7 @@ impl Session {
             checks_tx,
             checking: false,
             check_requests: Vec::new(),
+            before_reconnect: None,
             awaiting_consult: false,
         };
         tokio::spawn(actor.run(cmd_rx, connected_rx, checks_rx));
@@ -468,6 +469,8 @@ struct Actor {
     checking: bool,
     /// Staff's check requests to answer when the running check (or the call) is over.
     check_requests: Vec<String>,
+    /// What the screen showed before the engine started reconnecting to the server.
+    before_reconnect: Option<Connection>,
     /// A patient or guest just let in from the waiting room: the clinician's first call is
     /// answered by itself (later calls ring).
     awaiting_consult: bool,
@@ -1357,6 +1360,38 @@ impl Actor {
                 self.state.notices.drain(..excess);
             }
             RoomEvent::Disconnected { code, reason } => self.signaling_down(code, reason).await,
+            RoomEvent::Reconnecting {
+                attempt,
+                retry_in_ms,
+            } => {
+                // The engine resumes the session by itself; a call goes on meanwhile, so only
+                // outside a call does the screen say the server is being reached again.
+                if !matches!(self.state.connection, Connection::Connecting { .. }) {
+                    self.before_reconnect = Some(self.state.connection.clone());
+                }
+                self.last_error = Some(ClientError::new(
+                    ErrorCode::ServerUnreachable,
+                    "The connection to the Hearth server was lost. Hearth is reconnecting.",
+                ));
+                if !self.in_call() {
+                    self.state.connection = Connection::Connecting {
+                        attempt,
+                        error: self.last_error.clone(),
+                        retry_at_ms: Some(now_ms() + retry_in_ms as f64),
+                    };
+                }
+            }
+            RoomEvent::Reconnected { resumed } => {
+                self.last_error = None;
+                let before = self.before_reconnect.take();
+                // A fresh join set the screen already (Joined or Waiting came first).
+                if resumed
+                    && matches!(self.state.connection, Connection::Connecting { .. })
+                    && let Some(before) = before
+                {
+                    self.state.connection = before;
+                }
+            }
             _ => {}
         }
     }

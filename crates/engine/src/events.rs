@@ -131,7 +131,23 @@ pub enum RoomEvent {
         /// A plain sentence.
         message: String,
     },
-    /// The connection to the signaling server was lost for good.
+    /// The connection to the signaling server broke; the engine reconnects by itself (the
+    /// session resumes, calls go on) and tries again after `retry_in_ms`.
+    Reconnecting {
+        /// Attempts so far.
+        attempt: u32,
+        /// When the next attempt starts, from now.
+        retry_in_ms: u64,
+    },
+    /// Connected to the signaling server again. `resumed`: the same session, nothing missed;
+    /// otherwise the session had ended and this is a fresh join (a `Joined` or `Waiting` event
+    /// came first, with a new id).
+    Reconnected {
+        /// Whether the session was taken up again.
+        resumed: bool,
+    },
+    /// The connection to the signaling server was lost for good: the server closed it on
+    /// purpose (replaced, revoked, denied, an expired token).
     Disconnected {
         /// A plain sentence saying why.
         reason: String,

@@ -9,6 +9,7 @@
 //! messages is documented in `docs/protocol.md`.
 
 mod adapt;
+mod backoff;
 mod error;
 mod events;
 pub mod media;
@@ -21,6 +22,7 @@ mod rtp;
 mod signal;
 mod stats;
 
+pub use backoff::Backoff;
 pub use error::EngineError;
 pub use events::{
     CallEndReason, ConnectionQuality, DeviceKind, EncodedVideoFrame, RemoteVideoFrame, RoomEvent,

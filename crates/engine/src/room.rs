@@ -2,7 +2,7 @@
 //! connection) per person we are in a call with. One task owns all of it and takes commands
 //! from [`Room`] handles, messages from the server and events from the peer connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::EngineError;
+use crate::backoff::Backoff;
 use crate::events::{CallEndReason, ConnectionQuality, RoomEvent};
 use crate::media::playout::{AudioOut, Sink};
 use crate::media::source::Sources;
@@ -69,7 +70,7 @@ impl Room {
         token: &str,
         options: RoomOptions,
     ) -> Result<(Room, mpsc::Receiver<RoomEvent>), EngineError> {
-        let (sink, stream, first) = signal::connect(url, token).await?;
+        let (sink, stream, (first_seq, first)) = signal::connect(url, token, None).await?;
         let (app_tx, app_rx) = mpsc::channel(EVENT_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::unbounded_channel();
@@ -99,6 +100,17 @@ impl Room {
         let mut actor = Actor {
             options: Arc::new(options),
             sink,
+            link: Link {
+                url: url.to_owned(),
+                token: token.to_owned(),
+                session: None,
+                last_seq: first_seq.unwrap_or(0),
+                sent: 0,
+                unacked: VecDeque::new(),
+                backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
+                retry_at: None,
+                retry_after: None,
+            },
             me: me.clone(),
             ice_servers: Vec::new(),
             peers: HashMap::new(),
@@ -117,6 +129,7 @@ impl Room {
             closed_by_server: None,
             forwarding,
         };
+        actor.note_session(&first);
         actor.on_server(first).await;
         if let Some(e) = speaker_error {
             actor
@@ -307,9 +320,32 @@ impl Leg {
     }
 }
 
+/// How many messages we sent are kept until a resume says whether the server applied them.
+const UNACKED: usize = 256;
+
+/// The signaling connection's session: what it takes to resume it after the connection breaks.
+struct Link {
+    url: String,
+    token: String,
+    /// The session's id and resume secret, from its `welcome` or `waiting`.
+    session: Option<(PeerId, String)>,
+    /// The last `seq` received.
+    last_seq: u64,
+    /// The last `seq` we gave a message.
+    sent: u64,
+    /// What we sent lately, by its `seq`, until a resume says what the server applied.
+    unacked: VecDeque<(u64, String)>,
+    backoff: Backoff,
+    /// When to try connecting again, while the connection is down.
+    retry_at: Option<tokio::time::Instant>,
+    /// The delay the server asked for when it drained (`shutdown`).
+    retry_after: Option<Duration>,
+}
+
 struct Actor {
     options: Arc<RoomOptions>,
     sink: SignalSink,
+    link: Link,
     me: PeerId,
     ice_servers: Vec<IceServer>,
     peers: HashMap<PeerId, PeerInfo>,
@@ -334,6 +370,14 @@ struct Actor {
     forwarding: Arc<AtomicBool>,
 }
 
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Actor {
     async fn run(
         mut self,
@@ -345,19 +389,43 @@ impl Actor {
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
         let mut signaling_up = true;
         loop {
+            let retry_at = self.link.retry_at;
             tokio::select! {
                 msg = signal::recv(&mut stream), if signaling_up => match msg {
-                    Ok(Some(msg)) => self.on_server(msg).await,
+                    Ok(Some((seq, msg))) => {
+                        if let Some(seq) = seq {
+                            self.link.last_seq = seq;
+                        }
+                        self.note_session(&msg);
+                        self.on_server(msg).await;
+                    }
                     _ => {
                         signaling_up = false;
                         // Calls are peer to peer: they go on without the server.
-                        let (code, reason) = match self.closed_by_server.take() {
-                            Some((code, message)) => (Some(code), message),
-                            None => (None, "The connection to the call server was lost.".into()),
-                        };
-                        self.emit(RoomEvent::Disconnected { reason, code }).await;
+                        match self.closed_by_server.take() {
+                            Some((code, message)) if code != hearth_proto::ErrorCode::ShuttingDown => {
+                                self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
+                            }
+                            _ => self.schedule_reconnect().await,
+                        }
                     }
                 },
+                () = sleep_until_or_never(retry_at), if !signaling_up => {
+                    self.link.retry_at = None;
+                    match self.reconnect().await {
+                        Ok(new_stream) => {
+                            stream = new_stream;
+                            signaling_up = true;
+                        }
+                        Err(EngineError::Rejected { code, message }) if code.closes_connection() => {
+                            self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "reconnecting failed; trying again");
+                            self.schedule_reconnect().await;
+                        }
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Leave(done)) => {
                         self.leave().await;
@@ -383,7 +451,120 @@ impl Actor {
     async fn leave(&mut self) {
         self.end_all(CallEndReason::HungUp, HangupReason::Ended)
             .await;
-        let _ = signal::send(&mut self.sink, &ClientMessage::Leave).await;
+        let _ = self.send_server(&ClientMessage::Leave).await;
+    }
+
+    /// Keeps what resumes the session: the id and secret from `welcome` or `waiting`; on
+    /// `shutdown`, the delay the server asked for before reconnecting.
+    fn note_session(&mut self, msg: &ServerMessage) {
+        match msg {
+            ServerMessage::Welcome {
+                peer,
+                resume_secret: Some(secret),
+                ..
+            }
+            | ServerMessage::Waiting {
+                peer,
+                resume_secret: Some(secret),
+                ..
+            } => {
+                if self.link.session.as_ref().is_some_and(|(p, _)| p != peer) {
+                    // A new session: what the old one had not acknowledged is gone with it.
+                    self.link.unacked.clear();
+                }
+                self.link.session = Some((peer.clone(), secret.clone()));
+            }
+            ServerMessage::Shutdown { retry_after_ms } => {
+                self.link.retry_after = Some(Duration::from_millis(*retry_after_ms));
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a message to the server, numbered and kept until a resume acknowledges it.
+    async fn send_server(&mut self, msg: &ClientMessage) -> Result<(), EngineError> {
+        self.link.sent += 1;
+        let seq = self.link.sent;
+        let sent = signal::send(&mut self.sink, msg, seq).await;
+        // Kept even when sending failed: the connection is down and a resume sends it again.
+        let text = match &sent {
+            Ok(text) => text.clone(),
+            Err(_) => match serde_json::to_string(msg) {
+                Ok(t) => hearth_proto::with_seq(&t, seq),
+                Err(_) => return sent.map(|_| ()),
+            },
+        };
+        self.link.unacked.push_back((seq, text));
+        while self.link.unacked.len() > UNACKED {
+            self.link.unacked.pop_front();
+        }
+        sent.map(|_| ())
+    }
+
+    /// Picks when to reconnect: when the draining server said, else after a jittered backoff.
+    async fn schedule_reconnect(&mut self) {
+        let delay = match self.link.retry_after.take() {
+            Some(d) => d,
+            None => self.link.backoff.next(rand::random::<f64>()),
+        };
+        self.link.retry_at = Some(tokio::time::Instant::now() + delay);
+        let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.emit(RoomEvent::Reconnecting {
+            attempt: self.link.backoff.attempt(),
+            retry_in_ms,
+        })
+        .await;
+    }
+
+    /// Connects again, resuming the session: what the server had not applied is sent again.
+    /// When the session could not be resumed, the server's fresh `welcome` (or `waiting`)
+    /// comes as for a first join.
+    async fn reconnect(&mut self) -> Result<SignalStream, EngineError> {
+        let resume = self
+            .link
+            .session
+            .as_ref()
+            .map(|(peer, secret)| hearth_proto::Resume {
+                peer: peer.clone(),
+                secret: secret.clone(),
+                last_seq: self.link.last_seq,
+            });
+        let (sink, stream, (seq, first)) =
+            signal::connect(&self.link.url, &self.link.token, resume).await?;
+        self.sink = sink;
+        self.link.backoff.reset();
+        if let Some(seq) = seq {
+            self.link.last_seq = seq;
+        }
+        let resumed = match &first {
+            ServerMessage::Resumed {
+                acked, snapshot, ..
+            } => {
+                let acked = *acked;
+                self.link.unacked.retain(|(s, _)| *s > acked);
+                let again: Vec<String> = self.link.unacked.iter().map(|(_, t)| t.clone()).collect();
+                for text in again {
+                    signal::send_text(&mut self.sink, text).await?;
+                }
+                tracing::info!(snapshot, "signaling session resumed");
+                true
+            }
+            _ => {
+                tracing::info!("signaling session could not be resumed; joined afresh");
+                false
+            }
+        };
+        self.note_session(&first);
+        if !resumed {
+            if let ServerMessage::Welcome { peer, .. } | ServerMessage::Waiting { peer, .. } =
+                &first
+            {
+                self.me = peer.clone();
+            }
+            self.on_server(first).await;
+        }
+        self.emit(RoomEvent::Reconnected { resumed }).await;
+        Ok(stream)
     }
 
     async fn emit(&self, event: RoomEvent) {
@@ -404,7 +585,7 @@ impl Actor {
             to: to.clone(),
             data,
         };
-        if let Err(e) = signal::send(&mut self.sink, &out).await {
+        if let Err(e) = self.send_server(&out).await {
             tracing::warn!(error = %e, peer = %to, "could not send a call message");
         }
     }
@@ -509,7 +690,7 @@ impl Actor {
                 let _ = done.send(r);
             }
             Command::Server(msg, done) => {
-                let r = signal::send(&mut self.sink, &msg).await;
+                let r = self.send_server(&msg).await;
                 let _ = done.send(r);
             }
             Command::Decline(peer, reason, done) => {

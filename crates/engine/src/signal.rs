@@ -1,8 +1,9 @@
-//! The WebSocket connection to the signaling server (wire contract v1, `docs/protocol.md`).
+//! The WebSocket connection to the signaling server (wire contract v1, `docs/protocol.md`):
+//! hello (new or resumed session), numbered messages both ways.
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use hearth_proto::{ClientMessage, ErrorCode, ServerMessage};
+use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, seq_of, with_seq};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -13,11 +14,16 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) type SignalSink = SplitSink<Ws, Message>;
 pub(crate) type SignalStream = SplitStream<Ws>;
 
-/// Connects, says hello and returns the server's first answer (`welcome` or `waiting`).
+/// A message from the server with its `seq`, when it is numbered.
+pub(crate) type Numbered = (Option<u64>, ServerMessage);
+
+/// Connects and says hello (resuming `resume` when given); returns the server's first
+/// answer: `welcome` or `waiting` (a new session), or `resumed`.
 pub(crate) async fn connect(
     url: &str,
     token: &str,
-) -> Result<(SignalSink, SignalStream, ServerMessage), EngineError> {
+    resume: Option<Resume>,
+) -> Result<(SignalSink, SignalStream, Numbered), EngineError> {
     let (ws, _) =
         tokio_tungstenite::connect_async(url)
             .await
@@ -26,24 +32,29 @@ pub(crate) async fn connect(
                 detail: e.to_string(),
             })?;
     let (mut sink, mut stream) = ws.split();
-    send(
-        &mut sink,
-        &ClientMessage::Hello {
-            token: token.to_owned(),
-            room: None,
-            resume: None,
-        },
-    )
-    .await?;
+    let hello = ClientMessage::Hello {
+        token: token.to_owned(),
+        room: None,
+        resume,
+    };
+    let text = serde_json::to_string(&hello).map_err(|e| EngineError::Protocol(e.to_string()))?;
+    send_text(&mut sink, text).await?;
     loop {
         match recv(&mut stream).await? {
-            Some(first @ (ServerMessage::Welcome { .. } | ServerMessage::Waiting { .. })) => {
+            Some(
+                first @ (
+                    _,
+                    ServerMessage::Welcome { .. }
+                    | ServerMessage::Waiting { .. }
+                    | ServerMessage::Resumed { .. },
+                ),
+            ) => {
                 return Ok((sink, stream, first));
             }
-            Some(ServerMessage::Error { code, message }) => {
+            Some((_, ServerMessage::Error { code, message })) => {
                 return Err(EngineError::Rejected { code, message });
             }
-            Some(other) => {
+            Some((_, other)) => {
                 tracing::debug!(?other, "ignoring a message before welcome");
             }
             None => {
@@ -57,20 +68,32 @@ pub(crate) async fn connect(
     }
 }
 
-/// Sends one message.
-pub(crate) async fn send(sink: &mut SignalSink, msg: &ClientMessage) -> Result<(), EngineError> {
+/// Sends one message, numbered `seq` so that after a resume the server can say whether it
+/// applied it. Returns the text sent, to send again if it was not.
+pub(crate) async fn send(
+    sink: &mut SignalSink,
+    msg: &ClientMessage,
+    seq: u64,
+) -> Result<String, EngineError> {
     let text = serde_json::to_string(msg).map_err(|e| EngineError::Protocol(e.to_string()))?;
+    let text = with_seq(&text, seq);
+    send_text(sink, text.clone()).await?;
+    Ok(text)
+}
+
+/// Sends text as it is (a message sent again after a resume).
+pub(crate) async fn send_text(sink: &mut SignalSink, text: String) -> Result<(), EngineError> {
     sink.send(Message::text(text))
         .await
         .map_err(|_| EngineError::Closed)
 }
 
-/// Receives the next server message; `None` when the connection closed.
-pub(crate) async fn recv(stream: &mut SignalStream) -> Result<Option<ServerMessage>, EngineError> {
+/// Receives the next server message and its `seq`; `None` when the connection closed.
+pub(crate) async fn recv(stream: &mut SignalStream) -> Result<Option<Numbered>, EngineError> {
     while let Some(frame) = stream.next().await {
         match frame {
             Ok(Message::Text(text)) => match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(msg) => return Ok(Some(msg)),
+                Ok(msg) => return Ok(Some((seq_of(&text), msg))),
                 Err(e) => {
                     tracing::warn!(error = %e, "unreadable message from the server, skipped");
                 }
