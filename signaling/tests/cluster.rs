@@ -533,3 +533,87 @@ async fn resumes_on_another_node_within_the_grace_and_joins_afresh_after_it() {
     assert_ne!(peer(&fresh), old);
     assert_eq!(kim.expect("peer_joined").await["peer"], peer(&fresh));
 }
+
+/// The systemd unit in `packaging/server/`: systemd accepts it, and the server started the way
+/// it says (its environment, with this test's ports and NATS) serves, and drains and exits on
+/// SIGTERM well within its `TimeoutStopSec`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_unit_verifies_and_runs_the_server_as_it_says() {
+    let c = Cluster::start(1).await;
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/server/hearth-signaling@.service"
+    ))
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_hearth-signaling");
+    // systemd checks the unit (an instance of the template), run from where the build put the
+    // binary.
+    let dir = c.dir.path().join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = unit.replace("/usr/bin/hearth-signaling", bin);
+    std::fs::write(dir.join("hearth-signaling@.service"), &local).unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.join("hearth-signaling@1.service"))
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package; ./scripts/test installs it)");
+    let complaints = String::from_utf8_lossy(&verify.stderr).to_string();
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
+    // Its environment, instance 1, with this test's listen port and NATS.
+    let mut env: Vec<(String, String)> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%i", "1")))
+        .collect();
+    for (k, v) in &mut env {
+        match k.as_str() {
+            "HEARTH_LISTEN" => *v = "127.0.0.1:0".to_owned(),
+            "HEARTH_NATS_URL" => *v = c.nats_url(),
+            "HEARTH_DATA_DIR" => *v = c.dir.path().join("data").display().to_string(),
+            _ => {}
+        }
+    }
+    assert!(env.iter().any(|(k, _)| k == "HEARTH_NODE_ID"));
+    let stop_timeout: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("TimeoutStopSec");
+    let (mut child, url, _lines) = common::process::spawn_until_url(
+        tokio::process::Command::new(bin)
+            .envs(env)
+            .env("HEARTH_SECRET", "a-secret-from-signaling.env-0123456789")
+            .arg("serve"),
+    )
+    .await;
+    let token = signaling::token::TokenKeys::new(
+        &signaling::secret::Secret::new("a-secret-from-signaling.env-0123456789").unwrap(),
+    )
+    .mint(
+        "r",
+        Role::Family,
+        "Ann",
+        None,
+        Duration::from_secs(60),
+        common::now(),
+    )
+    .unwrap();
+    let (mut ann, w) = Client::join_at(&url, &token).await;
+    assert_eq!(w["type"], "welcome");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert_eq!(ann.expect("shutdown").await["type"], "shutdown");
+    drop(ann);
+    let status = tokio::time::timeout(Duration::from_secs(stop_timeout), child.wait())
+        .await
+        .expect("exits within TimeoutStopSec")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -31,23 +31,33 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// coturn with the deployment example `packaging/server/turnserver.conf`, its port and secret
+/// put in, and what a loopback-only test needs on top (relaying on 127.0.0.1, no TLS).
 fn start_coturn(port: u16, secret: &str) -> Coturn {
+    let example = include_str!("../../../packaging/server/turnserver.conf");
+    let conf = example
+        .replace("listening-port=3478", &format!("listening-port={port}"))
+        .replace(
+            "static-auth-secret=change-me-to-the-same-secret-as-HEARTH_TURN_SECRET",
+            &format!("static-auth-secret={secret}"),
+        );
+    assert!(
+        conf.contains(&format!("listening-port={port}")) && conf.contains(secret),
+        "the example config has the lines this test replaces"
+    );
+    let path = std::env::temp_dir().join(format!("hearth-turnserver-{port}.conf"));
+    std::fs::write(&path, conf).unwrap();
     let child = Command::new("turnserver")
+        .arg("-c")
+        .arg(&path)
         .args([
-            "-n",
             "--listening-ip=127.0.0.1",
-            &format!("--listening-port={port}"),
             "--relay-ip=127.0.0.1",
             "--min-port=49200",
             "--max-port=49300",
-            "--use-auth-secret",
-            &format!("--static-auth-secret={secret}"),
-            "--realm=hearth.test",
             "--no-tls",
             "--no-dtls",
-            "--no-cli",
             "--allow-loopback-peers",
-            "--fingerprint",
             "--log-file=stdout",
         ])
         .stdout(Stdio::null())

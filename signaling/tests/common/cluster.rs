@@ -228,6 +228,11 @@ impl Cluster {
         child
     }
 
+    /// The NATS URL the nodes use.
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
+    }
+
     /// The load balancer's WebSocket URL.
     pub fn lb(&self) -> String {
         format!("ws://127.0.0.1:{}/v1/ws", self.lb_port)
