@@ -28,8 +28,9 @@ interface PeerInfo {
 }
 
 type ServerMessage =
-  | { type: "welcome"; peer: string; room: string; role: Role; peers: { peer: string; name: string; role: Role }[]; ice_servers: RTCIceServer[] }
-  | { type: "waiting"; peer: string; position: number }
+  | { type: "welcome"; peer: string; room: string; role: Role; peers: { peer: string; name: string; role: Role }[]; ice_servers: RTCIceServer[]; resume_secret?: string }
+  | { type: "waiting"; peer: string; position: number; resume_secret?: string }
+  | { type: "resumed"; peer: string; acked: number; replayed: number; snapshot: boolean }
   | { type: "peer_joined"; peer: string; name: string; role: Role }
   | { type: "peer_left"; peer: string }
   | { type: "signal"; from: string; data: CallMessage }
@@ -119,6 +120,11 @@ export function browserBackend(location: Location): Backend {
   let peers: PeerInfo[] = [];
   let attempt = 0;
   let retryTimer: number | null = null;
+  // The session, to resume it after the connection drops (docs/protocol.md, Sessions): its id
+  // and secret, the last numbered message received, and what was shown before the drop.
+  let session: { peer: string; secret: string } | null = null;
+  let lastSeq = 0;
+  let beforeDrop: typeof state.connection | null = null;
   let endedTimer: number | null = null;
   let local: Promise<MediaStream | null> | null = null;
   let choice: DeviceChoice = JSON.parse(localStorage.getItem("hearth.devices") ?? "null") ?? { camera: null, microphone: null, speaker: null };
@@ -327,8 +333,18 @@ export function browserBackend(location: Location): Backend {
 
   const onMessage = async (msg: ServerMessage) => {
     switch (msg.type) {
+      case "resumed": {
+        // The same session: the missed messages follow; the screen is as it was.
+        attempt = 0;
+        if (beforeDrop) state.connection = beforeDrop;
+        beforeDrop = null;
+        publish();
+        return;
+      }
       case "welcome": {
         const m = msg as Extract<ServerMessage, { type: "welcome" }>;
+        if (m.resume_secret) session = { peer: m.peer, secret: m.resume_secret };
+        beforeDrop = null;
         me = m.peer;
         ice = m.ice_servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
         peers = m.peers.map((p) => ({ ...p, in_call: false }));
@@ -340,6 +356,8 @@ export function browserBackend(location: Location): Backend {
       }
       case "waiting": {
         const m = msg as Extract<ServerMessage, { type: "waiting" }>;
+        if (m.resume_secret) session = { peer: m.peer, secret: m.resume_secret };
+        beforeDrop = null;
         me = m.peer;
         state.connection = { state: "waiting", position: m.position };
         publish();
@@ -391,8 +409,20 @@ export function browserBackend(location: Location): Backend {
         }
         return;
       }
-      case "shutdown":
+      case "shutdown": {
+        // This server is stopping: go to another (through the same address) when it says, and
+        // take the session along.
+        const m = msg as Extract<ServerMessage, { type: "shutdown" }>;
+        window.setTimeout(() => {
+          const old = ws;
+          if (!old) return;
+          ws = null;
+          beforeDrop = state.connection;
+          old.close();
+          connect();
+        }, m.retry_after_ms);
         return;
+      }
     }
   };
 
@@ -404,12 +434,20 @@ export function browserBackend(location: Location): Backend {
     ws = socket;
     state.connection = { state: "connecting", attempt, error: null, retry_at_ms: null };
     publish();
-    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", token }));
-    socket.onmessage = (e) => void onMessage(JSON.parse(String(e.data)) as ServerMessage);
+    socket.onopen = () => {
+      const resume = session ? { peer: session.peer, secret: session.secret, last_seq: lastSeq } : undefined;
+      socket.send(JSON.stringify({ type: "hello", token, resume }));
+    };
+    socket.onmessage = (e) => {
+      const msg = JSON.parse(String(e.data)) as ServerMessage & { seq?: number };
+      if (typeof msg.seq === "number") lastSeq = msg.seq;
+      void onMessage(msg);
+    };
     socket.onclose = () => {
       if (ws !== socket) return;
       ws = null;
       if (state.connection.state === "refused") return;
+      if (state.connection.state !== "connecting") beforeDrop = state.connection;
       // The call is peer to peer and goes on; signaling comes back by itself.
       retry(err("server_unreachable", "The connection to the Hearth server was lost."));
     };
@@ -454,6 +492,12 @@ export function browserBackend(location: Location): Backend {
 
   const unsupported = async (): Promise<Outcome> => err("forbidden", "The browser mode does not do this.");
   const nothing = async <T>(): Promise<Got<T>> => ({ ok: false, error: err("forbidden", "The browser mode does not do this.") });
+
+  // Closing the page leaves the room at once; a connection that merely drops is held for a
+  // resume instead, and the others would see the guest for the grace period.
+  window.addEventListener("pagehide", () => {
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
+  });
 
   const fromLink = codeOf(location.pathname.startsWith("/join/") ? location.pathname : "");
   if (fromLink) void redeem(fromLink);
