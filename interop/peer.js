@@ -152,6 +152,13 @@ window.hearth = {
     call.pc.close();
     calls.delete(peer);
   },
+  // Ends the session (docs/protocol.md, *Sessions*): without it the server holds a closed
+  // page's place for the resume grace and the others still see it in the room.
+  leave() {
+    for (const call of calls.values()) call.pc.close();
+    calls.clear();
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'leave' }));
+  },
   async stats(peer) {
     const call = calls.get(peer);
     if (!call) return null;
@@ -170,3 +177,5 @@ window.hearth = {
     return out;
   },
 };
+
+window.addEventListener('pagehide', () => window.hearth.leave());

@@ -14,8 +14,11 @@ const work = mkdtempSync(join(tmpdir(), 'hearth-interop-'));
 const h = new Harness({ work });
 h.onFail = fail;
 
+let current = null; // the hearth-cli of the running scenario, whose output a failure shows
+
 function fail(message) {
   console.error(`interop: FAIL: ${message}`);
+  if (current) console.error(`hearth-cli output:\n${current.output()}`);
   cleanup();
   process.exit(1);
 }
@@ -56,7 +59,7 @@ async function scenario({ title, browserCalls, prefer, cliCodecs, expectCodec })
   let cli;
   let remote;
   if (browserCalls) {
-    cli = startCli([...common, '--token', mint('Kim', 'resident'), 'answer']);
+    cli = current = startCli([...common, '--token', mint('Kim', 'resident'), 'answer']);
     await waitFor('hearth-cli joining', () => /joined room/.test(cli.output()));
     const joined = await tab.evaluate(([u, t, p]) => window.hearth.connect(u, t, { prefer: p }), [wsUrl, mint('Browser'), prefer]);
     remote = joined.peers.find((p) => p.name === 'Kim')?.peer;
@@ -64,7 +67,7 @@ async function scenario({ title, browserCalls, prefer, cliCodecs, expectCodec })
     await tab.evaluate((p) => window.hearth.call(p), remote);
   } else {
     await tab.evaluate(([u, t, p]) => window.hearth.connect(u, t, { prefer: p, autoAnswer: true }), [wsUrl, mint('Browser'), prefer]);
-    cli = startCli([...common, '--token', mint('Kim', 'resident'), 'call', 'Browser']);
+    cli = current = startCli([...common, '--token', mint('Kim', 'resident'), 'call', 'Browser']);
     remote = await waitFor('the call to reach the browser', () => tab.evaluate(() => window.hearth.events.find((e) => e.incoming)?.peer));
   }
   const stats = await waitFor('the browser to decode video and audio from hearth-cli', async () => {
@@ -82,7 +85,9 @@ async function scenario({ title, browserCalls, prefer, cliCodecs, expectCodec })
   check(fromBrowser && fromBrowser.frames_decoded >= 60, `hearth-cli decoded ${fromBrowser?.frames_decoded} frames from the browser`);
   check(fromBrowser.codec === expectCodec, `hearth-cli received ${fromBrowser.codec}`);
   check(fromBrowser.audio_intervals > 0 && fromBrowser.audio_max_level > 0, `hearth-cli heard the browser (max level ${fromBrowser.audio_max_level.toFixed(3)})`);
+  await tab.evaluate(() => window.hearth.leave());
   await ctx.close();
+  current = null;
 }
 
 try {
