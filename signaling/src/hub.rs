@@ -139,6 +139,9 @@ const SNAPSHOT_EVERY: u64 = 500;
 const SNAPSHOT_AGE_MS: u64 = 30_000;
 /// How long a node keeps following a room none of its connections is in.
 const UNFOLLOW_AFTER: Duration = Duration::from_secs(30);
+/// How long a draining node lets the backplane take a shutdown notice before sending it
+/// directly.
+const DRAIN_PUBLISH: Duration = Duration::from_secs(1);
 
 /// Shared state of one node.
 pub struct Hub {
@@ -730,14 +733,16 @@ impl Hub {
             .clamp(250, ms(self.options.limits.shutdown_grace) / 2)
             .max(1);
         info!(connections = n, window_ms = window, "draining");
-        for (id, room) in conns {
+        // Every notice at once, each through the room's log when the backplane takes it soon;
+        // otherwise (NATS gone, say) directly, so a node can always drain.
+        let notices = conns.into_iter().map(|(id, room)| async move {
             let retry_after_ms = rand::random_range(0..window);
             let event = Event::Tell {
                 conn: self.conn_ref(id),
                 msg: ServerMessage::Shutdown { retry_after_ms },
             };
-            if self.publish(&room, event).await.is_err() {
-                // Without the log the notice goes directly; the client reconnects all the same.
+            let logged = tokio::time::timeout(DRAIN_PUBLISH, self.publish(&room, event)).await;
+            if !matches!(logged, Ok(Ok(()))) {
                 let conn = self.lock().conns.get(&id).map(|l| l.handle.clone());
                 if let (Some(conn), Some(text)) =
                     (conn, encode(&ServerMessage::Shutdown { retry_after_ms }))
@@ -745,7 +750,8 @@ impl Hub {
                     Self::deliver(&conn, Outbound::message(text));
                 }
             }
-        }
+        });
+        futures_util::future::join_all(notices).await;
     }
 
     /// When rooms live in this process only: ends every session as the process stops, so the

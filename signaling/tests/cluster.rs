@@ -504,6 +504,23 @@ async fn rooms_recover_after_nats_restarts_with_the_same_roster() {
     assert_eq!(seen, want, "{}", c.logs());
 }
 
+/// A stack stopped all at once (as compose does) may take NATS down first: a node must still
+/// drain its clients and exit by itself rather than wait for NATS to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stops_by_itself_when_nats_is_already_gone() {
+    let mut c = Cluster::start(1).await;
+    let (mut ann, _) = Client::join_at(&c.nodes[0].url(), &c.token("r", Role::Family, "Ann")).await;
+    c.stop_nats().await;
+    // Ann does what a client does: reconnects elsewhere when told (here she just goes).
+    let (status, shutdown) = tokio::join!(c.terminate(0), async move {
+        let shutdown = ann.expect("shutdown").await;
+        ann.hang_up();
+        shutdown
+    });
+    assert!(status.success(), "{status}\n{}", c.logs());
+    assert!(shutdown["retry_after_ms"].is_u64(), "{shutdown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_on_another_node_within_the_grace_and_joins_afresh_after_it() {
     let c = Cluster::start_with(2, "3s").await;

@@ -30,6 +30,8 @@ const NODES: &str = "hearth_nodes";
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a room's events are kept; snapshots are far more recent than this.
 const LOG_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long a stopping node waits for NATS to take what it last published.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 fn nats_error(e: impl std::fmt::Display) -> BackplaneError {
     BackplaneError::Nats(e.to_string())
@@ -507,7 +509,13 @@ impl Backplane for Nats {
         {
             task.abort();
         }
-        let _ = self.client.flush().await;
+        // What was published reaches NATS if it is there; without NATS the flush would wait
+        // for a reconnection that may never come, and the node must still stop.
+        match tokio::time::timeout(CLOSE_FLUSH, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "the last messages could not be sent to NATS"),
+            Err(_) => warn!("NATS is unreachable; stopping without sending the last messages"),
+        }
     }
 }
 

@@ -268,8 +268,8 @@ impl Cluster {
         let _ = self.nodes[i].child.wait().await;
     }
 
-    /// Stops NATS (SIGTERM) and starts it again on the same port and store.
-    pub async fn restart_nats(&mut self, down_for: Duration) {
+    /// Stops NATS (SIGTERM).
+    pub async fn stop_nats(&mut self) {
         if let Some(mut nats) = self.nats.take() {
             let pid = nats.id().expect("running").to_string();
             let _ = std::process::Command::new("kill")
@@ -277,6 +277,11 @@ impl Cluster {
                 .status();
             let _ = tokio::time::timeout(Duration::from_secs(10), nats.wait()).await;
         }
+    }
+
+    /// Stops NATS (SIGTERM) and starts it again on the same port and store.
+    pub async fn restart_nats(&mut self, down_for: Duration) {
+        self.stop_nats().await;
         tokio::time::sleep(down_for).await;
         self.nats = Some(Self::start_nats(self.dir.path(), self.nats_port).await);
     }
