@@ -1,29 +1,42 @@
-//! Load tool for the signaling server (not a test): opens N connections in pairs, holds them idle,
-//! then relays `signal`s at a fixed schedule, and reports connections held, connects/s, msgs/s,
-//! p50/p99 relay latency and server RSS per connection.
+//! Load tool for the signaling server (a benchmark, not a test). It runs the same workload
+//! against Hearth and, in the same run, against the PeerJS server (npm `peer`, the most used
+//! open signaling server), each pinned to the same core while this load generator runs on
+//! another, and prints a table with the ratios:
 //!
-//! It runs the same workload against a peer in the same run: a bare relay over the same
-//! WebSocket library that does only what relaying needs (no token check, limits, metrics or
-//! waiting room), so the ratio says what Hearth's features cost on this machine today.
+//! - connection storm: connects/s, each with its token check (Hearth) and first message;
+//! - idle soak: server RSS per idle connection;
+//! - relay at a fixed schedule (open loop): p50/p99/max latency, sender to receiver;
+//! - relay at saturation (closed loop, a window of messages in flight): msgs/s and the server's
+//!   CPU, so msgs per server CPU-second says what one core can carry even when this generator
+//!   (one core too) is the limit;
+//! - mass resume: sessions all drop and reconnect at once; time until every one is back, and
+//!   every message sent to a peer that was still away delivered exactly once (Hearth also
+//!   checks that the numbering has no gaps);
+//! - Hearth only: the same fixed-schedule relay between two nodes sharing rooms through NATS,
+//!   with both ends on one node and on different nodes, against one process on its own.
 //!
-//! `cargo bench -p signaling --bench load -- --connections 20000 --rate 20000 --seconds 10`
+//! `scripts/bench-signaling` installs PeerJS and nats-server and runs it; docs/BENCHMARKS.md has
+//! the command and the figures.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use hearth_proto::Role;
 use serde_json::{Value, json};
 use signaling::secret::Secret;
 use signaling::token::TokenKeys;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -32,13 +45,21 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 mod process;
 
 const SECRET: &str = "load-test-secret-not-for-production-use-0123";
+const CANDIDATE: &str = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host";
 
 struct Args {
     connections: usize,
     rate: u64,
     seconds: u64,
     soak: u64,
-    peer_only: bool,
+    window: usize,
+    resume: usize,
+    cross_connections: usize,
+    cross_rate: u64,
+    peerjs: Option<PathBuf>,
+    nats: String,
+    server_core: String,
+    client_core: String,
 }
 
 fn args() -> Args {
@@ -47,120 +68,218 @@ fn args() -> Args {
         rate: 2_000,
         seconds: 5,
         soak: 3,
-        peer_only: false,
+        window: 1_000,
+        resume: 1_000,
+        cross_connections: 1_000,
+        cross_rate: 2_000,
+        peerjs: None,
+        nats: "nats-server".to_owned(),
+        server_core: "0".to_owned(),
+        client_core: "1".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = || {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .expect("a number after the flag")
-        };
+        let mut value = || it.next().expect("a value after the flag");
+        let even = |v: String| v.parse::<usize>().expect("a number") & !1;
         match flag.as_str() {
-            "--connections" => a.connections = usize::try_from(num()).unwrap() & !1,
-            "--rate" => a.rate = num(),
-            "--seconds" => a.seconds = num(),
-            "--soak" => a.soak = num(),
-            "--serve-peer" => a.peer_only = true,
+            "--connections" => a.connections = even(value()),
+            "--rate" => a.rate = value().parse().expect("a number"),
+            "--seconds" => a.seconds = value().parse().expect("a number"),
+            "--soak" => a.soak = value().parse().expect("a number"),
+            "--window" => a.window = value().parse().expect("a number"),
+            "--resume" => a.resume = even(value()),
+            "--cross-connections" => a.cross_connections = even(value()),
+            "--cross-rate" => a.cross_rate = value().parse().expect("a number"),
+            "--peerjs" => a.peerjs = Some(PathBuf::from(value())),
+            "--nats-server" => a.nats = value(),
+            "--server-core" => a.server_core = value(),
+            "--client-core" => a.client_core = value(),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
         }
     }
+    a.resume = a.resume.min(a.connections);
     a
 }
 
 fn main() {
-    // Both ends of 20k connections live on this machine: raise the hard limit too when allowed
-    // (root), else the soft limit up to the hard one. The server process inherits it.
-    if rlimit::Resource::NOFILE.set(262_144, 262_144).is_err() {
-        let _ = rlimit::increase_nofile_limit(u64::MAX);
-    }
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let args = args();
     let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
-    // The client sockets live in this process and the server's in its own, so each needs a
-    // little more than N descriptors.
+    // This process holds the client end of every connection, the servers their own.
     assert!(
         soft >= args.connections as u64 + 64,
         "the open-file limit ({soft}) is too low for {} connections; raise `ulimit -n`",
         args.connections
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The generator on its own core (threads made from now on inherit it), the servers on
+    // another: each side has one core, as the targets say.
+    let pinned = std::process::Command::new("taskset")
+        .args(["-cp", &args.client_core, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(pinned, "taskset (util-linux) pins the load generator");
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    if args.peer_only {
-        rt.block_on(peer_relay());
-        return;
-    }
-    rt.block_on(async {
-        println!(
-            "load: {} connections ({} pairs), relay {} msg/s for {} s, idle soak {} s",
-            args.connections,
-            args.connections / 2,
-            args.rate,
-            args.seconds,
-            args.soak
-        );
-        let hearth = run(&args, Target::Hearth).await;
-        let peer = run(&args, Target::Peer).await;
-        println!("\n| server | connections held | connects/s | idle RSS/conn | msgs/s | p50 | p99 | max | RSS/conn under load |");
-        println!("|---|---|---|---|---|---|---|---|---|");
-        for r in [&hearth, &peer] {
-            r.row();
+    rt.block_on(bench(args));
+}
+
+async fn bench(args: Args) {
+    println!(
+        "load: {} connections, fixed schedule {} msg/s for {} s, saturation window {}, {} resumes, \
+         cross-node {} connections at {} msg/s; servers on core {}, generator on core {}",
+        args.connections,
+        args.rate,
+        args.seconds,
+        args.window,
+        args.resume,
+        args.cross_connections,
+        args.cross_rate,
+        args.server_core,
+        args.client_core
+    );
+    let hearth = one_server(&args, Proto::Hearth).await;
+    let peerjs = match &args.peerjs {
+        Some(_) => Some(one_server(&args, Proto::PeerJs).await),
+        None => {
+            println!("(no --peerjs: PeerJS not measured)");
+            None
         }
+    };
+    let cross = cross_node(&args).await;
+
+    println!(
+        "\n| server | connections | connects/s | idle RSS/conn | p50 @{r} | p99 @{r} | max @{r} | saturation msgs/s | server CPU | msgs per CPU-s | {n} resumes | resume gaps |",
+        r = args.rate,
+        n = args.resume
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    hearth.row();
+    if let Some(p) = &peerjs {
+        p.row();
+        println!("\nHow many times better Hearth is than PeerJS (higher is better):");
+        println!("| connects/s | idle RSS/conn | p50 | p99 | msgs per CPU-s | resume time |");
+        println!("|---|---|---|---|---|---|");
         println!(
-            "\nratio hearth/peer: idle RSS per connection {:.2}, p99 {:.2}, connects/s {:.2}",
-            hearth.idle_rss_per_conn / peer.idle_rss_per_conn,
-            hearth.p99_us / peer.p99_us,
-            hearth.connects_per_s / peer.connects_per_s
+            "| {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+            hearth.connects_per_s / p.connects_per_s,
+            p.idle_rss_per_conn / hearth.idle_rss_per_conn,
+            p.fixed.p50_us / hearth.fixed.p50_us,
+            p.fixed.p99_us / hearth.fixed.p99_us,
+            hearth.msgs_per_cpu_s / p.msgs_per_cpu_s,
+            p.resume.secs / hearth.resume.secs,
         );
-    });
+    }
+    println!(
+        "\n100k idle connections, projected from the soak (this sandbox allows {} descriptors per process): Hearth {:.0} MiB{}",
+        rlimit::Resource::NOFILE.get().unwrap().1,
+        (hearth.base_rss + 100_000.0 * hearth.idle_rss_per_conn) / 1048576.0,
+        peerjs
+            .as_ref()
+            .map(|p| format!(
+                ", PeerJS {:.0} MiB",
+                (p.base_rss + 100_000.0 * p.idle_rss_per_conn) / 1048576.0
+            ))
+            .unwrap_or_default()
+    );
+    if let Some(c) = cross {
+        c.print(&args);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Target {
+enum Proto {
     Hearth,
-    Peer,
+    PeerJs,
+}
+
+/// Latency of one fixed-schedule run as the receivers saw it.
+#[derive(Default)]
+struct Latency {
+    msgs_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    lost: u64,
+}
+
+impl Latency {
+    fn cell(&self) -> String {
+        format!(
+            "{:.0} msg/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{}",
+            self.msgs_per_s,
+            self.p50_us / 1000.0,
+            self.p99_us / 1000.0,
+            self.max_us / 1000.0,
+            lost(self.lost)
+        )
+    }
+}
+
+fn lost(n: u64) -> String {
+    if n > 0 {
+        format!(" (LOST {n})")
+    } else {
+        String::new()
+    }
+}
+
+#[derive(Default)]
+struct Resumed {
+    secs: f64,
+    back: usize,
+    missing: u64,
+    doubled: u64,
+    seq_gaps: u64,
+    new_ids: u64,
 }
 
 struct Report {
     name: &'static str,
     held: usize,
     connects_per_s: f64,
+    base_rss: f64,
     idle_rss_per_conn: f64,
-    msgs_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
-    max_us: f64,
-    load_rss_per_conn: f64,
-    lost: u64,
-    server_side: Option<(f64, f64)>,
+    fixed: Latency,
+    saturation_msgs_per_s: f64,
+    server_cores: f64,
+    msgs_per_cpu_s: f64,
+    resume: Resumed,
+    errors: u64,
 }
 
 impl Report {
     fn row(&self) {
+        let r = &self.resume;
         println!(
-            "| {} | {} | {:.0} | {:.1} KiB | {:.0} | {:.3} ms | {:.3} ms | {:.3} ms | {:.1} KiB |{}",
+            "| {}{} | {} | {:.0} | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
             self.name,
+            if self.errors > 0 {
+                format!(" ({} ERRORS from the server)", self.errors)
+            } else {
+                String::new()
+            },
             self.held,
             self.connects_per_s,
             self.idle_rss_per_conn / 1024.0,
-            self.msgs_per_s,
-            self.p50_us / 1000.0,
-            self.p99_us / 1000.0,
-            self.max_us / 1000.0,
-            self.load_rss_per_conn / 1024.0,
-            if self.lost > 0 {
-                format!(" LOST {}", self.lost)
-            } else {
-                String::new()
-            }
+            self.fixed.p50_us / 1000.0,
+            self.fixed.p99_us / 1000.0,
+            self.fixed.max_us / 1000.0,
+            lost(self.fixed.lost),
+            self.saturation_msgs_per_s,
+            self.server_cores * 100.0,
+            self.msgs_per_cpu_s,
+            r.back,
+            r.back,
+            r.secs,
+            r.missing,
+            r.doubled,
+            r.seq_gaps,
+            r.new_ids
         );
-        if let Some((p50, p99)) = self.server_side {
-            println!(
-                "|  | server-side relay (read to written): p50 <= {p50} ms, p99 <= {p99} ms | | | | | | | |"
-            );
-        }
     }
 }
 
@@ -175,286 +294,622 @@ fn rss_bytes(pid: u32) -> f64 {
     kb * 1024.0
 }
 
-/// Starts the server process and returns it with its WebSocket URL.
-async fn spawn(target: Target) -> (tokio::process::Child, String) {
-    let mut cmd = match target {
-        Target::Hearth => {
-            let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth-signaling"));
-            c.args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
-                .env("HEARTH_SECRET", SECRET)
-                .env("RUST_LOG", "warn");
-            c
+/// CPU time (user + system) of the processes so far, in seconds.
+fn cpu_secs(pids: &[u32]) -> f64 {
+    // Clock ticks are 100 per second on Linux (USER_HZ).
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        })
+        .sum()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn until_listening(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
         }
-        Target::Peer => {
-            let mut c = tokio::process::Command::new(std::env::current_exe().unwrap());
-            c.arg("--serve-peer");
-            c
-        }
-    };
-    let (child, url, mut lines) = process::spawn_until_url(cmd.stdout(Stdio::null())).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn pinned(core: &str, program: &str) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", core, program]).kill_on_drop(true);
+    c
+}
+
+/// A Hearth server process on the server core; `nats` shares its rooms.
+async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String) {
+    let mut c = pinned(&args.server_core, env!("CARGO_BIN_EXE_hearth-signaling"));
+    c.args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+        .env("HEARTH_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let Some((url, node)) = nats {
+        c.args(["--nats-url", url, "--node-id", node]);
+    }
+    let (child, url, mut lines) = process::spawn_until_url(&mut c).await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
 
-/// The same per-connection buffer sizes the Hearth server uses, so the comparison is about work
-/// done per message, not buffer defaults.
+/// The PeerJS server as its CLI runs it, on the server core. Its limits are raised so they do
+/// not end the run (5000 clients at most, 60 s without a heartbeat); its behaviour is as shipped.
+async fn spawn_peerjs(args: &Args, script: &std::path::Path) -> (Child, String) {
+    let port = free_port();
+    let child = pinned(&args.server_core, "node")
+        .arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--concurrent_limit",
+            "1000000",
+            "--alive_timeout",
+            "3600000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs PeerJS");
+    until_listening(port).await;
+    (child, format!("ws://127.0.0.1:{port}/peerjs"))
+}
+
+type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+type Stream = SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
+
+/// Small per-connection buffers, as the Hearth server uses.
 fn small_buffers() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
 }
 
-type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+const FIXED: usize = 0;
+const SATURATE: usize = 1;
+const RESUME: usize = 2;
 
-async fn run(args: &Args, target: Target) -> Report {
-    let name = if target == Target::Hearth {
-        "hearth-signaling"
-    } else {
-        "peer: bare relay"
-    };
-    let (child, url) = spawn(target).await;
-    let pid = child.id().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let base_rss = rss_bytes(pid);
+/// What every reader adds to.
+struct Stats {
+    epoch: Instant,
+    phase: AtomicUsize,
+    hist: [Mutex<Histogram<u64>>; 3],
+    received: [AtomicU64; 3],
+    errors: AtomicU64,
+    window: Semaphore,
+}
+
+/// One client connection's numbering as it saw it.
+#[derive(Default)]
+struct ConnState {
+    last_seq: AtomicU64,
+    seq_gaps: AtomicU64,
+    resume_got: AtomicU64,
+}
+
+/// The number after `key` in `text`, without parsing the JSON: the generator shares its core
+/// with thousands of readers, so it does as little as it can.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let i = text.find(key)? + key.len();
+    let digits = &text[i..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+async fn read(mut stream: Stream, st: Arc<ConnState>, stats: Arc<Stats>) {
+    while let Some(Ok(m)) = stream.next().await {
+        let Message::Text(t) = m else { continue };
+        let now = u64::try_from(stats.epoch.elapsed().as_nanos()).unwrap();
+        if t.contains(r#""type":"error""#) || t.contains(r#""type":"ERROR""#) {
+            stats.errors.fetch_add(1, Relaxed);
+        }
+        if let Some(seq) = number_after(&t, "\"seq\":") {
+            let last = st.last_seq.swap(seq, Relaxed);
+            if seq != last + 1 {
+                st.seq_gaps.fetch_add(1, Relaxed);
+            }
+        }
+        if let Some(sent) = number_after(&t, "\"t\":") {
+            let phase = stats.phase.load(Relaxed);
+            stats.hist[phase]
+                .lock()
+                .unwrap()
+                .record((now.saturating_sub(sent) / 1000).max(1))
+                .unwrap();
+            stats.received[phase].fetch_add(1, Relaxed);
+            match phase {
+                SATURATE => stats.window.add_permits(1),
+                RESUME => {
+                    st.resume_got.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The clients of one run: connection `2p` and `2p + 1` are a pair in one room.
+struct Fleet {
+    proto: Proto,
+    tag: &'static str,
+    stats: Arc<Stats>,
+    sinks: Vec<Option<Sink>>,
+    readers: Vec<Option<JoinHandle<()>>>,
+    states: Vec<Arc<ConnState>>,
+    ids: Vec<String>,
+    secrets: Vec<String>,
+    tokens: Vec<String>,
+    urls: Vec<String>,
+}
+
+/// What a connection learnt from its first message.
+struct Opened {
+    id: String,
+    secret: String,
+    resumed: bool,
+}
+
+fn room(tag: &str, i: usize) -> String {
+    format!("bench-{tag}-{}", i / 2)
+}
+
+fn tokens(proto: Proto, n: usize, tag: &str) -> Vec<String> {
     let keys = TokenKeys::new(&Secret::new(SECRET).unwrap());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let tokens: Vec<String> = (0..args.connections)
-        .map(|i| {
-            let role = if i % 2 == 0 {
-                Role::Resident
-            } else {
-                Role::Family
-            };
-            keys.mint(
-                &format!("bench-{}", i / 2),
-                role,
-                &format!("n{i}"),
-                None,
-                Duration::from_secs(3600),
-                now,
-            )
-            .unwrap()
+    (0..n)
+        .map(|i| match proto {
+            Proto::Hearth => {
+                let role = if i % 2 == 0 {
+                    Role::Resident
+                } else {
+                    Role::Family
+                };
+                keys.mint(
+                    &room(tag, i),
+                    role,
+                    &format!("n{i}"),
+                    None,
+                    Duration::from_secs(3600),
+                    now,
+                )
+                .unwrap()
+            }
+            Proto::PeerJs => format!("tok{i}"),
         })
-        .collect();
+        .collect()
+}
 
-    // Connection storm: every connect includes the token check and the welcome.
-    let epoch = Instant::now();
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
-    ));
-    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let started = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut joins = Vec::with_capacity(args.connections);
-    for (i, token) in tokens.into_iter().enumerate() {
-        let url = url.clone();
-        let sem = sem.clone();
-        let room = format!("bench-{}", i / 2);
-        joins.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await.unwrap();
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(&url, Some(small_buffers()), false)
-                    .await
-                    .expect("connect");
-            ws.send(Message::text(
-                json!({"type":"hello","token":token,"room":room}).to_string(),
-            ))
+/// Connects client `i` and waits for its first message (`welcome`/`resumed`, or `OPEN`).
+async fn open(
+    proto: Proto,
+    url: &str,
+    i: usize,
+    token: &str,
+    tag: &str,
+    resume: Option<(&str, &str, u64)>,
+) -> (WebSocketStream<MaybeTlsStream<TcpStream>>, Opened) {
+    let url = match proto {
+        Proto::Hearth => url.to_owned(),
+        Proto::PeerJs => format!("{url}?key=peerjs&id=p{i}&token={token}"),
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(&url, Some(small_buffers()), false)
             .await
-            .unwrap();
-            loop {
-                if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    assert_eq!(v["type"], "welcome", "{v}");
-                    break (ws, v["peer"].as_str().unwrap().to_owned());
-                }
-            }
-        }));
+            .expect("connect");
+    if proto == Proto::Hearth {
+        let mut hello = json!({"type":"hello","token":token,"room":room(tag, i)});
+        if let Some((peer, secret, last_seq)) = resume {
+            hello["resume"] = json!({"peer":peer,"secret":secret,"last_seq":last_seq});
+        }
+        ws.send(Message::text(hello.to_string())).await.unwrap();
     }
-    let mut sinks: Vec<Sink> = Vec::with_capacity(args.connections);
-    let mut ids = Vec::with_capacity(args.connections);
-    for j in joins {
-        let (ws, id) = j.await.unwrap();
-        let (sink, mut stream) = ws.split();
-        sinks.push(sink);
-        ids.push(id);
-        let hist = hist.clone();
-        let received = received.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = stream.next().await {
-                if let Message::Text(t) = m {
-                    // Clock first, then a plain scan for the send time: the load generator
-                    // shares the 2 cores with the server, so it does as little as it can.
-                    let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap();
-                    if let Some(i) = t.find("\"t\":") {
-                        let digits = &t[i + 4..];
-                        let end = digits
-                            .find(|c: char| !c.is_ascii_digit())
-                            .unwrap_or(digits.len());
-                        let sent: u64 = digits[..end].parse().unwrap();
-                        hist.lock()
-                            .unwrap()
-                            .record((now.saturating_sub(sent) / 1000).max(1))
-                            .unwrap();
-                        received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }
-        });
+    loop {
+        let Message::Text(t) = ws.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let opened = match (proto, v["type"].as_str()) {
+            (Proto::Hearth, Some("welcome")) => Opened {
+                id: s("peer"),
+                secret: s("resume_secret"),
+                resumed: false,
+            },
+            (Proto::Hearth, Some("resumed")) => Opened {
+                id: s("peer"),
+                secret: String::new(),
+                resumed: true,
+            },
+            (Proto::PeerJs, Some("OPEN")) => Opened {
+                id: format!("p{i}"),
+                secret: String::new(),
+                resumed: resume.is_some(),
+            },
+            _ => panic!("unexpected first message: {v}"),
+        };
+        return (ws, opened);
     }
-    let storm = started.elapsed().as_secs_f64();
-    let held = sinks.len();
-    tokio::time::sleep(Duration::from_secs(args.soak)).await;
-    let idle_rss_per_conn = (rss_bytes(pid) - base_rss) / held as f64;
+}
 
-    // Relay at a fixed schedule: every millisecond, rate/1000 messages, round robin over pairs,
-    // alternating direction. Senders never wait for replies (open loop).
-    let total = args.rate * args.seconds;
-    let per_tick = (args.rate / 1000).max(1);
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * per_tick / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let relay_start = Instant::now();
-    let pairs = held / 2;
-    let mut k: u64 = 0;
-    while k < total {
-        tick.tick().await;
-        for _ in 0..per_tick {
-            let pair = usize::try_from(k).unwrap() % pairs;
-            let forward = (k / pairs as u64).is_multiple_of(2);
-            let (from, to) = if forward {
-                (2 * pair, 2 * pair + 1)
-            } else {
-                (2 * pair + 1, 2 * pair)
-            };
-            let t = u64::try_from(epoch.elapsed().as_nanos()).unwrap();
-            let msg = json!({"type":"signal","to": ids[to],"data":{"t": t,"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"}});
-            sinks[from]
-                .send(Message::text(msg.to_string()))
-                .await
-                .unwrap();
-            k += 1;
+fn signal(proto: Proto, to: &str, t: u64, k: u64) -> Message {
+    Message::text(match proto {
+        Proto::Hearth => format!(
+            r#"{{"type":"signal","to":"{to}","data":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"}}}}"#
+        ),
+        Proto::PeerJs => format!(
+            r#"{{"type":"CANDIDATE","dst":"{to}","payload":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"}}}}"#
+        ),
+    })
+}
+
+impl Fleet {
+    /// The connection storm: `n` clients, client `i` on `urls[node(i)]`, 256 opening at once.
+    /// Returns the fleet and the seconds it took.
+    async fn connect(
+        proto: Proto,
+        tag: &'static str,
+        urls: &[String],
+        n: usize,
+        node: impl Fn(usize) -> usize,
+        window: usize,
+    ) -> (Fleet, f64) {
+        let stats = Arc::new(Stats {
+            epoch: Instant::now(),
+            phase: AtomicUsize::new(FIXED),
+            hist: std::array::from_fn(|_| {
+                Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap())
+            }),
+            received: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: AtomicU64::new(0),
+            window: Semaphore::new(window),
+        });
+        let tokens = tokens(proto, n, tag);
+        let urls: Vec<String> = (0..n).map(|i| urls[node(i)].clone()).collect();
+        let started = Instant::now();
+        let sem = Arc::new(Semaphore::new(256));
+        let joins: Vec<_> = (0..n)
+            .map(|i| {
+                let (url, token, sem) = (urls[i].clone(), tokens[i].clone(), sem.clone());
+                tokio::spawn(async move {
+                    let _permit = sem.acquire().await.unwrap();
+                    open(proto, &url, i, &token, tag, None).await
+                })
+            })
+            .collect();
+        let mut fleet = Fleet {
+            proto,
+            tag,
+            stats,
+            sinks: Vec::with_capacity(n),
+            readers: Vec::with_capacity(n),
+            states: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            secrets: Vec::with_capacity(n),
+            tokens,
+            urls,
+        };
+        for j in joins {
+            let (ws, opened) = j.await.unwrap();
+            let (sink, stream) = ws.split();
+            let st = Arc::new(ConnState::default());
+            // The welcome was seq 1.
+            st.last_seq
+                .store(u64::from(proto == Proto::Hearth), Relaxed);
+            fleet.readers.push(Some(tokio::spawn(read(
+                stream,
+                st.clone(),
+                fleet.stats.clone(),
+            ))));
+            fleet.sinks.push(Some(sink));
+            fleet.states.push(st);
+            fleet.ids.push(opened.id);
+            fleet.secrets.push(opened.secret);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        (fleet, secs)
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.stats.epoch.elapsed().as_nanos()).unwrap()
+    }
+
+    /// Message `k` goes round robin over the pairs, alternating direction.
+    async fn send_kth(&mut self, k: u64) {
+        let pairs = self.sinks.len() / 2;
+        let pair = usize::try_from(k).unwrap() % pairs;
+        let forward = (k / pairs as u64).is_multiple_of(2);
+        let (from, to) = if forward {
+            (2 * pair, 2 * pair + 1)
+        } else {
+            (2 * pair + 1, 2 * pair)
+        };
+        let msg = signal(self.proto, &self.ids[to], self.now_ns(), k);
+        self.sinks[from].as_mut().unwrap().send(msg).await.unwrap();
+    }
+
+    async fn wait_for(&self, phase: usize, total: u64, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        while self.stats.received[phase].load(Relaxed) < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stats.received[phase].load(Relaxed)
+    }
+
+    /// Open loop: `rate` messages per second for `seconds`, senders never wait for replies.
+    async fn fixed(&mut self, rate: u64, seconds: u64) -> Latency {
+        self.stats.phase.store(FIXED, Relaxed);
+        let total = rate * seconds;
+        let per_tick = (rate / 1000).max(1);
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * per_tick / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let start = Instant::now();
+        let mut k = 0;
+        while k < total {
+            tick.tick().await;
+            for _ in 0..per_tick {
+                self.send_kth(k).await;
+                k += 1;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let got = self.wait_for(FIXED, total, Duration::from_secs(10)).await;
+        let h = self.stats.hist[FIXED].lock().unwrap().clone();
+        Latency {
+            msgs_per_s: got as f64 / secs,
+            p50_us: h.value_at_quantile(0.5) as f64,
+            p99_us: h.value_at_quantile(0.99) as f64,
+            max_us: h.max() as f64,
+            lost: total - got,
         }
     }
-    let send_secs = relay_start.elapsed().as_secs_f64();
-    let load_rss_per_conn = (rss_bytes(pid) - base_rss) / held as f64;
-    // Wait for stragglers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received.load(std::sync::atomic::Ordering::Relaxed) < total && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+
+    /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s
+    /// and the servers' CPU time over the same span.
+    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64) {
+        self.stats.phase.store(SATURATE, Relaxed);
+        let cpu0 = cpu_secs(pids);
+        let start = Instant::now();
+        let mut k = 0;
+        let end = start + Duration::from_secs(seconds);
+        while Instant::now() < end {
+            // A window that does not come back (messages refused, say) ends the phase.
+            let Ok(permit) = tokio::time::timeout_at(end.into(), self.stats.window.acquire()).await
+            else {
+                break;
+            };
+            permit.unwrap().forget();
+            self.send_kth(k).await;
+            k += 1;
+        }
+        let got = self.stats.received[SATURATE].load(Relaxed);
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(pids) - cpu0;
+        self.wait_for(SATURATE, k, Duration::from_secs(10)).await;
+        (got as f64 / secs, cpu)
     }
-    let got = received.load(std::sync::atomic::Ordering::Relaxed);
-    let h = hist.lock().unwrap().clone();
-    let server_side = if target == Target::Hearth {
-        server_quantiles(&url).await
-    } else {
-        None
+
+    /// The first `n` clients drop at once and reconnect at once, each resuming its session
+    /// (PeerJS: the same id and token again) and sending its partner one message as soon as it
+    /// is back, while the partner may still be away.
+    async fn mass_resume(&mut self, n: usize) -> Resumed {
+        for i in 0..n {
+            if let Some(r) = self.readers[i].take() {
+                r.abort();
+            }
+            drop(self.sinks[i].take());
+        }
+        // The server notices the closes before the reconnects arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.stats.phase.store(RESUME, Relaxed);
+        for st in &self.states[..n] {
+            st.seq_gaps.store(0, Relaxed);
+        }
+        let started = Instant::now();
+        let sem = Arc::new(Semaphore::new(256));
+        let joins: Vec<_> = (0..n)
+            .map(|i| {
+                let (proto, tag) = (self.proto, self.tag);
+                let (url, token, sem) = (self.urls[i].clone(), self.tokens[i].clone(), sem.clone());
+                let (peer, secret, partner) = (
+                    self.ids[i].clone(),
+                    self.secrets[i].clone(),
+                    self.ids[i ^ 1].clone(),
+                );
+                let st = self.states[i].clone();
+                let stats = self.stats.clone();
+                tokio::spawn(async move {
+                    let _permit = sem.acquire().await.unwrap();
+                    let last = st.last_seq.load(Relaxed);
+                    let (ws, opened) =
+                        open(proto, &url, i, &token, tag, Some((&peer, &secret, last))).await;
+                    let (mut sink, stream) = ws.split();
+                    let reader = tokio::spawn(read(stream, st, stats.clone()));
+                    let t = u64::try_from(stats.epoch.elapsed().as_nanos()).unwrap();
+                    sink.send(signal(proto, &partner, t, i as u64))
+                        .await
+                        .unwrap();
+                    (sink, reader, opened, Instant::now())
+                })
+            })
+            .collect();
+        let mut new_ids = 0;
+        let mut last_back = started;
+        for (i, j) in joins.into_iter().enumerate() {
+            let (sink, reader, opened, at) = j.await.unwrap();
+            if !opened.resumed || opened.id != self.ids[i] {
+                new_ids += 1;
+            }
+            last_back = last_back.max(at);
+            self.sinks[i] = Some(sink);
+            self.readers[i] = Some(reader);
+        }
+        let secs = (last_back - started).as_secs_f64();
+        self.wait_for(RESUME, n as u64, Duration::from_secs(10))
+            .await;
+        // Let doubles, if any, arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut r = Resumed {
+            secs,
+            back: n,
+            new_ids,
+            ..Resumed::default()
+        };
+        for st in &self.states[..n] {
+            match st.resume_got.load(Relaxed) {
+                0 => r.missing += 1,
+                1 => {}
+                more => r.doubled += more - 1,
+            }
+            if self.proto == Proto::Hearth {
+                r.seq_gaps += st.seq_gaps.load(Relaxed);
+            }
+        }
+        r
+    }
+}
+
+/// Every phase against one server process.
+async fn one_server(args: &Args, proto: Proto) -> Report {
+    let (child, url, name) = match proto {
+        Proto::Hearth => {
+            let (c, u) = spawn_hearth(args, None).await;
+            (c, u, "hearth-signaling")
+        }
+        Proto::PeerJs => {
+            let (c, u) = spawn_peerjs(args, args.peerjs.as_deref().unwrap()).await;
+            (c, u, "PeerJS 1.0.2")
+        }
     };
-    drop(sinks);
+    let pid = child.id().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base_rss = rss_bytes(pid);
+    eprintln!("{name}: connection storm");
+    let (mut fleet, storm) =
+        Fleet::connect(proto, "one", &[url], args.connections, |_| 0, args.window).await;
+    let held = fleet.sinks.len();
+    tokio::time::sleep(Duration::from_secs(args.soak)).await;
+    let idle_rss_per_conn = (rss_bytes(pid) - base_rss) / held as f64;
+    eprintln!("{name}: fixed schedule");
+    let fixed = fleet.fixed(args.rate, args.seconds).await;
+    eprintln!("{name}: saturation");
+    let (saturation_msgs_per_s, cpu) = fleet.saturate(args.seconds, &[pid]).await;
+    let secs = args.seconds as f64;
+    eprintln!("{name}: mass resume");
+    let resume = fleet.mass_resume(args.resume).await;
+    let errors = fleet.stats.errors.load(Relaxed);
+    drop(fleet);
     drop(child);
     tokio::time::sleep(Duration::from_secs(1)).await;
     Report {
         name,
         held,
         connects_per_s: held as f64 / storm,
+        base_rss,
         idle_rss_per_conn,
-        msgs_per_s: got as f64 / send_secs,
-        p50_us: h.value_at_quantile(0.5) as f64,
-        p99_us: h.value_at_quantile(0.99) as f64,
-        max_us: h.max() as f64,
-        load_rss_per_conn,
-        lost: total - got,
-        server_side,
+        fixed,
+        saturation_msgs_per_s,
+        server_cores: cpu / secs,
+        msgs_per_cpu_s: saturation_msgs_per_s * secs / cpu,
+        resume,
+        errors,
     }
 }
 
-/// The server's own relay-latency histogram (read to written): bucket upper bounds holding the
-/// 50th and 99th percentiles, in ms.
-async fn server_quantiles(ws_url: &str) -> Option<(f64, f64)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = ws_url.strip_prefix("ws://")?.split('/').next()?.to_owned();
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
-    let buckets: Vec<(f64, f64)> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("hearth_relay_latency_seconds_bucket{le=\""))
-        .filter_map(|l| {
-            let (le, rest) = l.split_once('"')?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, rest.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
-    let total = buckets.last()?.1;
-    let at = |q: f64| {
-        buckets
-            .iter()
-            .find(|(_, n)| *n >= q * total)
-            .map(|(le, _)| le * 1000.0)
+struct Cross {
+    alone: Latency,
+    same_node: Latency,
+    cross_node: Latency,
+}
+
+impl Cross {
+    fn print(&self, args: &Args) {
+        println!(
+            "\nRooms shared through NATS ({} connections, {} msg/s for {} s; nats-server and the nodes on core {}):",
+            args.cross_connections, args.cross_rate, args.seconds, args.server_core
+        );
+        println!("| layout | relay |");
+        println!("|---|---|");
+        println!("| one process, no NATS | {} |", self.alone.cell());
+        println!(
+            "| two nodes on NATS, both ends on one node | {} |",
+            self.same_node.cell()
+        );
+        println!(
+            "| two nodes on NATS, ends on different nodes | {} |",
+            self.cross_node.cell()
+        );
+        println!(
+            "\ncross-node p50 overhead: {:.3} ms over one process, {:.3} ms over the same node",
+            (self.cross_node.p50_us - self.alone.p50_us) / 1000.0,
+            (self.cross_node.p50_us - self.same_node.p50_us) / 1000.0
+        );
+    }
+}
+
+/// The fixed schedule through two nodes sharing rooms through NATS, against one process.
+async fn cross_node(args: &Args) -> Option<Cross> {
+    if args.cross_connections == 0 {
+        return None;
+    }
+    let n = args.cross_connections;
+    eprintln!("one process, for the cross-node comparison");
+    let alone = {
+        let (child, url) = spawn_hearth(args, None).await;
+        let (mut f, _) =
+            Fleet::connect(Proto::Hearth, "alone", &[url], n, |_| 0, args.window).await;
+        let l = f.fixed(args.cross_rate, args.seconds).await;
+        drop(f);
+        drop(child);
+        l
     };
-    Some((at(0.5)?, at(0.99)?))
-}
-
-/// The peer: the least a relay must do with the same wire messages. Reads `hello` for the room,
-/// answers `welcome`, and forwards `signal`s by id. No token check, limits, metrics or lobby.
-async fn peer_relay() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    eprintln!("peer relay at ws://{addr}/v1/ws");
-    let peers: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>> = Arc::default();
-    let mut next = 0u64;
-    loop {
-        let (tcp, _) = listener.accept().await.unwrap();
-        next += 1;
-        let id = format!("b{next}");
-        let peers = peers.clone();
-        tokio::spawn(async move {
-            let Ok(ws) =
-                tokio_tungstenite::accept_async_with_config(tcp, Some(small_buffers())).await
-            else {
-                return;
-            };
-            let (mut sink, mut stream) = ws.split();
-            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-            tokio::spawn(async move {
-                while let Some(m) = rx.recv().await {
-                    if sink.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            while let Some(Ok(Message::Text(t))) = stream.next().await {
-                let Ok(v) = serde_json::from_str::<Value>(&t) else {
-                    continue;
-                };
-                match v["type"].as_str() {
-                    Some("hello") => {
-                        peers.lock().unwrap().insert(id.clone(), tx.clone());
-                        let _ = tx.send(Message::text(
-                            json!({"type":"welcome","peer": id}).to_string(),
-                        ));
-                    }
-                    Some("signal") => {
-                        let out = json!({"type":"signal","from": id,"data": v["data"]}).to_string();
-                        if let Some(to) = v["to"]
-                            .as_str()
-                            .and_then(|to| peers.lock().unwrap().get(to).cloned())
-                        {
-                            let _ = to.send(Message::text(out));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            peers.lock().unwrap().remove(&id);
-        });
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nats = pinned(&args.server_core, &args.nats)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    until_listening(port).await;
+    let nats_url = format!("nats://127.0.0.1:{port}");
+    let (_a, url_a) = spawn_hearth(args, Some((&nats_url, "bench-a"))).await;
+    let (_b, url_b) = spawn_hearth(args, Some((&nats_url, "bench-b"))).await;
+    // Each node sees the other alive before rooms are shared.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let urls = [url_a, url_b];
+    eprintln!("two nodes, both ends on one");
+    let same_node = {
+        let (mut f, _) = Fleet::connect(Proto::Hearth, "same", &urls, n, |_| 0, args.window).await;
+        f.fixed(args.cross_rate, args.seconds).await
+    };
+    eprintln!("two nodes, ends on different ones");
+    let cross_node = {
+        let (mut f, _) =
+            Fleet::connect(Proto::Hearth, "cross", &urls, n, |i| i % 2, args.window).await;
+        f.fixed(args.cross_rate, args.seconds).await
+    };
+    Some(Cross {
+        alone,
+        same_node,
+        cross_node,
+    })
 }
