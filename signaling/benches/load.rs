@@ -141,6 +141,13 @@ async fn bench(args: Args) {
         args.server_core,
         args.client_core
     );
+    if args.connections == 0 {
+        // Only the rooms shared through NATS.
+        if let Some(c) = cross_node(&args).await {
+            c.print(&args);
+        }
+        return;
+    }
     let hearth = one_server(&args, Proto::Hearth).await;
     let peerjs = match &args.peerjs {
         Some(_) => Some(one_server(&args, Proto::PeerJs).await),

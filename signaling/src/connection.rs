@@ -314,6 +314,17 @@ impl Conn {
                 }
                 Frame::End => return false,
             };
+            if let Some(signal) = fast_signal(&text) {
+                let event = Event::Signal {
+                    conn: self.hub.conn_ref(self.handle.id),
+                    to: signal.to,
+                    data: Text(Utf8Bytes::from(signal.data.get().to_owned())),
+                    cseq: signal.seq,
+                    read_at: Some(read_at),
+                };
+                self.submit(session, event).await;
+                continue;
+            }
             let msg = match parse_client(&text) {
                 Ok(msg) => msg,
                 Err(e) => {
@@ -411,14 +422,40 @@ impl Conn {
                 return false;
             }
         };
+        self.submit(session, event).await;
+        false
+    }
+
+    /// Puts the event in the room's log; the connection is refused when the log is out of reach.
+    async fn submit(&self, session: &Session, event: Event) {
         if self.hub.publish(&session.room, event).await.is_err() {
             self.refuse(
                 ErrorCode::Unavailable,
                 ErrorCode::Unavailable.default_message(),
             );
         }
-        false
     }
+}
+
+/// A `signal` as the relay needs it: its `data` stays the client's own JSON text.
+#[derive(serde::Deserialize)]
+struct FastSignal<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    to: hearth_proto::PeerId,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+/// The relay's hot path: a `signal` is read in one pass, its `data` checked as JSON but not
+/// built into a tree and written out again. Anything else, or a `signal` this cannot read, goes
+/// through the full parser (which gives the client its error).
+fn fast_signal(text: &str) -> Option<FastSignal<'_>> {
+    serde_json::from_str::<FastSignal<'_>>(text)
+        .ok()
+        .filter(|s| s.kind == "signal")
 }
 
 async fn write_loop(
@@ -471,4 +508,27 @@ async fn write_loop(
     }
     done.cancel();
     let _ = timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_is_read_in_one_pass_and_everything_else_is_left_to_the_full_parser() {
+        let s = fast_signal(
+            r#"{"seq":7,"type":"signal","to":"p1","data":{"sdp":"v=0\r\n","n":[1, 2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.to.as_str(), s.data.get(), s.seq),
+            ("p1", r#"{"sdp":"v=0\r\n","n":[1, 2]}"#, Some(7))
+        );
+        assert!(fast_signal(r#"{"type":"admit","peer":"p1"}"#).is_none());
+        // Missing data, a seq that is not a number, broken JSON inside data: the full parser
+        // decides (and tells the client what is wrong).
+        assert!(fast_signal(r#"{"type":"signal","to":"p1"}"#).is_none());
+        assert!(fast_signal(r#"{"type":"signal","to":"p1","data":1,"seq":"x"}"#).is_none());
+        assert!(fast_signal(r#"{"type":"signal","to":"p1","data":{"a":}}"#).is_none());
+    }
 }

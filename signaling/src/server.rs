@@ -11,7 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -89,6 +89,23 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         .into_response()
 }
 
+/// Connections the kernel queues for accepting (capped by `net.core.somaxconn`). A crowd
+/// arrives at once when a node's clients move after it stopped; tokio's default of 128 drops the
+/// rest of such a crowd's connection attempts, and each costs its client a 1 s SYN retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's and tokio's bind do: a restarted server binds while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A running signaling server. Dropping it stops it; [`Server::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct Server {
@@ -102,13 +119,10 @@ pub struct Server {
 impl Server {
     /// Binds `options.listen` and starts serving.
     pub async fn start(options: ServerOptions) -> Result<Server, ServerError> {
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
+        let listener = listen(options.listen).map_err(|source| ServerError::Bind {
+            addr: options.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: options.listen,
             source,
