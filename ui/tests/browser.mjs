@@ -126,11 +126,35 @@ async function main() {
     const patientInv = await invite("consult", "patient", "Mr Park");
     const docStats = join(work, "doc.json");
     const patient = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    // The page's WebSockets pass through Playwright, which can cut one as a network would.
+    const sockets = [];
+    await patient.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      const c = { ws, server, sent: [], got: [] };
+      sockets.push(c);
+      ws.onMessage((m) => { c.sent.push(JSON.parse(String(m))); server.send(m); });
+      server.onMessage((m) => { c.got.push(JSON.parse(String(m))); ws.send(m); });
+    });
     await patient.goto(patientInv.link);
     await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 20_000 });
     await patient.getByText("Camera: works").waitFor({ timeout: 20_000 });
     console.log("browser: the patient waits; the check ran (camera and microphone work)");
     await check(patient, "patient-waiting");
+    // The connection drops while the patient waits: the page resumes its session (same id, its
+    // place kept) and says nothing alarming; the clinician below finds it in the queue.
+    const first = sockets[0];
+    const waiting = first.got.find((m) => m.type === "waiting");
+    if (!waiting?.resume_secret) throw new Error(`no waiting message with a resume secret: ${JSON.stringify(first.got)}`);
+    first.server.close({ code: 1011, reason: "cut by the test" });
+    first.ws.close({ code: 1011, reason: "cut by the test" });
+    const second = await until("the page reconnects", () => sockets[1]);
+    const resumed = await until("the server answers the resume", () => second.got.find((m) => m.type === "resumed" || m.type === "waiting"));
+    const hello = second.sent.find((m) => m.type === "hello");
+    if (hello?.resume?.peer !== waiting.peer || resumed.type !== "resumed" || resumed.peer !== waiting.peer) {
+      throw new Error(`the page did not resume its session: hello ${JSON.stringify(hello?.resume)}, answer ${JSON.stringify(resumed)}`);
+    }
+    await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 10_000 });
+    console.log(`browser: the patient's connection was cut; the page resumed session ${waiting.peer.slice(0, 8)} (last seq ${hello.resume.last_seq}) and still waits`);
     const doctor = run(
       join(bin, "hearth-cli"),
       ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", docStats, "consult"],
