@@ -44,6 +44,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 #[path = "../tests/common/process.rs"]
 mod process;
 
+use process::{free_port, until_listening};
+
 const SECRET: &str = "load-test-secret-not-for-production-use-0123";
 const CANDIDATE: &str = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host";
 
@@ -237,11 +239,13 @@ fn lost(n: u64) -> String {
 #[derive(Default)]
 struct Resumed {
     secs: f64,
+    /// Sessions that reconnected, and of those the ones that came back as themselves.
+    of: usize,
     back: usize,
     missing: u64,
     doubled: u64,
     seq_gaps: u64,
-    new_ids: u64,
+    new_ids: usize,
 }
 
 struct Report {
@@ -280,7 +284,7 @@ impl Report {
             self.server_cores * 100.0,
             self.msgs_per_cpu_s,
             r.back,
-            r.back,
+            r.of,
             r.secs,
             r.missing,
             r.doubled,
@@ -313,24 +317,6 @@ fn cpu_secs(pids: &[u32]) -> f64 {
             (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
         })
         .sum()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn until_listening(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
 }
 
 fn pinned(core: &str, program: &str) -> Command {
@@ -371,7 +357,7 @@ async fn spawn_peerjs(args: &Args, script: &std::path::Path) -> (Child, String) 
         .stderr(Stdio::null())
         .spawn()
         .expect("node runs PeerJS");
-    until_listening(port).await;
+    until_listening(port, "PeerJS").await;
     (child, format!("ws://127.0.0.1:{port}/peerjs"))
 }
 
@@ -775,7 +761,8 @@ impl Fleet {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut r = Resumed {
             secs,
-            back: n,
+            of: n,
+            back: n - new_ids,
             new_ids,
             ..Resumed::default()
         };
@@ -896,7 +883,7 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server starts");
-    until_listening(port).await;
+    until_listening(port, "nats-server").await;
     let nats_url = format!("nats://127.0.0.1:{port}");
     let (_a, url_a) = spawn_hearth(args, Some((&nats_url, "bench-a"))).await;
     let (_b, url_b) = spawn_hearth(args, Some((&nats_url, "bench-b"))).await;

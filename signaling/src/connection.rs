@@ -315,13 +315,8 @@ impl Conn {
                 Frame::End => return false,
             };
             if let Some(signal) = fast_signal(&text) {
-                let event = Event::Signal {
-                    conn: self.hub.conn_ref(self.handle.id),
-                    to: signal.to,
-                    data: Text(Utf8Bytes::from(signal.data.get().to_owned())),
-                    cseq: signal.seq,
-                    read_at: Some(read_at),
-                };
+                let event =
+                    self.signal(signal.to, signal.data.get().to_owned(), signal.seq, read_at);
                 self.submit(session, event).await;
                 continue;
             }
@@ -350,13 +345,7 @@ impl Conn {
         let conn = self.hub.conn_ref(self.handle.id);
         let event = match msg {
             ClientMessage::Signal { to, data } => match serde_json::to_string(&data) {
-                Ok(data) => Event::Signal {
-                    conn,
-                    to,
-                    data: Text(Utf8Bytes::from(data)),
-                    cseq,
-                    read_at: Some(read_at),
-                },
+                Ok(data) => self.signal(to, data, cseq, read_at),
                 Err(_) => {
                     self.tell(
                         session,
@@ -424,6 +413,23 @@ impl Conn {
         };
         self.submit(session, event).await;
         false
+    }
+
+    /// The event for a `signal` this connection sent, its `data` as JSON text.
+    fn signal(
+        &self,
+        to: hearth_proto::PeerId,
+        data: String,
+        cseq: Option<u64>,
+        read_at: Instant,
+    ) -> Event {
+        Event::Signal {
+            conn: self.hub.conn_ref(self.handle.id),
+            to,
+            data: Text(Utf8Bytes::from(data)),
+            cseq,
+            read_at: Some(read_at),
+        }
     }
 
     /// Puts the event in the room's log; the connection is refused when the log is out of reach.

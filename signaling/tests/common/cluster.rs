@@ -13,7 +13,7 @@ use signaling::token::TokenKeys;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-use crate::common::process::spawn_until_url;
+use crate::common::process::{free_port, spawn_until_url, until_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hearth-signaling");
 const SECRET: &str = "cluster-test-secret-0123456789abcdef";
@@ -46,13 +46,6 @@ pub struct Cluster {
     keys: TokenKeys,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn need(program: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
         let p = Path::new(dir).join(program);
@@ -63,19 +56,6 @@ fn need(program: &str) -> PathBuf {
     panic!(
         "{program} is not installed: the cluster tests run Debian's nats-server and nginx (./scripts/test installs them)"
     );
-}
-
-async fn until_listening(port: u16, what: &str) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} did not start listening on {port}");
 }
 
 /// Copies a process's stderr into a log file in the test directory (for a failing test's

@@ -1,5 +1,6 @@
-//! Starting a server process and learning its WebSocket URL from the line it prints; shared by
-//! the binary tests and the load tool.
+//! Starting server processes: learning a Hearth server's WebSocket URL from the line it prints,
+//! a free port for one that takes a port, and waiting until it listens; shared by the tests and
+//! the load tool.
 
 use std::process::Stdio;
 
@@ -30,4 +31,26 @@ pub async fn spawn_until_url(cmd: &mut Command) -> (Child, String, Lines<BufRead
             return (child, url, lines);
         }
     }
+}
+
+/// A loopback port free right now, for a process that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits (up to 10 s) until something accepts connections on loopback `port`.
+pub async fn until_listening(port: u16, what: &str) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not start listening on {port}");
 }
