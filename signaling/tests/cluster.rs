@@ -67,6 +67,100 @@ async fn members_on_different_nodes_see_each_other_and_relay_both_ways() {
     assert_eq!(seen, want, "{}", c.logs());
 }
 
+/// A node that starts serving a room which has been busy elsewhere loads it from the log (no
+/// snapshot yet: fewer than 500 events) while events keep coming, and hands each one to its
+/// replica once, in order: the newcomer sees both members, each member sees it join once, and
+/// signals flow in order all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_catches_up_a_busy_room_while_it_keeps_going() {
+    let c = Cluster::start(2).await;
+    let (kim, w) =
+        Client::join_at(&c.nodes[0].url(), &c.token("busy", Role::Resident, "Kim")).await;
+    let kim_id = peer(&w);
+    let (mut ann, w) =
+        Client::join_at(&c.nodes[0].url(), &c.token("busy", Role::Family, "Ann")).await;
+    let ann_id = peer(&w);
+    // Other rooms' traffic goes through the same stream; node 2 must pass it by.
+    let (other, _) =
+        Client::join_at(&c.nodes[0].url(), &c.token("other", Role::Resident, "Bo")).await;
+    let (mut other2, w) =
+        Client::join_at(&c.nodes[0].url(), &c.token("other", Role::Family, "Cy")).await;
+    let other2_id = peer(&w);
+    let (stop, stopped) = watch::channel(false);
+    let talk = |mut from: Client, to: String, mut stopped: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let mut sent = 0i64;
+            while !*stopped.borrow_and_update() {
+                from.send(json!({"type":"signal","to": to,"data": sent}))
+                    .await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            (from, sent)
+        })
+    };
+    let kim_talks = talk(kim, ann_id.clone(), stopped.clone());
+    let bo_talks = talk(other, other2_id, stopped.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut lee, w) =
+        Client::join_at(&c.nodes[1].url(), &c.token("busy", Role::Family, "Lee")).await;
+    let lee_id = peer(&w);
+    let mut seen: Vec<String> = w["peers"].as_array().unwrap().iter().map(peer).collect();
+    seen.sort();
+    let mut want = vec![kim_id.clone(), ann_id.clone()];
+    want.sort();
+    assert_eq!(
+        seen,
+        want,
+        "the newcomer on node 2 sees both members\n{}",
+        c.logs()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let (mut kim, kim_sent) = kim_talks.await.unwrap();
+    let (_bo, bo_sent) = bo_talks.await.unwrap();
+    assert!(kim_sent > 100 && bo_sent > 100, "{kim_sent} {bo_sent}");
+    // Ann got every signal in order and Lee's arrival once, somewhere among them.
+    let mut next = 0;
+    let mut joined = 0;
+    while next < kim_sent {
+        let m = ann.recv().await;
+        match m["type"].as_str() {
+            Some("signal") => {
+                assert_eq!(m["data"], next, "in order, none lost or doubled");
+                next += 1;
+            }
+            Some("peer_joined") => {
+                assert_eq!(m["peer"], lee_id);
+                joined += 1;
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    if joined == 0 {
+        assert_eq!(ann.expect("peer_joined").await["peer"], lee_id);
+        joined = 1;
+    }
+    assert_eq!(joined, 1);
+    ann.quiet_for(Duration::from_millis(300)).await;
+    for i in 0..bo_sent {
+        assert_eq!(other2.expect("signal").await["data"], i);
+    }
+    // The newcomer and the members talk both ways.
+    assert_eq!(kim.expect("peer_joined").await["peer"], ann_id);
+    assert_eq!(kim.expect("peer_joined").await["peer"], lee_id);
+    for i in 0..10 {
+        kim.send(json!({"type":"signal","to": lee_id,"data": i}))
+            .await;
+        lee.send(json!({"type":"signal","to": kim_id,"data": -i}))
+            .await;
+    }
+    for i in 0..10 {
+        assert_eq!(lee.expect("signal").await["data"], i);
+        assert_eq!(kim.expect("signal").await["data"], -i);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_waiting_room_across_nodes_in_arrival_order() {
     let c = Cluster::start(3).await;

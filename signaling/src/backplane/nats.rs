@@ -1,6 +1,10 @@
 //! Rooms shared through NATS: each room's log is the subject `hearth.room.<room>` of the
-//! JetStream stream `HEARTH_ROOMS` (file storage, so the logs survive a NATS restart), followed
-//! by one ordered consumer per room a node serves; snapshots are kept in the key-value bucket
+//! JetStream stream `HEARTH_ROOMS` (file storage, so the logs survive a NATS restart). Each node
+//! reads the whole stream with one ordered consumer and keeps the events of the rooms it serves;
+//! a room it starts to serve is caught up from its snapshot's position by reading that room's
+//! subject directly. (One consumer per room per node was the first design: nats-server's CPU grew
+//! with the number of consumers, to most of a core with 2,000 of them at 2,000 msg/s.) Snapshots
+//! are kept in the key-value bucket
 //! `hearth_snapshots`; nodes write a heartbeat entry to the bucket `hearth_nodes`, whose entries
 //! expire when they are not refreshed, and watch it to know who is alive; broadcasts go over the
 //! core subject `hearth.control`.
@@ -94,14 +98,40 @@ struct Liveness {
     watching_since: Option<Instant>,
 }
 
-/// One room being followed: its task, and the last position it handed over.
-struct Follower {
-    task: JoinHandle<()>,
-    pos: Arc<AtomicU64>,
+/// One room this node serves, by its log's subject.
+struct Followed {
+    room: String,
+    /// The last position handed to the sink.
+    last: u64,
+    /// While the room is caught up from its snapshot, what the stream-wide reader saw of it,
+    /// handed over once the catch-up ends.
+    pending: Option<Vec<(u64, Bytes)>>,
+    /// Tells a later follow of the same room from this one.
+    generation: u64,
 }
 
-/// What is followed, shared with the task that starts it all again after a reconnect.
-type Followers = Arc<Mutex<HashMap<String, Follower>>>;
+/// The rooms this node serves, shared by the stream-wide reader and the catch-ups.
+#[derive(Default)]
+struct Rooms {
+    by_subject: HashMap<String, Followed>,
+    generations: u64,
+}
+
+type SharedRooms = Arc<Mutex<Rooms>>;
+
+fn lock(rooms: &SharedRooms) -> std::sync::MutexGuard<'_, Rooms> {
+    rooms.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Hands one event to the sink (called with the rooms locked, so each room's events are handed
+/// in order by whichever task holds them).
+fn hand_over(sink: &dyn Sink, room: &str, pos: u64, payload: &[u8]) {
+    match serde_json::from_slice::<Envelope>(payload) {
+        Ok(env) => sink.event(room, pos, &env.o, env.e),
+        // Written by a newer version: skipped, not fatal to the room.
+        Err(e) => warn!(error = %e, room = %room, pos, "an unreadable event was skipped"),
+    }
+}
 
 /// The NATS backplane.
 pub(crate) struct Nats {
@@ -111,7 +141,9 @@ pub(crate) struct Nats {
     snapshots: kv::Store,
     nodes: kv::Store,
     sink: OnceLock<Weak<dyn Sink>>,
-    followers: Followers,
+    rooms: SharedRooms,
+    /// The last stream position the stream-wide reader has seen.
+    read: Arc<AtomicU64>,
     liveness: Arc<Mutex<Liveness>>,
     background: Mutex<Vec<JoinHandle<()>>>,
     /// Says when the connection to NATS is made again.
@@ -164,6 +196,8 @@ impl Nats {
         let snapshots = bucket(&js, SNAPSHOTS, Duration::ZERO).await?;
         // Heartbeat entries expire when a node stops refreshing them.
         let nodes = bucket(&js, NODES, NODE_TIMEOUT * 3).await?;
+        // Rooms are caught up from their snapshots, so the stream is read from its end.
+        let read = stream.cached_info().state.last_sequence;
         info!(url, "sharing rooms through NATS");
         Ok(Nats {
             client,
@@ -172,7 +206,9 @@ impl Nats {
             snapshots,
             nodes,
             sink: OnceLock::new(),
-            followers: Arc::new(Mutex::new(HashMap::new())),
+            rooms: SharedRooms::default(),
+            // Rooms are caught up from their snapshots, so the stream is read from its end.
+            read: Arc::new(AtomicU64::new(read)),
             liveness: Arc::new(Mutex::new(Liveness::default())),
             background: Mutex::new(Vec::new()),
             reconnected: Mutex::new(Some(reconnected_rx)),
@@ -210,8 +246,8 @@ impl Nats {
     }
 
     /// After NATS comes back, everything that reads from it starts again: a server restart
-    /// drops its consumers without telling them. Rooms are followed on from the last position
-    /// handed over, and nobody is declared lost until the heartbeats have been watched whole
+    /// drops its consumers without telling them. The stream is read on from the last position
+    /// read, and nobody is declared lost until the heartbeats have been watched whole
     /// again for a full timeout.
     fn start_recovery(&self, sink: Weak<dyn Sink>) {
         let Some(mut reconnected) = self
@@ -222,11 +258,21 @@ impl Nats {
         else {
             return;
         };
-        let followers = self.followers.clone();
+        let rooms = self.rooms.clone();
+        let read = self.read.clone();
         let stream = self.stream.clone();
         let nodes = self.nodes.clone();
         let liveness = self.liveness.clone();
         let task = tokio::spawn(async move {
+            let start = || {
+                tokio::spawn(read_stream(
+                    stream.clone(),
+                    rooms.clone(),
+                    read.clone(),
+                    sink.clone(),
+                ))
+            };
+            let mut reader = start();
             let mut watch = tokio::spawn(watch_nodes(nodes.clone(), liveness.clone()));
             // Also run after the first connection: nothing is followed yet then, and starting
             // the watch again costs nothing.
@@ -237,22 +283,15 @@ impl Nats {
                     .unwrap_or_else(PoisonError::into_inner)
                     .watching_since = None;
                 watch = tokio::spawn(watch_nodes(nodes.clone(), liveness.clone()));
-                let mut followers = followers.lock().unwrap_or_else(PoisonError::into_inner);
-                for (room, f) in followers.iter_mut() {
-                    f.task.abort();
-                    f.task = tokio::spawn(follow_room(
-                        stream.clone(),
-                        room.clone(),
-                        f.pos.clone(),
-                        sink.clone(),
-                    ));
-                }
+                reader.abort();
+                reader = start();
                 info!(
-                    rooms = followers.len(),
-                    "NATS is back; following rooms again"
+                    rooms = lock(&rooms).by_subject.len(),
+                    "NATS is back; reading the rooms' logs again"
                 );
             }
             watch.abort();
+            reader.abort();
         });
         self.background
             .lock()
@@ -291,40 +330,31 @@ async fn watch_nodes(nodes: kv::Store, liveness: Arc<Mutex<Liveness>>) {
     }
 }
 
-/// Hands `room`'s log after `after` to the sink, forever: an ordered consumer, made again
-/// from the last position handed over when it breaks (NATS restarted, say).
-async fn follow_room(
+/// Reads the whole stream after `read`, forever, and hands the events of the rooms this node
+/// serves to the sink: one ordered consumer, made again from the last position read when it
+/// breaks (NATS restarted, say).
+async fn read_stream(
     stream: stream::Stream,
-    room: String,
-    last: Arc<AtomicU64>,
+    rooms: SharedRooms,
+    read: Arc<AtomicU64>,
     sink: Weak<dyn Sink>,
 ) {
-    let subject = format!("{ROOM_PREFIX}{}", token(&room));
     loop {
-        let after = last.load(Ordering::Relaxed);
         let config = consumer::pull::OrderedConfig {
-            filter_subject: subject.clone(),
-            deliver_policy: if after == 0 {
-                consumer::DeliverPolicy::All
-            } else {
-                consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                }
+            filter_subject: format!("{ROOM_PREFIX}>"),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: read.load(Ordering::Relaxed) + 1,
             },
             ..Default::default()
         };
         let messages = match stream.create_consumer(config).await {
-            Ok(c) => c.messages().await,
-            Err(e) => {
-                debug!(error = %e, room = %room, "could not follow a room; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+            Ok(c) => c.messages().await.map_err(nats_error),
+            Err(e) => Err(nats_error(e)),
         };
         let mut messages = match messages {
             Ok(m) => m,
             Err(e) => {
-                debug!(error = %e, room = %room, "could not read a room's log; trying again");
+                debug!(error = %e, "could not read the rooms' logs; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -333,24 +363,110 @@ async fn follow_room(
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
-                    debug!(error = %e, room = %room, "a room's log broke off; following again");
+                    debug!(error = %e, "the rooms' logs broke off; reading again");
                     break;
                 }
             };
             let Ok(pos) = msg.info().map(|i| i.stream_sequence) else {
                 continue;
             };
-            last.fetch_max(pos, Ordering::Relaxed);
+            read.fetch_max(pos, Ordering::Relaxed);
             let Some(sink) = sink.upgrade() else {
                 return;
             };
-            match serde_json::from_slice::<Envelope>(&msg.payload) {
-                Ok(env) => sink.event(&room, pos, &env.o, env.e),
-                // Written by a newer version: skipped, not fatal to the room.
-                Err(e) => warn!(error = %e, room = %room, pos, "an unreadable event was skipped"),
+            let mut rooms = lock(&rooms);
+            let Some(followed) = rooms.by_subject.get_mut(msg.subject.as_str()) else {
+                // A room another node serves.
+                continue;
+            };
+            if let Some(pending) = &mut followed.pending {
+                pending.push((pos, msg.payload.clone()));
+            } else if pos > followed.last {
+                followed.last = pos;
+                hand_over(&*sink, &followed.room, pos, &msg.payload);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Hands a newly followed room's events after `after` to the sink, read one by one from its
+/// subject up to the last one there, then what the stream-wide reader kept meanwhile. Tried
+/// again while NATS cannot answer, until the room is no longer followed.
+async fn catch_up(
+    stream: stream::Stream,
+    rooms: SharedRooms,
+    subject: String,
+    generation: u64,
+    sink: Weak<dyn Sink>,
+) {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
+    let current = |rooms: &mut Rooms| {
+        rooms
+            .by_subject
+            .get(&subject)
+            .filter(|f| f.generation == generation)
+            .map(|f| f.last)
+    };
+    'attempt: loop {
+        let Some(mut next) = current(&mut lock(&rooms)).map(|last| last + 1) else {
+            return;
+        };
+        // The last event is read after the room was registered, so it is at least as far on
+        // as anything the stream-wide reader dropped before then.
+        let target = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == Kind::NoMessageFound => 0,
+            Err(e) => {
+                debug!(error = %e, "could not catch a room up; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while next <= target {
+            let m = match stream
+                .get_first_raw_message_by_subject(&subject, next)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == Kind::NoMessageFound => break,
+                Err(e) => {
+                    debug!(error = %e, "could not catch a room up; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue 'attempt;
+                }
+            };
+            let Some(sink) = sink.upgrade() else { return };
+            let mut rooms = lock(&rooms);
+            let Some(followed) = rooms
+                .by_subject
+                .get_mut(&subject)
+                .filter(|f| f.generation == generation)
+            else {
+                return;
+            };
+            if m.sequence > followed.last {
+                followed.last = m.sequence;
+                hand_over(&*sink, &followed.room, m.sequence, &m.payload);
+            }
+            next = m.sequence + 1;
+        }
+        let Some(sink) = sink.upgrade() else { return };
+        let mut rooms = lock(&rooms);
+        let Some(followed) = rooms
+            .by_subject
+            .get_mut(&subject)
+            .filter(|f| f.generation == generation)
+        else {
+            return;
+        };
+        for (pos, payload) in followed.pending.take().unwrap_or_default() {
+            if pos > followed.last {
+                followed.last = pos;
+                hand_over(&*sink, &followed.room, pos, &payload);
+            }
+        }
+        return;
     }
 }
 
@@ -434,32 +550,45 @@ impl Backplane for Nats {
         let Some(sink) = self.sink.get().cloned() else {
             return Ok(());
         };
-        let mut followers = self
-            .followers
+        let subject = format!("{ROOM_PREFIX}{}", token(room));
+        let generation = {
+            let mut rooms = lock(&self.rooms);
+            if rooms.by_subject.contains_key(&subject) {
+                return Ok(());
+            }
+            rooms.generations += 1;
+            let generation = rooms.generations;
+            rooms.by_subject.insert(
+                subject.clone(),
+                Followed {
+                    room: room.to_owned(),
+                    last: after,
+                    pending: Some(Vec::new()),
+                    generation,
+                },
+            );
+            generation
+        };
+        let task = tokio::spawn(catch_up(
+            self.stream.clone(),
+            self.rooms.clone(),
+            subject,
+            generation,
+            sink,
+        ));
+        let mut background = self
+            .background
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !followers.contains_key(room) {
-            let pos = Arc::new(AtomicU64::new(after));
-            let task = tokio::spawn(follow_room(
-                self.stream.clone(),
-                room.to_owned(),
-                pos.clone(),
-                sink,
-            ));
-            followers.insert(room.to_owned(), Follower { task, pos });
-        }
+        background.retain(|t| !t.is_finished());
+        background.push(task);
         Ok(())
     }
 
     async fn unfollow(&self, room: &str) {
-        if let Some(f) = self
-            .followers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(room)
-        {
-            f.task.abort();
-        }
+        lock(&self.rooms)
+            .by_subject
+            .remove(&format!("{ROOM_PREFIX}{}", token(room)));
     }
 
     async fn broadcast(&self, msg: Control) -> Result<(), BackplaneError> {
@@ -493,14 +622,7 @@ impl Backplane for Nats {
     }
 
     async fn close(&self) {
-        for (_, f) in self
-            .followers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-        {
-            f.task.abort();
-        }
+        lock(&self.rooms).by_subject.clear();
         for task in self
             .background
             .lock()
