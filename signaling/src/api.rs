@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tracing::{error, info};
 
 use crate::hub::{Hub, unix_ms};
-use crate::store::{AuditQuery, Store, StoreError, normalise_code};
+use crate::store::{AuditQuery, Store, StoreError, StoreOp, normalise_code};
 use crate::token::{Claims, MAX_ID_BYTES, MAX_NAME_BYTES};
 
 /// How long an invitation lasts unless asked otherwise: a week.
@@ -268,33 +268,50 @@ async fn create_invitation(
     let now = unix_ms();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let base = hub.public_url();
-    let invitation = blocking(&hub, {
-        let (id, room, name, by) = (id.clone(), room.clone(), name.clone(), who.0.name.clone());
-        move |store| {
-            // Codes are random; a clash with a live one is rare but checked.
-            let mut code = new_code();
-            while store.invitation_id_by_code(&code)?.is_some() {
-                code = new_code();
-            }
-            let invitation = Invitation {
-                link: format!("{base}/join/{}", normalise_code(&code)),
-                code,
-                sub: format!("inv-{id}"),
-                id,
-                room,
-                role: ask.role,
-                name,
-                created_by: by,
-                created_at: now,
-                expires_at: now + u64::from(lasts) * 1000,
-                revoked_at: None,
-                redeemed: 0,
-            };
-            store.put_invitation(&invitation)?;
-            Ok(invitation)
+    // Codes are random; a clash with a live one is rare but checked, and the store keeps the
+    // first of two made at once on different servers: the other reads nothing back and tries
+    // another code.
+    let mut made = None;
+    for _ in 0..5 {
+        let code = new_code();
+        let taken = blocking(&hub, {
+            let code = code.clone();
+            move |s| s.invitation_id_by_code(&code)
+        })
+        .await?;
+        if taken.is_some() {
+            continue;
         }
-    })
-    .await?;
+        let invitation = Invitation {
+            link: format!("{base}/join/{}", normalise_code(&code)),
+            code,
+            sub: format!("inv-{id}"),
+            id: id.clone(),
+            room: room.clone(),
+            role: ask.role,
+            name: name.clone(),
+            created_by: who.0.name.clone(),
+            created_at: now,
+            expires_at: now + u64::from(lasts) * 1000,
+            revoked_at: None,
+            redeemed: 0,
+        };
+        hub.changes
+            .make(StoreOp::Invite {
+                invitation: invitation.clone(),
+            })
+            .await?;
+        let stored = blocking(&hub, {
+            let id = id.clone();
+            move |s| s.invitation(&id)
+        })
+        .await?;
+        if stored.as_ref().is_some_and(|s| s.code == invitation.code) {
+            made = stored;
+            break;
+        }
+    }
+    let invitation = made.ok_or_else(|| Failure::of(ErrorCode::Internal))?;
     info!(invitation = %invitation.id, room = %invitation.room, role = %invitation.role, "invitation created");
     who.audit(
         &hub,
@@ -349,13 +366,15 @@ async fn revoke_invitation(
     .ok_or_else(|| Failure::of(ErrorCode::NotFound))?;
     who.may_invite(&found.room, found.role)?;
     let now = unix_ms();
+    hub.changes
+        .make(StoreOp::Revoke {
+            id: id.clone(),
+            at: now,
+        })
+        .await?;
     let revoked = blocking(&hub, {
         let id = id.clone();
-        move |s| {
-            s.update_invitation(&id, |i| {
-                i.revoked_at.get_or_insert(now);
-            })
-        }
+        move |s| s.invitation(&id)
     })
     .await?
     .ok_or_else(|| Failure::of(ErrorCode::NotFound))?;
@@ -401,20 +420,26 @@ async fn redeem(
         ));
     }
     let now = unix_ms();
-    let invitation = blocking(&hub, move |s| {
+    let found = blocking(&hub, move |s| {
         let Some(id) = s.invitation_id_by_code(&code)? else {
             return Ok(None);
         };
-        let Some(found) = s.invitation(&id)? else {
-            return Ok(None);
-        };
-        if found.revoked_at.is_some() || found.expires_at <= now {
-            return Ok(Some(found));
-        }
-        s.update_invitation(&id, |i| i.redeemed = i.redeemed.saturating_add(1))
+        s.invitation(&id)
     })
-    .await?
-    .ok_or_else(|| {
+    .await?;
+    let invitation = match found {
+        Some(found) if found.revoked_at.is_none() && found.expires_at > now => {
+            hub.changes
+                .make(StoreOp::Redeem {
+                    id: found.id.clone(),
+                })
+                .await?;
+            let id = found.id.clone();
+            blocking(&hub, move |s| s.invitation(&id)).await?
+        }
+        other => other,
+    };
+    let invitation = invitation.ok_or_else(|| {
         Failure::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
@@ -493,12 +518,12 @@ async fn put_rules(
     let rules: Rules = json_body(&body)?;
     rules.validate().map_err(Failure::bad)?;
     let online = hub.online_tablets().remove(&sub);
-    let tablet = blocking(&hub, {
-        let (sub, rules) = (sub.clone(), rules.clone());
+    let known = blocking(&hub, {
+        let sub = sub.clone();
         move |s| {
             // A tablet staff can name: one seen before, one connected now, or one a resident
             // invitation will set up.
-            let known = match (s.tablet(&sub)?, online) {
+            Ok(match (s.tablet(&sub)?, online) {
                 (Some(t), _) => Some((t.name, t.room)),
                 (None, Some(live)) => Some((live.name, live.room)),
                 (None, None) => s
@@ -506,34 +531,31 @@ async fn put_rules(
                     .into_iter()
                     .find(|i| i.sub == sub && i.role == Role::Resident)
                     .map(|i| (i.name, i.room)),
-            };
-            let Some((name, room)) = known else {
-                return Ok(None);
-            };
-            let tablet = s.update_tablet(
-                &sub,
-                || Tablet {
-                    sub: sub.clone(),
-                    name,
-                    room,
-                    online_since: None,
-                    last_seen: 0,
-                    check: None,
-                    rules: Rules::default(),
-                },
-                |t| t.rules = rules,
-            )?;
-            Ok(Some(tablet))
+            })
         }
     })
-    .await?
-    .ok_or_else(|| {
-        Failure::new(
+    .await?;
+    let Some((name, room)) = known else {
+        return Err(Failure::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,
             "No resident's tablet has this id. Create a resident invitation for it first.",
-        )
-    })?;
+        ));
+    };
+    hub.changes
+        .make(StoreOp::Rules {
+            sub: sub.clone(),
+            name,
+            room,
+            rules: rules.clone(),
+        })
+        .await?;
+    let tablet = blocking(&hub, {
+        let sub = sub.clone();
+        move |s| s.tablet(&sub)
+    })
+    .await?
+    .ok_or_else(|| Failure::of(ErrorCode::Internal))?;
     hub.set_rules(&sub, rules).await;
     info!(tablet = %sub, "rules changed");
     who.audit(

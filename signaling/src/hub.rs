@@ -156,6 +156,8 @@ pub struct Hub {
     pub(crate) tasks: TaskTracker,
     /// Invitations, tablets and the audit trail.
     pub(crate) store: Arc<Store>,
+    /// Makes changes to the store (shared between servers on NATS).
+    pub(crate) changes: Arc<crate::persist::Changes>,
     /// Limits invitation codes tried, across all clients.
     pub(crate) redeem_limiter: governor::DefaultDirectRateLimiter,
     /// Limits invitation codes tried per client address.
@@ -204,6 +206,7 @@ impl Hub {
         options: ServerOptions,
         store: Arc<Store>,
         backplane: Arc<dyn Backplane>,
+        changes: Arc<crate::persist::Changes>,
     ) -> Result<(Hub, mpsc::UnboundedReceiver<Write>, Followups), StoreError> {
         let state = State {
             revoked: store.revoked_ids()?,
@@ -239,6 +242,7 @@ impl Hub {
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
+            changes,
             node,
             backplane,
             writes,

@@ -2,15 +2,125 @@
 //! and checks go through an unbounded channel to one task that saves them in batches, each in
 //! one transaction (all or nothing, so a retry never records twice), so a slow disk never holds
 //! up relaying. The channel grows at most as fast as clients may send (their rate limit).
+//!
+//! Every change goes through [`Changes`]: applied here at once by one process, or appended to
+//! the shared log by servers sharing rooms through NATS and applied when this server's copy
+//! reads it back (so every copy applies the same changes in the same order).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_proto::care::AuditRecord;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
 
-use crate::store::{Store, StoreError, TabletChange};
+use crate::backplane::{Backplane, StoreEntry};
+use crate::store::{Store, StoreError, StoreOp, TabletChange};
+
+/// How long a change waits for this server's copy to apply it from the shared log.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long a starting server waits for its copy to catch up with the shared log.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+
+/// Makes changes to the store, shared or not.
+#[derive(Debug)]
+pub(crate) struct Changes {
+    store: Arc<Store>,
+    backplane: Arc<dyn Backplane>,
+    /// The last position of the shared log applied to the local copy.
+    applied: watch::Receiver<u64>,
+}
+
+impl Changes {
+    /// Starts applying the shared log (if the backplane keeps one) to `store` and waits until
+    /// the copy has caught up with it, so a starting server enforces every withdrawal.
+    pub(crate) async fn start(
+        store: Arc<Store>,
+        backplane: Arc<dyn Backplane>,
+    ) -> Result<Changes, StoreError> {
+        let after = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.applied())
+                .await
+                .map_err(|e| StoreError::Shared(e.to_string()))??
+        };
+        let (applied_tx, applied) = watch::channel(after);
+        let (tx, rx) = mpsc::unbounded_channel();
+        backplane.read_store(after, tx);
+        tokio::spawn(apply_log(store.clone(), rx, applied_tx));
+        let end = backplane
+            .store_end()
+            .await
+            .map_err(|e| StoreError::Shared(e.to_string()))?;
+        let changes = Changes {
+            store,
+            backplane,
+            applied,
+        };
+        if end > after {
+            info!(from = after, to = end, "catching up with the shared store");
+            changes.until_applied(end, CATCH_UP_WAIT).await?;
+        }
+        Ok(changes)
+    }
+
+    /// Makes one change; returns once this server's copy has it.
+    pub(crate) async fn make(&self, op: StoreOp) -> Result<(), StoreError> {
+        match self.backplane.append_store(&op).await {
+            Ok(Some(pos)) => self.until_applied(pos, APPLY_WAIT).await,
+            Ok(None) => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.apply(&[(0, op)]))
+                    .await
+                    .map_err(|e| StoreError::Shared(e.to_string()))?
+            }
+            Err(e) => Err(StoreError::Shared(e.to_string())),
+        }
+    }
+
+    async fn until_applied(&self, pos: u64, wait: Duration) -> Result<(), StoreError> {
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(wait, applied.wait_for(|a| *a >= pos)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(StoreError::Shared(format!(
+                "this server's copy did not reach position {pos} within {} s",
+                wait.as_secs()
+            ))),
+        }
+    }
+}
+
+/// Applies the shared log to the local copy, in batches of what has arrived, and says how far
+/// it got. A batch that fails is tried again: positions make it apply once.
+async fn apply_log(
+    store: Arc<Store>,
+    mut rx: mpsc::UnboundedReceiver<StoreEntry>,
+    applied: watch::Sender<u64>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map_or(0, |(pos, _)| *pos);
+        let batch = Arc::new(batch);
+        loop {
+            let (store, b) = (store.clone(), batch.clone());
+            match tokio::task::spawn_blocking(move || store.apply(&b)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    error!(error = %e, "could not apply the shared store's changes; retrying")
+                }
+                Err(e) => error!(error = %e, "the store task failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        applied.send_replace(last);
+    }
+}
 
 /// One write for the store.
 #[derive(Debug)]
@@ -28,7 +138,7 @@ const BATCH: usize = 512;
 /// Tries per batch before its records are given up (and logged as lost).
 const ATTEMPTS: u32 = 3;
 
-fn save(store: &Store, batch: &[Write]) -> Result<(), StoreError> {
+fn batch_op(batch: &[Write]) -> StoreOp {
     let mut audit: Vec<AuditRecord> = Vec::new();
     let mut tablets: Vec<TabletChange> = Vec::new();
     for w in batch {
@@ -38,11 +148,11 @@ fn save(store: &Store, batch: &[Write]) -> Result<(), StoreError> {
             Write::Flush(_) => {}
         }
     }
-    store.save_batch(&mut audit, &tablets)
+    StoreOp::Batch { audit, tablets }
 }
 
 /// Saves what arrives on `rx` until every sender is gone.
-pub(crate) async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Write>) {
+pub(crate) async fn run(changes: Arc<Changes>, mut rx: mpsc::UnboundedReceiver<Write>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -51,33 +161,26 @@ pub(crate) async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Write
                 Err(_) => break,
             }
         }
-        let (flushes, mut batch): (Vec<Write>, Vec<Write>) = batch
+        let (flushes, batch): (Vec<Write>, Vec<Write>) = batch
             .into_iter()
             .partition(|w| matches!(w, Write::Flush(_)));
-        let mut attempt = 0;
-        while !batch.is_empty() {
-            attempt += 1;
-            let store = store.clone();
-            let owned = std::mem::take(&mut batch);
-            let result = tokio::task::spawn_blocking(move || {
-                let r = save(&store, &owned);
-                (r, owned)
-            })
-            .await;
-            match result {
-                Ok((Ok(()), _)) => break,
-                Ok((Err(e), back)) if attempt < ATTEMPTS => {
-                    warn!(error = %e, attempt, "could not save to the store; retrying");
-                    batch = back;
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Ok((Err(e), back)) => {
-                    error!(error = %e, lost = back.len(), "could not save to the store; records lost");
-                    break;
-                }
-                Err(e) => {
-                    error!(error = %e, "the store writer failed");
-                    break;
+        if !batch.is_empty() {
+            let op = batch_op(&batch);
+            for attempt in 1..=ATTEMPTS {
+                match changes.make(op.clone()).await {
+                    Ok(()) => break,
+                    // Nothing was saved (one transaction): trying again records nothing twice.
+                    Err(e @ StoreError::Db(_)) if attempt < ATTEMPTS => {
+                        warn!(error = %e, attempt, "could not save to the store; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    }
+                    // The shared log retries by itself (stored once); after that, or when the
+                    // change is in the log but not yet applied here, another try could record
+                    // it twice.
+                    Err(e) => {
+                        error!(error = %e, records = batch.len(), "could not save to the store");
+                        break;
+                    }
                 }
             }
         }

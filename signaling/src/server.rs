@@ -132,12 +132,15 @@ impl Server {
             Some(url) => Arc::new(crate::backplane::nats::Nats::connect(url).await?),
             None => Arc::new(crate::backplane::memory::Memory::default()),
         };
-        let (hub, writes, followups) = Hub::new(options, store.clone(), backplane)?;
+        let changes =
+            Arc::new(crate::persist::Changes::start(store.clone(), backplane.clone()).await?);
+        let (hub, writes, followups) =
+            Hub::new(options, store.clone(), backplane, changes.clone())?;
         let _ = hub.listen.set(addr);
         let hub = Arc::new(hub);
         hub.attach();
         tokio::spawn(hub.clone().run_followups(followups));
-        let writer = tokio::spawn(crate::persist::run(store, writes));
+        let writer = tokio::spawn(crate::persist::run(changes, writes));
         let stop = CancellationToken::new();
         let router = app(hub.clone());
         let graceful = stop.clone();

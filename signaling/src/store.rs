@@ -1,6 +1,11 @@
 //! What the server keeps across restarts: invitations, residents' tablets (their rules and last
 //! check) and the audit trail, in one embedded `redb` database file (or in memory for tests).
 //!
+//! Every change is a [`StoreOp`] applied by [`Store::apply`], whose outcome depends only on the
+//! store before it. One process applies its own changes; servers sharing rooms through NATS
+//! append them to one log and each applies the whole log in order to its own copy, so every copy
+//! is the same (see `backplane::nats`).
+//!
 //! Values are JSON of the protocol's own types, so a record reads the same on disk as on the
 //! wire. Every call is blocking; async callers go through `spawn_blocking` or the hub's writer.
 
@@ -9,8 +14,8 @@ use std::path::Path;
 
 use hearth_proto::care::{AuditRecord, CheckReport, Invitation, Rules, Tablet};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Invitations by id.
 const INVITATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invitations");
@@ -20,6 +25,10 @@ const CODES: TableDefinition<&str, &str> = TableDefinition::new("invitation_code
 const TABLETS: TableDefinition<&str, &[u8]> = TableDefinition::new("tablets");
 /// The audit trail by sequence number.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Bookkeeping: [`APPLIED`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The last position of the shared log applied to this copy.
+const APPLIED: &str = "applied";
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +37,10 @@ pub enum StoreError {
     /// The database file could not be opened or written.
     #[error("the data store failed: {0}")]
     Db(#[from] redb::Error),
+    /// The store's shared log (NATS) could not take a change, or this server's copy did not
+    /// catch up with it in time.
+    #[error("the shared store: {0}")]
+    Shared(String),
     /// A record did not read back (written by an incompatible version).
     #[error("a stored record could not be read: {0}")]
     Corrupt(#[from] serde_json::Error),
@@ -50,8 +63,9 @@ db_errors!(
     redb::CommitError
 );
 
-/// What happened to a resident's tablet, for [`Store::save_batch`].
-#[derive(Debug, Clone)]
+/// What happened to a resident's tablet, for [`StoreOp::Batch`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TabletChange {
     /// It connected or disconnected at `at`.
     Seen {
@@ -94,6 +108,49 @@ impl TabletChange {
             } => (sub, name, room, report.at),
         }
     }
+}
+
+/// One change to the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StoreOp {
+    /// A new invitation. Left out when its code is already taken: whoever made it reads it
+    /// back, finds nothing and tries another code.
+    Invite {
+        /// The invitation.
+        invitation: Invitation,
+    },
+    /// An invitation withdrawn at `at` (a second withdrawal keeps the first time).
+    Revoke {
+        /// Its id.
+        id: String,
+        /// When, ms since the Unix epoch.
+        at: u64,
+    },
+    /// An invitation's code was used once more.
+    Redeem {
+        /// Its id.
+        id: String,
+    },
+    /// A resident's tablet's rules; its record is made with this name and room when new.
+    Rules {
+        /// The tablet's subject.
+        sub: String,
+        /// The resident's name.
+        name: String,
+        /// The resident's room.
+        room: String,
+        /// The rules.
+        rules: Rules,
+    },
+    /// Audit records (numbered after the last one as they are saved) and tablets seen or
+    /// checked.
+    Batch {
+        /// The records.
+        audit: Vec<AuditRecord>,
+        /// The tablets' changes.
+        tablets: Vec<TabletChange>,
+    },
 }
 
 /// Which audit records to read.
@@ -155,6 +212,47 @@ fn change_tablet(
     Ok(tablet)
 }
 
+/// Changes one invitation, if there is one with this id.
+fn change_invitation(
+    table: &mut redb::Table<&str, &[u8]>,
+    id: &str,
+    change: impl FnOnce(&mut Invitation),
+) -> Result<(), StoreError> {
+    let current: Option<Invitation> = match table.get(id)? {
+        Some(v) => Some(from_json(v.value())?),
+        None => None,
+    };
+    if let Some(mut inv) = current {
+        change(&mut inv);
+        let bytes = to_json(&inv)?;
+        table.insert(id, bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Records a tablet seen or checked, making its record when new.
+fn seen(table: &mut redb::Table<&str, &[u8]>, change: &TabletChange) -> Result<(), StoreError> {
+    let (sub, name, room, at) = change.who();
+    let fresh = || Tablet {
+        sub: sub.to_owned(),
+        name: name.to_owned(),
+        room: room.to_owned(),
+        online_since: None,
+        last_seen: at,
+        check: None,
+        rules: Rules::default(),
+    };
+    change_tablet(table, sub, fresh, |tablet| {
+        tablet.name = name.to_owned();
+        tablet.room = room.to_owned();
+        tablet.last_seen = tablet.last_seen.max(at);
+        if let TabletChange::Checked { report, .. } = change {
+            tablet.check = Some(*report);
+        }
+    })?;
+    Ok(())
+}
+
 /// A short code as stored: upper case, letters and digits only.
 pub fn normalise_code(code: &str) -> String {
     code.chars()
@@ -182,49 +280,93 @@ impl Store {
         txn.open_table(CODES)?;
         txn.open_table(TABLETS)?;
         txn.open_table(AUDIT)?;
+        txn.open_table(META)?;
         txn.commit()?;
         Ok(Store { db })
     }
 
-    /// Saves an invitation (new or changed) and indexes its code.
-    pub fn put_invitation(&self, inv: &Invitation) -> Result<(), StoreError> {
-        let bytes = to_json(inv)?;
+    /// Applies changes in one transaction (all or none). Each comes with its position in the
+    /// shared log, and one at or before the last position applied is skipped, so a log read
+    /// again applies nothing twice; position 0 is a change of this process alone.
+    pub fn apply(&self, ops: &[(u64, StoreOp)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            txn.open_table(INVITATIONS)?
-                .insert(inv.id.as_str(), bytes.as_slice())?;
-            txn.open_table(CODES)?
-                .insert(normalise_code(&inv.code).as_str(), inv.id.as_str())?;
+            let mut meta = txn.open_table(META)?;
+            let mut applied = meta.get(APPLIED)?.map_or(0, |v| v.value());
+            let mut invitations = txn.open_table(INVITATIONS)?;
+            let mut codes = txn.open_table(CODES)?;
+            let mut tablets = txn.open_table(TABLETS)?;
+            let mut audit = txn.open_table(AUDIT)?;
+            for (pos, op) in ops {
+                if *pos != 0 {
+                    if *pos <= applied {
+                        continue;
+                    }
+                    applied = *pos;
+                }
+                match op {
+                    StoreOp::Invite { invitation } => {
+                        let code = normalise_code(&invitation.code);
+                        if codes.get(code.as_str())?.is_none()
+                            && invitations.get(invitation.id.as_str())?.is_none()
+                        {
+                            let bytes = to_json(invitation)?;
+                            invitations.insert(invitation.id.as_str(), bytes.as_slice())?;
+                            codes.insert(code.as_str(), invitation.id.as_str())?;
+                        }
+                    }
+                    StoreOp::Revoke { id, at } => change_invitation(&mut invitations, id, |i| {
+                        i.revoked_at.get_or_insert(*at);
+                    })?,
+                    StoreOp::Redeem { id } => change_invitation(&mut invitations, id, |i| {
+                        i.redeemed = i.redeemed.saturating_add(1);
+                    })?,
+                    StoreOp::Rules {
+                        sub,
+                        name,
+                        room,
+                        rules,
+                    } => {
+                        let fresh = || Tablet {
+                            sub: sub.clone(),
+                            name: name.clone(),
+                            room: room.clone(),
+                            online_since: None,
+                            last_seen: 0,
+                            check: None,
+                            rules: Rules::default(),
+                        };
+                        change_tablet(&mut tablets, sub, fresh, |t| t.rules = rules.clone())?;
+                    }
+                    StoreOp::Batch {
+                        audit: records,
+                        tablets: changes,
+                    } => {
+                        let mut seq = audit.last()?.map_or(0, |(k, _)| k.value());
+                        for r in records {
+                            seq += 1;
+                            let mut r = r.clone();
+                            r.seq = seq;
+                            let bytes = to_json(&r)?;
+                            audit.insert(seq, bytes.as_slice())?;
+                        }
+                        for change in changes {
+                            seen(&mut tablets, change)?;
+                        }
+                    }
+                }
+            }
+            meta.insert(APPLIED, applied)?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// Changes one invitation inside a write transaction; `None` when there is no such id.
-    pub fn update_invitation(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Invitation),
-    ) -> Result<Option<Invitation>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let updated = {
-            let mut table = txn.open_table(INVITATIONS)?;
-            let current: Option<Invitation> = match table.get(id)? {
-                Some(v) => Some(from_json(v.value())?),
-                None => None,
-            };
-            match current {
-                Some(mut inv) => {
-                    change(&mut inv);
-                    let bytes = to_json(&inv)?;
-                    table.insert(id, bytes.as_slice())?;
-                    Some(inv)
-                }
-                None => None,
-            }
-        };
-        txn.commit()?;
-        Ok(updated)
+    /// The last position of the shared log applied to this copy (0: none).
+    pub fn applied(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(APPLIED)?.map_or(0, |v| v.value()))
     }
 
     /// The invitation with this id.
@@ -269,19 +411,6 @@ impl Store {
             .collect())
     }
 
-    /// Changes (or creates, from `fresh`) one tablet's record inside a write transaction.
-    pub fn update_tablet(
-        &self,
-        sub: &str,
-        fresh: impl FnOnce() -> Tablet,
-        change: impl FnOnce(&mut Tablet),
-    ) -> Result<Tablet, StoreError> {
-        let txn = self.db.begin_write()?;
-        let tablet = change_tablet(&mut txn.open_table(TABLETS)?, sub, fresh, change)?;
-        txn.commit()?;
-        Ok(tablet)
-    }
-
     /// One tablet's record (`online_since` is not stored: the hub knows it).
     pub fn tablet(&self, sub: &str) -> Result<Option<Tablet>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -312,54 +441,6 @@ impl Store {
             .into_iter()
             .map(|t| (t.sub, t.rules))
             .collect())
-    }
-
-    /// Saves audit records (numbered after the last one) and tablet changes in one transaction:
-    /// all of them or none, so a retry after a failure cannot record anything twice.
-    pub fn save_batch(
-        &self,
-        audit: &mut [AuditRecord],
-        tablets: &[TabletChange],
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(AUDIT)?;
-            let mut seq = table.last()?.map_or(0, |(k, _)| k.value());
-            for r in audit.iter_mut() {
-                seq += 1;
-                r.seq = seq;
-                let bytes = to_json(r)?;
-                table.insert(seq, bytes.as_slice())?;
-            }
-            let mut table = txn.open_table(TABLETS)?;
-            for change in tablets {
-                let (sub, name, room, at) = change.who();
-                let fresh = || Tablet {
-                    sub: sub.to_owned(),
-                    name: name.to_owned(),
-                    room: room.to_owned(),
-                    online_since: None,
-                    last_seen: at,
-                    check: None,
-                    rules: Rules::default(),
-                };
-                change_tablet(&mut table, sub, fresh, |tablet| {
-                    tablet.name = name.to_owned();
-                    tablet.room = room.to_owned();
-                    tablet.last_seen = tablet.last_seen.max(at);
-                    if let TabletChange::Checked { report, .. } = change {
-                        tablet.check = Some(*report);
-                    }
-                })?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Appends audit records in one transaction, numbering them after the last one.
-    pub fn append_audit(&self, records: &mut [AuditRecord]) -> Result<(), StoreError> {
-        self.save_batch(records, &[])
     }
 
     /// Up to `limit` audit records matching `query`, oldest first, starting after `after_seq`.
@@ -434,20 +515,34 @@ mod tests {
         }
     }
 
+    fn invite(inv: Invitation) -> StoreOp {
+        StoreOp::Invite { invitation: inv }
+    }
+
+    fn audit(records: Vec<AuditRecord>) -> StoreOp {
+        StoreOp::Batch {
+            audit: records,
+            tablets: Vec::new(),
+        }
+    }
+
     #[test]
     fn invitations_by_id_and_code_and_revocation() {
         let store = Store::open(None).unwrap();
         store
-            .put_invitation(&invitation("a", "ABCD-EFGH", 1))
-            .unwrap();
-        store
-            .put_invitation(&invitation("b", "JKMN-PQRS", 2))
+            .apply(&[
+                (0, invite(invitation("a", "ABCD-EFGH", 1))),
+                (0, invite(invitation("b", "JKMN-PQRS", 2))),
+                // A code already taken: left out.
+                (0, invite(invitation("c", "abcdefgh", 3))),
+            ])
             .unwrap();
         assert_eq!(
             store.invitation_id_by_code("abcd efgh").unwrap().as_deref(),
             Some("a")
         );
         assert_eq!(store.invitation_id_by_code("nope").unwrap(), None);
+        assert!(store.invitation("c").unwrap().is_none());
         let ids: Vec<_> = store
             .invitations()
             .unwrap()
@@ -455,30 +550,58 @@ mod tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(ids, ["b", "a"]);
-        let revoked = store
-            .update_invitation("a", |i| i.revoked_at = Some(9))
-            .unwrap()
+        let revoke = |id: &str, at| StoreOp::Revoke { id: id.into(), at };
+        store
+            .apply(&[
+                (0, revoke("a", 9)),
+                (0, revoke("a", 12)),
+                (0, revoke("zz", 1)),
+            ])
             .unwrap();
-        assert_eq!(revoked.revoked_at, Some(9));
-        assert!(store.update_invitation("zz", |_| {}).unwrap().is_none());
+        assert_eq!(store.invitation("a").unwrap().unwrap().revoked_at, Some(9));
+        assert!(store.invitation("zz").unwrap().is_none());
         assert_eq!(
             store.revoked_ids().unwrap(),
             HashSet::from(["a".to_owned()])
         );
+        store
+            .apply(&[(0, StoreOp::Redeem { id: "b".into() })])
+            .unwrap();
+        assert_eq!(store.invitation("b").unwrap().unwrap().redeemed, 1);
+    }
+
+    #[test]
+    fn a_shared_log_is_applied_once_in_order() {
+        let store = Store::open(None).unwrap();
+        assert_eq!(store.applied().unwrap(), 0);
+        let log = [
+            (3, invite(invitation("a", "ABCD-EFGH", 1))),
+            (5, StoreOp::Redeem { id: "a".into() }),
+            (8, audit(vec![record("r", 1), record("r", 2)])),
+        ];
+        store.apply(&log).unwrap();
+        assert_eq!(store.applied().unwrap(), 8);
+        // Read again after a reconnection: nothing twice; what is new goes on.
+        let mut again = log.to_vec();
+        again.push((9, StoreOp::Redeem { id: "a".into() }));
+        store.apply(&again).unwrap();
+        assert_eq!(store.applied().unwrap(), 9);
+        assert_eq!(store.invitation("a").unwrap().unwrap().redeemed, 2);
+        let (records, _) = store.audit_page(&AuditQuery::default(), 0, 10).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]
     fn audit_pages_in_order_with_filters() {
         let store = Store::open(None).unwrap();
-        let mut batch: Vec<_> = (0..25)
+        let batch: Vec<_> = (0..25)
             .map(|i| record(if i % 2 == 0 { "a" } else { "b" }, 100 + i))
             .collect();
-        store.append_audit(&mut batch).unwrap();
-        assert_eq!(batch[0].seq, 1);
-        assert_eq!(batch[24].seq, 25);
-        let mut more = vec![record("a", 200)];
-        store.append_audit(&mut more).unwrap();
-        assert_eq!(more[0].seq, 26);
+        store.apply(&[(0, audit(batch))]).unwrap();
+        store.apply(&[(0, audit(vec![record("a", 200)]))]).unwrap();
+        let (all, _) = store.audit_page(&AuditQuery::default(), 0, 100).unwrap();
+        assert_eq!(all.len(), 26);
+        assert_eq!((all[0].seq, all[24].seq, all[25].seq), (1, 25, 26));
 
         let q = AuditQuery {
             room: Some("a".into()),
@@ -505,27 +628,27 @@ mod tests {
         let path = dir.path().join("sub/hearth.redb");
         {
             let store = Store::open(Some(&path)).unwrap();
+            let seen = |at| TabletChange::Seen {
+                sub: "t1".into(),
+                name: "Mrs Kim".into(),
+                room: "kim".into(),
+                at,
+            };
             store
-                .put_invitation(&invitation("a", "ABCD-EFGH", 1))
-                .unwrap();
-            store.append_audit(&mut [record("a", 1)]).unwrap();
-            store
-                .update_tablet(
-                    "t1",
-                    || Tablet {
-                        sub: "t1".into(),
-                        name: "Mrs Kim".into(),
-                        room: "kim".into(),
-                        online_since: None,
-                        last_seen: 1,
-                        check: None,
-                        rules: Rules::default(),
-                    },
-                    |t| t.last_seen = 5,
-                )
+                .apply(&[
+                    (1, invite(invitation("a", "ABCD-EFGH", 1))),
+                    (
+                        2,
+                        StoreOp::Batch {
+                            audit: vec![record("a", 1)],
+                            tablets: vec![seen(1), seen(5)],
+                        },
+                    ),
+                ])
                 .unwrap();
         }
         let store = Store::open(Some(&path)).unwrap();
+        assert_eq!(store.applied().unwrap(), 2);
         assert!(store.invitation("a").unwrap().is_some());
         assert_eq!(
             store

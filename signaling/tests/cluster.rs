@@ -161,6 +161,168 @@ async fn a_node_catches_up_a_busy_room_while_it_keeps_going() {
     }
 }
 
+use common::http_call as api;
+
+/// The staff API answers the same on every node: an invitation made on one is redeemed on
+/// another, listed and withdrawn on a third, its withdrawal is enforced everywhere, the audit
+/// trail holds every node's records in one order, and a node started afterwards with an empty
+/// store catches up before it serves anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
+    use reqwest::Method;
+    let mut c = Cluster::start(3).await;
+    let staff = c.token("office", Role::Staff, "Nurse Park");
+    let (status, inv) = api(
+        Method::POST,
+        format!("{}/v1/invitations", c.http(0)),
+        Some(&staff),
+        Some(json!({"room":"kim","role":"family","name":"Ann"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{inv}\n{}", c.logs());
+    let code = inv["code"].as_str().unwrap().to_owned();
+    let id = inv["id"].as_str().unwrap().to_owned();
+    // Several made at once on different nodes all get their own codes.
+    let many = futures_util::future::join_all((0..9).map(|i| {
+        api(
+            Method::POST,
+            format!("{}/v1/invitations", c.http(i % 3)),
+            Some(&staff),
+            Some(json!({"room":"kim","role":"family","name": format!("F{i}")})),
+        )
+    }))
+    .await;
+    assert!(many.iter().all(|(s, _)| *s == 201), "{many:?}");
+    let (status, redeemed) = api(
+        Method::POST,
+        format!("{}/v1/redeem", c.http(1)),
+        None,
+        Some(json!({ "code": code })),
+    )
+    .await;
+    assert_eq!(status, 200, "redeemed on another node: {redeemed}");
+    let ann_token = redeemed["token"].as_str().unwrap().to_owned();
+    let (_, list) = api(
+        Method::GET,
+        format!("{}/v1/invitations", c.http(2)),
+        Some(&staff),
+        None,
+    )
+    .await;
+    let list = list["invitations"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 10);
+    let mut codes: Vec<&str> = list.iter().map(|i| i["code"].as_str().unwrap()).collect();
+    codes.sort();
+    codes.dedup();
+    assert_eq!(codes.len(), 10, "every code is its own");
+    let ann_inv = list.iter().find(|i| i["id"] == id.as_str()).unwrap();
+    assert_eq!(
+        ann_inv["redeemed"], 1,
+        "the redemption on node 2 is seen on node 3"
+    );
+
+    // Rules set on one node, read on another.
+    let (status, _) = api(
+        Method::POST,
+        format!("{}/v1/invitations", c.http(0)),
+        Some(&staff),
+        Some(json!({"room":"kim","role":"resident","name":"Mrs Kim"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, all) = api(
+        Method::GET,
+        format!("{}/v1/invitations", c.http(0)),
+        Some(&staff),
+        None,
+    )
+    .await;
+    let tablet = all["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["role"] == "resident")
+        .unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, set) = api(
+        Method::PUT,
+        format!("{}/v1/tablets/{tablet}/rules", c.http(1)),
+        Some(&staff),
+        Some(json!({"quiet_hours": {"from": "22:00", "to": "07:00"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    let (_, tablets) = api(
+        Method::GET,
+        format!("{}/v1/tablets", c.http(2)),
+        Some(&staff),
+        None,
+    )
+    .await;
+    let listed = tablets["tablets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["sub"] == tablet.as_str())
+        .unwrap_or_else(|| panic!("{tablets}"));
+    assert_eq!(listed["rules"]["quiet_hours"]["from"], "22:00");
+
+    // Ann joins on node 1, and the withdrawal made on node 3 shuts her out on every node.
+    let (_ann, _) = Client::join_at(&c.nodes[0].url(), &ann_token).await;
+    let (status, revoked) = api(
+        Method::DELETE,
+        format!("{}/v1/invitations/{id}", c.http(2)),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked["revoked_at"].is_u64());
+
+    // A node started now, with an empty store, has everything before it serves.
+    let late = c.add_node().await;
+    let mut refused = Client::connect_url(&c.nodes[late].url()).await;
+    refused
+        .send(json!({"type":"hello","token": ann_token}))
+        .await;
+    refused.expect_error("revoked").await;
+    let (_, list) = api(
+        Method::GET,
+        format!("{}/v1/invitations", c.http(late)),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(list["invitations"].as_array().unwrap().len(), 11);
+
+    // One audit trail, numbered once: the same on the first node and on the late one.
+    let audit = |i: usize| {
+        let url = format!("{}/v1/audit", c.http(i));
+        let staff = staff.clone();
+        async move {
+            let (status, body) = api(Method::GET, url, Some(&staff), None).await;
+            assert_eq!(status, 200);
+            body.as_str().unwrap().to_owned()
+        }
+    };
+    let first = audit(0).await;
+    assert_eq!(first, audit(late).await);
+    let records: Vec<Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let created = records
+        .iter()
+        .filter(|r| r["event"] == "invitation_created")
+        .count();
+    assert_eq!(created, 11, "{first}");
+    assert!(records.iter().any(|r| r["event"] == "invitation_revoked"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_waiting_room_across_nodes_in_arrival_order() {
     let c = Cluster::start(3).await;

@@ -74,5 +74,18 @@ impl Backplane for Memory {
         Some(self.node.get().cloned().into_iter().collect())
     }
 
+    async fn append_store(
+        &self,
+        _op: &crate::store::StoreOp,
+    ) -> Result<Option<u64>, BackplaneError> {
+        Ok(None)
+    }
+
+    async fn store_end(&self) -> Result<u64, BackplaneError> {
+        Ok(0)
+    }
+
+    fn read_store(&self, _after: u64, _tx: tokio::sync::mpsc::UnboundedSender<super::StoreEntry>) {}
+
     async fn close(&self) {}
 }

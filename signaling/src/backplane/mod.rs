@@ -15,6 +15,10 @@ use hearth_proto::care::{CheckReport, Rules};
 use serde::{Deserialize, Serialize};
 
 use crate::replica::{Event, NodeId};
+use crate::store::StoreOp;
+
+/// A change of the store with its position in the shared log.
+pub(crate) type StoreEntry = (u64, StoreOp);
 
 /// Why the shared state could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,13 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     /// The nodes alive now, or `None` while this node cannot tell (its own link to the shared
     /// state is new or broken): nobody must be declared lost on a partial view.
     async fn live_nodes(&self) -> Option<HashSet<NodeId>>;
+    /// Appends a change of the store to the shared log and returns its position; `None` when
+    /// this backplane keeps no such log (one process applies its own changes).
+    async fn append_store(&self, op: &StoreOp) -> Result<Option<u64>, BackplaneError>;
+    /// The shared store log's last position now (0 when it is empty or there is none).
+    async fn store_end(&self) -> Result<u64, BackplaneError>;
+    /// Hands the shared store log after `after` to `tx`, in order, until `tx` closes.
+    fn read_store(&self, after: u64, tx: tokio::sync::mpsc::UnboundedSender<StoreEntry>);
     /// Stops background work (heartbeats, followers) before the process exits.
     async fn close(&self);
 }

@@ -22,12 +22,17 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{Backplane, BackplaneError, Control, Sink, Snapshot};
+use super::{Backplane, BackplaneError, Control, Sink, Snapshot, StoreEntry};
 use crate::replica::{Event, NodeId};
+use crate::store::StoreOp;
 
 const STREAM: &str = "HEARTH_ROOMS";
 const ROOM_PREFIX: &str = "hearth.room.";
 const CONTROL: &str = "hearth.control";
+/// The store's shared log: every change of invitations, tablets and the audit trail, kept for
+/// as long as the records are (a node with an empty copy applies it from the start).
+const STORE_STREAM: &str = "HEARTH_STORE";
+const STORE_SUBJECT: &str = "hearth.store";
 const SNAPSHOTS: &str = "hearth_snapshots";
 const NODES: &str = "hearth_nodes";
 /// A node not heard from for this long is gone.
@@ -138,6 +143,9 @@ pub(crate) struct Nats {
     client: async_nats::Client,
     js: jetstream::Context,
     stream: stream::Stream,
+    store: stream::Stream,
+    /// Counts reconnections to NATS: readers start again on each.
+    epoch: tokio::sync::watch::Sender<u64>,
     snapshots: kv::Store,
     nodes: kv::Store,
     sink: OnceLock<Weak<dyn Sink>>,
@@ -161,6 +169,35 @@ impl std::fmt::Debug for Nats {
 }
 
 impl Nats {
+    /// Appends to a stream and returns the position, sent again (with the same id, so
+    /// JetStream keeps one) when the acknowledgement does not come: a NATS restart in between,
+    /// say. About 6 s in all before giving up.
+    async fn append(&self, subject: String, payload: Bytes) -> Result<u64, BackplaneError> {
+        let id = format!(
+            "{}-{}",
+            self.instance,
+            self.published.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut last = None;
+        for attempt in 0..8u32 {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let sent = self
+                .js
+                .publish_with_headers(subject.clone(), headers, payload.clone())
+                .await;
+            match sent {
+                Ok(ack) => match ack.await {
+                    Ok(ack) => return Ok(ack.sequence),
+                    Err(e) => last = Some(nats_error(e)),
+                },
+                Err(e) => last = Some(nats_error(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+        }
+        Err(last.unwrap_or_else(|| BackplaneError::Nats("publish failed".to_owned())))
+    }
+
     /// Connects to `url` (several servers separated by commas) and sets up the stream and the
     /// buckets if they are not there yet.
     pub(crate) async fn connect(url: &str) -> Result<Nats, BackplaneError> {
@@ -193,6 +230,16 @@ impl Nats {
             })
             .await
             .map_err(nats_error)?;
+        let store = js
+            .get_or_create_stream(stream::Config {
+                name: STORE_STREAM.to_owned(),
+                subjects: vec![STORE_SUBJECT.to_owned()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_error)?;
         let snapshots = bucket(&js, SNAPSHOTS, Duration::ZERO).await?;
         // Heartbeat entries expire when a node stops refreshing them.
         let nodes = bucket(&js, NODES, NODE_TIMEOUT * 3).await?;
@@ -203,6 +250,8 @@ impl Nats {
             client,
             js,
             stream,
+            store,
+            epoch: tokio::sync::watch::Sender::new(0),
             snapshots,
             nodes,
             sink: OnceLock::new(),
@@ -263,6 +312,7 @@ impl Nats {
         let stream = self.stream.clone();
         let nodes = self.nodes.clone();
         let liveness = self.liveness.clone();
+        let epoch = self.epoch.clone();
         let task = tokio::spawn(async move {
             let start = || {
                 tokio::spawn(read_stream(
@@ -285,6 +335,7 @@ impl Nats {
                 watch = tokio::spawn(watch_nodes(nodes.clone(), liveness.clone()));
                 reader.abort();
                 reader = start();
+                epoch.send_modify(|e| *e += 1);
                 info!(
                     rooms = lock(&rooms).by_subject.len(),
                     "NATS is back; reading the rooms' logs again"
@@ -390,6 +441,78 @@ async fn read_stream(
     }
 }
 
+/// The follow of the room with this subject made as `generation`, unless it has been unfollowed
+/// (and maybe followed again) since.
+fn this_follow<'a>(
+    rooms: &'a mut Rooms,
+    subject: &str,
+    generation: u64,
+) -> Option<&'a mut Followed> {
+    rooms
+        .by_subject
+        .get_mut(subject)
+        .filter(|f| f.generation == generation)
+}
+
+/// Hands the store's log after `after` to `tx` until it closes: an ordered consumer, made again
+/// from the last position handed over when it breaks or NATS comes back.
+async fn read_store(
+    stream: stream::Stream,
+    mut after: u64,
+    tx: tokio::sync::mpsc::UnboundedSender<StoreEntry>,
+    mut epoch: tokio::sync::watch::Receiver<u64>,
+) {
+    loop {
+        let config = consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        };
+        let messages = match stream.create_consumer(config).await {
+            Ok(c) => c.messages().await.map_err(nats_error),
+            Err(e) => Err(nats_error(e)),
+        };
+        match messages {
+            Ok(mut messages) => {
+                epoch.borrow_and_update();
+                loop {
+                    let msg = tokio::select! {
+                        m = messages.next() => m,
+                        _ = epoch.changed() => break,
+                    };
+                    let msg = match msg {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            debug!(error = %e, "the store's log broke off; reading again");
+                            break;
+                        }
+                        None => break,
+                    };
+                    let Ok(pos) = msg.info().map(|i| i.stream_sequence) else {
+                        continue;
+                    };
+                    after = pos;
+                    match serde_json::from_slice::<StoreOp>(&msg.payload) {
+                        Ok(op) => {
+                            if tx.send((pos, op)).is_err() {
+                                return;
+                            }
+                        }
+                        // Written by a newer version: skipped, not fatal to the rest.
+                        Err(e) => warn!(error = %e, pos, "an unreadable store change was skipped"),
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "could not read the store's log; trying again"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Hands a newly followed room's events after `after` to the sink, read one by one from its
 /// subject up to the last one there, then what the stream-wide reader kept meanwhile. Tried
 /// again while NATS cannot answer, until the room is no longer followed.
@@ -401,15 +524,10 @@ async fn catch_up(
     sink: Weak<dyn Sink>,
 ) {
     use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
-    let current = |rooms: &mut Rooms| {
-        rooms
-            .by_subject
-            .get(&subject)
-            .filter(|f| f.generation == generation)
-            .map(|f| f.last)
-    };
     'attempt: loop {
-        let Some(mut next) = current(&mut lock(&rooms)).map(|last| last + 1) else {
+        let Some(mut next) =
+            this_follow(&mut lock(&rooms), &subject, generation).map(|f| f.last + 1)
+        else {
             return;
         };
         // The last event is read after the room was registered, so it is at least as far on
@@ -438,11 +556,7 @@ async fn catch_up(
             };
             let Some(sink) = sink.upgrade() else { return };
             let mut rooms = lock(&rooms);
-            let Some(followed) = rooms
-                .by_subject
-                .get_mut(&subject)
-                .filter(|f| f.generation == generation)
-            else {
+            let Some(followed) = this_follow(&mut rooms, &subject, generation) else {
                 return;
             };
             if m.sequence > followed.last {
@@ -453,11 +567,7 @@ async fn catch_up(
         }
         let Some(sink) = sink.upgrade() else { return };
         let mut rooms = lock(&rooms);
-        let Some(followed) = rooms
-            .by_subject
-            .get_mut(&subject)
-            .filter(|f| f.generation == generation)
-        else {
+        let Some(followed) = this_follow(&mut rooms, &subject, generation) else {
             return;
         };
         for (pos, payload) in followed.pending.take().unwrap_or_default() {
@@ -488,32 +598,9 @@ impl Backplane for Nats {
             o: origin.to_owned(),
             e: event,
         })?);
-        let subject = format!("{ROOM_PREFIX}{}", token(room));
-        let id = format!(
-            "{}-{}",
-            self.instance,
-            self.published.fetch_add(1, Ordering::Relaxed)
-        );
-        // Sent again (with the same id, so JetStream keeps one) when the acknowledgement does
-        // not come: a NATS restart in between, say. About 6 s in all before giving up.
-        let mut last = None;
-        for attempt in 0..8u32 {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let sent = self
-                .js
-                .publish_with_headers(subject.clone(), headers, payload.clone())
-                .await;
-            match sent {
-                Ok(ack) => match ack.await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last = Some(nats_error(e)),
-                },
-                Err(e) => last = Some(nats_error(e)),
-            }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
-        }
-        Err(last.unwrap_or_else(|| BackplaneError::Nats("publish failed".to_owned())))
+        self.append(format!("{ROOM_PREFIX}{}", token(room)), payload)
+            .await
+            .map(|_| ())
     }
 
     async fn snapshot(&self, room: &str) -> Result<Option<Snapshot>, BackplaneError> {
@@ -619,6 +706,36 @@ impl Backplane for Nats {
                 .map(|(n, _)| n.clone())
                 .collect(),
         )
+    }
+
+    async fn append_store(&self, op: &StoreOp) -> Result<Option<u64>, BackplaneError> {
+        let payload = Bytes::from(serde_json::to_vec(op)?);
+        self.append(STORE_SUBJECT.to_owned(), payload)
+            .await
+            .map(Some)
+    }
+
+    async fn store_end(&self) -> Result<u64, BackplaneError> {
+        Ok(self
+            .store
+            .get_info()
+            .await
+            .map_err(nats_error)?
+            .state
+            .last_sequence)
+    }
+
+    fn read_store(&self, after: u64, tx: tokio::sync::mpsc::UnboundedSender<StoreEntry>) {
+        let task = tokio::spawn(read_store(
+            self.store.clone(),
+            after,
+            tx,
+            self.epoch.subscribe(),
+        ));
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
     }
 
     async fn close(&self) {

@@ -208,6 +208,19 @@ impl Cluster {
         child
     }
 
+    /// Starts one more node (not behind nginx), as an operator adding a server would.
+    pub async fn add_node(&mut self) -> usize {
+        let i = self.nodes.len() + 1;
+        let node = Self::start_node(self.dir.path(), self.nats_port, i, "30s").await;
+        self.nodes.push(node);
+        i - 1
+    }
+
+    /// A node's HTTP base URL (bypassing nginx).
+    pub fn http(&self, i: usize) -> String {
+        format!("http://{}", self.nodes[i].addr)
+    }
+
     /// The NATS URL the nodes use.
     pub fn nats_url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.nats_port)

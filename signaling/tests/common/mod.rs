@@ -280,6 +280,31 @@ impl Client {
     }
 }
 
+/// One HTTP call with an optional bearer token and JSON body; returns the status and the body
+/// as JSON (or as a JSON string when it is not JSON).
+#[allow(dead_code)]
+pub async fn http_call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("the server answers");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("a body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub async fn http_get(server: &Server, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
