@@ -12,7 +12,6 @@ use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hearth_proto::care::CheckReport;
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
-use tokio::sync::mpsc;
 use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span};
@@ -31,7 +30,9 @@ pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
     async move {
         hub.metrics.connections.increment(1.0);
         let (sink, stream) = socket.split();
-        let (tx, rx) = mpsc::channel(hub.options.limits.outbound_queue);
+        // flume's queue is allocated when something waits in it, tokio's first block of slots at
+        // once: an idle connection holds none.
+        let (tx, rx) = flume::bounded(hub.options.limits.outbound_queue);
         let done = CancellationToken::new();
         let writer =
             tokio::spawn(write_loop(sink, rx, done.clone(), hub.clone()).in_current_span());
@@ -466,7 +467,7 @@ fn fast_signal(text: &str) -> Option<FastSignal<'_>> {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    rx: flume::Receiver<Outbound>,
     done: CancellationToken,
     hub: Arc<Hub>,
 ) {
@@ -477,7 +478,7 @@ async fn write_loop(
         let item = tokio::select! {
             biased;
             () = &mut cancelled => break,
-            item = rx.recv() => item,
+            item = rx.recv_async() => item.ok(),
         };
         let Some(item) = item else { break };
         let (message, relayed_at, last) = match item {

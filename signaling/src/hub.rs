@@ -62,7 +62,7 @@ pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 #[derive(Debug, Clone)]
 pub(crate) struct ConnHandle {
     pub id: u64,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: flume::Sender<Outbound>,
     pub done: CancellationToken,
 }
 
@@ -469,9 +469,9 @@ impl Hub {
     fn deliver(conn: &ConnHandle, outbound: Outbound) -> bool {
         match conn.tx.try_send(outbound) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(flume::TrySendError::Full(_)) => false,
             // The connection is ending; its task cleans up.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(flume::TrySendError::Disconnected(_)) => true,
         }
     }
 

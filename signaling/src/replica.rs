@@ -208,7 +208,8 @@ const RECENT_REQUESTS: usize = 64;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Replica {
     room: Room,
-    sessions: BTreeMap<PeerId, Session>,
+    /// Boxed: a map node has room for eleven entries, and a room has a handful of sessions.
+    sessions: BTreeMap<PeerId, Box<Session>>,
     /// Residents' rules, by subject, for the residents who joined this room.
     rules: BTreeMap<String, Rules>,
     requests: VecDeque<String>,
@@ -550,7 +551,7 @@ impl Replica {
         };
         // A waiting patient who joined again takes over their place: the older connection, if
         // the server still had it, is closed, and the session's stream starts again.
-        if let Some(old) = self.sessions.insert(peer.clone(), fresh)
+        if let Some(old) = self.sessions.insert(peer.clone(), Box::new(fresh))
             && let Some(old_conn) = old.conn
         {
             out.push(Out::Close {
