@@ -484,7 +484,7 @@ async fn redeem(
 async fn list_tablets(State(hub): State<Arc<Hub>>, who: Bearer) -> Answer<Response> {
     who.staff()?;
     let mut stored = blocking(&hub, |s| s.tablets()).await?;
-    let mut online = hub.online_tablets();
+    let mut online = hub.online_tablets_everywhere().await;
     for t in &mut stored {
         if let Some(live) = online.remove(&t.sub) {
             t.online_since = Some(live.since_ms);
@@ -517,7 +517,7 @@ async fn put_rules(
     who.staff()?;
     let rules: Rules = json_body(&body)?;
     rules.validate().map_err(Failure::bad)?;
-    let online = hub.online_tablets().remove(&sub);
+    let online = hub.online_tablets_everywhere().await.remove(&sub);
     let known = blocking(&hub, {
         let sub = sub.clone();
         move |s| {

@@ -125,7 +125,7 @@ struct State {
 }
 
 /// A connected resident's tablet, for the staff console.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct OnlineTablet {
     pub name: String,
     pub room: String,
@@ -801,7 +801,7 @@ impl Hub {
         &self,
         sub: &str,
     ) -> Result<(String, oneshot::Receiver<CheckReport>), ErrorCode> {
-        if !self.online_tablets().contains_key(sub) {
+        if !self.online_tablets_everywhere().await.contains_key(sub) {
             return Err(ErrorCode::Offline);
         }
         let request = uuid::Uuid::new_v4().simple().to_string();
@@ -833,22 +833,32 @@ impl Hub {
     /// the rooms this node follows have them.
     pub(crate) fn online_tablets(&self) -> HashMap<String, OnlineTablet> {
         let state = self.lock();
-        let mut out: HashMap<String, OnlineTablet> = HashMap::new();
-        for (room, f) in &state.rooms {
-            for (sub, name, since_ms, check) in f.replica.tablets() {
-                let entry = out.entry(sub.to_owned()).or_insert_with(|| OnlineTablet {
-                    name: name.to_owned(),
-                    room: room.clone(),
-                    since_ms,
-                    check,
-                });
-                entry.since_ms = entry.since_ms.min(since_ms);
-                if check.map(|c| c.at) > entry.check.map(|c| c.at) {
-                    entry.check = check;
-                }
-            }
+        merge_online(state.rooms.iter().flat_map(|(room, f)| {
+            f.replica
+                .tablets()
+                .map(|(sub, name, since_ms, check)| {
+                    (
+                        sub.to_owned(),
+                        OnlineTablet {
+                            name: name.to_owned(),
+                            room: room.clone(),
+                            since_ms,
+                            check,
+                        },
+                    )
+                })
+                .collect::<Vec<_>>()
+        }))
+    }
+
+    /// Residents' tablets connected now to any node, by subject: every node's view when the
+    /// backplane can ask them (a tablet's room may be served by other nodes only), else this
+    /// node's.
+    pub(crate) async fn online_tablets_everywhere(&self) -> HashMap<String, OnlineTablet> {
+        match self.backplane.tablets_online().await {
+            Some(answers) => merge_online(answers.into_iter().chain(self.online_tablets())),
+            None => self.online_tablets(),
         }
-        out
     }
 
     /// Records an audit event that no room caused (staff actions).
@@ -871,7 +881,33 @@ impl Hub {
     }
 }
 
+/// One entry per tablet: the earliest connection and the latest check of several.
+fn merge_online(
+    tablets: impl IntoIterator<Item = (String, OnlineTablet)>,
+) -> HashMap<String, OnlineTablet> {
+    let mut out: HashMap<String, OnlineTablet> = HashMap::new();
+    for (sub, t) in tablets {
+        match out.entry(sub) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(t);
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
+                entry.since_ms = entry.since_ms.min(t.since_ms);
+                if t.check.map(|c| c.at) > entry.check.map(|c| c.at) {
+                    entry.check = t.check;
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Sink for Hub {
+    fn tablets_online(&self) -> Vec<(String, OnlineTablet)> {
+        self.online_tablets().into_iter().collect()
+    }
+
     fn event(&self, room: &str, pos: u64, origin: &str, event: Event) {
         let shared = self.backplane.shared();
         let mut state = self.lock();

@@ -163,6 +163,30 @@ async fn a_node_catches_up_a_busy_room_while_it_keeps_going() {
 
 use common::http_call as api;
 
+/// A staff GET of `path` on node `i`: the body.
+async fn staff_get(c: &Cluster, i: usize, staff: &str, path: &str) -> Value {
+    let (status, body) = api(
+        reqwest::Method::GET,
+        format!("{}{path}", c.http(i)),
+        Some(staff),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// The entry of `list[key]` whose `field` is `value`.
+fn entry(list: &Value, key: &str, field: &str, value: &str) -> Value {
+    list[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t[field] == value)
+        .unwrap_or_else(|| panic!("no {field} {value} in {list}"))
+        .clone()
+}
+
 /// The staff API answers the same on every node: an invitation made on one is redeemed on
 /// another, listed and withdrawn on a third, its withdrawal is enforced everywhere, the audit
 /// trail holds every node's records in one order, and a node started afterwards with an empty
@@ -202,13 +226,7 @@ async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
     .await;
     assert_eq!(status, 200, "redeemed on another node: {redeemed}");
     let ann_token = redeemed["token"].as_str().unwrap().to_owned();
-    let (_, list) = api(
-        Method::GET,
-        format!("{}/v1/invitations", c.http(2)),
-        Some(&staff),
-        None,
-    )
-    .await;
+    let list = staff_get(&c, 2, &staff, "/v1/invitations").await;
     let list = list["invitations"].as_array().unwrap().clone();
     assert_eq!(list.len(), 10);
     let mut codes: Vec<&str> = list.iter().map(|i| i["code"].as_str().unwrap()).collect();
@@ -230,19 +248,8 @@ async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
     )
     .await;
     assert_eq!(status, 201);
-    let (_, all) = api(
-        Method::GET,
-        format!("{}/v1/invitations", c.http(0)),
-        Some(&staff),
-        None,
-    )
-    .await;
-    let tablet = all["invitations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["role"] == "resident")
-        .unwrap()["sub"]
+    let all = staff_get(&c, 0, &staff, "/v1/invitations").await;
+    let tablet = entry(&all, "invitations", "role", "resident")["sub"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -254,20 +261,35 @@ async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
     )
     .await;
     assert_eq!(status, 200, "{set}");
-    let (_, tablets) = api(
-        Method::GET,
-        format!("{}/v1/tablets", c.http(2)),
-        Some(&staff),
-        None,
+    let tablets = staff_get(&c, 2, &staff, "/v1/tablets").await;
+    let listed = entry(&tablets, "tablets", "sub", &tablet);
+    assert_eq!(listed["rules"]["quiet_hours"]["from"], "22:00");
+
+    // A resident's tablet on node 1 is online for staff asking node 3 (which serves no room
+    // of it), and a check can be asked of it from there.
+    let (mut tablet_ws, _) = Client::join_at(
+        &c.nodes[0].url(),
+        &c.token("kim", Role::Resident, "Mrs Lee"),
     )
     .await;
-    let listed = tablets["tablets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["sub"] == tablet.as_str())
-        .unwrap_or_else(|| panic!("{tablets}"));
-    assert_eq!(listed["rules"]["quiet_hours"]["from"], "22:00");
+    let tablets = staff_get(&c, 2, &staff, "/v1/tablets").await;
+    let lee = entry(&tablets, "tablets", "sub", "sub-mrs lee");
+    assert!(lee["online_since"].is_u64(), "{lee}");
+    let asking = tokio::spawn({
+        let (url, staff) = (
+            format!("{}/v1/tablets/sub-mrs%20lee/check", c.http(2)),
+            staff.clone(),
+        );
+        async move { api(Method::POST, url, Some(&staff), Some(json!({}))).await }
+    });
+    let asked = tablet_ws.expect("run_check").await;
+    tablet_ws
+        .send(json!({"type":"check","request": asked["request"],"result":{
+            "camera":"ok","microphone":"ok","speaker":"not_used","connection":"ok"}}))
+        .await;
+    let (status, report) = asking.await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["camera"], "ok");
 
     // Ann joins on node 1, and the withdrawal made on node 3 shuts her out on every node.
     let (_ann, _) = Client::join_at(&c.nodes[0].url(), &ann_token).await;
@@ -288,13 +310,7 @@ async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
         .send(json!({"type":"hello","token": ann_token}))
         .await;
     refused.expect_error("revoked").await;
-    let (_, list) = api(
-        Method::GET,
-        format!("{}/v1/invitations", c.http(late)),
-        Some(&staff),
-        None,
-    )
-    .await;
+    let list = staff_get(&c, late, &staff, "/v1/invitations").await;
     assert_eq!(list["invitations"].as_array().unwrap().len(), 11);
 
     // One audit trail, numbered once: the same on the first node and on the late one.

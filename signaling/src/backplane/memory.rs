@@ -87,5 +87,9 @@ impl Backplane for Memory {
 
     fn read_store(&self, _after: u64, _tx: tokio::sync::mpsc::UnboundedSender<super::StoreEntry>) {}
 
+    async fn tablets_online(&self) -> Option<Vec<(String, crate::hub::OnlineTablet)>> {
+        None
+    }
+
     async fn close(&self) {}
 }

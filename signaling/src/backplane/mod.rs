@@ -57,6 +57,8 @@ pub(crate) trait Sink: Send + Sync {
     fn event(&self, room: &str, pos: u64, origin: &str, event: Event);
     /// A broadcast.
     fn control(&self, msg: Control);
+    /// Residents' tablets connected to this node, for another node asking.
+    fn tablets_online(&self) -> Vec<(String, crate::hub::OnlineTablet)>;
 }
 
 /// One room's state as a snapshot holds it.
@@ -100,6 +102,9 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     async fn store_end(&self) -> Result<u64, BackplaneError>;
     /// Hands the shared store log after `after` to `tx`, in order, until `tx` closes.
     fn read_store(&self, after: u64, tx: tokio::sync::mpsc::UnboundedSender<StoreEntry>);
+    /// Residents' tablets connected to any node, as every live node answers; `None` when
+    /// there are no other nodes to ask or they cannot be asked now.
+    async fn tablets_online(&self) -> Option<Vec<(String, crate::hub::OnlineTablet)>>;
     /// Stops background work (heartbeats, followers) before the process exits.
     async fn close(&self);
 }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::{Backplane, BackplaneError, Control, Sink, Snapshot, StoreEntry};
+use crate::hub::OnlineTablet;
 use crate::replica::{Event, NodeId};
 use crate::store::StoreOp;
 
@@ -33,6 +34,10 @@ const CONTROL: &str = "hearth.control";
 /// as long as the records are (a node with an empty copy applies it from the start).
 const STORE_STREAM: &str = "HEARTH_STORE";
 const STORE_SUBJECT: &str = "hearth.store";
+/// Core subject on which every node answers which residents' tablets it holds.
+const TABLETS: &str = "hearth.tablets";
+/// How long a node waits for the others' tablets before answering with what it has.
+const TABLETS_WAIT: Duration = Duration::from_millis(500);
 const SNAPSHOTS: &str = "hearth_snapshots";
 const NODES: &str = "hearth_nodes";
 /// A node not heard from for this long is gone.
@@ -266,24 +271,25 @@ impl Nats {
         })
     }
 
-    /// Broadcasts from every node, handed to the sink.
-    fn start_control(&self, sink: Weak<dyn Sink>) {
+    /// Hands every message on the core subject `subject` to `handle`, listening again after
+    /// a break, until `handle` says to stop (the node is gone).
+    fn listen<F, Fut>(&self, subject: &'static str, handle: F)
+    where
+        F: Fn(async_nats::Message) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
         let client = self.client.clone();
         let task = tokio::spawn(async move {
             loop {
-                match client.subscribe(CONTROL).await {
+                match client.subscribe(subject).await {
                     Ok(mut sub) => {
                         while let Some(msg) = sub.next().await {
-                            match serde_json::from_slice::<Control>(&msg.payload) {
-                                Ok(c) => match sink.upgrade() {
-                                    Some(sink) => sink.control(c),
-                                    None => return,
-                                },
-                                Err(e) => warn!(error = %e, "an unreadable broadcast"),
+                            if !handle(msg).await {
+                                return;
                             }
                         }
                     }
-                    Err(e) => warn!(error = %e, "could not listen for broadcasts"),
+                    Err(e) => warn!(error = %e, subject, "could not listen"),
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -292,6 +298,46 @@ impl Nats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(task);
+    }
+
+    /// Answers other nodes asking which residents' tablets this node holds.
+    fn start_tablets(&self, sink: Weak<dyn Sink>) {
+        let client = self.client.clone();
+        self.listen(TABLETS, move |msg| {
+            let (client, sink) = (client.clone(), sink.clone());
+            async move {
+                let Some(reply) = msg.reply else { return true };
+                let Some(sink) = sink.upgrade() else {
+                    return false;
+                };
+                match serde_json::to_vec(&sink.tablets_online()) {
+                    Ok(answer) => {
+                        if let Err(e) = client.publish(reply, answer.into()).await {
+                            debug!(error = %e, "could not answer for tablets");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "could not write the tablets down"),
+                }
+                true
+            }
+        });
+    }
+
+    /// Broadcasts from every node, handed to the sink.
+    fn start_control(&self, sink: Weak<dyn Sink>) {
+        self.listen(CONTROL, move |msg| {
+            let sink = sink.clone();
+            async move {
+                match serde_json::from_slice::<Control>(&msg.payload) {
+                    Ok(c) => match sink.upgrade() {
+                        Some(sink) => sink.control(c),
+                        None => return false,
+                    },
+                    Err(e) => warn!(error = %e, "an unreadable broadcast"),
+                }
+                true
+            }
+        });
     }
 
     /// After NATS comes back, everything that reads from it starts again: a server restart
@@ -585,6 +631,7 @@ impl Backplane for Nats {
     fn attach(&self, sink: Weak<dyn Sink>) {
         if self.sink.set(sink.clone()).is_ok() {
             self.start_control(sink.clone());
+            self.start_tablets(sink.clone());
             self.start_recovery(sink);
         }
     }
@@ -736,6 +783,44 @@ impl Backplane for Nats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(task);
+    }
+
+    async fn tablets_online(&self) -> Option<Vec<(String, OnlineTablet)>> {
+        // Every live node answers (this one too); without a whole view of who is alive, all
+        // answers within the wait count.
+        let expected = self.live_nodes().await.map_or(usize::MAX, |n| n.len());
+        let inbox = self.client.new_inbox();
+        let mut answers = match self.client.subscribe(inbox.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "could not ask the other nodes for tablets");
+                return None;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .publish_with_reply(TABLETS, inbox, Bytes::new())
+            .await
+        {
+            warn!(error = %e, "could not ask the other nodes for tablets");
+            return None;
+        }
+        let mut all = Vec::new();
+        let mut heard = 0;
+        let deadline = tokio::time::Instant::now() + TABLETS_WAIT;
+        while heard < expected {
+            match tokio::time::timeout_at(deadline, answers.next()).await {
+                Ok(Some(msg)) => {
+                    heard += 1;
+                    match serde_json::from_slice::<Vec<(String, OnlineTablet)>>(&msg.payload) {
+                        Ok(some) => all.extend(some),
+                        Err(e) => warn!(error = %e, "an unreadable answer about tablets"),
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(all)
     }
 
     async fn close(&self) {
