@@ -161,11 +161,11 @@ async fn bench(args: Args) {
     let cross = cross_node(&args).await;
 
     println!(
-        "\n| server | connections | connects/s | idle RSS/conn | p50 @{r} | p99 @{r} | max @{r} | saturation msgs/s | server CPU | msgs per CPU-s | {n} resumes | resume gaps |",
+        "\n| server | connections | connects/s | server CPU in storm | idle RSS/conn | p50 @{r} | p99 @{r} | max @{r} | saturation msgs/s | server CPU | msgs per CPU-s | {n} resumes | resume gaps |",
         r = args.rate,
         n = args.resume
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     hearth.row();
     if let Some(p) = &peerjs {
         p.row();
@@ -252,6 +252,8 @@ struct Report {
     name: &'static str,
     held: usize,
     connects_per_s: f64,
+    /// The server's CPU during the storm, in cores.
+    storm_cores: f64,
     base_rss: f64,
     idle_rss_per_conn: f64,
     fixed: Latency,
@@ -266,7 +268,7 @@ impl Report {
     fn row(&self) {
         let r = &self.resume;
         println!(
-            "| {}{} | {} | {:.0} | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
+            "| {}{} | {} | {:.0} | {:.0}% | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
             self.name,
             if self.errors > 0 {
                 format!(" ({} ERRORS from the server)", self.errors)
@@ -275,6 +277,7 @@ impl Report {
             },
             self.held,
             self.connects_per_s,
+            self.storm_cores * 100.0,
             self.idle_rss_per_conn / 1024.0,
             self.fixed.p50_us / 1000.0,
             self.fixed.p99_us / 1000.0,
@@ -336,7 +339,13 @@ async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String
         c.args(["--nats-url", url, "--node-id", node]);
     }
     let (child, url, mut lines) = process::spawn_until_url(&mut c).await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("TICK") {
+                eprintln!("{l}");
+            }
+        }
+    });
     (child, url)
 }
 
@@ -503,10 +512,30 @@ async fn open(
         Proto::Hearth => url.to_owned(),
         Proto::PeerJs => format!("{url}?key=peerjs&id=p{i}&token={token}"),
     };
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(&url, Some(small_buffers()), false)
-            .await
-            .expect("connect");
+    // Clients come from 32 loopback addresses: with tens of thousands of connections from one
+    // address to one port, the kernel's search for a free source port in connect() took most
+    // of the generator's core (at 19,000, 90% of it against 31% of the server's), and the storm
+    // measured the generator. Binding a source address first gives each its own ports.
+    let authority = url
+        .split("//")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a ws:// URL");
+    let server: std::net::SocketAddr = authority.parse().expect("an IP address and port");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 32) as u8);
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .expect("a loopback source address");
+    let stream = socket.connect(server).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        url.as_str(),
+        MaybeTlsStream::Plain(stream),
+        Some(small_buffers()),
+    )
+    .await
+    .expect("WebSocket handshake");
     if proto == Proto::Hearth {
         let mut hello = json!({"type":"hello","token":token,"room":room(tag, i)});
         if let Some((peer, secret, last_seq)) = resume {
@@ -796,16 +825,30 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base_rss = rss_bytes(pid);
     eprintln!("{name}: connection storm");
+    let cpu_before = cpu_secs(&[pid]);
+    let own_before = cpu_secs(&[std::process::id()]);
     let (mut fleet, storm) =
         Fleet::connect(proto, "one", &[url], args.connections, |_| 0, args.window).await;
+    let storm_cores = (cpu_secs(&[pid]) - cpu_before) / storm;
+    eprintln!(
+        "{name}: storm took {:.0}% of the server's core and {:.0}% of the generator's",
+        storm_cores * 100.0,
+        (cpu_secs(&[std::process::id()]) - own_before) / storm * 100.0
+    );
     let held = fleet.sinks.len();
     tokio::time::sleep(Duration::from_secs(args.soak)).await;
     let idle_rss_per_conn = (rss_bytes(pid) - base_rss) / held as f64;
     eprintln!("{name}: fixed schedule");
+    let (server_before, own_before) = (cpu_secs(&[pid]), cpu_secs(&[std::process::id()]));
     let fixed = fleet.fixed(args.rate, args.seconds).await;
+    let secs = args.seconds as f64;
+    eprintln!(
+        "{name}: the fixed schedule took {:.0}% of the server's core and {:.0}% of the generator's",
+        (cpu_secs(&[pid]) - server_before) / secs * 100.0,
+        (cpu_secs(&[std::process::id()]) - own_before) / secs * 100.0
+    );
     eprintln!("{name}: saturation");
     let (saturation_msgs_per_s, cpu) = fleet.saturate(args.seconds, &[pid]).await;
-    let secs = args.seconds as f64;
     eprintln!("{name}: mass resume");
     let resume = fleet.mass_resume(args.resume).await;
     let errors = fleet.stats.errors.load(Relaxed);
@@ -816,6 +859,7 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
         name,
         held,
         connects_per_s: held as f64 / storm,
+        storm_cores,
         base_rss,
         idle_rss_per_conn,
         fixed,

@@ -321,12 +321,13 @@ impl Replica {
         self.sessions
             .iter()
             .filter_map(|(p, s)| {
+                let dropped = s.dropped_at?;
                 let grace = if self.room.is_waiting(p) {
                     ctx.waiting_grace_ms
                 } else {
                     ctx.resume_grace_ms
                 };
-                s.dropped_at.map(|t| t.saturating_add(grace))
+                Some(dropped.saturating_add(grace))
             })
             .min()
     }

@@ -11,6 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -145,6 +146,13 @@ impl Server {
         let router = app(hub.clone());
         let graceful = stop.clone();
         let serve = tokio::spawn(async move {
+            // Each message is written when it is ready: without TCP_NODELAY a small write
+            // behind an unacknowledged one waits for the acknowledgement (Nagle).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             // Peers' addresses reach handlers that limit per client (redeeming codes).
             let served = axum::serve(
                 listener,
