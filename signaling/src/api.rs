@@ -93,6 +93,14 @@ impl Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         error!(error = %e, "store failure");
+        if matches!(e, StoreError::Shared(_)) {
+            // The change may still be taken later (it may have reached the shared log).
+            return Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "The records shared between the servers could not be reached just now. Look at the list again in a moment before trying again.",
+            );
+        }
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,

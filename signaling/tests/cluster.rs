@@ -337,6 +337,27 @@ async fn invitations_tablets_and_the_audit_trail_are_the_same_on_every_node() {
         .count();
     assert_eq!(created, 11, "{first}");
     assert!(records.iter().any(|r| r["event"] == "invitation_revoked"));
+
+    // With NATS gone, a change is refused plainly and within seconds.
+    c.stop_nats().await;
+    let asked = std::time::Instant::now();
+    let (status, refused) = api(
+        Method::POST,
+        format!("{}/v1/invitations", c.http(0)),
+        Some(&staff),
+        Some(json!({"room":"kim","role":"family","name":"Late"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (503, &json!("unavailable")),
+        "{refused}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

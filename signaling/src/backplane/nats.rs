@@ -44,6 +44,8 @@ const NODES: &str = "hearth_nodes";
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a room's events are kept; snapshots are far more recent than this.
 const LOG_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long a publication may take, attempts included, before it is given up.
+const APPEND_WITHIN: Duration = Duration::from_secs(6);
 /// How long a stopping node waits for NATS to take what it last published.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
@@ -176,31 +178,44 @@ impl std::fmt::Debug for Nats {
 impl Nats {
     /// Appends to a stream and returns the position, sent again (with the same id, so
     /// JetStream keeps one) when the acknowledgement does not come: a NATS restart in between,
-    /// say. About 6 s in all before giving up.
+    /// say. Gives up after [`APPEND_WITHIN`] in all (a publication waiting for a NATS that is
+    /// gone would otherwise wait for each attempt's own timeout in turn).
     async fn append(&self, subject: String, payload: Bytes) -> Result<u64, BackplaneError> {
         let id = format!(
             "{}-{}",
             self.instance,
             self.published.fetch_add(1, Ordering::Relaxed)
         );
+        let deadline = tokio::time::Instant::now() + APPEND_WITHIN;
         let mut last = None;
-        for attempt in 0..8u32 {
+        for attempt in 1u64.. {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
-            let sent = self
-                .js
-                .publish_with_headers(subject.clone(), headers, payload.clone())
-                .await;
-            match sent {
-                Ok(ack) => match ack.await {
-                    Ok(ack) => return Ok(ack.sequence),
-                    Err(e) => last = Some(nats_error(e)),
-                },
-                Err(e) => last = Some(nats_error(e)),
+            let sent = async {
+                let ack = self
+                    .js
+                    .publish_with_headers(subject.clone(), headers, payload.clone())
+                    .await
+                    .map_err(nats_error)?;
+                ack.await.map_err(nats_error)
+            };
+            match tokio::time::timeout_at(deadline, sent).await {
+                Ok(Ok(ack)) => return Ok(ack.sequence),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => break,
             }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+            let pause = Duration::from_millis(100 * attempt.min(8));
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
         }
-        Err(last.unwrap_or_else(|| BackplaneError::Nats("publish failed".to_owned())))
+        Err(last.unwrap_or_else(|| {
+            BackplaneError::Nats(format!(
+                "NATS did not acknowledge within {} s",
+                APPEND_WITHIN.as_secs()
+            ))
+        }))
     }
 
     /// Connects to `url` (several servers separated by commas) and sets up the stream and the
