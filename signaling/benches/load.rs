@@ -339,13 +339,7 @@ async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String
         c.args(["--nats-url", url, "--node-id", node]);
     }
     let (child, url, mut lines) = process::spawn_until_url(&mut c).await;
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains("TICK") {
-                eprintln!("{l}");
-            }
-        }
-    });
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
 
