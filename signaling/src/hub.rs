@@ -273,6 +273,17 @@ impl Hub {
     pub(crate) fn attach(self: &Arc<Self>) {
         let sink: Arc<dyn Sink> = self.clone();
         self.backplane.attach(Arc::downgrade(&sink));
+        // Withdrawals and rules from the shared log: every node enforces them even when it
+        // missed their broadcast (it was reconnecting to NATS, say).
+        if let Some(mut notices) = self.changes.take_notices() {
+            let hub = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(msg) = notices.recv().await {
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.control(msg);
+                }
+            });
+        }
     }
 
     /// The base of invitation links: the public URL, or this server's own address.
@@ -398,17 +409,24 @@ impl Hub {
         {
             return Err(ErrorCode::Revoked);
         }
-        self.follow(&claims.room).await?;
         let id = conn.id;
-        self.lock().conns.insert(
-            id,
-            Local {
-                handle: conn,
-                claims: claims.clone(),
-                peer: None,
-                detached: false,
-            },
-        );
+        loop {
+            self.follow(&claims.room).await?;
+            let mut state = self.lock();
+            // The sweep may have let the room go since: follow it again first.
+            if state.rooms.contains_key(&claims.room) {
+                state.conns.insert(
+                    id,
+                    Local {
+                        handle: conn,
+                        claims: claims.clone(),
+                        peer: None,
+                        detached: false,
+                    },
+                );
+                break;
+            }
+        }
         let event = match resume.filter(|r| self.resume.verify(&r.peer, &r.secret)) {
             Some(r) => Event::Resume {
                 peer: r.peer,
@@ -479,6 +497,24 @@ impl Hub {
 
     fn followup(&self, room: &str, event: Event) {
         let _ = self.followups.send((room.to_owned(), event));
+    }
+
+    /// A session was bound to this node's connection `conn`, which has ended already (it closed
+    /// before its `welcome`, or its join reached the log after this node gave up waiting): the
+    /// session is held as if that connection had dropped, so it ends after the grace period
+    /// instead of staying in the room for good.
+    fn orphaned(&self, room: &str, conn: u64) {
+        debug!(
+            conn,
+            room, "a session was bound to a connection that has ended"
+        );
+        self.followup(
+            room,
+            Event::Gone {
+                conn: self.conn_ref(conn),
+                at: unix_ms(),
+            },
+        );
     }
 
     /// Queues `outbound` for `conn`. False when its queue is full: the client is too slow.
@@ -568,11 +604,14 @@ impl Hub {
                     }
                 }
                 Out::Bound { to, peer, waiting } => {
-                    if to.node == self.node
-                        && let Some(local) = state.conns.get_mut(&to.conn)
-                    {
+                    if to.node != self.node {
+                        continue;
+                    }
+                    if let Some(local) = state.conns.get_mut(&to.conn) {
                         info!(conn = to.conn, peer = %peer, room, role = %local.claims.role, waiting, "in the room");
                         local.peer = Some(peer);
+                    } else {
+                        self.orphaned(room, to.conn);
                     }
                 }
                 Out::Resumed {
@@ -586,6 +625,7 @@ impl Hub {
                         continue;
                     }
                     let Some(local) = state.conns.get(&to.conn) else {
+                        self.orphaned(room, to.conn);
                         continue;
                     };
                     self.metrics.resumes.increment(1);
@@ -723,12 +763,14 @@ impl Hub {
                     }
                 }
             }
-            for name in &unfollow {
-                rooms.remove(name);
-            }
         }
         for room in ticks {
-            let _ = self.publish(&room, Event::Tick { at: now }).await;
+            if self.publish(&room, Event::Tick { at: now }).await.is_err()
+                && let Some(f) = self.lock().rooms.get_mut(&room)
+            {
+                // Not in the log: the next sweep tries again.
+                f.ticked_at = 0;
+            }
         }
         for (room, node) in lost {
             info!(node = %node, room = %room, "a node is gone; its sessions are held");
@@ -739,8 +781,25 @@ impl Hub {
                 debug!(error = %e, "a snapshot could not be saved");
             }
         }
-        for room in unfollow {
-            self.backplane.unfollow(&room).await;
+        if !unfollow.is_empty() {
+            // No `follow` starts meanwhile, and a room is let go only if no connection of this
+            // node joined it since it was found idle (`join` registers its connection under
+            // the same lock, and only while the room is followed): a room let go here is
+            // followed afresh, from its snapshot, by the next join.
+            let _one = self.following.lock().await;
+            let gone: Vec<String> = {
+                let mut state = self.lock();
+                let State { rooms, conns, .. } = &mut *state;
+                let served: HashSet<&str> =
+                    conns.values().map(|l| l.claims.room.as_str()).collect();
+                unfollow
+                    .into_iter()
+                    .filter(|name| !served.contains(name.as_str()) && rooms.remove(name).is_some())
+                    .collect()
+            };
+            for room in gone {
+                self.backplane.unfollow(&room).await;
+            }
         }
         self.metrics.rooms.set(self.lock().rooms.len() as f64);
     }
@@ -798,10 +857,10 @@ impl Hub {
     /// Withdraws an invitation on every node: its tokens are refused from now on, and everyone
     /// connected with one is disconnected with `revoked` (a waiting patient loses their place).
     pub(crate) async fn revoke(&self, inv: &str) {
-        self.lock().revoked.insert(inv.to_owned());
         let msg = Control::Revoke {
             inv: inv.to_owned(),
         };
+        self.control(msg.clone());
         if let Err(e) = self.backplane.broadcast(msg).await {
             warn!(error = %e, "a withdrawal could not be passed on to other nodes");
         }
@@ -809,11 +868,11 @@ impl Hub {
 
     /// New rules for resident `sub` on every node: enforced from now on and sent to its tablets.
     pub(crate) async fn set_rules(&self, sub: &str, rules: Rules) {
-        self.lock().rules.insert(sub.to_owned(), rules.clone());
         let msg = Control::Rules {
             sub: sub.to_owned(),
             rules,
         };
+        self.control(msg.clone());
         if let Err(e) = self.backplane.broadcast(msg).await {
             warn!(error = %e, "new rules could not be passed on to other nodes");
         }
@@ -980,8 +1039,12 @@ impl Sink for Hub {
         let now = unix_ms();
         let mut state = self.lock();
         match msg {
+            // Each withdrawal and each change of rules comes more than once (this node's own,
+            // its broadcast, the shared log): only the first does anything.
             Control::Revoke { inv } => {
-                state.revoked.insert(inv.clone());
+                if !state.revoked.insert(inv.clone()) {
+                    return;
+                }
                 for (name, f) in &state.rooms {
                     if f.replica.concerns(Some(&inv), None) {
                         self.followup(
@@ -995,6 +1058,9 @@ impl Sink for Hub {
                 }
             }
             Control::Rules { sub, rules } => {
+                if state.rules.get(&sub) == Some(&rules) {
+                    return;
+                }
                 state.rules.insert(sub.clone(), rules.clone());
                 for (name, f) in &state.rooms {
                     if f.replica.concerns(None, Some(&sub)) {

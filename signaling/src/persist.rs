@@ -14,7 +14,7 @@ use hearth_proto::care::AuditRecord;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::backplane::{Backplane, StoreEntry};
+use crate::backplane::{Backplane, Control, StoreEntry};
 use crate::store::{Store, StoreError, StoreOp, TabletChange};
 
 /// How long a change waits for this server's copy to apply it from the shared log.
@@ -29,6 +29,10 @@ pub(crate) struct Changes {
     backplane: Arc<dyn Backplane>,
     /// The last position of the shared log applied to the local copy.
     applied: watch::Receiver<u64>,
+    /// Withdrawals and rules read from the shared log, for the node to enforce (taken once, by
+    /// the hub). The core-NATS broadcast that also carries them is only the fast path: it is
+    /// not replayed to a node that was reconnecting when it went out.
+    notices: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Control>>>,
 }
 
 impl Changes {
@@ -46,8 +50,9 @@ impl Changes {
         };
         let (applied_tx, applied) = watch::channel(after);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (notices_tx, notices) = mpsc::unbounded_channel();
         backplane.read_store(after, tx);
-        tokio::spawn(apply_log(store.clone(), rx, applied_tx));
+        tokio::spawn(apply_log(store.clone(), rx, applied_tx, notices_tx));
         let end = backplane
             .store_end()
             .await
@@ -56,6 +61,7 @@ impl Changes {
             store,
             backplane,
             applied,
+            notices: std::sync::Mutex::new(Some(notices)),
         };
         if end > after {
             info!(from = after, to = end, "catching up with the shared store");
@@ -78,6 +84,15 @@ impl Changes {
         }
     }
 
+    /// Withdrawals and rules as this server's copy applies them from the shared log, in log
+    /// order; `None` after the first call.
+    pub(crate) fn take_notices(&self) -> Option<mpsc::UnboundedReceiver<Control>> {
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     async fn until_applied(&self, pos: u64, wait: Duration) -> Result<(), StoreError> {
         let mut applied = self.applied.clone();
         match tokio::time::timeout(wait, applied.wait_for(|a| *a >= pos)).await {
@@ -96,6 +111,7 @@ async fn apply_log(
     store: Arc<Store>,
     mut rx: mpsc::UnboundedReceiver<StoreEntry>,
     applied: watch::Sender<u64>,
+    notices: mpsc::UnboundedSender<Control>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -119,6 +135,25 @@ async fn apply_log(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         applied.send_replace(last);
+        for (_, op) in batch.iter() {
+            notice(op, &notices);
+        }
+    }
+}
+
+/// Passes on what in `op` the node enforces itself (an unread receiver is harmless).
+fn notice(op: &StoreOp, notices: &mpsc::UnboundedSender<Control>) {
+    match op {
+        StoreOp::Revoke { id, .. } => {
+            let _ = notices.send(Control::Revoke { inv: id.clone() });
+        }
+        StoreOp::Rules { sub, rules, .. } => {
+            let _ = notices.send(Control::Rules {
+                sub: sub.clone(),
+                rules: rules.clone(),
+            });
+        }
+        StoreOp::Batch { .. } | StoreOp::Invite { .. } | StoreOp::Redeem { .. } => {}
     }
 }
 

@@ -844,6 +844,71 @@ async fn resumes_on_another_node_within_the_grace_and_joins_afresh_after_it() {
     assert_eq!(kim.expect("peer_joined").await["peer"], peer(&fresh));
 }
 
+/// Clients that say hello and go at once, before their welcome: each one's session is bound
+/// through the log after its connection has already ended on its node. That node then holds
+/// the session as dropped, so it ends after the grace period like any other; none stays in the
+/// room for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_gone_before_their_welcome_leave_no_session_behind() {
+    let mut c = Cluster::start_with(2, "2s").await;
+    // One room each (a call holds four).
+    for i in 0..30 {
+        let mut gone = Client::connect_url(&c.nodes[1].url()).await;
+        let token = c.token(&format!("h{i}"), Role::Family, "Hasty");
+        gone.send(json!({"type":"hello","token": token})).await;
+        drop(gone);
+    }
+    // Every session, bound or not, ends within the grace (and a sweep or two).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut left: Vec<usize> = (0..30).collect();
+    while !left.is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut still = Vec::new();
+        for i in left {
+            let (mut lee, w) = Client::join_at(
+                &c.nodes[0].url(),
+                &c.token(&format!("h{i}"), Role::Family, "Lee"),
+            )
+            .await;
+            if w["peers"].as_array().is_some_and(|p| !p.is_empty()) {
+                still.push(i);
+            }
+            lee.send(json!({"type":"leave"})).await;
+        }
+        left = still;
+        assert!(
+            left.is_empty() || tokio::time::Instant::now() < deadline,
+            "sessions of clients long gone are still in rooms {left:?}\n{}",
+            c.logs()
+        );
+    }
+
+    // A join that reaches the log after its node gave up waiting for it (NATS was away for
+    // longer than a publication waits, and the client was refused): the node holds that
+    // session as dropped when it comes back, so it ends after the grace.
+    let (mut kim, _) =
+        Client::join_at(&c.nodes[0].url(), &c.token("late", Role::Resident, "Kim")).await;
+    c.stop_nats().await;
+    let mut late = Client::connect_url(&c.nodes[0].url()).await;
+    late.send(json!({"type":"hello","token": c.token("late", Role::Family, "Late")}))
+        .await;
+    assert_eq!(
+        late.closed_within(Duration::from_secs(9)).await,
+        Some(1008),
+        "{}",
+        c.logs()
+    );
+    c.restart_nats(Duration::ZERO).await;
+    let joined = kim
+        .expect_within("peer_joined", Duration::from_secs(15))
+        .await;
+    assert_eq!(joined["name"], "Late", "{}", c.logs());
+    let left = kim
+        .expect_within("peer_left", Duration::from_secs(10))
+        .await;
+    assert_eq!(left["peer"], joined["peer"], "{}", c.logs());
+}
+
 /// The systemd unit in `packaging/server/`: systemd accepts it, and the server started the way
 /// it says (its environment, with this test's ports and NATS) serves, and drains and exits on
 /// SIGTERM well within its `TimeoutStopSec`.

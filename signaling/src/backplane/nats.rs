@@ -554,14 +554,18 @@ async fn read_store(
                         continue;
                     };
                     after = pos;
-                    match serde_json::from_slice::<StoreOp>(&msg.payload) {
-                        Ok(op) => {
-                            if tx.send((pos, op)).is_err() {
-                                return;
-                            }
+                    let op = serde_json::from_slice::<StoreOp>(&msg.payload).unwrap_or_else(|e| {
+                        // Written by a newer version: skipped, not fatal to the rest. An empty
+                        // batch in its place still moves this copy's position past it (else
+                        // a server waiting to catch up with the log would wait for it forever).
+                        warn!(error = %e, pos, "an unreadable store change was skipped");
+                        StoreOp::Batch {
+                            audit: Vec::new(),
+                            tablets: Vec::new(),
                         }
-                        // Written by a newer version: skipped, not fatal to the rest.
-                        Err(e) => warn!(error = %e, pos, "an unreadable store change was skipped"),
+                    });
+                    if tx.send((pos, op)).is_err() {
+                        return;
                     }
                 }
             }

@@ -173,10 +173,14 @@ impl Client {
     }
 
     async fn recv_any(&mut self) -> Value {
+        self.recv_any_within(WAIT).await
+    }
+
+    async fn recv_any_within(&mut self, wait: Duration) -> Value {
         loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
+            let m = tokio::time::timeout(wait, self.ws.next())
                 .await
-                .expect("a message within 5 s")
+                .unwrap_or_else(|_| panic!("a message within {wait:?}"))
                 .expect("socket open")
                 .expect("socket ok");
             match m {
@@ -216,6 +220,21 @@ impl Client {
         }
     }
 
+    /// [`Client::expect`], waiting up to `wait` (not 5 s).
+    #[allow(dead_code)]
+    pub async fn expect_within(&mut self, kind: &str, wait: Duration) -> Value {
+        let v = loop {
+            let v = self.recv_any_within(wait).await;
+            if v["type"] == "rules" {
+                self.rules.push_back(v);
+            } else {
+                break v;
+            }
+        };
+        assert_eq!(v["type"], kind, "unexpected message: {v}");
+        v
+    }
+
     /// The next message, which must have this `type`.
     pub async fn expect(&mut self, kind: &str) -> Value {
         let v = self.recv().await;
@@ -233,10 +252,15 @@ impl Client {
 
     /// Reads until the server closes; returns the close code (None if the stream just ended).
     pub async fn closed(&mut self) -> Option<u16> {
+        self.closed_within(WAIT).await
+    }
+
+    /// [`Client::closed`], waiting up to `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> Option<u16> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
+            match tokio::time::timeout(wait, self.ws.next())
                 .await
-                .expect("closed within 5 s")
+                .unwrap_or_else(|_| panic!("closed within {wait:?}"))
             {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
@@ -265,6 +289,21 @@ impl Client {
             }
         });
         (sink, rx)
+    }
+
+    /// When the next ping from the server comes (other messages are read and dropped); `None`
+    /// when none comes within `within`.
+    #[allow(dead_code)]
+    pub async fn next_ping(&mut self, within: Duration) -> Option<tokio::time::Instant> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Ping(_)))) => return Some(tokio::time::Instant::now()),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("the connection ended: {other:?}"),
+            }
+        }
     }
 
     /// Asserts that no message (other than pings) arrives for `d`.
