@@ -247,11 +247,16 @@ impl Conn {
             Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN)),
         );
-        let mut ping = tokio::time::interval(limits.ping_interval);
+        // The first tick falls anywhere in the first interval: clients that connected together
+        // (a storm after a node went away, say) are not all pinged in the same moment ever after.
+        let first = limits.ping_interval.mul_f64(rand::random_range(0.05..1.0));
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + first, limits.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ping.reset();
         let idle_timeout = limits.idle_timeout;
         let mut last_seen = Instant::now();
+        // A client heard from since the last tick is alive: it is not pinged.
+        let mut heard = false;
         // Made once, not per message: each `cancelled()` registers a waiter when first polled,
         // and idleness is checked on the ping tick rather than with a timer reset per message.
         let (done_token, stopping_token) = (self.handle.done.clone(), self.hub.stopping.clone());
@@ -273,6 +278,9 @@ impl Conn {
                         self.close(CLOSE_GOING_AWAY, "idle");
                         return false;
                     }
+                    if std::mem::take(&mut heard) {
+                        continue;
+                    }
                     if self.handle.tx.try_send(Outbound::Ping).is_err() {
                         self.handle.done.cancel();
                     }
@@ -282,6 +290,7 @@ impl Conn {
             };
             let read_at = Instant::now();
             last_seen = read_at;
+            heard = true;
             // Every data frame counts, oversized and binary ones too, and by size: each started
             // 4 KiB is one message, so large signals cannot flood a slow receiver either.
             let data_len = match &frame {
