@@ -695,6 +695,7 @@ impl Hub {
     /// nodes that are gone are held; rooms get snapshots; rooms nobody here is in are let go.
     pub(crate) async fn housekeeping(&self) {
         self.redeem_by_address.retain_recent();
+        self.metrics.upkeep();
         if let Err(e) = self
             .backplane
             .heartbeat(&self.node, self.shutdown.is_cancelled())

@@ -129,6 +129,14 @@ impl Metrics {
         }
     }
 
+    /// Folds the relay latencies recorded since the last time into the histogram's buckets. The
+    /// recorder keeps every sample until then (20,000 a second at full load): without this,
+    /// a server nobody scrapes grows without end. (`PrometheusBuilder::build_recorder` leaves
+    /// it to the owner; the hub's once-a-second sweep calls it.)
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         // Keeps the recorder alive for as long as the handles that write into it.
