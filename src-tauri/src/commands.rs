@@ -115,6 +115,13 @@ fn decode_video_here(session: State<'_, Session>) {
     session.decode_video_here();
 }
 
+/// How wide, in device pixels, the page shows the self-view: its pictures are made that wide.
+#[tauri::command]
+#[specta::specta]
+fn set_self_view_width(session: State<'_, Session>, width: u32) {
+    session.set_self_view_width(width);
+}
+
 /// Clinicians: lets a waiting patient in and calls them into the consult.
 #[tauri::command]
 #[specta::specta]
@@ -336,6 +343,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             next_picture,
             request_keyframe,
             decode_video_here,
+            set_self_view_width,
             admit,
             deny,
             admit_next,

@@ -30,6 +30,8 @@ export interface Backend {
   requestKeyframe(peer: string): void;
   /** The page cannot decode video: the app decodes it and sends pictures. */
   decodeVideoHere(): void;
+  /** The self-view is shown this many device pixels wide. */
+  selfViewWidth(pixels: number): void;
   acceptInvitation(input: string, server: string | null): Promise<Outcome>;
   forgetInvitation(): Promise<Outcome>;
   call(key: string): Promise<Outcome>;
@@ -89,6 +91,7 @@ export function tauriBackend(): Backend {
     },
     requestKeyframe: (peer) => void commands.requestKeyframe(peer),
     decodeVideoHere: () => void commands.decodeVideoHere(),
+    selfViewWidth: (pixels) => void commands.setSelfViewWidth(pixels),
     acceptInvitation: (input, server) => outcome(commands.acceptInvitation(input, server)),
     forgetInvitation: () => outcome(commands.forgetInvitation()),
     call: (key) => outcome(commands.callContact(key)),

@@ -56,6 +56,8 @@ export const commands = {
 	 *  the app decodes it and sends pictures instead.
 	 */
 	decodeVideoHere: () => __TAURI_INVOKE<void>("decode_video_here"),
+	/**  How wide, in device pixels, the page shows the self-view: its pictures are made that wide. */
+	setSelfViewWidth: (width: number) => __TAURI_INVOKE<void>("set_self_view_width", { width }),
 	/**  Clinicians: lets a waiting patient in and calls them into the consult. */
 	admit: (peer: string) => typedError<null, ClientError>(__TAURI_INVOKE("admit", { peer })),
 	/**  Clinicians: turns a waiting patient away; `reason` is what they read. */

@@ -278,6 +278,7 @@ export function fixtureBackend(params: URLSearchParams): Backend {
     },
     requestKeyframe() {},
     decodeVideoHere() {},
+    selfViewWidth() {},
     acceptInvitation: async () => ({ code: "bad_invitation", message: "" }),
     forgetInvitation: ok,
     call: ok,

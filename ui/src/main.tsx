@@ -24,7 +24,11 @@ async function start() {
     const { browserBackend } = await import("./browser/backend");
     api = browserBackend(location);
   }
-  setVideoControls({ requestKeyframe: (peer) => api.requestKeyframe(peer), decodeVideoHere: () => api.decodeVideoHere() });
+  setVideoControls({
+    requestKeyframe: (peer) => api.requestKeyframe(peer),
+    decodeVideoHere: () => api.decodeVideoHere(),
+    selfViewWidth: (pixels) => api.selfViewWidth(pixels),
+  });
   void checkDecoding();
   api.onVideoMessage(onVideoMessage);
   const initial = await api.state();

@@ -150,6 +150,19 @@ async function main() {
     console.log(`family: remote canvas shows the moving pattern (${r.colours} colours, mean ${r.mean}, ${renderer}, decoded in the page)`);
     const s = await paintedPattern(browser, "canvas.self-view");
     console.log(`family: self-view painted (${s.colours} colours)`);
+    // Its pictures are made as wide as it is shown (within 64 to 320 pixels), not wider.
+    const sv = await until(
+      "self-view pictures as wide as the self-view is shown",
+      () =>
+        browser.execute(() => {
+          const c = document.querySelector("canvas.self-view");
+          const shown = Math.round(c.getBoundingClientRect().width * (window.devicePixelRatio || 1));
+          const want = Math.min(320, Math.max(64, shown)) & ~1;
+          return c.width === want ? { made: c.width, shown } : null;
+        }),
+      10_000,
+    );
+    console.log(`family: self-view pictures ${sv.made} pixels wide, shown ${sv.shown} wide`);
     await shot("family-in-call");
     const quality = await (await browser.$(".quality")).getText();
     if (!/connection/i.test(quality)) throw new Error(`quality in words missing: ${quality}`);

@@ -90,6 +90,7 @@ enum Command {
     Precheck(Reply<PrecheckReport>),
     RequestKeyframe(String),
     DecodeVideoHere,
+    SelfViewWidth(u32),
     Admit(String, Reply<()>),
     Deny(String, Option<String>, Reply<()>),
     AdmitNext(Reply<Option<String>>),
@@ -184,6 +185,7 @@ impl Session {
             last_error: None,
             peers: Vec::new(),
             reconnect_after_call: false,
+            self_view_width: None,
             ended_at: None,
             next_notice: 1,
             stats: None,
@@ -271,6 +273,12 @@ impl Session {
     /// later connection of this session.
     pub fn decode_video_here(&self) {
         let _ = self.commands.send(Command::DecodeVideoHere);
+    }
+
+    /// How wide, in pixels, the page shows the self-view: its pictures are made that wide
+    /// (within bounds), now and in later calls.
+    pub fn set_self_view_width(&self, width: u32) {
+        let _ = self.commands.send(Command::SelfViewWidth(width));
     }
 
     /// Turns the camera's picture off or on.
@@ -456,6 +464,8 @@ struct Actor {
     /// Sign in again when the call ends: the server connection broke during it, or the
     /// devices changed.
     reconnect_after_call: bool,
+    /// How wide the page shows the self-view, once it said.
+    self_view_width: Option<u32>,
     ended_at: Option<tokio::time::Instant>,
     next_notice: u32,
     stats: Option<CallStats>,
@@ -733,6 +743,9 @@ impl Actor {
                 if self.state.camera_off {
                     let _ = room.set_camera_off(true).await;
                 }
+                if let Some(width) = self.self_view_width {
+                    let _ = room.set_self_view_width(width).await;
+                }
                 self.room = Some(room);
                 self.events = Some(events);
                 self.backoff.reset();
@@ -857,6 +870,12 @@ impl Actor {
             Command::RequestKeyframe(peer) => {
                 if let Some(room) = &self.room {
                     let _ = room.request_keyframe(&PeerId(peer)).await;
+                }
+            }
+            Command::SelfViewWidth(width) => {
+                self.self_view_width = Some(width);
+                if let Some(room) = &self.room {
+                    let _ = room.set_self_view_width(width).await;
                 }
             }
             Command::DecodeVideoHere => {

@@ -41,6 +41,7 @@ enum Command {
     Stats(oneshot::Sender<CallStats>),
     SetMuted(bool, oneshot::Sender<()>),
     SetCameraOff(bool, oneshot::Sender<()>),
+    SetSelfViewWidth(u32, oneshot::Sender<()>),
     CheckRelay(oneshot::Sender<Result<RelayCheck, EngineError>>),
     RequestKeyframe(PeerId, oneshot::Sender<()>),
     SetForwarding(bool, oneshot::Sender<()>),
@@ -236,6 +237,12 @@ impl Room {
     /// choice, so they can say so instead of showing a weak connection.
     pub async fn set_camera_off(&self, off: bool) -> Result<(), EngineError> {
         self.ask(|tx| Command::SetCameraOff(off, tx)).await
+    }
+
+    /// How wide, in pixels, the front end shows our self-view: its pictures are made that
+    /// wide (between 64 and 320 pixels), so no pixel is made and carried that nobody sees.
+    pub async fn set_self_view_width(&self, width: u32) -> Result<(), EngineError> {
+        self.ask(|tx| Command::SetSelfViewWidth(width, tx)).await
     }
 
     /// Checks that the TURN relay the server handed out works: gathers a relay address
@@ -740,6 +747,10 @@ impl Actor {
             }
             Command::SetMuted(muted, done) => {
                 self.sources.controls().set_muted(muted);
+                let _ = done.send(());
+            }
+            Command::SetSelfViewWidth(width, done) => {
+                self.sources.controls().set_preview_width(width);
                 let _ = done.send(());
             }
             Command::RequestKeyframe(peer, done) => {

@@ -35,6 +35,20 @@ async fn presence_camera_off_mute_and_self_view() {
         "self-view is small: {}",
         picture.width()
     );
+    // As wide as the front end shows it (even, and within 64..=320 pixels).
+    for (asked, made) in [(161, 160), (10, 64)] {
+        ann.room.set_self_view_width(asked).await.unwrap();
+        let sized = expect_event(
+            &mut ann,
+            "a self-view picture of the width shown",
+            |e| matches!(e, RoomEvent::LocalVideo(p) if p.width() == made),
+        )
+        .await;
+        let RoomEvent::LocalVideo(p) = sized else {
+            unreachable!()
+        };
+        assert_eq!(p.height(), made * 3 / 4, "the camera's shape is kept");
+    }
 
     // Camera off: Kim is told it was Ann's choice, and her pictures stop.
     ann.room.set_camera_off(true).await.unwrap();

@@ -508,6 +508,7 @@ export function browserBackend(location: Location): Backend {
     onVideoMessage() {},
     requestKeyframe() {},
     decodeVideoHere() {},
+    selfViewWidth() {},
     async acceptInvitation(input) {
       const code = codeOf(input);
       if (!code) return err("bad_invitation");

@@ -14,6 +14,8 @@ import { FailureCounter, StreamGate, chunkTimestamp } from "./stream";
 export interface VideoControls {
   requestKeyframe(peer: string): void;
   decodeVideoHere(): void;
+  /** The self-view is shown this many device pixels wide: its pictures need be no wider. */
+  selfViewWidth(pixels: number): void;
 }
 
 const LOCAL = "\u0000self";
@@ -27,7 +29,7 @@ let received = 0;
 const DELAYS_KEPT = 600;
 const delays = new Float64Array(DELAYS_KEPT);
 let delaysSeen = 0;
-let controls: VideoControls = { requestKeyframe() {}, decodeVideoHere() {} };
+let controls: VideoControls = { requestKeyframe() {}, decodeVideoHere() {}, selfViewWidth() {} };
 /** Whether the page decodes encoded video; false once it gave that up. */
 let decodingHere = true;
 const failures = new FailureCounter();
@@ -90,8 +92,29 @@ function giveUpDecoding(why: string) {
   controls.decodeVideoHere();
 }
 
+/** Watches how wide the self-view is shown and tells the app (each self-view picture comes
+ *  whole through the app's channel: pixels nobody sees cost a measurable share of a call). */
+let selfViewObserver: ResizeObserver | null = null;
+let selfViewPixels = 0;
+
+function watchSelfView(canvas: HTMLCanvasElement | null) {
+  selfViewObserver?.disconnect();
+  selfViewObserver = null;
+  if (!canvas || typeof ResizeObserver === "undefined") return;
+  const measure = () => {
+    const pixels = Math.round(canvas.getBoundingClientRect().width * (window.devicePixelRatio || 1));
+    if (pixels > 0 && pixels !== selfViewPixels) {
+      selfViewPixels = pixels;
+      controls.selfViewWidth(pixels);
+    }
+  };
+  selfViewObserver = new ResizeObserver(measure);
+  selfViewObserver.observe(canvas);
+}
+
 export function attach(peer: string | null, canvas: HTMLCanvasElement | null) {
   const key = peer ?? LOCAL;
+  if (peer === null) watchSelfView(canvas);
   if (canvas) renderers.set(key, createRenderer(canvas));
   else {
     renderers.delete(key);
