@@ -194,6 +194,16 @@ async fn bench(args: Args) {
             ))
             .unwrap_or_default()
     );
+    if let Some(o) = &hearth.own {
+        println!(
+            "\nHearth's own relay time at {} msg/s (read to written, from its /metrics histogram; {} signals): p50 at most {} ms, p99 at most {} ms, slowest at most {} ms. The rest of the end-to-end figures is the kernel's loopback and this generator.",
+            args.rate,
+            o.count,
+            o.p50_s * 1000.0,
+            o.p99_s * 1000.0,
+            o.max_s * 1000.0
+        );
+    }
     if let Some(c) = cross {
         c.print(&args);
     }
@@ -262,6 +272,55 @@ struct Report {
     msgs_per_cpu_s: f64,
     resume: Resumed,
     errors: u64,
+    /// Hearth: its own relay time (read to written) in the fixed schedule, from its histogram.
+    own: Option<OwnLatency>,
+}
+
+/// Upper bounds of the buckets holding the server's median, 99th percentile and slowest relay.
+struct OwnLatency {
+    p50_s: f64,
+    p99_s: f64,
+    max_s: f64,
+    count: u64,
+}
+
+/// Reads Hearth's `hearth_relay_latency_seconds` histogram from its `/metrics`: the time each
+/// signal spent in the server, from read to written. Only the bucket bounds are known, so each
+/// figure is "at most".
+async fn own_latency(url: &str) -> Option<OwnLatency> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()?
+        .to_owned();
+    let mut s = TcpStream::connect(&host).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    let buckets: Vec<(f64, u64)> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("hearth_relay_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, n) = l.split_once("\"} ")?;
+            Some((le.parse().unwrap_or(f64::INFINITY), n.trim().parse().ok()?))
+        })
+        .collect();
+    let count = buckets.last()?.1;
+    let at = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, n)| *n as f64 >= q * count as f64)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    Some(OwnLatency {
+        p50_s: at(0.5),
+        p99_s: at(0.99),
+        max_s: at(1.0),
+        count,
+    })
 }
 
 impl Report {
@@ -821,8 +880,15 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
     eprintln!("{name}: connection storm");
     let cpu_before = cpu_secs(&[pid]);
     let own_before = cpu_secs(&[std::process::id()]);
-    let (mut fleet, storm) =
-        Fleet::connect(proto, "one", &[url], args.connections, |_| 0, args.window).await;
+    let (mut fleet, storm) = Fleet::connect(
+        proto,
+        "one",
+        std::slice::from_ref(&url),
+        args.connections,
+        |_| 0,
+        args.window,
+    )
+    .await;
     let storm_cores = (cpu_secs(&[pid]) - cpu_before) / storm;
     eprintln!(
         "{name}: storm took {:.0}% of the server's core and {:.0}% of the generator's",
@@ -835,6 +901,11 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
     eprintln!("{name}: fixed schedule");
     let (server_before, own_before) = (cpu_secs(&[pid]), cpu_secs(&[std::process::id()]));
     let fixed = fleet.fixed(args.rate, args.seconds).await;
+    // Nothing was relayed before this phase: the histogram holds just its messages.
+    let own = match proto {
+        Proto::Hearth => own_latency(&url).await,
+        Proto::PeerJs => None,
+    };
     let secs = args.seconds as f64;
     eprintln!(
         "{name}: the fixed schedule took {:.0}% of the server's core and {:.0}% of the generator's",
@@ -862,6 +933,7 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
         msgs_per_cpu_s: saturation_msgs_per_s * secs / cpu,
         resume,
         errors,
+        own,
     }
 }
 
