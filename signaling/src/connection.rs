@@ -243,9 +243,10 @@ impl Conn {
     /// Serves a joined connection. Returns true when the client left on purpose.
     async fn serve(&mut self, session: &Session) -> bool {
         let limits = &self.hub.options.limits;
-        let limiter: DefaultDirectRateLimiter = RateLimiter::direct(
+        let limiter: DefaultDirectRateLimiter = RateLimiter::direct_with_clock(
             Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN)),
+            self.hub.clock.clone(),
         );
         // The first tick falls anywhere in the first interval: clients that connected together
         // (a storm after a node went away, say) are not all pinged in the same moment ever after.

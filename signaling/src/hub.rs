@@ -173,6 +173,10 @@ pub struct Hub {
     pub(crate) store: Arc<Store>,
     /// Makes changes to the store (shared between servers on NATS).
     pub(crate) changes: Arc<crate::persist::Changes>,
+    /// The rate limiters' clock, made once: making one runs `cpuid` several times (a trap to
+    /// the hypervisor in a VM), which took a quarter of the server's CPU in a connection storm
+    /// when each connection's limiter made its own.
+    pub(crate) clock: governor::clock::DefaultClock,
     /// Limits invitation codes tried, across all clients.
     pub(crate) redeem_limiter: governor::DefaultDirectRateLimiter,
     /// Limits invitation codes tried per client address.
@@ -241,13 +245,20 @@ impl Hub {
             Some(name) => format!("{name}.{}", &instance[..6]),
             None => instance[..12].to_owned(),
         };
+        let clock = governor::clock::DefaultClock::default();
         let hub = Hub {
-            redeem_limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
-            redeem_by_address: governor::RateLimiter::keyed(
+            redeem_limiter: governor::RateLimiter::direct_with_clock(
+                governor::Quota::per_second(per_second),
+                clock.clone(),
+            ),
+            redeem_by_address: governor::RateLimiter::new(
                 governor::Quota::per_second(per_address).allow_burst(per_address.saturating_mul(
                     std::num::NonZeroU32::new(2).unwrap_or(std::num::NonZeroU32::MIN),
                 )),
+                governor::state::keyed::DefaultKeyedStateStore::default(),
+                clock.clone(),
             ),
+            clock,
             listen: std::sync::OnceLock::new(),
             keys: TokenKeys::new(&options.secret),
             resume: ResumeKeys::new(&options.secret),
