@@ -726,8 +726,8 @@ impl Hub {
             let shared = self.backplane.shared();
             // Once per tick, not once per room: rooms times connections would hold the lock
             // for most of a second with tens of thousands of each.
-            let served: HashSet<&str> = if shared {
-                conns.values().map(|l| l.claims.room.as_str()).collect()
+            let served = if shared {
+                served_rooms(conns)
             } else {
                 HashSet::new()
             };
@@ -802,8 +802,7 @@ impl Hub {
             let gone: Vec<String> = {
                 let mut state = self.lock();
                 let State { rooms, conns, .. } = &mut *state;
-                let served: HashSet<&str> =
-                    conns.values().map(|l| l.claims.room.as_str()).collect();
+                let served = served_rooms(conns);
                 unfollow
                     .into_iter()
                     .filter(|name| !served.contains(name.as_str()) && rooms.remove(name).is_some())
@@ -872,9 +871,16 @@ impl Hub {
         let msg = Control::Revoke {
             inv: inv.to_owned(),
         };
+        self.everywhere(msg, "a withdrawal could not be passed on to other nodes")
+            .await;
+    }
+
+    /// Carries out `msg` here at once, then tells the other nodes (the shared store's log
+    /// reaches a node that misses this broadcast; each node acts on it once).
+    async fn everywhere(&self, msg: Control, not_passed_on: &str) {
         self.control(msg.clone());
         if let Err(e) = self.backplane.broadcast(msg).await {
-            warn!(error = %e, "a withdrawal could not be passed on to other nodes");
+            warn!(error = %e, "{not_passed_on}");
         }
     }
 
@@ -884,10 +890,8 @@ impl Hub {
             sub: sub.to_owned(),
             rules,
         };
-        self.control(msg.clone());
-        if let Err(e) = self.backplane.broadcast(msg).await {
-            warn!(error = %e, "new rules could not be passed on to other nodes");
-        }
+        self.everywhere(msg, "new rules could not be passed on to other nodes")
+            .await;
     }
 
     /// Asks the connected tablet(s) of resident `sub` to run their check. `Offline` when none
@@ -996,6 +1000,11 @@ fn merge_online(
         }
     }
     out
+}
+
+/// The rooms this node's connections are in.
+fn served_rooms(conns: &HashMap<u64, Local>) -> HashSet<&str> {
+    conns.values().map(|l| l.claims.room.as_str()).collect()
 }
 
 impl Sink for Hub {

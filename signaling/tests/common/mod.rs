@@ -152,8 +152,13 @@ impl Client {
     /// The next JSON message, skipping pings and keeping `rules` aside; panics on close or
     /// after 5 s.
     pub async fn recv(&mut self) -> Value {
+        self.recv_within(WAIT).await
+    }
+
+    /// [`Client::recv`], waiting up to `wait` (not 5 s).
+    async fn recv_within(&mut self, wait: Duration) -> Value {
         loop {
-            let v = self.recv_any().await;
+            let v = self.recv_any_within(wait).await;
             if v["type"] == "rules" {
                 self.rules.push_back(v);
             } else {
@@ -223,14 +228,7 @@ impl Client {
     /// [`Client::expect`], waiting up to `wait` (not 5 s).
     #[allow(dead_code)]
     pub async fn expect_within(&mut self, kind: &str, wait: Duration) -> Value {
-        let v = loop {
-            let v = self.recv_any_within(wait).await;
-            if v["type"] == "rules" {
-                self.rules.push_back(v);
-            } else {
-                break v;
-            }
-        };
+        let v = self.recv_within(wait).await;
         assert_eq!(v["type"], kind, "unexpected message: {v}");
         v
     }
