@@ -1,22 +1,25 @@
 //! One client's WebSocket: the `hello` handshake (a new session or a resumed one), then reading,
 //! rate limiting and turning its messages into events of its room's log, heartbeats and idle
-//! detection; a writer task drains its bounded outbound queue.
+//! detection, and writing what is queued for it. One task does all of it: a second task for
+//! writing cost each idle connection 0.8 KiB and every message a hand-over between the two.
 
+use std::future::poll_fn;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hearth_proto::care::CheckReport;
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
 use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span};
 
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
+use crate::mailbox::Mailbox;
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
 
@@ -24,53 +27,81 @@ use crate::token::Claims;
 const RATE_UNIT_BYTES: usize = 4 * 1024;
 
 /// Serves one upgraded socket until it closes.
-pub(crate) async fn run(socket: WebSocket, hub: Arc<Hub>) {
+///
+/// Not an `async fn`: the connection's parts are made here, so the future holds each once.
+/// Every idle connection keeps its task's whole future, which is as large as the largest state
+/// it can be in: the rare steps (the handshake, the end) are boxed for that reason.
+pub(crate) fn run(socket: WebSocket, hub: Arc<Hub>) -> impl Future<Output = ()> + Send {
     let id = hub.next_conn_id();
     let span = info_span!("conn", conn = id, peer = field::Empty, room = field::Empty);
-    async move {
-        hub.metrics.connections.increment(1.0);
-        let (sink, stream) = socket.split();
-        // flume's queue is allocated when something waits in it, tokio's first block of slots at
-        // once: an idle connection holds none.
-        let (tx, rx) = flume::bounded(hub.options.limits.outbound_queue);
-        let done = CancellationToken::new();
-        let writer =
-            tokio::spawn(write_loop(sink, rx, done.clone(), hub.clone()).in_current_span());
-        let mut conn = Conn {
-            hub: hub.clone(),
-            handle: ConnHandle {
-                id,
-                tx,
-                done: done.clone(),
-            },
-            stream,
-        };
-        if let Some(session) = conn.handshake().await {
-            let on_purpose = conn.serve(&session).await;
-            hub.ended(id, &session.room, on_purpose).await;
-        }
-        drop(conn);
-        // The writer drains what is queued (a close frame, say), bounded by the write timeout.
-        let grace = hub.options.limits.write_timeout + Duration::from_secs(1);
-        if timeout(grace, writer).await.is_err() {
-            done.cancel();
-        }
-        hub.metrics.connections.decrement(1.0);
-        debug!("connection closed");
-    }
-    .instrument(span)
-    .await;
+    hub.metrics.connections.increment(1.0);
+    let mailbox = Arc::new(Mailbox::new(hub.options.limits.outbound_queue));
+    let conn = Conn {
+        hub,
+        handle: ConnHandle { id, mailbox },
+    };
+    let mut io = Io {
+        ws: socket,
+        backlog_since: None,
+        closed: false,
+    };
+    // An async block, not an `async fn` taking them: that would keep a copy of each.
+    async move { conn.run(&mut io).await }.instrument(span)
 }
 
 struct Session {
     room: String,
 }
 
+/// What the connection's steps share (apart from the socket, which is not `Sync`).
 struct Conn {
     hub: Arc<Hub>,
     handle: ConnHandle,
-    stream: SplitStream<WebSocket>,
 }
+
+/// The socket and what is queued for it. Writing never waits in line with reading: a message
+/// is handed to the socket when it takes it; when the client does not read and the socket's
+/// buffer is full, nothing more is taken from the queue until the backlog is written (or the
+/// write timeout cuts the client off), while reading goes on.
+struct Io {
+    ws: WebSocket,
+    /// Since when a message is only partly written.
+    backlog_since: Option<Instant>,
+    /// A close frame was handed to the socket: nothing more is.
+    closed: bool,
+}
+
+/// A frame read, or the end of the socket (`None`).
+type Read = Option<Result<Message, axum::Error>>;
+
+/// Polls for the next frame, and first for the backlog to be written, when there is one:
+/// `None` when the backlog was written out. A failed write ends the connection. Not a method
+/// of [`Io`], so it borrows the socket apart from the rest.
+fn poll_socket(
+    ws: &mut WebSocket,
+    backlog_since: &mut Option<Instant>,
+    mailbox: &Mailbox<Outbound>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Read>> {
+    if backlog_since.is_some() {
+        match Pin::new(&mut *ws).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                *backlog_since = None;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Err(e)) => {
+                debug!(error = %e, "socket write failed");
+                mailbox.cut();
+                return Poll::Ready(Some(None));
+            }
+            Poll::Pending => {}
+        }
+    }
+    ws.poll_next_unpin(cx).map(Some)
+}
+
+/// Queued messages written in one go before the socket is read again.
+const WRITE_BATCH: usize = 64;
 
 enum Frame {
     Text(Utf8Bytes),
@@ -81,15 +112,27 @@ enum Frame {
 }
 
 impl Conn {
+    async fn run(&self, io: &mut Io) {
+        if let Some(session) = Box::pin(self.handshake(io)).await {
+            let on_purpose = self.serve(io, &session).await;
+            Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
+        }
+        // What is still queued (a close frame, say) is written, bounded by the write timeout.
+        let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);
+        let _ = Box::pin(timeout(grace, io.finish(self))).await;
+        self.hub.metrics.connections.decrement(1.0);
+        debug!("connection closed");
+    }
+
     fn send(&self, msg: &ServerMessage) {
         if let ServerMessage::Error { code, .. } = msg {
             self.hub.metrics.error(*code);
         }
         if let Some(text) = encode(msg)
-            && self.handle.tx.try_send(Outbound::message(text)).is_err()
+            && !self.handle.mailbox.push(Outbound::message(text))
         {
             // Full: the client does not read what it is sent.
-            self.handle.done.cancel();
+            self.handle.mailbox.cut();
         }
     }
 
@@ -101,13 +144,8 @@ impl Conn {
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        if self
-            .handle
-            .tx
-            .try_send(Outbound::Close { code, reason })
-            .is_err()
-        {
-            self.handle.done.cancel();
+        if !self.handle.mailbox.push(Outbound::Close { code, reason }) {
+            self.handle.mailbox.cut();
         }
     }
 
@@ -117,8 +155,34 @@ impl Conn {
         self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
     }
 
+    /// Charges a frame to the rate limit, then classifies it. Every data frame counts,
+    /// oversized and binary ones too, and by size: each started 4 KiB is one message, so large
+    /// signals cannot flood a slow receiver either.
+    fn admit(&self, limiter: &DefaultDirectRateLimiter, frame: Read) -> Frame {
+        let max = self.hub.options.limits.max_frame_bytes;
+        let data_len = match &frame {
+            Some(Ok(Message::Text(t))) => Some(t.len()),
+            Some(Ok(Message::Binary(b))) => Some(b.len()),
+            _ => None,
+        };
+        if let Some(len) = data_len {
+            // Oversized frames cost what the largest allowed frame costs, then get too_large.
+            let cost = u32::try_from(1 + len.min(max) / RATE_UNIT_BYTES).unwrap_or(u32::MAX);
+            let allowed =
+                NonZeroU32::new(cost).is_some_and(|n| matches!(limiter.check_n(n), Ok(Ok(()))));
+            if !allowed {
+                self.hub.metrics.messages_in.increment(1);
+                return Frame::Refused(
+                    ErrorCode::RateLimited,
+                    ErrorCode::RateLimited.default_message().to_owned(),
+                );
+            }
+        }
+        self.classify(frame)
+    }
+
     /// Reads one frame, turning size and kind problems into errors for the client.
-    fn classify(&self, frame: Option<Result<Message, axum::Error>>) -> Frame {
+    fn classify(&self, frame: Read) -> Frame {
         match frame {
             Some(Ok(Message::Text(text))) => {
                 self.hub.metrics.messages_in.increment(1);
@@ -153,7 +217,7 @@ impl Conn {
     }
 
     /// Waits for a valid `hello` within the hello timeout and joins the room.
-    async fn handshake(&mut self) -> Option<Session> {
+    async fn handshake(&self, io: &mut Io) -> Option<Session> {
         let deadline = tokio::time::Instant::now() + self.hub.options.limits.hello_timeout;
         loop {
             let frame = tokio::select! {
@@ -162,12 +226,23 @@ impl Conn {
                     self.close(CLOSE_POLICY, ErrorCode::HelloTimeout.as_str());
                     return None;
                 }
-                () = self.handle.done.cancelled() => return None,
+                () = poll_fn(|cx| self.handle.mailbox.poll_cut(cx)) => return None,
                 () = self.hub.shutdown.cancelled() => {
                     self.shutting_down();
                     return None;
                 }
-                frame = self.stream.next() => frame,
+                item = poll_fn(|cx| self.handle.mailbox.poll_pop(cx)), if io.backlog_since.is_none() => {
+                    if io.put_queued(self, item) {
+                        continue;
+                    }
+                    return None;
+                }
+                read = poll_fn(|cx| {
+                    poll_socket(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
+                }) => match read {
+                    Some(frame) => frame,
+                    None => continue,
+                },
             };
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
@@ -241,7 +316,7 @@ impl Conn {
     }
 
     /// Serves a joined connection. Returns true when the client left on purpose.
-    async fn serve(&mut self, session: &Session) -> bool {
+    async fn serve(&self, io: &mut Io, session: &Session) -> bool {
         let limits = &self.hub.options.limits;
         let limiter: DefaultDirectRateLimiter = RateLimiter::direct_with_clock(
             Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
@@ -258,22 +333,21 @@ impl Conn {
         let mut last_seen = Instant::now();
         // A client heard from since the last tick is alive: it is not pinged.
         let mut heard = false;
-        // Made once, not per message: each `cancelled()` registers a waiter when first polled,
-        // and idleness is checked on the ping tick rather than with a timer reset per message.
-        let (done_token, stopping_token) = (self.handle.done.clone(), self.hub.stopping.clone());
-        let done = done_token.cancelled();
-        let stopping = stopping_token.cancelled();
-        tokio::pin!(done, stopping);
+        // Idleness is checked on the ping tick rather than with a timer reset per message. When
+        // draining is over, the hub queues each connection's close (see
+        // [`Hub::stop_connections`]): nothing here waits on the node's state.
         loop {
             let frame = tokio::select! {
-                () = &mut done => return false,
-                // Draining is over and this client has not moved on: its session stays
-                // resumable on another node.
-                () = &mut stopping => {
-                    self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
-                    return false;
-                }
+                () = poll_fn(|cx| self.handle.mailbox.poll_cut(cx)) => return false,
                 _ = ping.tick() => {
+                    if let Some(since) = io.backlog_since {
+                        if since.elapsed() >= limits.write_timeout {
+                            info!("a write took longer than the write timeout; disconnecting");
+                            self.handle.mailbox.cut();
+                            return false;
+                        }
+                        continue;
+                    }
                     if last_seen.elapsed() >= idle_timeout {
                         info!("no traffic within the idle timeout; closing");
                         self.close(CLOSE_GOING_AWAY, "idle");
@@ -282,64 +356,64 @@ impl Conn {
                     if std::mem::take(&mut heard) {
                         continue;
                     }
-                    if self.handle.tx.try_send(Outbound::Ping).is_err() {
-                        self.handle.done.cancel();
+                    if !io.put(self, Outbound::Ping) {
+                        return false;
+                    }
+                    if io.backlog_since.is_some() {
+                        ping.reset_after(limits.write_timeout);
                     }
                     continue;
                 }
-                frame = self.stream.next() => frame,
+                item = poll_fn(|cx| self.handle.mailbox.poll_pop(cx)), if io.backlog_since.is_none() => {
+                    if !io.put_queued(self, item) {
+                        return false;
+                    }
+                    if io.backlog_since.is_some() {
+                        // The ping timer, brought forward, checks the write timeout: no timer
+                        // of its own is kept for each connection.
+                        ping.reset_after(limits.write_timeout);
+                    }
+                    continue;
+                }
+                read = poll_fn(|cx| {
+                    poll_socket(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
+                }) => match read {
+                    Some(frame) => frame,
+                    None => continue,
+                },
             };
             let read_at = Instant::now();
             last_seen = read_at;
             heard = true;
-            // Every data frame counts, oversized and binary ones too, and by size: each started
-            // 4 KiB is one message, so large signals cannot flood a slow receiver either.
-            let data_len = match &frame {
-                Some(Ok(Message::Text(t))) => Some(t.len()),
-                Some(Ok(Message::Binary(b))) => Some(b.len()),
-                _ => None,
-            };
-            if let Some(len) = data_len {
-                // Oversized frames cost what the largest allowed frame costs, then get too_large.
-                let len = len.min(limits.max_frame_bytes);
-                let cost = u32::try_from(1 + len / RATE_UNIT_BYTES).unwrap_or(u32::MAX);
-                let allowed =
-                    NonZeroU32::new(cost).is_some_and(|n| matches!(limiter.check_n(n), Ok(Ok(()))));
-                if !allowed {
-                    self.hub.metrics.messages_in.increment(1);
-                    self.tell(
-                        session,
-                        ErrorCode::RateLimited,
-                        ErrorCode::RateLimited.default_message(),
-                    )
-                    .await;
-                    continue;
-                }
-            }
-            let text = match self.classify(frame) {
+            // What is only read before the first await below is not kept in the task between
+            // messages: the frame goes to a plain function, the `signal` read from it is made
+            // into its event in one expression.
+            let text = match self.admit(&limiter, frame) {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
                 Frame::Refused(code, message) => {
-                    self.tell(session, code, message).await;
+                    Box::pin(self.tell(session, code, message)).await;
                     continue;
                 }
                 Frame::End => return false,
             };
-            if let Some(signal) = fast_signal(&text) {
-                let event =
-                    self.signal(signal.to, signal.data.get().to_owned(), signal.seq, read_at);
-                self.submit(session, event).await;
+            let published = fast_signal(&text).map(|signal| {
+                let data = signal.data.get().to_owned();
+                self.submit(session, self.signal(signal.to, data, signal.seq, read_at))
+            });
+            if let Some(published) = published {
+                published.await;
                 continue;
             }
             let msg = match parse_client(&text) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    self.tell(session, ErrorCode::BadMessage, e.sentence())
-                        .await;
+                    Box::pin(self.tell(session, ErrorCode::BadMessage, e.sentence())).await;
                     continue;
                 }
             };
-            if self.dispatch(session, msg, seq_of(&text), read_at).await {
+            // Boxed: messages other than `signal` are rare, and their paths hold much more.
+            if Box::pin(self.dispatch(session, msg, seq_of(&text), read_at)).await {
                 return true;
             }
         }
@@ -444,13 +518,108 @@ impl Conn {
     }
 
     /// Puts the event in the room's log; the connection is refused when the log is out of reach.
-    async fn submit(&self, session: &Session, event: Event) {
-        if self.hub.publish(&session.room, event).await.is_err() {
-            self.refuse(
-                ErrorCode::Unavailable,
-                ErrorCode::Unavailable.default_message(),
-            );
+    /// Not an `async fn`, so what awaits it does not hold the event (see [`Hub::publish`]).
+    fn submit<'a>(&'a self, session: &'a Session, event: Event) -> impl Future<Output = ()> + 'a {
+        self.hub.publish(&session.room, event).map(|published| {
+            if published.is_err() {
+                self.refuse(
+                    ErrorCode::Unavailable,
+                    ErrorCode::Unavailable.default_message(),
+                );
+            }
+        })
+    }
+}
+
+impl Io {
+    /// Hands `first`, and what else is queued up to a batch, to the socket as far as it takes
+    /// them now; false when the connection is over.
+    fn put_queued(&mut self, conn: &Conn, first: Outbound) -> bool {
+        let mut item = first;
+        for _ in 1..WRITE_BATCH {
+            if !self.put(conn, item) {
+                return false;
+            }
+            if self.backlog_since.is_some() {
+                return true;
+            }
+            match conn.handle.mailbox.pop() {
+                Some(next) => item = next,
+                None => return true,
+            }
         }
+        self.put(conn, item)
+    }
+
+    /// Hands one item to the socket, which writes it at once as far as the client reads;
+    /// the rest is its backlog. False when the connection is over: a close frame was handed
+    /// over, or the socket failed.
+    fn put(&mut self, conn: &Conn, item: Outbound) -> bool {
+        let (message, relayed_at, last) = match item {
+            Outbound::Text { text, relayed_at } => (Message::Text(text), relayed_at, false),
+            Outbound::Ping => (Message::Ping(Default::default()), None, false),
+            Outbound::Close { code, reason } => (
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                })),
+                None,
+                true,
+            ),
+        };
+        if let Err(e) = Pin::new(&mut self.ws).start_send(message) {
+            debug!(error = %e, "socket write failed");
+            conn.handle.mailbox.cut();
+            return false;
+        }
+        conn.hub.metrics.messages_out.increment(1);
+        if let Some(t) = relayed_at {
+            conn.hub
+                .metrics
+                .relay_latency
+                .record(t.elapsed().as_secs_f64());
+        }
+        if last {
+            self.closed = true;
+            return false;
+        }
+        // Whether all of it went: without waiting, so nothing to wake. A backlog is then
+        // polled for by `poll_socket` with the task's waker.
+        match Pin::new(&mut self.ws).poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(e)) => {
+                debug!(error = %e, "socket write failed");
+                conn.handle.mailbox.cut();
+                false
+            }
+            Poll::Pending => {
+                self.backlog_since.get_or_insert_with(Instant::now);
+                true
+            }
+        }
+    }
+
+    /// The end: the backlog and what is still queued are written (unless the client was cut
+    /// off or a close frame went already), then the socket is closed.
+    async fn finish(&mut self, conn: &Conn) {
+        while !conn.handle.mailbox.is_cut() {
+            if poll_fn(|cx| Pin::new(&mut self.ws).poll_ready(cx))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if self.closed {
+                break;
+            }
+            let Some(item) = conn.handle.mailbox.pop() else {
+                break;
+            };
+            if !self.put(conn, item) && !self.closed {
+                break;
+            }
+        }
+        let _ = timeout(Duration::from_secs(1), SinkExt::close(&mut self.ws)).await;
     }
 }
 
@@ -473,58 +642,6 @@ fn fast_signal(text: &str) -> Option<FastSignal<'_>> {
     serde_json::from_str::<FastSignal<'_>>(text)
         .ok()
         .filter(|s| s.kind == "signal")
-}
-
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    rx: flume::Receiver<Outbound>,
-    done: CancellationToken,
-    hub: Arc<Hub>,
-) {
-    let write_timeout = hub.options.limits.write_timeout;
-    let cancelled = done.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let item = tokio::select! {
-            biased;
-            () = &mut cancelled => break,
-            item = rx.recv_async() => item.ok(),
-        };
-        let Some(item) = item else { break };
-        let (message, relayed_at, last) = match item {
-            Outbound::Text { text, relayed_at } => (Message::Text(text), relayed_at, false),
-            Outbound::Ping => (Message::Ping(Default::default()), None, false),
-            Outbound::Close { code, reason } => (
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                })),
-                None,
-                true,
-            ),
-        };
-        match timeout(write_timeout, sink.send(message)).await {
-            Ok(Ok(())) => {
-                hub.metrics.messages_out.increment(1);
-                if let Some(t) = relayed_at {
-                    hub.metrics.relay_latency.record(t.elapsed().as_secs_f64());
-                }
-            }
-            Ok(Err(e)) => {
-                debug!(error = %e, "socket write failed");
-                break;
-            }
-            Err(_) => {
-                info!("a write took longer than the write timeout; disconnecting");
-                break;
-            }
-        }
-        if last {
-            break;
-        }
-    }
-    done.cancel();
-    let _ = timeout(Duration::from_secs(1), sink.close()).await;
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::TryFutureExt;
 use hearth_proto::care::{AuditRecord, CheckReport, Rules};
 use hearth_proto::{ErrorCode, PeerId, Resume, Role, ServerMessage, with_seq};
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
+use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::persist::Write;
@@ -62,8 +64,8 @@ pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 #[derive(Debug, Clone)]
 pub(crate) struct ConnHandle {
     pub id: u64,
-    pub tx: flume::Sender<Outbound>,
-    pub done: CancellationToken,
+    /// What is written to it, and its cut-off switch.
+    pub mailbox: Arc<Mailbox<Outbound>>,
 }
 
 /// One of this node's connections.
@@ -99,8 +101,8 @@ struct Followed {
 }
 
 impl Followed {
-    fn new(replica: Replica, pos: u64, now: u64, ctx: &Ctx<'_>) -> Followed {
-        let mut f = Followed {
+    fn new(replica: Replica, pos: u64, now: u64, ctx: &Ctx<'_>) -> Box<Followed> {
+        let mut f = Box::new(Followed {
             replica,
             pos,
             unsaved: 0,
@@ -109,7 +111,7 @@ impl Followed {
             ticked_at: 0,
             deadline: None,
             nodes: Vec::new(),
-        };
+        });
         f.sessions_changed(ctx);
         f
     }
@@ -129,8 +131,10 @@ struct PendingCheck {
 
 #[derive(Debug, Default)]
 struct State {
-    rooms: HashMap<String, Followed>,
-    conns: HashMap<u64, Local>,
+    /// Boxed, these two: a map's table has room for more entries than it holds (up to twice),
+    /// and each slot is as large as its value.
+    rooms: HashMap<String, Box<Followed>>,
+    conns: HashMap<u64, Box<Local>>,
     /// Withdrawn invitations: their tokens are refused.
     revoked: HashSet<String>,
     /// Residents' rules by the tablet's subject.
@@ -165,8 +169,6 @@ pub struct Hub {
     pub(crate) metrics: Metrics,
     /// Cancelled when the node starts draining.
     pub(crate) shutdown: CancellationToken,
-    /// Cancelled when draining is over: connections still open are closed.
-    pub(crate) stopping: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
     /// Invitations, tablets and the audit trail.
@@ -265,7 +267,6 @@ impl Hub {
             options,
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
-            stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
             changes,
@@ -353,10 +354,16 @@ impl Hub {
     }
 
     /// Appends an event to `room`'s log.
-    pub(crate) async fn publish(&self, room: &str, event: Event) -> Result<(), ErrorCode> {
+    ///
+    /// Not an `async fn`: the backplane's future is boxed as it is made, so what waits for it
+    /// holds a pointer, not the event (each connection's task is as large as what it awaits).
+    pub(crate) fn publish<'a>(
+        &'a self,
+        room: &'a str,
+        event: Event,
+    ) -> impl Future<Output = Result<(), ErrorCode>> + Send + 'a {
         self.backplane
             .publish(room, &self.node, event)
-            .await
             .map_err(|e| {
                 warn!(error = %e, "an event could not be published");
                 ErrorCode::Unavailable
@@ -428,12 +435,12 @@ impl Hub {
             if state.rooms.contains_key(&claims.room) {
                 state.conns.insert(
                     id,
-                    Local {
+                    Box::new(Local {
                         handle: conn,
                         claims: claims.clone(),
                         peer: None,
                         detached: false,
-                    },
+                    }),
                 );
                 break;
             }
@@ -530,12 +537,7 @@ impl Hub {
 
     /// Queues `outbound` for `conn`. False when its queue is full: the client is too slow.
     fn deliver(conn: &ConnHandle, outbound: Outbound) -> bool {
-        match conn.tx.try_send(outbound) {
-            Ok(()) => true,
-            Err(flume::TrySendError::Full(_)) => false,
-            // The connection is ending; its task cleans up.
-            Err(flume::TrySendError::Disconnected(_)) => true,
-        }
+        conn.mailbox.push(outbound)
     }
 
     /// Queues an error and a close frame; the connection's task ends after writing them.
@@ -556,7 +558,7 @@ impl Hub {
                 )
         });
         if !delivered {
-            conn.done.cancel();
+            conn.mailbox.cut();
         }
     }
 
@@ -586,7 +588,7 @@ impl Hub {
                             conn = to.conn,
                             "outbound queue full; disconnecting slow client"
                         );
-                        local.handle.done.cancel();
+                        local.handle.mailbox.cut();
                     }
                 }
                 Out::Close { to, code, message } => {
@@ -610,7 +612,7 @@ impl Hub {
                                 reason: "resumed elsewhere",
                             },
                         ) {
-                            local.handle.done.cancel();
+                            local.handle.mailbox.cut();
                         }
                     }
                 }
@@ -657,7 +659,7 @@ impl Hub {
                             );
                     }
                     if !ok {
-                        local.handle.done.cancel();
+                        local.handle.mailbox.cut();
                     }
                 }
                 Out::NotResumed { to } => {
@@ -978,6 +980,20 @@ impl Hub {
     pub(crate) fn conn_count(&self) -> usize {
         self.lock().conns.len()
     }
+
+    /// Draining is over: every connection still open is closed as going away (its session
+    /// stays resumable on another node); one whose queue is full is cut off.
+    pub(crate) fn stop_connections(&self) {
+        for local in self.lock().conns.values() {
+            let close = Outbound::Close {
+                code: CLOSE_GOING_AWAY,
+                reason: ErrorCode::ShuttingDown.as_str(),
+            };
+            if !Self::deliver(&local.handle, close) {
+                local.handle.mailbox.cut();
+            }
+        }
+    }
 }
 
 /// One entry per tablet: the earliest connection and the latest check of several.
@@ -1003,7 +1019,7 @@ fn merge_online(
 }
 
 /// The rooms this node's connections are in.
-fn served_rooms(conns: &HashMap<u64, Local>) -> HashSet<&str> {
+fn served_rooms(conns: &HashMap<u64, Box<Local>>) -> HashSet<&str> {
     conns.values().map(|l| l.claims.room.as_str()).collect()
 }
 

@@ -14,6 +14,7 @@ mod backplane;
 mod connection;
 mod hub;
 pub mod ice;
+mod mailbox;
 pub mod metrics;
 mod options;
 mod persist;

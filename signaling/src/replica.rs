@@ -397,7 +397,7 @@ impl Replica {
                 match self.may_signal(&from, &to) {
                     Ok(()) => {
                         let text = signal_text(&from, data.0.as_str());
-                        self.send_text(&to, Text(text), read_at, ctx, out);
+                        self.send_text(&to, Text(text), read_at, true, ctx, out);
                     }
                     Err(code) => {
                         let message = match code {
@@ -943,6 +943,10 @@ impl Replica {
     /// Numbers a message in `peer`'s stream, keeps it for replay and hands it to its
     /// connection. `welcome` and `waiting` carry the session's resume secret.
     fn send(&mut self, peer: &PeerId, msg: &ServerMessage, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
+        // A session's first message, its `welcome` or `waiting`, is never replayed: it carries
+        // the secret a client resumes with, so a client that resumes has had it. (Kept, it
+        // would be the largest thing an idle session holds.)
+        let first = self.sessions.get(peer).is_some_and(|s| s.seq == 0);
         let text = match msg {
             ServerMessage::Welcome { .. } | ServerMessage::Waiting { .. } => {
                 let mut msg = msg.clone();
@@ -956,15 +960,22 @@ impl Replica {
             _ => encode(msg),
         };
         if let Some(text) = text {
-            self.send_text(peer, Text(text), None, ctx, out);
+            let keep = !(first
+                && matches!(
+                    msg,
+                    ServerMessage::Welcome { .. } | ServerMessage::Waiting { .. }
+                ));
+            self.send_text(peer, Text(text), None, keep, ctx, out);
         }
     }
 
+    /// `keep`: kept for replay (see [`Replica::send`]).
     fn send_text(
         &mut self,
         peer: &PeerId,
         text: Text,
         read_at: Option<std::time::Instant>,
+        keep: bool,
         ctx: &Ctx<'_>,
         out: &mut Vec<Out>,
     ) {
@@ -980,6 +991,9 @@ impl Replica {
                 text: text.0.clone(),
                 read_at,
             });
+        }
+        if !keep {
+            return;
         }
         s.ring.push_back((seq, text));
         while s.ring.len() > ctx.replay {

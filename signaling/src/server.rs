@@ -224,7 +224,7 @@ impl Server {
                 "clients still connected after the shutdown grace; closing them"
             );
         }
-        self.hub.stopping.cancel();
+        self.hub.stop_connections();
         self.stop.cancel();
         self.hub.tasks.close();
         if tokio::time::timeout(Duration::from_secs(3), self.hub.tasks.wait())
@@ -255,7 +255,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.hub.shutdown.cancel();
-        self.hub.stopping.cancel();
+        self.hub.stop_connections();
         self.stop.cancel();
         if let Some(serve) = self.serve.take() {
             serve.abort();

@@ -261,6 +261,10 @@ pub fn normalise_code(code: &str) -> String {
         .collect()
 }
 
+/// The page cache of an in-memory store: its pages are in memory already, so only enough to
+/// batch a transaction's writes.
+const MEMORY_CACHE_BYTES: usize = 256 * 1024;
+
 impl Store {
     /// Opens (creating when missing) the database file at `path`, or an in-memory one.
     pub fn open(path: Option<&Path>) -> Result<Store, StoreError> {
@@ -271,9 +275,10 @@ impl Store {
                 }
                 Database::create(path)?
             }
-            None => {
-                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?
-            }
+            // redb's page cache would hold a second copy of pages already in memory.
+            None => Database::builder()
+                .set_cache_size(MEMORY_CACHE_BYTES)
+                .create_with_backend(redb::backends::InMemoryBackend::new())?,
         };
         let txn = db.begin_write()?;
         txn.open_table(INVITATIONS)?;

@@ -624,7 +624,8 @@ async fn pairs(c: &Cluster, n: usize) -> Vec<(Talker, Talker)> {
         b.to = Some(peer(&wa));
         for (t, client) in [(&mut a, ca), (&mut b, cb)] {
             t.session = client.session.clone();
-            t.last_seq = 0; // A resume without a last seq: everything is replayed, nothing lost.
+            // Everything after the welcome is replayed: nothing is lost.
+            t.last_seq = client.last_seq;
             drop(client);
         }
         out.push((a, b));

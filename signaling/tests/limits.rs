@@ -255,6 +255,61 @@ async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
 }
 
 #[tokio::test]
+async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_off() {
+    let write_timeout = Duration::from_secs(1);
+    let server = start_with(Limits {
+        // Its queue does not fill: the write timeout is what ends it.
+        outbound_queue: 100_000,
+        rate_per_second: 100_000,
+        rate_burst: 100_000,
+        write_timeout,
+        ping_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(120),
+        resume_grace: Duration::from_millis(500),
+        ..Limits::default()
+    })
+    .await;
+    let (a, mut slow, a_id, slow_id) = pair(&server, "r").await;
+    let (mut sink, mut inbox) = a.into_split();
+    // More than the sockets' buffers hold on both sides of loopback: the server's writes to
+    // `slow` stall.
+    let frame = json!({"type":"signal","to": slow_id,"data": "z".repeat(60 * 1024)}).to_string();
+    for _ in 0..300 {
+        futures_util::SinkExt::send(&mut sink, Message::text(frame.clone()))
+            .await
+            .unwrap();
+    }
+    let stalled = tokio::time::Instant::now();
+    // What it sends meanwhile is still read and relayed.
+    slow.send(json!({"type":"signal","to": a_id,"data": "still here"}))
+        .await;
+    let m = tokio::time::timeout(common::WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&m["type"], &m["data"]),
+        (&json!("signal"), &json!("still here"))
+    );
+    while server.peer_count() == 2 {
+        assert!(
+            stalled.elapsed() < common::WAIT,
+            "the stalled client was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its session is held for the resume grace, then it has left.
+    let m = tokio::time::timeout(common::WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&m["type"], &m["peer"]),
+        (&json!("peer_left"), &json!(slow_id))
+    );
+}
+
+#[tokio::test]
 async fn a_silent_peer_is_detected_and_dropped() {
     let server = start_with(Limits {
         ping_interval: Duration::from_millis(100),

@@ -1,0 +1,159 @@
+//! A connection's outbound queue and its cut-off switch: the hub and the connection queue
+//! messages, the connection's own task writes them.
+//!
+//! Written by hand, on std's `Mutex` and futures' `AtomicWaker`: what a channel crate gives
+//! (many receivers, waiters on both sides, a buffer kept for reuse) cost each idle connection
+//! about half a kilobyte with flume, which held its buffer and a waiter's hook for good. Here an
+//! empty queue holds no buffer, and the one task that reads it is the only one ever woken.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+/// A bounded queue with one reader, which can also be told to stop at once.
+#[derive(Debug)]
+pub(crate) struct Mailbox<T> {
+    queue: Mutex<VecDeque<T>>,
+    capacity: usize,
+    cut: AtomicBool,
+    /// The reading task, woken by a push or the cut.
+    waker: AtomicWaker,
+}
+
+impl<T> Mailbox<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Mailbox {
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            cut: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // A push or pop cannot leave the queue half changed: a poisoned lock is still sound.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `item`. False when the queue is full: the reader does not keep up. Once cut, the
+    /// item is dropped (the reader is gone or going) and this is true.
+    pub(crate) fn push(&self, item: T) -> bool {
+        if self.is_cut() {
+            return true;
+        }
+        {
+            let mut queue = self.lock();
+            if queue.len() >= self.capacity {
+                return false;
+            }
+            queue.push_back(item);
+        }
+        self.waker.wake();
+        true
+    }
+
+    /// The next item, if one is queued. A queue left empty gives its buffer back.
+    pub(crate) fn pop(&self) -> Option<T> {
+        let mut queue = self.lock();
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            *queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// The next item; when there is none, the task is woken when one comes.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<T> {
+        if let Some(item) = self.pop() {
+            return Poll::Ready(item);
+        }
+        self.waker.register(cx.waker());
+        // Pushed between the look and the registration: its wake may have found no waker.
+        match self.pop() {
+            Some(item) => Poll::Ready(item),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Tells the reader to stop at once, without writing what is queued.
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Ready once cut; the task is woken then.
+    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_cut() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.is_cut() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn items_come_out_in_order_up_to_the_capacity_and_an_empty_queue_holds_no_buffer() {
+        let m = Mailbox::new(3);
+        assert!(m.push(1) && m.push(2) && m.push(3));
+        assert!(!m.push(4), "full");
+        assert_eq!(m.pop(), Some(1));
+        assert!(m.push(5));
+        assert_eq!(
+            (m.pop(), m.pop(), m.pop(), m.pop()),
+            (Some(2), Some(3), Some(5), None)
+        );
+        assert_eq!(m.lock().capacity(), 0);
+    }
+
+    #[test]
+    fn once_cut_the_reader_is_told_and_pushes_are_dropped() {
+        let m = Mailbox::new(3);
+        assert!(m.push(1));
+        m.cut();
+        assert!(m.is_cut());
+        assert!(m.push(2), "not a full queue: the connection is going");
+        assert_eq!((m.pop(), m.pop()), (Some(1), None));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_a_push_from_another_thread_and_by_the_cut() {
+        let m = Arc::new(Mailbox::new(8));
+        let pusher = m.clone();
+        let push = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            pusher.push(7)
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_pop(cx)))
+            .await
+            .unwrap();
+        assert_eq!(got, 7);
+        assert!(push.join().unwrap());
+        let cutter = m.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            cutter.cut();
+        });
+        tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_cut(cx)))
+            .await
+            .unwrap();
+    }
+}
