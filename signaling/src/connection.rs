@@ -19,7 +19,7 @@ use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
 use tracing::{Instrument, debug, field, info, info_span};
 
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Next};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
 
@@ -220,18 +220,19 @@ impl Conn {
     async fn handshake(&self, io: &mut Io) -> Option<Session> {
         let deadline = tokio::time::Instant::now() + self.hub.options.limits.hello_timeout;
         loop {
+            let take = io.backlog_since.is_none();
             let frame = tokio::select! {
                 () = sleep_until(deadline) => {
                     self.refuse(ErrorCode::HelloTimeout, ErrorCode::HelloTimeout.default_message());
                     self.close(CLOSE_POLICY, ErrorCode::HelloTimeout.as_str());
                     return None;
                 }
-                () = poll_fn(|cx| self.handle.mailbox.poll_cut(cx)) => return None,
                 () = self.hub.shutdown.cancelled() => {
                     self.shutting_down();
                     return None;
                 }
-                item = poll_fn(|cx| self.handle.mailbox.poll_pop(cx)), if io.backlog_since.is_none() => {
+                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
+                    let Next::Item(item) = next else { return None };
                     if io.put_queued(self, item) {
                         continue;
                     }
@@ -337,8 +338,24 @@ impl Conn {
         // draining is over, the hub queues each connection's close (see
         // [`Hub::stop_connections`]): nothing here waits on the node's state.
         loop {
+            // While a message is only partly written, nothing more is taken from the mailbox.
+            let take = io.backlog_since.is_none();
+            // In this order: the mailbox (a cut first), the timer, which the write timeout
+            // relies on even when the client floods, then the socket.
             let frame = tokio::select! {
-                () = poll_fn(|cx| self.handle.mailbox.poll_cut(cx)) => return false,
+                biased;
+                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
+                    let Next::Item(item) = next else { return false };
+                    if !io.put_queued(self, item) {
+                        return false;
+                    }
+                    if io.backlog_since.is_some() {
+                        // The ping timer, brought forward, checks the write timeout: no timer
+                        // of its own is kept for each connection.
+                        ping.reset_after(limits.write_timeout);
+                    }
+                    continue;
+                }
                 _ = ping.tick() => {
                     if let Some(since) = io.backlog_since {
                         if since.elapsed() >= limits.write_timeout {
@@ -360,17 +377,6 @@ impl Conn {
                         return false;
                     }
                     if io.backlog_since.is_some() {
-                        ping.reset_after(limits.write_timeout);
-                    }
-                    continue;
-                }
-                item = poll_fn(|cx| self.handle.mailbox.poll_pop(cx)), if io.backlog_since.is_none() => {
-                    if !io.put_queued(self, item) {
-                        return false;
-                    }
-                    if io.backlog_since.is_some() {
-                        // The ping timer, brought forward, checks the write timeout: no timer
-                        // of its own is kept for each connection.
                         ping.reset_after(limits.write_timeout);
                     }
                     continue;

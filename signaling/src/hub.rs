@@ -21,6 +21,8 @@ use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
 use crate::mailbox::Mailbox;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::persist::Write;
@@ -132,9 +134,11 @@ struct PendingCheck {
 #[derive(Debug, Default)]
 struct State {
     /// Boxed, these two: a map's table has room for more entries than it holds (up to twice),
-    /// and each slot is as large as its value.
-    rooms: HashMap<String, Box<Followed>>,
-    conns: HashMap<u64, Box<Local>>,
+    /// and each slot is as large as its value. Both are looked up for every message relayed:
+    /// foldhash, not std's SipHash (its keys are the server's own numbers and rooms named in
+    /// signed tokens; foldhash is seeded per process all the same).
+    rooms: FastMap<String, Box<Followed>>,
+    conns: FastMap<u64, Box<Local>>,
     /// Withdrawn invitations: their tokens are refused.
     revoked: HashSet<String>,
     /// Residents' rules by the tablet's subject.
@@ -1019,7 +1023,7 @@ fn merge_online(
 }
 
 /// The rooms this node's connections are in.
-fn served_rooms(conns: &HashMap<u64, Box<Local>>) -> HashSet<&str> {
+fn served_rooms(conns: &FastMap<u64, Box<Local>>) -> HashSet<&str> {
     conns.values().map(|l| l.claims.room.as_str()).collect()
 }
 

@@ -13,6 +13,14 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+/// What the reader gets.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<T> {
+    Item(T),
+    /// Stop now.
+    Cut,
+}
+
 /// A bounded queue with one reader, which can also be told to stop at once.
 #[derive(Debug)]
 pub(crate) struct Mailbox<T> {
@@ -65,17 +73,25 @@ impl<T> Mailbox<T> {
         item
     }
 
-    /// The next item; when there is none, the task is woken when one comes.
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<T> {
-        if let Some(item) = self.pop() {
-            return Poll::Ready(item);
+    /// The cut, or else (when `take`) the next item; when neither is there, the task is woken
+    /// when one comes. One call, one registration of the task's waker.
+    pub(crate) fn poll_next(&self, take: bool, cx: &mut Context<'_>) -> Poll<Next<T>> {
+        let ready = || {
+            if self.is_cut() {
+                Some(Next::Cut)
+            } else if take {
+                self.pop().map(Next::Item)
+            } else {
+                None
+            }
+        };
+        if let Some(next) = ready() {
+            return Poll::Ready(next);
         }
         self.waker.register(cx.waker());
-        // Pushed between the look and the registration: its wake may have found no waker.
-        match self.pop() {
-            Some(item) => Poll::Ready(item),
-            None => Poll::Pending,
-        }
+        // Pushed or cut between the look and the registration: its wake may have found no
+        // waker.
+        ready().map_or(Poll::Pending, Poll::Ready)
     }
 
     /// Tells the reader to stop at once, without writing what is queued.
@@ -86,19 +102,6 @@ impl<T> Mailbox<T> {
 
     pub(crate) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
-    }
-
-    /// Ready once cut; the task is woken then.
-    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_cut() {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        if self.is_cut() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
     }
 }
 
@@ -142,18 +145,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             pusher.push(7)
         });
-        let got = tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_pop(cx)))
+        let got = tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_next(true, cx)))
             .await
             .unwrap();
-        assert_eq!(got, 7);
+        assert_eq!(got, Next::Item(7));
         assert!(push.join().unwrap());
         let cutter = m.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             cutter.cut();
         });
-        tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_cut(cx)))
-            .await
-            .unwrap();
+        assert!(m.push(8));
+        // Not taking items (the reader's socket is backed up), it still hears the cut.
+        let got =
+            tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_next(false, cx)))
+                .await
+                .unwrap();
+        assert_eq!(got, Next::Cut);
     }
 }
