@@ -334,10 +334,21 @@ impl Conn {
         let mut last_seen = Instant::now();
         // A client heard from since the last tick is alive: it is not pinged.
         let mut heard = false;
+        // A backlog begun in the handshake is held to the write timeout like any other.
+        if let Some(since) = io.backlog_since {
+            ping.reset_at(tokio::time::Instant::from_std(since + limits.write_timeout));
+        }
         // Idleness is checked on the ping tick rather than with a timer reset per message. When
         // draining is over, the hub queues each connection's close (see
-        // [`Hub::stop_connections`]): nothing here waits on the node's state.
+        // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
+        if self.hub.is_stopped() {
+            self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
+            return false;
+        }
         loop {
+            if io.closed {
+                return false;
+            }
             // While a message is only partly written, nothing more is taken from the mailbox.
             let take = io.backlog_since.is_none();
             // In this order: the mailbox (a cut first), the timer, which the write timeout
@@ -349,6 +360,9 @@ impl Conn {
                     if !io.put_queued(self, item) {
                         return false;
                     }
+                    // A mailbox always refilled must not keep the timer and the socket waiting:
+                    // this yields once the task has used its turn.
+                    tokio::task::consume_budget().await;
                     if io.backlog_since.is_some() {
                         // The ping timer, brought forward, checks the write timeout: no timer
                         // of its own is kept for each connection.
@@ -385,7 +399,12 @@ impl Conn {
                     poll_socket(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
                 }) => match read {
                     Some(frame) => frame,
-                    None => continue,
+                    // The client read what was waiting for it: it is alive.
+                    None => {
+                        last_seen = Instant::now();
+                        heard = true;
+                        continue;
+                    }
                 },
             };
             let read_at = Instant::now();
@@ -398,7 +417,8 @@ impl Conn {
                 Frame::Text(text) => text,
                 Frame::Skip => continue,
                 Frame::Refused(code, message) => {
-                    Box::pin(self.tell(session, code, message)).await;
+                    let told = Box::pin(self.tell(session, code, message));
+                    self.writing_while(io, told).await;
                     continue;
                 }
                 Frame::End => return false,
@@ -408,19 +428,54 @@ impl Conn {
                 self.submit(session, self.signal(signal.to, data, signal.seq, read_at))
             });
             if let Some(published) = published {
-                published.await;
+                self.writing_while(io, published).await;
                 continue;
             }
             let msg = match parse_client(&text) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    Box::pin(self.tell(session, ErrorCode::BadMessage, e.sentence())).await;
+                    let told = Box::pin(self.tell(session, ErrorCode::BadMessage, e.sentence()));
+                    self.writing_while(io, told).await;
                     continue;
                 }
             };
             // Boxed: messages other than `signal` are rare, and their paths hold much more.
-            if Box::pin(self.dispatch(session, msg, seq_of(&text), read_at)).await {
+            let dispatched = Box::pin(self.dispatch(session, msg, seq_of(&text), read_at));
+            if self.writing_while(io, dispatched).await {
                 return true;
+            }
+        }
+    }
+
+    /// Awaits `step`, which publishes to the room's log, while still writing what the mailbox
+    /// gets: on NATS a publish waits for the log's acknowledgement (seconds, when it is slow),
+    /// and what others send this client must not wait with it. The socket is not read
+    /// meanwhile. Once the connection is over (cut, closed, or its socket failed) only `step`
+    /// is awaited, and the serve loop then ends.
+    async fn writing_while<T>(&self, io: &mut Io, step: impl Future<Output = T>) -> T {
+        let mut step = std::pin::pin!(step);
+        loop {
+            if io.closed || self.handle.mailbox.is_cut() {
+                return step.await;
+            }
+            let take = io.backlog_since.is_none();
+            tokio::select! {
+                biased;
+                out = &mut step => return out,
+                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
+                    if let Next::Item(item) = next {
+                        io.put_queued(self, item);
+                    }
+                }
+                ready = poll_fn(|cx| Pin::new(&mut io.ws).poll_ready(cx)), if !take => {
+                    match ready {
+                        Ok(()) => io.backlog_since = None,
+                        Err(e) => {
+                            debug!(error = %e, "socket write failed");
+                            self.handle.mailbox.cut();
+                        }
+                    }
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 //! the node that published the event.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -201,6 +201,8 @@ pub struct Hub {
     following: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     next_conn: AtomicU64,
+    /// Set by [`Hub::stop_connections`].
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Hub {
@@ -281,6 +283,7 @@ impl Hub {
             following: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
+            stopped: AtomicBool::new(false),
         };
         Ok((hub, rx, followups_rx))
     }
@@ -653,17 +656,15 @@ impl Hub {
                         replayed: replay.len() as u64,
                         snapshot,
                     };
-                    let mut ok = encode(&resumed)
-                        .is_some_and(|t| Self::deliver(&local.handle, Outbound::message(t)));
-                    for (seq, text) in replay {
-                        ok = ok
-                            && Self::deliver(
-                                &local.handle,
-                                Outbound::message(Utf8Bytes::from(with_seq(text.as_str(), seq))),
-                            );
+                    // Past the queue's bound if need be: a replay may hold more messages than the
+                    // queue (up to the replay buffer), and all of it is queued at once.
+                    let mailbox = &local.handle.mailbox;
+                    if let Some(t) = encode(&resumed) {
+                        mailbox.push_beyond(Outbound::message(t));
                     }
-                    if !ok {
-                        local.handle.mailbox.cut();
+                    for (seq, text) in replay {
+                        let text = Utf8Bytes::from(with_seq(text.as_str(), seq));
+                        mailbox.push_beyond(Outbound::message(text));
                     }
                 }
                 Out::NotResumed { to } => {
@@ -980,14 +981,21 @@ impl Hub {
             .count()
     }
 
+    /// Draining is over: a connection that joins now is closed at once.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     /// Number of this node's connections, with or without a session.
     pub(crate) fn conn_count(&self) -> usize {
         self.lock().conns.len()
     }
 
     /// Draining is over: every connection still open is closed as going away (its session
-    /// stays resumable on another node); one whose queue is full is cut off.
+    /// stays resumable on another node); one whose queue is full is cut off. One still joining
+    /// is closed as it starts (see [`Hub::is_stopped`]).
     pub(crate) fn stop_connections(&self) {
+        self.stopped.store(true, Ordering::Release);
         for local in self.lock().conns.values() {
             let close = Outbound::Close {
                 code: CLOSE_GOING_AWAY,

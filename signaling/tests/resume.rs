@@ -113,6 +113,41 @@ async fn too_much_missed_brings_the_state_instead() {
 }
 
 #[tokio::test]
+async fn a_replay_larger_than_the_outbound_queue_arrives_whole() {
+    let limits = Limits {
+        rate_per_second: 1000,
+        rate_burst: 1000,
+        ..Limits::default()
+    };
+    let missed = limits.outbound_queue + 72;
+    assert!(
+        missed < limits.replay_buffer,
+        "within what is kept for replay"
+    );
+    let server = start_with(limits).await;
+    let ann_token = token(&server, "r", Role::Family, "Ann");
+    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
+    let kim_id = peer(&kw);
+    let (ann, welcome) = Client::join_with(&server, &ann_token).await;
+    let ann_id = peer(&welcome);
+    kim.expect("peer_joined").await;
+    let gone = ann.hang_up();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..missed {
+        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut ann, resumed) = Client::resume(&server, &ann_token, &gone).await;
+    assert_eq!(resumed["snapshot"], false);
+    assert_eq!(resumed["replayed"], missed);
+    for i in 0..missed {
+        let m = ann.expect("signal").await;
+        assert_eq!((&m["from"], &m["data"]), (&json!(kim_id), &json!(i)));
+    }
+}
+
+#[tokio::test]
 async fn after_the_grace_or_with_a_wrong_secret_it_is_a_clean_fresh_join() {
     let server = start_with(Limits {
         resume_grace: Duration::from_millis(300),
