@@ -81,6 +81,27 @@ async fn a_resume_while_the_old_connection_lingers_moves_the_session() {
     kim.quiet_for(Duration::from_millis(200)).await;
 }
 
+/// Kim and Ann in a room; Ann's connection drops and Kim sends her `n` numbered signals.
+/// Returns Kim, their ids, Ann's token and what Ann kept.
+async fn missed_while_away(
+    server: &signaling::Server,
+    n: usize,
+) -> (Client, String, String, String, common::Gone) {
+    let ann_token = token(server, "r", Role::Family, "Ann");
+    let (mut kim, kw) = Client::join(server, "r", Role::Resident, "Kim").await;
+    let (ann, welcome) = Client::join_with(server, &ann_token).await;
+    let ann_id = peer(&welcome);
+    kim.expect("peer_joined").await;
+    let gone = ann.hang_up();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..n {
+        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (kim, peer(&kw), ann_id, ann_token, gone)
+}
+
 #[tokio::test]
 async fn too_much_missed_brings_the_state_instead() {
     let server = start_with(Limits {
@@ -90,19 +111,7 @@ async fn too_much_missed_brings_the_state_instead() {
         ..Limits::default()
     })
     .await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let kim_id = peer(&kw);
-    let (ann, welcome) = Client::join_with(&server, &ann_token).await;
-    let ann_id = peer(&welcome);
-    kim.expect("peer_joined").await;
-    let gone = ann.hang_up();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for i in 0..10 {
-        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_kim, kim_id, ann_id, ann_token, gone) = missed_while_away(&server, 10).await;
     let (mut ann, resumed) = Client::resume(&server, &ann_token, &gone).await;
     assert_eq!(resumed["snapshot"], true);
     assert_eq!(resumed["replayed"], 0);
@@ -125,20 +134,9 @@ async fn a_replay_larger_than_the_outbound_queue_arrives_whole() {
         "within what is kept for replay"
     );
     let server = start_with(limits).await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let kim_id = peer(&kw);
-    let (ann, welcome) = Client::join_with(&server, &ann_token).await;
-    let ann_id = peer(&welcome);
-    kim.expect("peer_joined").await;
-    let gone = ann.hang_up();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for i in 0..missed {
-        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
-            .await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_kim, kim_id, ann_id, ann_token, gone) = missed_while_away(&server, missed).await;
     let (mut ann, resumed) = Client::resume(&server, &ann_token, &gone).await;
+    assert_eq!(resumed["peer"], ann_id);
     assert_eq!(resumed["snapshot"], false);
     assert_eq!(resumed["replayed"], missed);
     for i in 0..missed {
