@@ -74,28 +74,40 @@ struct Io {
 /// A frame read, or the end of the socket (`None`).
 type Read = Option<Result<Message, axum::Error>>;
 
+/// Polls for what the socket has not written yet to be written: true once it is (the backlog
+/// is cleared), false when writing failed (the connection is cut). Not a method of [`Io`], so
+/// it borrows the socket apart from the rest.
+fn poll_backlog(
+    ws: &mut WebSocket,
+    backlog_since: &mut Option<Instant>,
+    mailbox: &Mailbox<Outbound>,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    Pin::new(ws).poll_ready(cx).map(|written| match written {
+        Ok(()) => {
+            *backlog_since = None;
+            true
+        }
+        Err(e) => {
+            debug!(error = %e, "socket write failed");
+            mailbox.cut();
+            false
+        }
+    })
+}
+
 /// Polls for the next frame, and first for the backlog to be written, when there is one:
-/// `None` when the backlog was written out. A failed write ends the connection. Not a method
-/// of [`Io`], so it borrows the socket apart from the rest.
+/// `None` when the backlog was written out. A failed write ends the connection.
 fn poll_socket(
     ws: &mut WebSocket,
     backlog_since: &mut Option<Instant>,
     mailbox: &Mailbox<Outbound>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Read>> {
-    if backlog_since.is_some() {
-        match Pin::new(&mut *ws).poll_ready(cx) {
-            Poll::Ready(Ok(())) => {
-                *backlog_since = None;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Err(e)) => {
-                debug!(error = %e, "socket write failed");
-                mailbox.cut();
-                return Poll::Ready(Some(None));
-            }
-            Poll::Pending => {}
-        }
+    if backlog_since.is_some()
+        && let Poll::Ready(written) = poll_backlog(ws, backlog_since, mailbox, cx)
+    {
+        return Poll::Ready(if written { None } else { Some(None) });
     }
     ws.poll_next_unpin(cx).map(Some)
 }
@@ -334,10 +346,8 @@ impl Conn {
         let mut last_seen = Instant::now();
         // A client heard from since the last tick is alive: it is not pinged.
         let mut heard = false;
-        // A backlog begun in the handshake is held to the write timeout like any other.
-        if let Some(since) = io.backlog_since {
-            ping.reset_at(tokio::time::Instant::from_std(since + limits.write_timeout));
-        }
+        // The backlog the ping timer was last brought forward for.
+        let mut timed_backlog = None;
         // Idleness is checked on the ping tick rather than with a timer reset per message. When
         // draining is over, the hub queues each connection's close (see
         // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
@@ -348,6 +358,15 @@ impl Conn {
         loop {
             if io.closed {
                 return false;
+            }
+            // A new backlog (begun anywhere, the handshake included) brings the ping timer
+            // forward to its write deadline, where the tick checks it: no timer of its own is
+            // kept for each connection.
+            if io.backlog_since != timed_backlog {
+                if let Some(since) = io.backlog_since {
+                    ping.reset_at(tokio::time::Instant::from_std(since + limits.write_timeout));
+                }
+                timed_backlog = io.backlog_since;
             }
             // While a message is only partly written, nothing more is taken from the mailbox.
             let take = io.backlog_since.is_none();
@@ -363,11 +382,6 @@ impl Conn {
                     // A mailbox always refilled must not keep the timer and the socket waiting:
                     // this yields once the task has used its turn.
                     tokio::task::consume_budget().await;
-                    if io.backlog_since.is_some() {
-                        // The ping timer, brought forward, checks the write timeout: no timer
-                        // of its own is kept for each connection.
-                        ping.reset_after(limits.write_timeout);
-                    }
                     continue;
                 }
                 _ = ping.tick() => {
@@ -389,9 +403,6 @@ impl Conn {
                     }
                     if !io.put(self, Outbound::Ping) {
                         return false;
-                    }
-                    if io.backlog_since.is_some() {
-                        ping.reset_after(limits.write_timeout);
                     }
                     continue;
                 }
@@ -467,15 +478,9 @@ impl Conn {
                         io.put_queued(self, item);
                     }
                 }
-                ready = poll_fn(|cx| Pin::new(&mut io.ws).poll_ready(cx)), if !take => {
-                    match ready {
-                        Ok(()) => io.backlog_since = None,
-                        Err(e) => {
-                            debug!(error = %e, "socket write failed");
-                            self.handle.mailbox.cut();
-                        }
-                    }
-                }
+                _ = poll_fn(|cx| {
+                    poll_backlog(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
+                }), if !take => {}
             }
         }
     }
@@ -664,9 +669,8 @@ impl Io {
     /// off or a close frame went already), then the socket is closed.
     async fn finish(&mut self, conn: &Conn) {
         while !conn.handle.mailbox.is_cut() {
-            if poll_fn(|cx| Pin::new(&mut self.ws).poll_ready(cx))
-                .await
-                .is_err()
+            let mailbox = &conn.handle.mailbox;
+            if !poll_fn(|cx| poll_backlog(&mut self.ws, &mut self.backlog_since, mailbox, cx)).await
             {
                 break;
             }

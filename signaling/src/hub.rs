@@ -542,11 +542,6 @@ impl Hub {
         );
     }
 
-    /// Queues `outbound` for `conn`. False when its queue is full: the client is too slow.
-    fn deliver(conn: &ConnHandle, outbound: Outbound) -> bool {
-        conn.mailbox.push(outbound)
-    }
-
     /// Queues an error and a close frame; the connection's task ends after writing them.
     pub(crate) fn close_conn(&self, conn: &ConnHandle, code: ErrorCode, message: &str) {
         self.metrics.error(code);
@@ -555,14 +550,11 @@ impl Hub {
             message: message.to_owned(),
         };
         let delivered = encode(&error).is_some_and(|text| {
-            Self::deliver(conn, Outbound::message(text))
-                && Self::deliver(
-                    conn,
-                    Outbound::Close {
-                        code: CLOSE_POLICY,
-                        reason: code.as_str(),
-                    },
-                )
+            conn.mailbox.push(Outbound::message(text))
+                && conn.mailbox.push(Outbound::Close {
+                    code: CLOSE_POLICY,
+                    reason: code.as_str(),
+                })
         });
         if !delivered {
             conn.mailbox.cut();
@@ -590,7 +582,7 @@ impl Hub {
                         text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
                         relayed_at: read_at,
                     };
-                    if !Self::deliver(&local.handle, outbound) {
+                    if !local.handle.mailbox.push(outbound) {
                         warn!(
                             conn = to.conn,
                             "outbound queue full; disconnecting slow client"
@@ -612,13 +604,10 @@ impl Hub {
                     {
                         debug!(conn = to.conn, "session resumed elsewhere; closing");
                         local.detached = true;
-                        if !Self::deliver(
-                            &local.handle,
-                            Outbound::Close {
-                                code: CLOSE_GOING_AWAY,
-                                reason: "resumed elsewhere",
-                            },
-                        ) {
+                        if !local.handle.mailbox.push(Outbound::Close {
+                            code: CLOSE_GOING_AWAY,
+                            reason: "resumed elsewhere",
+                        }) {
                             local.handle.mailbox.cut();
                         }
                     }
@@ -852,7 +841,7 @@ impl Hub {
                 if let (Some(conn), Some(text)) =
                     (conn, encode(&ServerMessage::Shutdown { retry_after_ms }))
                 {
-                    Self::deliver(&conn, Outbound::message(text));
+                    conn.mailbox.push(Outbound::message(text));
                 }
             }
         });
@@ -1001,7 +990,7 @@ impl Hub {
                 code: CLOSE_GOING_AWAY,
                 reason: ErrorCode::ShuttingDown.as_str(),
             };
-            if !Self::deliver(&local.handle, close) {
+            if !local.handle.mailbox.push(close) {
                 local.handle.mailbox.cut();
             }
         }

@@ -22,6 +22,16 @@ async fn pair(server: &Server, room: &str) -> (Client, Client, String, String) {
     (a, b, peer(&wa), peer(&wb))
 }
 
+/// The next message a split client's reader passed on; panics after 5 s.
+async fn next_in(
+    inbox: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> serde_json::Value {
+    tokio::time::timeout(common::WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn bad_messages_get_their_code_and_the_connection_lives_on() {
     let server = start().await;
@@ -238,10 +248,7 @@ async fn a_slow_consumer_is_cut_off_and_others_carry_on() {
     // resume); then the sender is told it left, possibly after unknown_peer errors for signals
     // sent after that.
     loop {
-        let m = tokio::time::timeout(common::WAIT, inbox.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = next_in(&mut inbox).await;
         if m["type"] == "peer_left" {
             assert_eq!(m["peer"], slow_id);
             break;
@@ -283,10 +290,7 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
     // What it sends meanwhile is still read and relayed.
     slow.send(json!({"type":"signal","to": a_id,"data": "still here"}))
         .await;
-    let m = tokio::time::timeout(common::WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = next_in(&mut inbox).await;
     assert_eq!(
         (&m["type"], &m["data"]),
         (&json!("signal"), &json!("still here"))
@@ -299,10 +303,7 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Its session is held for the resume grace, then it has left.
-    let m = tokio::time::timeout(common::WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = next_in(&mut inbox).await;
     assert_eq!(
         (&m["type"], &m["peer"]),
         (&json!("peer_left"), &json!(slow_id))
