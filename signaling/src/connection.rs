@@ -140,11 +140,8 @@ impl Conn {
         if let ServerMessage::Error { code, .. } = msg {
             self.hub.metrics.error(*code);
         }
-        if let Some(text) = encode(msg)
-            && !self.handle.mailbox.push(Outbound::message(text))
-        {
-            // Full: the client does not read what it is sent.
-            self.handle.mailbox.cut();
+        if let Some(text) = encode(msg) {
+            self.handle.mailbox.push_or_cut(Outbound::message(text));
         }
     }
 
@@ -156,9 +153,9 @@ impl Conn {
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        if !self.handle.mailbox.push(Outbound::Close { code, reason }) {
-            self.handle.mailbox.cut();
-        }
+        self.handle
+            .mailbox
+            .push_or_cut(Outbound::Close { code, reason });
     }
 
     fn shutting_down(&self) {

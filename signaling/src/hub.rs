@@ -21,8 +21,6 @@ use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
 use crate::mailbox::Mailbox;
-
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::persist::Write;
@@ -31,6 +29,9 @@ use crate::resume::ResumeKeys;
 use crate::room::Entrant;
 use crate::store::{Store, StoreError};
 use crate::token::{Claims, TokenKeys};
+
+/// The hub's maps, looked up for every message relayed: foldhash, not std's SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a connection's writer sends.
 #[derive(Debug)]
@@ -549,15 +550,15 @@ impl Hub {
             code,
             message: message.to_owned(),
         };
-        let delivered = encode(&error).is_some_and(|text| {
-            conn.mailbox.push(Outbound::message(text))
-                && conn.mailbox.push(Outbound::Close {
-                    code: CLOSE_POLICY,
-                    reason: code.as_str(),
-                })
-        });
-        if !delivered {
+        let Some(text) = encode(&error) else {
             conn.mailbox.cut();
+            return;
+        };
+        if conn.mailbox.push_or_cut(Outbound::message(text)) {
+            conn.mailbox.push_or_cut(Outbound::Close {
+                code: CLOSE_POLICY,
+                reason: code.as_str(),
+            });
         }
     }
 
@@ -582,12 +583,11 @@ impl Hub {
                         text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
                         relayed_at: read_at,
                     };
-                    if !local.handle.mailbox.push(outbound) {
+                    if !local.handle.mailbox.push_or_cut(outbound) {
                         warn!(
                             conn = to.conn,
                             "outbound queue full; disconnecting slow client"
                         );
-                        local.handle.mailbox.cut();
                     }
                 }
                 Out::Close { to, code, message } => {
@@ -604,12 +604,10 @@ impl Hub {
                     {
                         debug!(conn = to.conn, "session resumed elsewhere; closing");
                         local.detached = true;
-                        if !local.handle.mailbox.push(Outbound::Close {
+                        local.handle.mailbox.push_or_cut(Outbound::Close {
                             code: CLOSE_GOING_AWAY,
                             reason: "resumed elsewhere",
-                        }) {
-                            local.handle.mailbox.cut();
-                        }
+                        });
                     }
                 }
                 Out::Bound { to, peer, waiting } => {
@@ -990,9 +988,7 @@ impl Hub {
                 code: CLOSE_GOING_AWAY,
                 reason: ErrorCode::ShuttingDown.as_str(),
             };
-            if !local.handle.mailbox.push(close) {
-                local.handle.mailbox.cut();
-            }
+            local.handle.mailbox.push_or_cut(close);
         }
     }
 }

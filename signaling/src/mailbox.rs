@@ -63,6 +63,16 @@ impl<T> Mailbox<T> {
         true
     }
 
+    /// Queues `item`, or cuts the reader off when the queue is full (it does not keep up).
+    /// False when it was cut off here.
+    pub(crate) fn push_or_cut(&self, item: T) -> bool {
+        let queued = self.push(item);
+        if !queued {
+            self.cut();
+        }
+        queued
+    }
+
     /// Queues `item` even past the capacity: for a burst bounded elsewhere (a resume's replay,
     /// bounded by the replay buffer).
     pub(crate) fn push_beyond(&self, item: T) {
@@ -146,6 +156,15 @@ mod tests {
         assert!(m.is_cut());
         assert!(m.push(2), "not a full queue: the connection is going");
         assert_eq!((m.pop(), m.pop()), (Some(1), None));
+    }
+
+    #[test]
+    fn a_push_to_a_full_queue_can_cut_the_reader_off() {
+        let m = Mailbox::new(1);
+        assert!(m.push_or_cut(1));
+        assert!(!m.is_cut());
+        assert!(!m.push_or_cut(2), "full");
+        assert!(m.is_cut());
     }
 
     #[tokio::test]

@@ -946,8 +946,7 @@ impl Replica {
         // A session's first message, its `welcome` or `waiting`, is never replayed: it carries
         // the secret a client resumes with, so a client that resumes has had it. (Kept, it
         // would be the largest thing an idle session holds.)
-        let first = self.sessions.get(peer).is_some_and(|s| s.seq == 0);
-        let text = match msg {
+        let (text, keep) = match msg {
             ServerMessage::Welcome { .. } | ServerMessage::Waiting { .. } => {
                 let mut msg = msg.clone();
                 if let ServerMessage::Welcome { resume_secret, .. }
@@ -955,16 +954,12 @@ impl Replica {
                 {
                     *resume_secret = Some(ctx.resume.secret_for(peer));
                 }
-                encode(&msg)
+                let first = self.sessions.get(peer).is_some_and(|s| s.seq == 0);
+                (encode(&msg), !first)
             }
-            _ => encode(msg),
+            _ => (encode(msg), true),
         };
         if let Some(text) = text {
-            let keep = !(first
-                && matches!(
-                    msg,
-                    ServerMessage::Welcome { .. } | ServerMessage::Waiting { .. }
-                ));
             self.send_text(peer, Text(text), None, keep, ctx, out);
         }
     }
