@@ -4,7 +4,8 @@
 //! another, and prints a table with the ratios:
 //!
 //! - connection storm: connects/s, each with its token check (Hearth) and first message;
-//! - idle soak: server RSS per idle connection;
+//! - idle soak: server RSS per idle connection; with `--after-traffic S`, again S seconds after
+//!   the saturation phase (what the server still holds for sessions that had traffic);
 //! - relay at a fixed schedule (open loop): p50/p99/max latency, sender to receiver;
 //! - relay at saturation (closed loop, a window of messages in flight): msgs/s and the server's
 //!   CPU, so msgs per server CPU-second says what one core can carry even when this generator
@@ -54,6 +55,7 @@ struct Args {
     rate: u64,
     seconds: u64,
     soak: u64,
+    after_traffic: u64,
     window: usize,
     resume: usize,
     cross_connections: usize,
@@ -70,6 +72,7 @@ fn args() -> Args {
         rate: 2_000,
         seconds: 5,
         soak: 3,
+        after_traffic: 0,
         window: 1_000,
         resume: 1_000,
         cross_connections: 1_000,
@@ -88,6 +91,7 @@ fn args() -> Args {
             "--rate" => a.rate = value().parse().expect("a number"),
             "--seconds" => a.seconds = value().parse().expect("a number"),
             "--soak" => a.soak = value().parse().expect("a number"),
+            "--after-traffic" => a.after_traffic = value().parse().expect("a number"),
             "--window" => a.window = value().parse().expect("a number"),
             "--resume" => a.resume = even(value()),
             "--cross-connections" => a.cross_connections = even(value()),
@@ -194,6 +198,18 @@ async fn bench(args: Args) {
             ))
             .unwrap_or_default()
     );
+    if let Some(h) = hearth.after_traffic_rss_per_conn {
+        let peer = peerjs
+            .as_ref()
+            .and_then(|p| p.after_traffic_rss_per_conn)
+            .map(|p| format!(", PeerJS {:.1} KiB ({:.2}x)", p / 1024.0, p / h))
+            .unwrap_or_default();
+        println!(
+            "\nRSS per connection {} s after the saturation phase (all still connected, idle): Hearth {:.1} KiB{peer}",
+            args.after_traffic,
+            h / 1024.0
+        );
+    }
     if let Some(o) = &hearth.own {
         println!(
             "\nHearth's own relay time at {} msg/s (read to written, from its /metrics histogram; {} signals): p50 at most {} ms, p99 at most {} ms, slowest at most {} ms. The rest of the end-to-end figures is the kernel's loopback and this generator.",
@@ -266,6 +282,8 @@ struct Report {
     storm_cores: f64,
     base_rss: f64,
     idle_rss_per_conn: f64,
+    /// The same, `--after-traffic` seconds after the saturation phase.
+    after_traffic_rss_per_conn: Option<f64>,
     fixed: Latency,
     saturation_msgs_per_s: f64,
     server_cores: f64,
@@ -914,6 +932,13 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
     );
     eprintln!("{name}: saturation");
     let (saturation_msgs_per_s, cpu) = fleet.saturate(args.seconds, &[pid]).await;
+    let after_traffic_rss_per_conn = if args.after_traffic > 0 {
+        eprintln!("{name}: idle after the traffic");
+        tokio::time::sleep(Duration::from_secs(args.after_traffic)).await;
+        Some((rss_bytes(pid) - base_rss) / held as f64)
+    } else {
+        None
+    };
     eprintln!("{name}: mass resume");
     let resume = fleet.mass_resume(args.resume).await;
     let errors = fleet.stats.errors.load(Relaxed);
@@ -927,6 +952,7 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
         storm_cores,
         base_rss,
         idle_rss_per_conn,
+        after_traffic_rss_per_conn,
         fixed,
         saturation_msgs_per_s,
         server_cores: cpu / secs,

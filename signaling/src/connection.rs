@@ -117,6 +117,8 @@ const WRITE_BATCH: usize = 64;
 
 enum Frame {
     Text(Utf8Bytes),
+    /// A pong, with what it echoes of the ping it answers.
+    Pong(axum::body::Bytes),
     Skip,
     /// A frame that gets this error.
     Refused(ErrorCode, String),
@@ -215,7 +217,8 @@ impl Conn {
                     "Messages must be JSON text frames, not binary.".to_owned(),
                 )
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Frame::Skip,
+            Some(Ok(Message::Pong(echo))) => Frame::Pong(echo),
+            Some(Ok(Message::Ping(_))) => Frame::Skip,
             Some(Ok(Message::Close(_))) | None => Frame::End,
             Some(Err(e)) => {
                 // Protocol errors, frames beyond the hard cap, resets: nothing to answer on.
@@ -256,7 +259,7 @@ impl Conn {
             };
             let text = match self.classify(frame) {
                 Frame::Text(text) => text,
-                Frame::Skip => continue,
+                Frame::Skip | Frame::Pong(_) => continue,
                 Frame::Refused(code, message) => {
                     self.refuse(code, message);
                     continue;
@@ -340,11 +343,15 @@ impl Conn {
             tokio::time::interval_at(tokio::time::Instant::now() + first, limits.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let idle_timeout = limits.idle_timeout;
+        let ask_when_kept = (limits.replay_buffer / 4).max(1);
         let mut last_seen = Instant::now();
-        // A client heard from since the last tick is alive: it is not pinged.
+        // A client heard from since the last tick is alive: it is not pinged (unless for the
+        // messages kept for it, below).
         let mut heard = false;
         // The backlog the ping timer was last brought forward for.
         let mut timed_backlog = None;
+        // The `seq` the last ping asked the client to confirm, until its pong does.
+        let mut asked: Option<u64> = None;
         // Idleness is checked on the ping tick rather than with a timer reset per message. When
         // draining is over, the hub queues each connection's close (see
         // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
@@ -395,12 +402,24 @@ impl Conn {
                         self.close(CLOSE_GOING_AWAY, "idle");
                         return false;
                     }
-                    if std::mem::take(&mut heard) {
+                    // Messages kept for this session's replay: the ping carries the last one's
+                    // `seq`, and the client's pong (a WebSocket echoes what a ping carries)
+                    // confirms it read that far, so they need not be kept any longer. A silent
+                    // client is pinged anyway; one that talks only once a quarter of what may be
+                    // kept for it is.
+                    let talked = std::mem::take(&mut heard);
+                    let ack = self
+                        .hub
+                        .unacked(&session.room, self.handle.id)
+                        .filter(|&(_, kept)| !talked || kept >= ask_when_kept)
+                        .map(|(seq, _)| seq);
+                    if talked && ack.is_none() {
                         continue;
                     }
-                    if !io.put(self, Outbound::Ping) {
-                        return false;
-                    }
+                    asked = ack;
+                    // Through the mailbox: behind every message queued before the number
+                    // was read.
+                    self.handle.mailbox.push_beyond(Outbound::Ping { ack });
                     continue;
                 }
                 read = poll_fn(|cx| {
@@ -423,6 +442,20 @@ impl Conn {
             // into its event in one expression.
             let text = match self.admit(&limiter, frame) {
                 Frame::Text(text) => text,
+                Frame::Pong(echo) => {
+                    if let Some(seq) = asked.filter(|s| echo.as_ref() == s.to_be_bytes()) {
+                        asked = None;
+                        let event = Event::Ack {
+                            conn: self.hub.conn_ref(self.handle.id),
+                            seq,
+                        };
+                        // Not confirmed in the log: the messages stay kept, nothing else.
+                        let _ = self
+                            .writing_while(io, self.hub.publish(&session.room, event))
+                            .await;
+                    }
+                    continue;
+                }
                 Frame::Skip => continue,
                 Frame::Refused(code, message) => {
                     let told = Box::pin(self.tell(session, code, message));
@@ -620,7 +653,12 @@ impl Io {
     fn put(&mut self, conn: &Conn, item: Outbound) -> bool {
         let (message, relayed_at, last) = match item {
             Outbound::Text { text, relayed_at } => (Message::Text(text), relayed_at, false),
-            Outbound::Ping => (Message::Ping(Default::default()), None, false),
+            Outbound::Ping { ack } => {
+                let payload = ack
+                    .map(|seq| seq.to_be_bytes().to_vec())
+                    .unwrap_or_default();
+                (Message::Ping(payload.into()), None, false)
+            }
             Outbound::Close { code, reason } => (
                 Message::Close(Some(CloseFrame {
                     code,

@@ -42,8 +42,9 @@ pub(crate) enum Outbound {
         text: Utf8Bytes,
         relayed_at: Option<Instant>,
     },
-    /// A heartbeat ping.
-    Ping,
+    /// A heartbeat ping; `ack` asks the client to confirm its session's messages up to that
+    /// `seq` (the ping carries it, and the client's pong echoes it).
+    Ping { ack: Option<u64> },
     /// A close frame, after which the writer stops.
     Close { code: u16, reason: &'static str },
 }
@@ -359,6 +360,18 @@ impl Hub {
             ice: &self.options.ice,
             resume: &self.resume,
         }
+    }
+
+    /// The last `seq` sent to connection `conn`'s session in `room` and how many messages are
+    /// kept for its replay; `None` when none are.
+    pub(crate) fn unacked(&self, room: &str, conn: u64) -> Option<(u64, usize)> {
+        let state = self.lock();
+        let peer = state.conns.get(&conn)?.peer.as_ref()?;
+        state
+            .rooms
+            .get(room)?
+            .replica
+            .unacked(peer, &self.conn_ref(conn))
     }
 
     /// Appends an event to `room`'s log.
@@ -1055,7 +1068,7 @@ impl Sink for Hub {
         followed.unsaved += 1;
         let mut outs = Vec::new();
         // A signal changes no session: the relay's hot path skips the bookkeeping.
-        let sessions_change = !matches!(event, Event::Signal { .. });
+        let sessions_change = !matches!(event, Event::Signal { .. } | Event::Ack { .. });
         let ctx = self.ctx();
         followed.replica.apply(event, &ctx, &mut outs);
         if sessions_change {

@@ -104,6 +104,9 @@ pub(crate) enum Event {
     },
     /// A message for `conn`'s session from its node (an error about what it sent, a notice).
     Tell { conn: ConnRef, msg: ServerMessage },
+    /// `conn`'s client has read its session's messages up to `seq` (its WebSocket answered a
+    /// ping sent after them): they are no longer kept for replay.
+    Ack { conn: ConnRef, seq: u64 },
     /// Time passed: held sessions and places older than their grace end.
     Tick { at: u64 },
     /// A node stopped: its sessions are held as if their connections had dropped.
@@ -185,6 +188,22 @@ struct Session {
     ring: VecDeque<(u64, Text)>,
     /// The highest client `seq` applied.
     acked: u64,
+}
+
+impl Session {
+    /// Its client has read everything up to `seq`: what it kept for replay up to there goes,
+    /// and so does the buffer's spare room (a buffer that once held the whole replay allowance
+    /// would otherwise stay that size for as long as the session lasts).
+    fn delivered(&mut self, seq: u64) {
+        while self.ring.front().is_some_and(|(n, _)| *n <= seq) {
+            self.ring.pop_front();
+        }
+        if self.ring.is_empty() {
+            self.ring = VecDeque::new();
+        } else {
+            self.ring.shrink_to(2 * self.ring.len());
+        }
+    }
 }
 
 /// What every copy of a room must agree on, besides the events: the same on every node.
@@ -278,6 +297,14 @@ impl Replica {
             .iter()
             .find(|(_, s)| s.conn.as_ref() == Some(conn))
             .map(|(p, _)| p.clone())
+    }
+
+    /// The last `seq` sent to session `peer` and how many messages are kept for its replay,
+    /// while `conn` holds it and some are: the number for a ping that asks the client to
+    /// confirm them.
+    pub(crate) fn unacked(&self, peer: &PeerId, conn: &ConnRef) -> Option<(u64, usize)> {
+        let s = self.sessions.get(peer)?;
+        (s.conn.as_ref() == Some(conn) && !s.ring.is_empty()).then_some((s.seq, s.ring.len()))
     }
 
     /// Whether the session holds `conn` and this client message is new (not sent again after a
@@ -451,6 +478,13 @@ impl Replica {
             Event::Tell { conn, msg } => {
                 if let Some(peer) = self.owner(&conn) {
                     self.send(&peer, &msg, ctx, out);
+                }
+            }
+            Event::Ack { conn, seq } => {
+                if let Some(peer) = self.owner(&conn)
+                    && let Some(s) = self.sessions.get_mut(&peer)
+                {
+                    s.delivered(seq);
                 }
             }
             Event::Tick { at } => self.expire(at, ctx, out),
@@ -993,6 +1027,140 @@ impl Replica {
         s.ring.push_back((seq, text));
         while s.ring.len() > ctx.replay {
             s.ring.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(n: u64) -> ConnRef {
+        ConnRef {
+            node: "n1".into(),
+            conn: n,
+        }
+    }
+
+    fn join(r: &mut Replica, peer: &str, c: u64, ctx: &Ctx<'_>) {
+        let who = Entrant {
+            peer: PeerId::from(peer),
+            sub: format!("sub-{peer}"),
+            name: peer.into(),
+            role: Role::Family,
+        };
+        let event = Event::Join {
+            who,
+            inv: None,
+            conn: conn(c),
+            at: 1,
+            rules: None,
+        };
+        r.apply(event, ctx, &mut Vec::new());
+    }
+
+    fn signal(r: &mut Replica, from: u64, to: &str, n: u64, ctx: &Ctx<'_>) {
+        let event = Event::Signal {
+            conn: conn(from),
+            to: PeerId::from(to),
+            data: Text(Utf8Bytes::from(n.to_string())),
+            cseq: None,
+            read_at: None,
+        };
+        r.apply(event, ctx, &mut Vec::new());
+    }
+
+    /// The `resumed` a resume of `peer` on connection `c` from `last_seq` gets.
+    fn resume(r: &mut Replica, peer: &str, c: u64, last_seq: u64, ctx: &Ctx<'_>) -> Out {
+        let event = Event::Resume {
+            peer: PeerId::from(peer),
+            sub: format!("sub-{peer}"),
+            conn: conn(c),
+            last_seq,
+            at: 2,
+        };
+        let mut out = Vec::new();
+        r.apply(event, ctx, &mut out);
+        out.into_iter()
+            .find(|o| matches!(o, Out::Resumed { .. }))
+            .expect("resumed")
+    }
+
+    #[test]
+    fn what_the_client_confirmed_is_no_longer_kept_and_a_resume_from_before_it_gets_a_snapshot() {
+        let secret = crate::secret::Secret::generate();
+        let (ice, resume_keys) = (IceOptions::default(), ResumeKeys::new(&secret));
+        let ctx = Ctx {
+            resume_grace_ms: 30_000,
+            waiting_grace_ms: 120_000,
+            replay: 256,
+            ice: &ice,
+            resume: &resume_keys,
+        };
+        let mut r = Replica::new("r", 4);
+        join(&mut r, "a", 1, &ctx);
+        join(&mut r, "b", 2, &ctx);
+        for n in 0..5 {
+            signal(&mut r, 1, "b", n, &ctx);
+        }
+        let b = PeerId::from("b");
+        let (last, kept) = r.unacked(&b, &conn(2)).expect("b has messages kept");
+        assert_eq!(kept, 5, "the five signals (its `welcome` is not kept)");
+        // Only the connection that holds the session is asked.
+        assert_eq!(r.unacked(&b, &conn(1)), None);
+        // An acknowledgement from another connection changes nothing.
+        r.apply(
+            Event::Ack {
+                conn: conn(1),
+                seq: last,
+            },
+            &ctx,
+            &mut Vec::new(),
+        );
+        assert_eq!(r.unacked(&b, &conn(2)), Some((last, 5)));
+        // Confirmed up to two before the last: two are still kept.
+        r.apply(
+            Event::Ack {
+                conn: conn(2),
+                seq: last - 2,
+            },
+            &ctx,
+            &mut Vec::new(),
+        );
+        let kept: Vec<u64> = r.sessions[&b].ring.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept, vec![last - 1, last]);
+        // Confirmed to the end: nothing is kept, not even the buffer's room.
+        r.apply(
+            Event::Ack {
+                conn: conn(2),
+                seq: last,
+            },
+            &ctx,
+            &mut Vec::new(),
+        );
+        assert_eq!(r.unacked(&b, &conn(2)), None);
+        assert_eq!(r.sessions[&b].ring.capacity(), 0);
+
+        // A resume from the last message confirmed has nothing to replay; one from before it
+        // (a client that lost what its socket had read) gets the state again, never a gap.
+        match resume(&mut r, "b", 3, last, &ctx) {
+            Out::Resumed {
+                replay, snapshot, ..
+            } => assert!(replay.is_empty() && !snapshot),
+            other => panic!("{other:?}"),
+        }
+        signal(&mut r, 1, "b", 9, &ctx);
+        match resume(&mut r, "b", 4, last, &ctx) {
+            Out::Resumed {
+                replay, snapshot, ..
+            } => assert_eq!((replay.len(), snapshot), (1, false)),
+            other => panic!("{other:?}"),
+        }
+        match resume(&mut r, "b", 5, last - 1, &ctx) {
+            Out::Resumed {
+                replay, snapshot, ..
+            } => assert!(replay.is_empty() && snapshot),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -61,6 +61,53 @@ async fn a_member_resumes_keeps_its_id_and_gets_what_it_missed_in_order() {
 }
 
 #[tokio::test]
+async fn what_the_client_confirmed_with_a_pong_is_no_longer_kept_for_replay() {
+    let server = start_with(Limits {
+        ping_interval: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let ann_token = token(&server, "r", Role::Family, "Ann");
+    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
+    let kim_id = peer(&kw);
+    let (mut ann, welcome) = Client::join_with(&server, &ann_token).await;
+    let ann_id = peer(&welcome);
+    kim.expect("peer_joined").await;
+    for i in 0..3 {
+        kim.send(json!({"type":"signal","to": ann_id,"data": i}))
+            .await;
+        assert_eq!(ann.expect("signal").await["data"], i);
+    }
+    // Ann reads on, so her WebSocket answers the server's pings, which carry the `seq` of the
+    // last message kept for her: her pong confirms she read that far.
+    ann.quiet_for(Duration::from_millis(1_000)).await;
+    let gone = ann.hang_up();
+
+    // Resumed from where she was, nothing is missing.
+    let (ann, resumed) = Client::resume(&server, &ann_token, &gone).await;
+    assert_eq!(
+        (&resumed["replayed"], &resumed["snapshot"]),
+        (&json!(0), &json!(false))
+    );
+    // A client that lost what its socket had read (from one before the last) cannot be given
+    // it again, as it is no longer kept: it gets the whole state again, never a gap.
+    let before = common::Gone {
+        session: ann.hang_up().session,
+        last_seq: gone.last_seq - 1,
+    };
+    let (mut ann, resumed) = Client::resume(&server, &ann_token, &before).await;
+    assert_eq!(
+        (&resumed["replayed"], &resumed["snapshot"]),
+        (&json!(0), &json!(true))
+    );
+    let w = ann.expect("welcome").await;
+    assert_eq!((peer(&w), &w["peers"][0]["peer"]), (ann_id, &json!(kim_id)));
+    kim.send(json!({"type":"signal","to": peer(&w),"data": "on"}))
+        .await;
+    assert_eq!(ann.expect("signal").await["data"], "on");
+}
+
+#[tokio::test]
 async fn a_resume_while_the_old_connection_lingers_moves_the_session() {
     let server = start().await;
     let ann_token = token(&server, "r", Role::Family, "Ann");
