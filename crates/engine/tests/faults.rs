@@ -115,9 +115,14 @@ async fn a_bandwidth_cap_drops_video_to_audio_only_and_video_comes_back() {
     )
     .await;
     // Audio goes on while video is paused (once the queues the overload built have drained).
+    // Each side tries its video again 4 s after pausing it, at the bottom of the ladder; on a
+    // link this tight the try overloads it until it pauses again 2 s later, and costs the audio
+    // of those seconds (a known weakness: the try is blind, as the estimate cannot grow without
+    // traffic). The window is 8 s, so the try falls inside it whole and the next (8 s after
+    // that) does not.
     collect(&mut kim, Duration::from_secs(3)).await;
     let before = kim.room.stats().await.unwrap().peers[0].clone();
-    let paused = collect(&mut kim, Duration::from_secs(4)).await;
+    let paused = collect(&mut kim, Duration::from_secs(8)).await;
     let after = kim.room.stats().await.unwrap().peers[0].clone();
     let played = after.audio_frames_played - before.audio_frames_played;
     // A level is reported every 250 ms. A whole beep in one report reads 0.06 to 0.08 here
@@ -128,9 +133,10 @@ async fn a_bandwidth_cap_drops_video_to_audio_only_and_video_comes_back() {
         .audio_levels
         .get(&ann_id)
         .map_or(0, |l| l.iter().filter(|&&l| l > 0.02).count());
-    // The tone is on 20 % of the time: 40 frames in 4 s. All of them, and the beeps, arrive.
+    // The tone is on 20 % of the time: 80 frames in 8 s. Outside the try, they and the beeps
+    // arrive: at least half the frames and three beeps.
     assert!(
-        played >= 40 && loud >= 2,
+        played >= 40 && loud >= 3,
         "audio kept flowing during the cap: {played} frames played, levels {:?}",
         paused.audio_levels
     );
