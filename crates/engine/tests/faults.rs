@@ -117,8 +117,10 @@ async fn a_bandwidth_cap_drops_video_to_audio_only_and_video_comes_back() {
     // Audio goes on while video is paused (once the queues the overload built have drained).
     // Each side tries its video again 4 s after pausing it, at the bottom of the ladder; on a
     // link this tight the try overloads it until it pauses again 2 s later, and costs the audio
-    // of those seconds (a known weakness: the try is blind, as the estimate cannot grow without
-    // traffic). The window is 8 s, so the try falls inside it whole and the next (8 s after
+    // of those seconds (a known weakness: the try is blind. While video is paused the estimate
+    // sits at the bandwidth estimator's 50 kbit/s floor, so it can neither grow without traffic
+    // nor fall to show that the try is failing; knowing sooner needs the receiver's loss
+    // reports). The window is 8 s, so the try falls inside it whole and the next (8 s after
     // that) does not.
     collect(&mut kim, Duration::from_secs(3)).await;
     let before = kim.room.stats().await.unwrap().peers[0].clone();
