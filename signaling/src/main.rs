@@ -27,9 +27,10 @@ const PURGE_DELAY_DEFAULT: std::ffi::c_long = 10;
 /// Has mimalloc give memory it no longer uses back to the system when it is freed, rather than
 /// 10 ms later. Its delay is not a timer: it is looked at only when the thread next allocates,
 /// so a server that goes quiet after traffic kept all the memory it had used for it (19,000
-/// connections held 12.7-14.2 KiB each 35 s after a burst, against 5.5-5.8 KiB with this,
-/// at the same throughput; docs/BENCHMARKS.md). `MIMALLOC_PURGE_DELAY` in the environment
-/// still decides, when it is set.
+/// connections held 12.7-14.2 KiB each 35 s after a burst, against 5.5-5.8 KiB with this).
+/// It costs the saturated relay about 2% (page faults when freed pages are used again), which
+/// leaving out transparent huge pages (`no_thp`, Cargo.toml) more than wins back
+/// (docs/BENCHMARKS.md). `MIMALLOC_PURGE_DELAY` in the environment still decides, when set.
 #[allow(unsafe_code)]
 fn purge_freed_memory_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
