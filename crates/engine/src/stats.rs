@@ -37,6 +37,11 @@ pub struct PeerStats {
     pub recv_height: u32,
     /// Frames we sent in total.
     pub frames_sent: u64,
+    /// Captured pictures we did not send while video was on: the encoder was still busy
+    /// with an earlier one (a slow computer), dropped one to keep to its bitrate, or the
+    /// frame rate was lowered for bandwidth. Pictures taken while video is paused or the
+    /// camera is off are not counted.
+    pub frames_skipped: u64,
     /// Frames we decoded in total (or handed over whole, with `RoomOptions::forward_encoded`).
     pub frames_decoded: u64,
     /// Gaps of more than half a second between those frames.
@@ -168,6 +173,7 @@ pub(crate) async fn peer_stats(
         recv_width: c.picture_width.load(Ordering::Relaxed) as u32,
         recv_height: c.picture_height.load(Ordering::Relaxed) as u32,
         frames_sent: c.frames_sent.load(Ordering::Relaxed),
+        frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
         frames_decoded: c.frames_delivered.load(Ordering::Relaxed),
         freezes: c.freezes.load(Ordering::Relaxed),
         ice_restarts: c.ice_restarts.load(Ordering::Relaxed),

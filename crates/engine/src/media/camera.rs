@@ -65,6 +65,7 @@ pub(crate) fn run(
     }
     let _ = opened.send(Ok(()));
     let mut streaming = true;
+    let mut captured: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         if controls.camera_off() {
             if streaming {
@@ -96,7 +97,12 @@ pub(crate) fn run(
             break;
         }
         if let Some(frame) = yuyv_to_i420(buffer.buffer(), res.width(), res.height()) {
-            tx.send_replace(Some(Arc::new(CapturedFrame { frame, captured_at })));
+            tx.send_replace(Some(Arc::new(CapturedFrame {
+                frame,
+                captured_at,
+                index: captured,
+            })));
+            captured += 1;
         }
     }
     if streaming {

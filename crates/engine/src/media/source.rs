@@ -23,6 +23,9 @@ use crate::options::{AudioInput, VideoInput};
 pub(crate) struct CapturedFrame {
     pub frame: I420Frame,
     pub captured_at: Instant,
+    /// Position in the source's stream of pictures, counting from 0. A sender that sees it
+    /// jump by more than one skipped the pictures between (its encoder was behind).
+    pub index: u64,
 }
 
 /// 20 ms of encoded audio, shared by every call's sender.
@@ -347,6 +350,7 @@ fn synthetic_video(
     let interval = Duration::from_secs(1) / fps;
     let start = Instant::now();
     let mut n: u32 = 0;
+    let mut index: u64 = 0;
     let mut tick: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         // Like a camera that is released while off: no pictures, no work.
@@ -357,8 +361,13 @@ fn synthetic_video(
                 capture_us: pattern::clock_us(),
             };
             let frame = pattern::render(width, height, stamp);
-            tx.send_replace(Some(Arc::new(CapturedFrame { frame, captured_at })));
+            tx.send_replace(Some(Arc::new(CapturedFrame {
+                frame,
+                captured_at,
+                index,
+            })));
             n = n.wrapping_add(1);
+            index += 1;
         }
         tick = tick.wrapping_add(1);
         sleep_until(start + interval * tick);

@@ -75,6 +75,8 @@ pub(crate) enum LinkEvent {
 #[derive(Debug, Default)]
 pub(crate) struct LinkCounters {
     pub frames_sent: AtomicU64,
+    /// Captured pictures not sent while video was on: see `PeerStats::frames_skipped`.
+    pub frames_skipped: AtomicU64,
     /// Pictures handed to the user: decoded here, or whole for a front end that decodes.
     pub frames_delivered: AtomicU64,
     pub keyframes_received: AtomicU64,

@@ -85,6 +85,14 @@ pub(super) fn spawn_video_sender(
             let mut adapter: Option<Adapter> = None;
             let mut paused = false;
             let mut captured_count: u64 = 0;
+            // The source's index of the last picture seen, to count the ones skipped.
+            let mut last_index: Option<u64> = None;
+            let skipped = |n: u64| {
+                shared
+                    .counters
+                    .frames_skipped
+                    .fetch_add(n, Ordering::Relaxed);
+            };
             let mut last_keyframe: Option<Instant> = None;
             while !shared.stop.load(Ordering::Relaxed) {
                 if handle.block_on(feed.rx.changed()).is_err() {
@@ -96,9 +104,14 @@ pub(super) fn spawn_video_sender(
                 if feed.controls.camera_off() {
                     // Nothing is sent; the picture starts with a keyframe when it is back.
                     force_next = true;
+                    last_index = None;
                     shared.counters.video_bitrate.store(0, Ordering::Relaxed);
                     continue;
                 }
+                if let Some(last) = last_index {
+                    skipped(captured.index.saturating_sub(last + 1));
+                }
+                last_index = Some(captured.index);
                 captured_count += 1;
                 let source = &captured.frame;
                 let adapter =
@@ -124,6 +137,7 @@ pub(super) fn spawn_video_sender(
                     continue;
                 }
                 if !captured_count.is_multiple_of(u64::from(settings.fps_divisor)) {
+                    skipped(1);
                     continue;
                 }
                 // Follow bitrate changes of more than 5 %.
@@ -154,9 +168,13 @@ pub(super) fn spawn_video_sender(
                 }
                 match encoder.encode(frame, force, &mut out) {
                     Ok(Some(_)) => {}
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        skipped(1);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "video encoding failed");
+                        skipped(1);
                         continue;
                     }
                 };
