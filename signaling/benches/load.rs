@@ -65,6 +65,7 @@ struct Args {
     server_core: String,
     client_core: String,
     realtime: bool,
+    even: bool,
 }
 
 fn args() -> Args {
@@ -83,6 +84,7 @@ fn args() -> Args {
         server_core: "0".to_owned(),
         client_core: "1".to_owned(),
         realtime: false,
+        even: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +105,7 @@ fn args() -> Args {
             "--server-core" => a.server_core = value(),
             "--client-core" => a.client_core = value(),
             "--realtime" => a.realtime = true,
+            "--even" => a.even = true,
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
         }
@@ -138,10 +141,15 @@ fn main() {
 
 async fn bench(args: Args) {
     println!(
-        "load: {} connections, fixed schedule {} msg/s for {} s, saturation window {}, {} resumes, \
+        "load: {} connections, fixed schedule {} msg/s{} for {} s, saturation window {}, {} resumes, \
          cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}",
         args.connections,
         args.rate,
+        if args.even {
+            " evenly spaced"
+        } else {
+            " in 1 ms ticks"
+        },
         args.seconds,
         args.window,
         args.resume,
@@ -800,22 +808,30 @@ impl Fleet {
     /// Open loop: `rate` messages per second for `seconds`, senders never wait for replies.
     /// `realtime`: this generator's thread, which both sends and receives, has a real-time
     /// priority for the phase (see [`realtime`]): with the servers protected, the sandbox's
-    /// agent took this core instead, for up to 24 ms. The phase needs a third of the core,
-    /// so others still have room; the saturation phase, which needs all of it, runs as usual.
-    async fn fixed(&mut self, rate: u64, seconds: u64, realtime: bool) -> Latency {
+    /// agent took this core instead, for up to 24 ms. The phase needs a third of the core
+    /// (`--even`: over 90%, and the kernel keeps 5% for others), so others still have room;
+    /// the saturation phase, which needs all of it, runs as usual.
+    async fn fixed(&mut self, rate: u64, seconds: u64, realtime: bool, even: bool) -> Latency {
         // The runtime has one thread, this process's main one: its id is the process's.
         let me = std::process::id();
         if realtime {
             chrt(me, &["-f", "-p", "10"]);
         }
-        let latency = self.fixed_schedule(rate, seconds).await;
+        let latency = if even {
+            self.fixed_even(rate, seconds).await
+        } else {
+            self.fixed_ticks(rate, seconds).await
+        };
         if realtime {
             chrt(me, &["-o", "-p", "0"]);
         }
         latency
     }
 
-    async fn fixed_schedule(&mut self, rate: u64, seconds: u64) -> Latency {
+    /// The schedule as the timer gives it: `rate / 1000` messages at once every millisecond.
+    /// This thread also receives, so a message waits in its socket until the burst it came in
+    /// is all sent: that wait is in every figure, for both servers alike.
+    async fn fixed_ticks(&mut self, rate: u64, seconds: u64) -> Latency {
         self.stats.phase.store(FIXED, Relaxed);
         let total = rate * seconds;
         let per_tick = (rate / 1000).max(1);
@@ -830,9 +846,42 @@ impl Fleet {
                 k += 1;
             }
         }
+        self.latency(FIXED, total, start).await
+    }
+
+    /// `--even`: one message every `1 / rate` seconds, evenly spaced. Tokio's timer counts
+    /// whole milliseconds, so a thread of its own keeps the time (the kernel's sleep is good to
+    /// tens of microseconds) and tells this one when each message is due; between them this
+    /// thread waits in the runtime, free to read what arrives.
+    async fn fixed_even(&mut self, rate: u64, seconds: u64) -> Latency {
+        self.stats.phase.store(FIXED, Relaxed);
+        let total = rate * seconds;
+        let gap = Duration::from_secs(1) / u32::try_from(rate).expect("a rate below 4 billion");
+        let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let clock = std::thread::spawn(move || {
+            for k in 0..total {
+                let due = start + gap * u32::try_from(k).expect("under 4 billion messages");
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if due_tx.send(k).is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(k) = due_rx.recv().await {
+            self.send_kth(k).await;
+        }
+        clock.join().unwrap();
+        self.latency(FIXED, total, start).await
+    }
+
+    /// Waits for a phase's messages and reads its latency histogram.
+    async fn latency(&self, phase: usize, total: u64, start: Instant) -> Latency {
         let secs = start.elapsed().as_secs_f64();
-        let got = self.wait_for(FIXED, total, Duration::from_secs(10)).await;
-        let h = self.stats.hist[FIXED].lock().unwrap().clone();
+        let got = self.wait_for(phase, total, Duration::from_secs(10)).await;
+        let h = self.stats.hist[phase].lock().unwrap().clone();
         Latency {
             msgs_per_s: got as f64 / secs,
             p50_us: h.value_at_quantile(0.5) as f64,
@@ -986,7 +1035,9 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
     let idle_rss_per_conn = (rss_bytes(pid) - base_rss) / held as f64;
     eprintln!("{name}: fixed schedule");
     let (server_before, own_before) = (cpu_secs(&[pid]), cpu_secs(&[std::process::id()]));
-    let fixed = fleet.fixed(args.rate, args.seconds, args.realtime).await;
+    let fixed = fleet
+        .fixed(args.rate, args.seconds, args.realtime, args.even)
+        .await;
     // Nothing was relayed before this phase: the histogram holds just its messages.
     let own = match proto {
         Proto::Hearth => own_latency(&url).await,
@@ -1073,7 +1124,9 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         let (child, url) = spawn_hearth(args, None).await;
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "alone", &[url], n, |_| 0, args.window).await;
-        let l = f.fixed(args.cross_rate, args.seconds, args.realtime).await;
+        let l = f
+            .fixed(args.cross_rate, args.seconds, args.realtime, args.even)
+            .await;
         drop(f);
         drop(child);
         l
@@ -1097,13 +1150,15 @@ async fn cross_node(args: &Args) -> Option<Cross> {
     eprintln!("two nodes, both ends on one");
     let same_node = {
         let (mut f, _) = Fleet::connect(Proto::Hearth, "same", &urls, n, |_| 0, args.window).await;
-        f.fixed(args.cross_rate, args.seconds, args.realtime).await
+        f.fixed(args.cross_rate, args.seconds, args.realtime, args.even)
+            .await
     };
     eprintln!("two nodes, ends on different ones");
     let cross_node = {
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "cross", &urls, n, |i| i % 2, args.window).await;
-        f.fixed(args.cross_rate, args.seconds, args.realtime).await
+        f.fixed(args.cross_rate, args.seconds, args.realtime, args.even)
+            .await
     };
     Some(Cross {
         alone,
