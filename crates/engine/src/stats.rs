@@ -38,9 +38,9 @@ pub struct PeerStats {
     /// Frames we sent in total.
     pub frames_sent: u64,
     /// Captured pictures we did not send while video was on: the encoder was still busy
-    /// with an earlier one (a slow computer), dropped one to keep to its bitrate, or the
-    /// frame rate was lowered for bandwidth. Pictures taken while video is paused or the
-    /// camera is off are not counted.
+    /// with an earlier one (a slow computer), dropped one to keep to its bitrate or failed
+    /// on it, or the frame rate was lowered for bandwidth. Pictures taken while video is
+    /// paused or the camera is off are not counted.
     pub frames_skipped: u64,
     /// Frames we decoded in total (or handed over whole, with `RoomOptions::forward_encoded`).
     pub frames_decoded: u64,

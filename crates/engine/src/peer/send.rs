@@ -104,13 +104,13 @@ pub(super) fn spawn_video_sender(
                 if feed.controls.camera_off() {
                     // Nothing is sent; the picture starts with a keyframe when it is back.
                     force_next = true;
-                    last_index = None;
                     shared.counters.video_bitrate.store(0, Ordering::Relaxed);
                     continue;
                 }
-                if let Some(last) = last_index {
-                    skipped(captured.index.saturating_sub(last + 1));
-                }
+                // Pictures between the last one seen and this were skipped: counted below,
+                // unless video is paused. (A source makes no pictures while the camera is off,
+                // so one dropped just as it went off is counted when the next comes.)
+                let jump = last_index.map_or(0, |last| captured.index.saturating_sub(last + 1));
                 last_index = Some(captured.index);
                 captured_count += 1;
                 let source = &captured.frame;
@@ -136,6 +136,7 @@ pub(super) fn spawn_video_sender(
                     shared.counters.video_bitrate.store(0, Ordering::Relaxed);
                     continue;
                 }
+                skipped(jump);
                 if !captured_count.is_multiple_of(u64::from(settings.fps_divisor)) {
                     skipped(1);
                     continue;

@@ -159,8 +159,8 @@ pub async fn collect(peer: &mut Peer, window: Duration) -> Received {
 
 /// Asserts the picture numbers a peer was shown rise every time (in order, none twice), and
 /// that every number missing between them is one the sender skipped: `skipped` is the
-/// sender's own count (`frames_skipped` in its statistics), so with a sender that kept up,
-/// nothing may be missing at all.
+/// sender's own count (`frames_skipped` in its statistics) from just before the window to
+/// its end, so with a sender that kept up, nothing may be missing at all.
 pub fn assert_in_order(who: &str, frames: &[u32], at_least: usize, skipped: u64) {
     assert!(
         frames.len() >= at_least,
