@@ -434,10 +434,10 @@ async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String
     let (child, url, mut lines) = process::spawn_until_url(&mut c).await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     if args.realtime {
-        // Every thread: tokio names its workers and its blocking pool alike. The blocking
-        // pool (store writes) then competes with the workers as an equal, which can only
-        // slow Hearth down.
-        realtime(child.id().unwrap(), |_| true);
+        // Every thread, as tokio names its workers and its blocking pool alike: the blocking
+        // pool (store writes) competes with the workers as an equal, as it does without.
+        // Threads made later inherit the priority.
+        realtime(child.id().unwrap(), &["-f", "-p", "10"], |_| true);
     }
     (child, url)
 }
@@ -462,10 +462,11 @@ async fn spawn_peerjs(args: &Args, script: &std::path::Path) -> (Child, String) 
     until_listening(port, "PeerJS").await;
     if args.realtime {
         // Node's event loop is its main thread; its GC and thread-pool helpers keep the
-        // normal scheduler and run while the loop waits. With every thread real-time, PeerJS's
-        // p99 was worse (51 ms against 13 ms; docs/BENCHMARKS.md).
+        // normal scheduler and run while the loop waits, and so do threads it makes later
+        // (`-R`: reset on fork). With every thread real-time, PeerJS's p99 was worse (51 ms
+        // against 13 ms; docs/BENCHMARKS.md).
         let pid = child.id().unwrap();
-        realtime(pid, |tid| tid == pid);
+        realtime(pid, &["-R", "-f", "-p", "10"], |tid| tid == pid);
     }
     (child, format!("ws://127.0.0.1:{port}/peerjs"))
 }
@@ -476,12 +477,12 @@ async fn spawn_peerjs(args: &Args, script: &std::path::Path) -> (Child, String) 
 /// run at 19,000 connections showed it taking the server's core 15 times in 8 s, for up to
 /// 33 ms at a time, and the messages that arrive meanwhile wait (docs/BENCHMARKS.md). The
 /// kernel still leaves other processes 5% of every second (`sched_rt_runtime_us`).
-fn realtime(pid: u32, wanted: impl Fn(u32) -> bool) {
+fn realtime(pid: u32, policy: &[&str], wanted: impl Fn(u32) -> bool) {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
     for task in tasks {
         let tid: u32 = task.unwrap().file_name().to_string_lossy().parse().unwrap();
         if wanted(tid) {
-            chrt(tid, &["-f", "-p", "10"]);
+            chrt(tid, policy);
         }
     }
 }
@@ -809,8 +810,8 @@ impl Fleet {
     /// `realtime`: this generator's thread, which both sends and receives, has a real-time
     /// priority for the phase (see [`realtime`]): with the servers protected, the sandbox's
     /// agent took this core instead, for up to 24 ms. The phase needs a third of the core
-    /// (`--even`: over 90%, and the kernel keeps 5% for others), so others still have room;
-    /// the saturation phase, which needs all of it, runs as usual.
+    /// (`--even`: over 90%, docs/BENCHMARKS.md; the kernel keeps 5% for others), so others
+    /// still have room; the saturation phase, which needs all of it, runs as usual.
     async fn fixed(&mut self, rate: u64, seconds: u64, realtime: bool, even: bool) -> Latency {
         // The runtime has one thread, this process's main one: its id is the process's.
         let me = std::process::id();
@@ -818,7 +819,7 @@ impl Fleet {
             chrt(me, &["-f", "-p", "10"]);
         }
         let latency = if even {
-            self.fixed_even(rate, seconds).await
+            self.fixed_even(rate, seconds, realtime).await
         } else {
             self.fixed_ticks(rate, seconds).await
         };
@@ -852,14 +853,21 @@ impl Fleet {
     /// `--even`: one message every `1 / rate` seconds, evenly spaced. Tokio's timer counts
     /// whole milliseconds, so a thread of its own keeps the time (the kernel's sleep is good to
     /// tens of microseconds) and tells this one when each message is due; between them this
-    /// thread waits in the runtime, free to read what arrives.
-    async fn fixed_even(&mut self, rate: u64, seconds: u64) -> Latency {
+    /// thread waits in the runtime, free to read what arrives. With `realtime` the clock
+    /// thread's priority is above this one's (the same would not interrupt it).
+    async fn fixed_even(&mut self, rate: u64, seconds: u64, realtime: bool) -> Latency {
         self.stats.phase.store(FIXED, Relaxed);
         let total = rate * seconds;
         let gap = Duration::from_secs(1) / u32::try_from(rate).expect("a rate below 4 billion");
         let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel();
         let start = Instant::now();
         let clock = std::thread::spawn(move || {
+            if realtime {
+                // "<pid>/task/<tid>": this thread's id, which std does not give.
+                let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+                let tid = me.file_name().unwrap().to_string_lossy().parse().unwrap();
+                chrt(tid, &["-f", "-p", "11"]);
+            }
             for k in 0..total {
                 let due = start + gap * u32::try_from(k).expect("under 4 billion messages");
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
