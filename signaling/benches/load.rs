@@ -818,11 +818,15 @@ impl Fleet {
         if realtime {
             chrt(me, &["-f", "-p", "10"]);
         }
-        let latency = if even {
-            self.fixed_even(rate, seconds, realtime).await
+        self.stats.phase.store(FIXED, Relaxed);
+        let start = Instant::now();
+        let total = rate * seconds;
+        if even {
+            self.fixed_even(rate, total, realtime).await;
         } else {
-            self.fixed_ticks(rate, seconds).await
-        };
+            self.fixed_ticks(rate, total).await;
+        }
+        let latency = self.latency(total, start).await;
         if realtime {
             chrt(me, &["-o", "-p", "0"]);
         }
@@ -832,13 +836,10 @@ impl Fleet {
     /// The schedule as the timer gives it: `rate / 1000` messages at once every millisecond.
     /// This thread also receives, so a message waits in its socket until the burst it came in
     /// is all sent: that wait is in every figure, for both servers alike.
-    async fn fixed_ticks(&mut self, rate: u64, seconds: u64) -> Latency {
-        self.stats.phase.store(FIXED, Relaxed);
-        let total = rate * seconds;
+    async fn fixed_ticks(&mut self, rate: u64, total: u64) {
         let per_tick = (rate / 1000).max(1);
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * per_tick / rate));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let start = Instant::now();
         let mut k = 0;
         while k < total {
             tick.tick().await;
@@ -847,7 +848,6 @@ impl Fleet {
                 k += 1;
             }
         }
-        self.latency(FIXED, total, start).await
     }
 
     /// `--even`: one message every `1 / rate` seconds, evenly spaced. Tokio's timer counts
@@ -855,9 +855,7 @@ impl Fleet {
     /// tens of microseconds) and tells this one when each message is due; between them this
     /// thread waits in the runtime, free to read what arrives. With `realtime` the clock
     /// thread's priority is above this one's (the same would not interrupt it).
-    async fn fixed_even(&mut self, rate: u64, seconds: u64, realtime: bool) -> Latency {
-        self.stats.phase.store(FIXED, Relaxed);
-        let total = rate * seconds;
+    async fn fixed_even(&mut self, rate: u64, total: u64, realtime: bool) {
         let gap = Duration::from_secs(1) / u32::try_from(rate).expect("a rate below 4 billion");
         let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel();
         let start = Instant::now();
@@ -882,14 +880,14 @@ impl Fleet {
             self.send_kth(k).await;
         }
         clock.join().unwrap();
-        self.latency(FIXED, total, start).await
     }
 
-    /// Waits for a phase's messages and reads its latency histogram.
-    async fn latency(&self, phase: usize, total: u64, start: Instant) -> Latency {
+    /// Waits for the fixed schedule's `total` messages, sent from `start`, and reads their
+    /// latency histogram.
+    async fn latency(&self, total: u64, start: Instant) -> Latency {
         let secs = start.elapsed().as_secs_f64();
-        let got = self.wait_for(phase, total, Duration::from_secs(10)).await;
-        let h = self.stats.hist[phase].lock().unwrap().clone();
+        let got = self.wait_for(FIXED, total, Duration::from_secs(10)).await;
+        let h = self.stats.hist[FIXED].lock().unwrap().clone();
         Latency {
             msgs_per_s: got as f64 / secs,
             p50_us: h.value_at_quantile(0.5) as f64,

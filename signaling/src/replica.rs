@@ -1070,8 +1070,9 @@ mod tests {
         r.apply(event, ctx, &mut Vec::new());
     }
 
-    /// The `resumed` a resume of `peer` on connection `c` from `last_seq` gets.
-    fn resume(r: &mut Replica, peer: &str, c: u64, last_seq: u64, ctx: &Ctx<'_>) -> Out {
+    /// What a resume of `peer` on connection `c` from `last_seq` gets: how many messages are
+    /// replayed, and whether it is the state again instead.
+    fn resume(r: &mut Replica, peer: &str, c: u64, last_seq: u64, ctx: &Ctx<'_>) -> (usize, bool) {
         let event = Event::Resume {
             peer: PeerId::from(peer),
             sub: format!("sub-{peer}"),
@@ -1082,8 +1083,17 @@ mod tests {
         let mut out = Vec::new();
         r.apply(event, ctx, &mut out);
         out.into_iter()
-            .find(|o| matches!(o, Out::Resumed { .. }))
+            .find_map(|o| match o {
+                Out::Resumed {
+                    replay, snapshot, ..
+                } => Some((replay.len(), snapshot)),
+                _ => None,
+            })
             .expect("resumed")
+    }
+
+    fn ack(r: &mut Replica, c: u64, seq: u64, ctx: &Ctx<'_>) {
+        r.apply(Event::Ack { conn: conn(c), seq }, ctx, &mut Vec::new());
     }
 
     #[test]
@@ -1109,58 +1119,22 @@ mod tests {
         // Only the connection that holds the session is asked.
         assert_eq!(r.unacked(&b, &conn(1)), None);
         // An acknowledgement from another connection changes nothing.
-        r.apply(
-            Event::Ack {
-                conn: conn(1),
-                seq: last,
-            },
-            &ctx,
-            &mut Vec::new(),
-        );
+        ack(&mut r, 1, last, &ctx);
         assert_eq!(r.unacked(&b, &conn(2)), Some((last, 5)));
         // Confirmed up to two before the last: two are still kept.
-        r.apply(
-            Event::Ack {
-                conn: conn(2),
-                seq: last - 2,
-            },
-            &ctx,
-            &mut Vec::new(),
-        );
+        ack(&mut r, 2, last - 2, &ctx);
         let kept: Vec<u64> = r.sessions[&b].ring.iter().map(|(n, _)| *n).collect();
         assert_eq!(kept, vec![last - 1, last]);
         // Confirmed to the end: nothing is kept, not even the buffer's room.
-        r.apply(
-            Event::Ack {
-                conn: conn(2),
-                seq: last,
-            },
-            &ctx,
-            &mut Vec::new(),
-        );
+        ack(&mut r, 2, last, &ctx);
         assert_eq!(r.unacked(&b, &conn(2)), None);
         assert_eq!(r.sessions[&b].ring.capacity(), 0);
 
         // A resume from the last message confirmed has nothing to replay; one from before it
         // (a client that lost what its socket had read) gets the state again, never a gap.
-        match resume(&mut r, "b", 3, last, &ctx) {
-            Out::Resumed {
-                replay, snapshot, ..
-            } => assert!(replay.is_empty() && !snapshot),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(resume(&mut r, "b", 3, last, &ctx), (0, false));
         signal(&mut r, 1, "b", 9, &ctx);
-        match resume(&mut r, "b", 4, last, &ctx) {
-            Out::Resumed {
-                replay, snapshot, ..
-            } => assert_eq!((replay.len(), snapshot), (1, false)),
-            other => panic!("{other:?}"),
-        }
-        match resume(&mut r, "b", 5, last - 1, &ctx) {
-            Out::Resumed {
-                replay, snapshot, ..
-            } => assert!(replay.is_empty() && snapshot),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(resume(&mut r, "b", 4, last, &ctx), (1, false));
+        assert_eq!(resume(&mut r, "b", 5, last - 1, &ctx), (0, true));
     }
 }

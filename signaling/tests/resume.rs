@@ -12,15 +12,40 @@ use hearth_proto::Role;
 use serde_json::json;
 use signaling::Limits;
 
+/// Kim (a resident) and then Ann (family) in room "r", Kim having seen Ann arrive; Ann's token
+/// is kept for her resumes.
+struct Pair {
+    kim: Client,
+    kim_id: String,
+    ann: Client,
+    ann_id: String,
+    ann_token: String,
+}
+
+async fn kim_then_ann(server: &signaling::Server) -> Pair {
+    let ann_token = token(server, "r", Role::Family, "Ann");
+    let (mut kim, kw) = Client::join(server, "r", Role::Resident, "Kim").await;
+    let (ann, welcome) = Client::join_with(server, &ann_token).await;
+    kim.expect("peer_joined").await;
+    Pair {
+        kim,
+        kim_id: peer(&kw),
+        ann,
+        ann_id: peer(&welcome),
+        ann_token,
+    }
+}
+
 #[tokio::test]
 async fn a_member_resumes_keeps_its_id_and_gets_what_it_missed_in_order() {
     let server = start().await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let kim_id = peer(&kw);
-    let (mut ann, welcome) = Client::join_with(&server, &ann_token).await;
-    let ann_id = peer(&welcome);
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        kim_id,
+        mut ann,
+        ann_id,
+        ann_token,
+    } = kim_then_ann(&server).await;
     assert_eq!(
         ann.session.as_ref().unwrap().0,
         ann_id,
@@ -67,12 +92,13 @@ async fn what_the_client_confirmed_with_a_pong_is_no_longer_kept_for_replay() {
         ..Limits::default()
     })
     .await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let kim_id = peer(&kw);
-    let (mut ann, welcome) = Client::join_with(&server, &ann_token).await;
-    let ann_id = peer(&welcome);
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        kim_id,
+        mut ann,
+        ann_id,
+        ann_token,
+    } = kim_then_ann(&server).await;
     for i in 0..3 {
         kim.send(json!({"type":"signal","to": ann_id,"data": i}))
             .await;
@@ -110,10 +136,13 @@ async fn what_the_client_confirmed_with_a_pong_is_no_longer_kept_for_replay() {
 #[tokio::test]
 async fn a_resume_while_the_old_connection_lingers_moves_the_session() {
     let server = start().await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, _) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let (mut old, welcome) = Client::join_with(&server, &ann_token).await;
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        ann: mut old,
+        ann_id,
+        ann_token,
+        ..
+    } = kim_then_ann(&server).await;
     let gone = common::Gone {
         session: old.session.clone().unwrap(),
         last_seq: old.last_seq,
@@ -122,7 +151,7 @@ async fn a_resume_while_the_old_connection_lingers_moves_the_session() {
     assert_eq!(resumed["replayed"], 0);
     // The old connection is closed quietly ("going away"), without an error.
     assert_eq!(old.closed().await, Some(1001));
-    kim.send(json!({"type":"signal","to": peer(&welcome),"data": 1}))
+    kim.send(json!({"type":"signal","to": ann_id,"data": 1}))
         .await;
     assert_eq!(ann.expect("signal").await["data"], 1);
     kim.quiet_for(Duration::from_millis(200)).await;
@@ -134,11 +163,13 @@ async fn missed_while_away(
     server: &signaling::Server,
     n: usize,
 ) -> (Client, String, String, String, common::Gone) {
-    let ann_token = token(server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(server, "r", Role::Resident, "Kim").await;
-    let (ann, welcome) = Client::join_with(server, &ann_token).await;
-    let ann_id = peer(&welcome);
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        kim_id,
+        ann,
+        ann_id,
+        ann_token,
+    } = kim_then_ann(server).await;
     let gone = ann.hang_up();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 0..n {
@@ -146,7 +177,7 @@ async fn missed_while_away(
             .await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    (kim, peer(&kw), ann_id, ann_token, gone)
+    (kim, kim_id, ann_id, ann_token, gone)
 }
 
 #[tokio::test]
@@ -199,11 +230,13 @@ async fn after_the_grace_or_with_a_wrong_secret_it_is_a_clean_fresh_join() {
         ..Limits::default()
     })
     .await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, _) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let (ann, welcome) = Client::join_with(&server, &ann_token).await;
-    let old_id = peer(&welcome);
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        ann,
+        ann_id: old_id,
+        ann_token,
+        ..
+    } = kim_then_ann(&server).await;
 
     let gone = ann.hang_up();
     assert_eq!(
@@ -246,11 +279,13 @@ async fn after_the_grace_or_with_a_wrong_secret_it_is_a_clean_fresh_join() {
 #[tokio::test]
 async fn what_the_client_numbered_is_applied_once_and_acknowledged() {
     let server = start().await;
-    let ann_token = token(&server, "r", Role::Family, "Ann");
-    let (mut kim, kw) = Client::join(&server, "r", Role::Resident, "Kim").await;
-    let kim_id = peer(&kw);
-    let (mut ann, _) = Client::join_with(&server, &ann_token).await;
-    kim.expect("peer_joined").await;
+    let Pair {
+        mut kim,
+        kim_id,
+        mut ann,
+        ann_token,
+        ..
+    } = kim_then_ann(&server).await;
     for seq in 1..=3 {
         ann.send(json!({"type":"signal","to": kim_id,"data": seq,"seq": seq}))
             .await;

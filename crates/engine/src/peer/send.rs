@@ -88,10 +88,12 @@ pub(super) fn spawn_video_sender(
             // The source's index of the last picture seen, to count the ones skipped.
             let mut last_index: Option<u64> = None;
             let skipped = |n: u64| {
-                shared
-                    .counters
-                    .frames_skipped
-                    .fetch_add(n, Ordering::Relaxed);
+                if n > 0 {
+                    shared
+                        .counters
+                        .frames_skipped
+                        .fetch_add(n, Ordering::Relaxed);
+                }
             };
             let mut last_keyframe: Option<Instant> = None;
             while !shared.stop.load(Ordering::Relaxed) {
