@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::TryFutureExt;
+use futures_util::future::Either;
 use hearth_proto::care::{AuditRecord, CheckReport, Rules};
 use hearth_proto::{ErrorCode, PeerId, Resume, Role, ServerMessage, with_seq};
 use tokio::sync::{mpsc, oneshot};
@@ -147,6 +148,9 @@ struct State {
     rules: HashMap<String, Rules>,
     /// Checks staff asked for, by request id.
     checks: HashMap<String, PendingCheck>,
+    /// What applying an event gave, between applying and carrying it out: one buffer kept
+    /// rather than one made for every message.
+    outs: Vec<Out>,
 }
 
 /// A connected resident's tablet, for the staff console.
@@ -278,7 +282,7 @@ impl Hub {
             tasks: TaskTracker::new(),
             store,
             changes,
-            node,
+            node: node.into(),
             backplane,
             writes,
             followups,
@@ -383,12 +387,15 @@ impl Hub {
         room: &'a str,
         event: Event,
     ) -> impl Future<Output = Result<(), ErrorCode>> + Send + 'a {
-        self.backplane
-            .publish(room, &self.node, event)
-            .map_err(|e| {
-                warn!(error = %e, "an event could not be published");
-                ErrorCode::Unavailable
-            })
+        match self.backplane.publish_now(room, &self.node, event) {
+            None => Either::Left(std::future::ready(Ok(()))),
+            Some(event) => Either::Right(self.backplane.publish(room, &self.node, event).map_err(
+                |e| {
+                    warn!(error = %e, "an event could not be published");
+                    ErrorCode::Unavailable
+                },
+            )),
+        }
     }
 
     /// Starts following `room` if this node does not yet: its latest snapshot, then its log.
@@ -577,8 +584,8 @@ impl Hub {
 
     /// Carries out what applying an event decided: what is for this node's connections, and
     /// the records when this node published the event.
-    fn carry_out(&self, state: &mut State, room: &str, outs: Vec<Out>, mine: bool) {
-        for out in outs {
+    fn carry_out(&self, state: &mut State, room: &str, outs: &mut Vec<Out>, mine: bool) {
+        for out in outs.drain(..) {
             match out {
                 Out::Msg {
                     to,
@@ -1041,21 +1048,21 @@ impl Sink for Hub {
     fn event(&self, room: &str, pos: u64, origin: &str, event: Event) {
         let shared = self.backplane.shared();
         let mut state = self.lock();
-        let followed = if shared {
-            match state.rooms.get_mut(room) {
-                Some(f) => f,
-                // Not followed (any more): another node serves it.
-                None => return,
-            }
-        } else {
-            state.rooms.entry(room.to_owned()).or_insert_with(|| {
-                Followed::new(
-                    Replica::new(room, self.options.limits.max_participants),
-                    0,
-                    unix_ms(),
-                    &self.ctx(),
-                )
-            })
+        if !shared && !state.rooms.contains_key(room) {
+            // The room's first event (the name is copied only then, not for every message).
+            let followed = Followed::new(
+                Replica::new(room, self.options.limits.max_participants),
+                0,
+                unix_ms(),
+                &self.ctx(),
+            );
+            state.rooms.insert(room.to_owned(), followed);
+        }
+        let mut outs = std::mem::take(&mut state.outs);
+        let Some(followed) = state.rooms.get_mut(room) else {
+            // Not followed (any more): another node serves it.
+            state.outs = outs;
+            return;
         };
         if shared {
             if pos <= followed.pos {
@@ -1066,7 +1073,6 @@ impl Sink for Hub {
             followed.pos += 1;
         }
         followed.unsaved += 1;
-        let mut outs = Vec::new();
         // A signal changes no session: the relay's hot path skips the bookkeeping.
         let sessions_change = !matches!(event, Event::Signal { .. } | Event::Ack { .. });
         let ctx = self.ctx();
@@ -1075,7 +1081,8 @@ impl Sink for Hub {
             followed.sessions_changed(&ctx);
         }
         let empty = followed.replica.is_empty();
-        self.carry_out(&mut state, room, outs, origin == self.node);
+        self.carry_out(&mut state, room, &mut outs, origin == &*self.node);
+        state.outs = outs;
         if empty && !shared {
             state.rooms.remove(room);
         }

@@ -20,13 +20,31 @@ use crate::room::{Effect, Entrant, Placement, Room};
 use crate::store::TabletChange;
 
 /// A server process, by the id it picked at start.
-pub(crate) type NodeId = String;
+pub(crate) type NodeId = std::sync::Arc<str>;
 
 /// One connection: the node it is on and its number there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConnRef {
     pub node: NodeId,
     pub conn: u64,
+}
+
+/// The numbers first: a room's sessions are searched by connection on every message, and
+/// comparing the number alone spares reading each node id (one node's ids are one `Arc`, which
+/// compares by address first).
+impl PartialEq for ConnRef {
+    fn eq(&self, other: &ConnRef) -> bool {
+        self.conn == other.conn && self.node == other.node
+    }
+}
+
+impl Eq for ConnRef {}
+
+impl std::hash::Hash for ConnRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.conn.hash(state);
+        self.node.hash(state);
+    }
 }
 
 /// JSON text shared by the log, the replay buffer and the sockets without copying.
@@ -265,14 +283,33 @@ pub(crate) fn encode(msg: &ServerMessage) -> Option<Utf8Bytes> {
 /// `{"type":"signal","from":…,"data":…}` around `data`, which is JSON already: written by hand
 /// so the data is not parsed and written again for every message relayed.
 fn signal_text(from: &PeerId, data: &str) -> Utf8Bytes {
-    let from = serde_json::to_string(from.as_str()).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut text = String::with_capacity(40 + from.len() + data.len());
-    text.push_str("{\"type\":\"signal\",\"from\":");
-    text.push_str(&from);
-    text.push_str(",\"data\":");
+    Utf8Bytes::from(signal_json(from, data))
+}
+
+/// The text of [`signal_text`], allocated at exactly its length: shared bytes made of it then
+/// need no second allocation.
+fn signal_json(from: &PeerId, data: &str) -> String {
+    const HEAD: &str = "{\"type\":\"signal\",\"from\":";
+    const DATA: &str = ",\"data\":";
+    // Ids this server gave out need no escaping; anything else is escaped by serde_json.
+    let id = from.as_str();
+    let plain = id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    let escaped = (!plain).then(|| serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()));
+    let quoted_len = escaped.as_ref().map_or(id.len() + 2, String::len);
+    let mut text = String::with_capacity(HEAD.len() + quoted_len + DATA.len() + data.len() + 1);
+    text.push_str(HEAD);
+    match &escaped {
+        Some(escaped) => text.push_str(escaped),
+        None => {
+            text.push('"');
+            text.push_str(id);
+            text.push('"');
+        }
+    }
+    text.push_str(DATA);
     text.push_str(data);
     text.push('}');
-    Utf8Bytes::from(text)
+    text
 }
 
 impl Replica {
@@ -328,7 +365,7 @@ impl Replica {
     ) -> impl Iterator<Item = (&'a PeerId, &'a ConnRef)> + 'a {
         self.sessions
             .iter()
-            .filter_map(move |(p, s)| s.conn.as_ref().filter(|c| c.node == node).map(|c| (p, c)))
+            .filter_map(move |(p, s)| s.conn.as_ref().filter(|c| &*c.node == node).map(|c| (p, c)))
     }
 
     /// Nodes that hold a connection of this room.
@@ -1094,6 +1131,42 @@ mod tests {
 
     fn ack(r: &mut Replica, c: u64, seq: u64, ctx: &Ctx<'_>) {
         r.apply(Event::Ack { conn: conn(c), seq }, ctx, &mut Vec::new());
+    }
+
+    #[test]
+    fn a_relayed_signal_reads_as_json_and_is_allocated_at_its_length() {
+        for (from, data) in [
+            ("p-1a2b", r#"{"sdp":"v=0\r\n"}"#),
+            // An id that needs escaping is escaped.
+            ("odd\"id\\\n", "[1,2]"),
+        ] {
+            let text = signal_text(&PeerId::from(from), data);
+            let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            assert_eq!(
+                value,
+                serde_json::json!({
+                    "type": "signal",
+                    "from": from,
+                    "data": serde_json::from_str::<serde_json::Value>(data).unwrap(),
+                })
+            );
+        }
+        // Allocated at exactly its length, so sharing its bytes needs no second allocation.
+        for from in ["p", "odd\"id"] {
+            let text = signal_json(&PeerId::from(from), "1");
+            assert_eq!(text.capacity(), text.len(), "{text}");
+        }
+    }
+
+    #[test]
+    fn connections_are_the_same_only_on_the_same_node() {
+        let other = ConnRef {
+            node: "n2".into(),
+            conn: 1,
+        };
+        assert_eq!(conn(1), conn(1));
+        assert_ne!(conn(1), conn(2));
+        assert_ne!(conn(1), other);
     }
 
     #[test]

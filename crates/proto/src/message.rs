@@ -350,17 +350,22 @@ pub fn seq_of(text: &str) -> Option<u64> {
 }
 
 /// Writes `text`, a JSON object, with `"seq":seq` as its first field.
+///
+/// The string is allocated once at exactly its length: a server turns it into shared bytes,
+/// which then need no second allocation.
 pub fn with_seq(text: &str, seq: u64) -> String {
+    use std::fmt::Write as _;
     let rest = text.strip_prefix('{').unwrap_or(text);
-    let mut out = String::with_capacity(text.len() + 24);
+    let comma = !rest.trim_start().starts_with('}');
+    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let mut out = String::with_capacity(7 + digits + usize::from(comma) + rest.len());
     out.push_str("{\"seq\":");
-    out.push_str(&seq.to_string());
-    if rest.trim_start().starts_with('}') {
-        out.push_str(rest);
-    } else {
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{seq}");
+    if comma {
         out.push(',');
-        out.push_str(rest);
     }
+    out.push_str(rest);
     out
 }
 
@@ -476,6 +481,21 @@ mod tests {
         assert_eq!(text, r#"{"seq":7,"type":"peer_left","peer":"p"}"#);
         assert_eq!(seq_of(&text), Some(7));
         assert_eq!(with_seq("{}", 1), r#"{"seq":1}"#);
+        // Allocated at exactly its length, whatever the number of digits.
+        for (text, seq, want) in [
+            ("{}", 0, r#"{"seq":0}"#),
+            ("{ }", 9, r#"{"seq":9 }"#),
+            (r#"{"a":1}"#, 10, r#"{"seq":10,"a":1}"#),
+            (
+                r#"{"a":1}"#,
+                u64::MAX,
+                r#"{"seq":18446744073709551615,"a":1}"#,
+            ),
+        ] {
+            let out = with_seq(text, seq);
+            assert_eq!(out, want);
+            assert_eq!(out.capacity(), out.len(), "{want}");
+        }
         assert_eq!(seq_of(r#"{"type":"leave"}"#), None);
         assert_eq!(seq_of(r#"{"type":"leave","seq":"x"}"#), None);
         assert_eq!(seq_of("not json"), None);

@@ -37,11 +37,16 @@ impl Backplane for Memory {
     }
 
     async fn publish(&self, room: &str, origin: &str, event: Event) -> Result<(), BackplaneError> {
+        let _ = self.publish_now(room, origin, event);
+        Ok(())
+    }
+
+    fn publish_now(&self, room: &str, origin: &str, event: Event) -> Option<Event> {
         if let Some(sink) = self.sink() {
             // Position 0: the node numbers a room's events itself.
             sink.event(room, 0, origin, event);
         }
-        Ok(())
+        None
     }
 
     async fn snapshot(&self, _room: &str) -> Result<Option<Snapshot>, BackplaneError> {
@@ -66,7 +71,7 @@ impl Backplane for Memory {
     }
 
     async fn heartbeat(&self, node: &str, _draining: bool) -> Result<(), BackplaneError> {
-        let _ = self.node.set(node.to_owned());
+        let _ = self.node.set(node.into());
         Ok(())
     }
 

@@ -80,6 +80,12 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     fn shared(&self) -> bool;
     /// Appends `event` to `room`'s log. Followers get it in log order.
     async fn publish(&self, room: &str, origin: &str, event: Event) -> Result<(), BackplaneError>;
+    /// Appends `event` to `room`'s log at once, when this backplane can without waiting (the
+    /// one-process log, applied in the caller's task); gives the event back when it cannot, for
+    /// [`Backplane::publish`]. The relay's hot path then makes no future for each message.
+    fn publish_now(&self, _room: &str, _origin: &str, event: Event) -> Option<Event> {
+        Some(event)
+    }
     /// The latest snapshot of `room`, if any.
     async fn snapshot(&self, room: &str) -> Result<Option<Snapshot>, BackplaneError>;
     /// Saves a snapshot of `room` unless a newer one is saved.

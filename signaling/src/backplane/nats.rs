@@ -426,9 +426,9 @@ async fn watch_nodes(nodes: kv::Store, liveness: Arc<Mutex<Liveness>>) {
                         l.watching_since = Some(Instant::now());
                     }
                     if entry.operation == kv::Operation::Put {
-                        l.heard.insert(entry.key.clone(), Instant::now());
+                        l.heard.insert(entry.key.as_str().into(), Instant::now());
                     } else {
-                        l.heard.remove(&entry.key);
+                        l.heard.remove(entry.key.as_str());
                     }
                 }
             }
