@@ -16,6 +16,9 @@
 //! - Hearth only: the same fixed-schedule relay between two nodes sharing rooms through NATS,
 //!   with both ends on one node and on different nodes, against one process on its own.
 //!
+//! Hearth keeps its records in memory (`--store memory`) unless `--store-file` is given: then in
+//! a database file, as it does by default.
+//!
 //! `scripts/bench-signaling` installs PeerJS and nats-server and runs it; docs/BENCHMARKS.md has
 //! the command and the figures.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -66,6 +69,9 @@ struct Args {
     client_core: String,
     realtime: bool,
     even: bool,
+    /// `--store-file`: Hearth keeps its records (the audit trail of every join and leave) in a
+    /// database file in this directory, as it does by default, rather than in memory.
+    store_dir: Option<tempfile::TempDir>,
 }
 
 fn args() -> Args {
@@ -85,6 +91,7 @@ fn args() -> Args {
         client_core: "1".to_owned(),
         realtime: false,
         even: false,
+        store_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +113,7 @@ fn args() -> Args {
             "--client-core" => a.client_core = value(),
             "--realtime" => a.realtime = true,
             "--even" => a.even = true,
+            "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
         }
@@ -142,7 +150,8 @@ fn main() {
 async fn bench(args: Args) {
     println!(
         "load: {} connections, fixed schedule {} msg/s{} for {} s, saturation window {}, {} resumes, \
-         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}",
+         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}; \
+         Hearth's records {}",
         args.connections,
         args.rate,
         if args.even {
@@ -161,7 +170,12 @@ async fn bench(args: Args) {
         } else {
             ""
         },
-        args.client_core
+        args.client_core,
+        if args.store_dir.is_some() {
+            "in a database file"
+        } else {
+            "in memory"
+        }
     );
     if args.connections == 0 {
         // Only the rooms shared through NATS.
@@ -424,7 +438,18 @@ fn pinned(core: &str, program: &str) -> Command {
 /// A Hearth server process on the server core; `nats` shares its rooms.
 async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String) {
     let mut c = pinned(&args.server_core, env!("CARGO_BIN_EXE_hearth-signaling"));
-    c.args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+    let store = match &args.store_dir {
+        Some(dir) => {
+            static SERVERS: AtomicUsize = AtomicUsize::new(0);
+            let n = SERVERS.fetch_add(1, Relaxed);
+            dir.path()
+                .join(format!("hearth-{n}.redb"))
+                .to_string_lossy()
+                .into_owned()
+        }
+        None => "memory".to_owned(),
+    };
+    c.args(["serve", "--listen", "127.0.0.1:0", "--store", &store])
         .env("HEARTH_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());

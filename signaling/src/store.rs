@@ -264,6 +264,13 @@ pub fn normalise_code(code: &str) -> String {
 /// The page cache of an in-memory store: its pages are in memory already, so only enough to
 /// batch a transaction's writes.
 const MEMORY_CACHE_BYTES: usize = 256 * 1024;
+/// The page cache of a database file. redb's default is 1 GiB, a ceiling it grows into and does
+/// not give back: every page written stays cached, so a server's memory would grow with its
+/// audit trail (one record per join and per leave) for as long as it runs. What the server
+/// reads again is small (invitations, tablets, rules, the latest audit records) and the
+/// system's file cache keeps the rest. A tenth of it buffers a transaction's writes: a batch of
+/// 512 audit records dirties well under that.
+const FILE_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Store {
     /// Opens (creating when missing) the database file at `path`, or an in-memory one.
@@ -273,7 +280,9 @@ impl Store {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
                 }
-                Database::create(path)?
+                Database::builder()
+                    .set_cache_size(FILE_CACHE_BYTES)
+                    .create(path)?
             }
             // redb's page cache would hold a second copy of pages already in memory.
             None => Database::builder()
