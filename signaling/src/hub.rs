@@ -1058,10 +1058,9 @@ impl Sink for Hub {
             );
             state.rooms.insert(room.to_owned(), followed);
         }
-        let mut outs = std::mem::take(&mut state.outs);
-        let Some(followed) = state.rooms.get_mut(room) else {
+        let st = &mut *state;
+        let Some(followed) = st.rooms.get_mut(room) else {
             // Not followed (any more): another node serves it.
-            state.outs = outs;
             return;
         };
         if shared {
@@ -1076,6 +1075,7 @@ impl Sink for Hub {
         // A signal changes no session: the relay's hot path skips the bookkeeping.
         let sessions_change = !matches!(event, Event::Signal { .. } | Event::Ack { .. });
         let ctx = self.ctx();
+        let mut outs = std::mem::take(&mut st.outs);
         followed.replica.apply(event, &ctx, &mut outs);
         if sessions_change {
             followed.sessions_changed(&ctx);

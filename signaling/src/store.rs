@@ -268,8 +268,8 @@ const MEMORY_CACHE_BYTES: usize = 256 * 1024;
 /// not give back: every page written stays cached, so a server's memory would grow with its
 /// audit trail (one record per join and per leave) for as long as it runs. What the server
 /// reads again is small (invitations, tablets, rules, the latest audit records) and the
-/// system's file cache keeps the rest. A tenth of it buffers a transaction's writes: a batch of
-/// 512 audit records dirties well under that.
+/// system's file cache keeps the rest. Up to half of it buffers a transaction's writes; redb
+/// writes what goes beyond that to the file early.
 const FILE_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Store {
