@@ -72,6 +72,9 @@ struct Args {
     /// `--store-file`: Hearth keeps its records (the audit trail of every join and leave) in a
     /// database file in this directory, as it does by default, rather than in memory.
     store_dir: Option<tempfile::TempDir>,
+    /// `--pad BYTES`: every signal's data carries this many more bytes, as an offer's or an
+    /// answer's SDP does (a few KB), instead of only an ICE candidate's line.
+    pad: usize,
 }
 
 fn args() -> Args {
@@ -92,6 +95,7 @@ fn args() -> Args {
         realtime: false,
         even: false,
         store_dir: None,
+        pad: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -113,6 +117,7 @@ fn args() -> Args {
             "--client-core" => a.client_core = value(),
             "--realtime" => a.realtime = true,
             "--even" => a.even = true,
+            "--pad" => a.pad = value().parse().expect("a number"),
             "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
@@ -125,6 +130,9 @@ fn args() -> Args {
 fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let args = args();
+    if args.pad > 0 {
+        let _ = PAD.set(format!(r#","pad":"{}""#, "a".repeat(args.pad)));
+    }
     let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
     // This process holds the client end of every connection, the servers their own.
     assert!(
@@ -151,7 +159,7 @@ async fn bench(args: Args) {
     println!(
         "load: {} connections, fixed schedule {} msg/s{} for {} s, saturation window {}, {} resumes, \
          cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}; \
-         Hearth's records {}",
+         Hearth's records {}{}",
         args.connections,
         args.rate,
         if args.even {
@@ -175,6 +183,11 @@ async fn bench(args: Args) {
             "in a database file"
         } else {
             "in memory"
+        },
+        if args.pad > 0 {
+            format!("; signals padded by {} bytes", args.pad)
+        } else {
+            String::new()
         }
     );
     if args.connections == 0 {
@@ -727,13 +740,17 @@ async fn open(
     }
 }
 
+/// `--pad`'s field (none without it), the same for both servers.
+static PAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn signal(proto: Proto, to: &str, t: u64, k: u64) -> Message {
+    let pad = PAD.get().map_or("", String::as_str);
     Message::text(match proto {
         Proto::Hearth => format!(
-            r#"{{"type":"signal","to":"{to}","data":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"}}}}"#
+            r#"{{"type":"signal","to":"{to}","data":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"{pad}}}}}"#
         ),
         Proto::PeerJs => format!(
-            r#"{{"type":"CANDIDATE","dst":"{to}","payload":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"}}}}"#
+            r#"{{"type":"CANDIDATE","dst":"{to}","payload":{{"t":{t},"k":{k},"candidate":"{CANDIDATE}"{pad}}}}}"#
         ),
     })
 }
