@@ -10,28 +10,38 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hearth_proto::care::CheckReport;
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
 use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{Instrument, debug, field, info, info_span};
 
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
 use crate::mailbox::{Mailbox, Next};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
+use crate::upgrade::Socket;
 
 /// Bytes that count as one message for the rate limit.
 const RATE_UNIT_BYTES: usize = 4 * 1024;
+
+/// The socket's read buffer, and the largest frame written: a longer message goes out in
+/// several frames (RFC 6455, section 5.4), as tungstenite's write buffer keeps the size of
+/// the largest frame it wrote for as long as the connection lasts.
+pub(crate) const FRAME_BYTES: usize = 1024;
 
 /// Serves one upgraded socket until it closes.
 ///
 /// Not an `async fn`: the connection's parts are made here, so the future holds each once.
 /// Every idle connection keeps its task's whole future, which is as large as the largest state
 /// it can be in: the rare steps (the handshake, the end) are boxed for that reason.
-pub(crate) fn run(socket: WebSocket, hub: Arc<Hub>) -> impl Future<Output = ()> + Send {
+pub(crate) fn run(socket: Socket, hub: Arc<Hub>) -> impl Future<Output = ()> + Send {
     let id = hub.next_conn_id();
     let span = info_span!("conn", conn = id, peer = field::Empty, room = field::Empty);
     hub.metrics.connections.increment(1.0);
@@ -64,21 +74,23 @@ struct Conn {
 /// buffer is full, nothing more is taken from the queue until the backlog is written (or the
 /// write timeout cuts the client off), while reading goes on.
 struct Io {
-    ws: WebSocket,
+    ws: Socket,
     /// Since when a message is only partly written.
     backlog_since: Option<Instant>,
     /// A close frame was handed to the socket: nothing more is.
     closed: bool,
 }
 
-/// A frame read, or the end of the socket (`None`).
-type Read = Option<Result<Message, axum::Error>>;
+/// A frame read, or the end of the socket (`None`): a failed read is logged where it happens
+/// and ends it too, so that what the task keeps between messages has no room for
+/// tungstenite's error (which would make every connection's task larger).
+type Read = Option<Message>;
 
 /// Polls for what the socket has not written yet to be written: true once it is (the backlog
 /// is cleared), false when writing failed (the connection is cut). Not a method of [`Io`], so
 /// it borrows the socket apart from the rest.
 fn poll_backlog(
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     backlog_since: &mut Option<Instant>,
     mailbox: &Mailbox<Outbound>,
     cx: &mut Context<'_>,
@@ -99,7 +111,7 @@ fn poll_backlog(
 /// Polls for the next frame, and first for the backlog to be written, when there is one:
 /// `None` when the backlog was written out. A failed write ends the connection.
 fn poll_socket(
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     backlog_since: &mut Option<Instant>,
     mailbox: &Mailbox<Outbound>,
     cx: &mut Context<'_>,
@@ -109,7 +121,12 @@ fn poll_socket(
     {
         return Poll::Ready(if written { None } else { Some(None) });
     }
-    ws.poll_next_unpin(cx).map(Some)
+    ws.poll_next_unpin(cx).map(|read| {
+        Some(read.and_then(|r| {
+            // Protocol errors, frames beyond the hard cap, resets: nothing to answer on.
+            r.map_err(|e| debug!(error = %e, "socket read failed")).ok()
+        }))
+    })
 }
 
 /// Queued messages written in one go before the socket is read again.
@@ -118,7 +135,7 @@ const WRITE_BATCH: usize = 64;
 enum Frame {
     Text(Utf8Bytes),
     /// A pong, with what it echoes of the ping it answers.
-    Pong(axum::body::Bytes),
+    Pong(Bytes),
     Skip,
     /// A frame that gets this error.
     Refused(ErrorCode, String),
@@ -172,8 +189,8 @@ impl Conn {
     fn admit(&self, limiter: &DefaultDirectRateLimiter, frame: Read) -> Frame {
         let max = self.hub.options.limits.max_frame_bytes;
         let data_len = match &frame {
-            Some(Ok(Message::Text(t))) => Some(t.len()),
-            Some(Ok(Message::Binary(b))) => Some(b.len()),
+            Some(Message::Text(t)) => Some(t.len()),
+            Some(Message::Binary(b)) => Some(b.len()),
             _ => None,
         };
         if let Some(len) = data_len {
@@ -195,7 +212,7 @@ impl Conn {
     /// Reads one frame, turning size and kind problems into errors for the client.
     fn classify(&self, frame: Read) -> Frame {
         match frame {
-            Some(Ok(Message::Text(text))) => {
+            Some(Message::Text(text)) => {
                 self.hub.metrics.messages_in.increment(1);
                 if text.len() > self.hub.options.limits.max_frame_bytes {
                     Frame::Refused(
@@ -210,21 +227,17 @@ impl Conn {
                     Frame::Text(text)
                 }
             }
-            Some(Ok(Message::Binary(_))) => {
+            Some(Message::Binary(_)) => {
                 self.hub.metrics.messages_in.increment(1);
                 Frame::Refused(
                     ErrorCode::BadMessage,
                     "Messages must be JSON text frames, not binary.".to_owned(),
                 )
             }
-            Some(Ok(Message::Pong(echo))) => Frame::Pong(echo),
-            Some(Ok(Message::Ping(_))) => Frame::Skip,
-            Some(Ok(Message::Close(_))) | None => Frame::End,
-            Some(Err(e)) => {
-                // Protocol errors, frames beyond the hard cap, resets: nothing to answer on.
-                debug!(error = %e, "socket read failed");
-                Frame::End
-            }
+            Some(Message::Pong(echo)) => Frame::Pong(echo),
+            // Raw frames are only ever written.
+            Some(Message::Ping(_) | Message::Frame(_)) => Frame::Skip,
+            Some(Message::Close(_)) | None => Frame::End,
         }
     }
 
@@ -652,6 +665,23 @@ impl Io {
     /// over, or the socket failed.
     fn put(&mut self, conn: &Conn, item: Outbound) -> bool {
         let (message, relayed_at, last) = match item {
+            Outbound::Text { text, relayed_at } if text.len() > FRAME_BYTES => {
+                let mut frames = fragments(text, FRAME_BYTES);
+                let Some(final_frame) = frames.pop() else {
+                    return true;
+                };
+                // All but the last are handed over at once: tokio-tungstenite takes a frame
+                // whenever it is given one (what the socket does not take waits in its
+                // buffer), and the check after the last says whether all of it went.
+                for frame in frames {
+                    if let Err(e) = Pin::new(&mut self.ws).start_send(Message::Frame(frame)) {
+                        debug!(error = %e, "socket write failed");
+                        conn.handle.mailbox.cut();
+                        return false;
+                    }
+                }
+                (Message::Frame(final_frame), relayed_at, false)
+            }
             Outbound::Text { text, relayed_at } => (Message::Text(text), relayed_at, false),
             Outbound::Ping { ack } => {
                 let payload = ack
@@ -661,7 +691,7 @@ impl Io {
             }
             Outbound::Close { code, reason } => (
                 Message::Close(Some(CloseFrame {
-                    code,
+                    code: code.into(),
                     reason: Utf8Bytes::from_static(reason),
                 })),
                 None,
@@ -723,6 +753,37 @@ impl Io {
     }
 }
 
+/// `text` as frames of at most `max` bytes, cut where a character starts: the first a text
+/// frame, the rest continuation frames, the last one final. Shares `text`'s bytes.
+fn fragments(text: Utf8Bytes, max: usize) -> Vec<WsFrame> {
+    let str = text.as_str();
+    let mut cuts = Vec::with_capacity(str.len() / max + 2);
+    let mut at = 0;
+    while at < str.len() {
+        let mut end = (at + max).min(str.len());
+        // A UTF-8 character is at most four bytes: a boundary is at most three back, and
+        // `max` is far larger than that.
+        while !str.is_char_boundary(end) {
+            end -= 1;
+        }
+        cuts.push((at, end));
+        at = end;
+    }
+    let bytes = Bytes::from(text);
+    let n = cuts.len();
+    cuts.into_iter()
+        .enumerate()
+        .map(|(i, (from, to))| {
+            let opcode = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            WsFrame::message(bytes.slice(from..to), opcode, i + 1 == n)
+        })
+        .collect()
+}
+
 /// A `signal` as the relay needs it: its `data` stays the client's own JSON text.
 #[derive(serde::Deserialize)]
 struct FastSignal<'a> {
@@ -747,6 +808,31 @@ fn fast_signal(text: &str) -> Option<FastSignal<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_into_frames_at_character_boundaries() {
+        // 1,023 ASCII bytes, then "é" (two bytes) across the 1,024-byte mark, then 1,500 more.
+        let text = format!("{}{}{}", "a".repeat(1_023), "é", "b".repeat(1_500));
+        let frames = fragments(Utf8Bytes::from(text.clone()), 1_024);
+        let parts: Vec<(OpCode, bool, usize)> = frames
+            .iter()
+            .map(|f| (f.header().opcode, f.header().is_final, f.payload().len()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (OpCode::Data(Data::Text), false, 1_023),
+                (OpCode::Data(Data::Continue), false, 1_024),
+                (OpCode::Data(Data::Continue), true, 478),
+            ]
+        );
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
+        assert_eq!(String::from_utf8(joined).unwrap(), text);
+        // A message that fits is one final text frame.
+        let one = fragments(Utf8Bytes::from_static("{}"), 1_024);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].header().is_final);
+    }
 
     #[test]
     fn a_signal_is_read_in_one_pass_and_everything_else_is_left_to_the_full_parser() {

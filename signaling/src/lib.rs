@@ -25,6 +25,7 @@ pub mod secret;
 mod server;
 pub mod store;
 pub mod token;
+mod upgrade;
 pub mod web;
 
 pub use options::{DEFAULT_LISTEN, Limits, ServerOptions};

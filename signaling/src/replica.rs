@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use axum::extract::ws::Utf8Bytes;
 use hearth_proto::care::{AuditRecord, CheckReport, Rules};
 use hearth_proto::{ErrorCode, PeerId, Role, ServerMessage};
 use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::warn;
 
 use crate::ice::IceOptions;

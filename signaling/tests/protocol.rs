@@ -46,9 +46,15 @@ async fn family_joins_a_resident_and_signals_relay_both_ways() {
         kim.expect("signal").await,
         json!({"type":"signal","from": ann_id,"data": offer})
     );
-    kim.send(json!({"type":"signal","to": ann_id,"data":{"kind":"answer"}}))
+    // An answer the size of real SDP, with characters of more than one byte: the server sends
+    // it in several frames, and the client reads it whole.
+    let answer = json!({"kind": "answer", "sdp": "a=candidate é 한국어 ".repeat(300)});
+    kim.send(json!({"type":"signal","to": ann_id,"data": answer}))
         .await;
-    assert_eq!(ann.expect("signal").await["from"], kim_id);
+    assert_eq!(
+        ann.expect("signal").await,
+        json!({"type":"signal","from": kim_id,"data": answer})
+    );
 
     ann.send(json!({"type":"leave"})).await;
     assert_eq!(ann.closed().await, Some(1000));

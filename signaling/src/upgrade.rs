@@ -1,0 +1,155 @@
+//! The WebSocket handshake (RFC 6455, section 4.2) on an HTTP/1.1 request, and the socket it
+//! gives: tokio-tungstenite's stream over hyper's upgraded connection.
+//!
+//! Written here rather than taken from axum's `WebSocketUpgrade`, which does the same checks:
+//! axum's socket only sends whole messages, and tungstenite keeps its write buffer at the size
+//! of the largest frame it wrote, for as long as the connection lasts. With the stream itself
+//! the server sends a large message (an offer's SDP) as several small frames, so an idle
+//! connection does not keep a buffer the size of the last offer it carried (docs/BENCHMARKS.md).
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// One client's socket.
+pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A request that is not a WebSocket handshake this server accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum Refused {
+    #[error("A WebSocket handshake is a GET request.")]
+    NotGet,
+    #[error("The Connection header must include \"upgrade\".")]
+    NoConnectionUpgrade,
+    #[error("The Upgrade header must be \"websocket\".")]
+    NotWebSocket,
+    #[error("Only WebSocket version 13 is supported (Sec-WebSocket-Version: 13).")]
+    WrongVersion,
+    #[error("The Sec-WebSocket-Key header is missing.")]
+    NoKey,
+    #[error("This connection cannot be upgraded to a WebSocket.")]
+    NotUpgradable,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refused::NotGet => StatusCode::METHOD_NOT_ALLOWED,
+            Refused::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the handshake: the `101 Switching Protocols` answer, and the connection to take over
+/// once it is sent.
+pub(crate) fn accept(mut request: Request) -> Result<(Response, OnUpgrade), Refused> {
+    if request.method() != Method::GET {
+        return Err(Refused::NotGet);
+    }
+    let headers = request.headers();
+    if !header_has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(Refused::NoConnectionUpgrade);
+    }
+    if !header_has_token(headers, header::UPGRADE, "websocket") {
+        return Err(Refused::NotWebSocket);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(Refused::WrongVersion);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(Refused::NoKey)?;
+    let accept =
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| Refused::NoKey)?;
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<OnUpgrade>()
+        .ok_or(Refused::NotUpgradable)?;
+    let response = (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::SEC_WEBSOCKET_ACCEPT, accept),
+        ],
+    )
+        .into_response();
+    Ok((response, on_upgrade))
+}
+
+/// The socket, once the `101` is sent; `None` when the client went away first.
+pub(crate) async fn socket(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+    match on_upgrade.await {
+        Ok(upgraded) => Some(
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await,
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "the WebSocket upgrade failed");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, headers: &[(&str, &str)]) -> Request {
+        let mut b = Request::builder().method(method).uri("/v1/ws");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn a_handshake_is_checked_header_by_header() {
+        assert_eq!(
+            accept(request(Method::POST, &GOOD)).err(),
+            Some(Refused::NotGet)
+        );
+        let without = |name: &str| {
+            let kept: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();
+            accept(request(Method::GET, &kept)).err()
+        };
+        assert_eq!(without("connection"), Some(Refused::NoConnectionUpgrade));
+        assert_eq!(without("upgrade"), Some(Refused::NotWebSocket));
+        assert_eq!(
+            without("sec-websocket-version"),
+            Some(Refused::WrongVersion)
+        );
+        assert_eq!(without("sec-websocket-key"), Some(Refused::NoKey));
+        // Everything right, but not a connection hyper can hand over (no server here).
+        assert_eq!(
+            accept(request(Method::GET, &GOOD)).err(),
+            Some(Refused::NotUpgradable)
+        );
+    }
+}
