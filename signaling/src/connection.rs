@@ -756,32 +756,30 @@ impl Io {
 /// `text` as frames of at most `max` bytes, cut where a character starts: the first a text
 /// frame, the rest continuation frames, the last one final. Shares `text`'s bytes.
 fn fragments(text: Utf8Bytes, max: usize) -> Vec<WsFrame> {
-    let str = text.as_str();
-    let mut cuts = Vec::with_capacity(str.len() / max + 2);
+    let whole = text.as_str();
+    let bytes = Bytes::from(text.clone());
+    let mut frames = Vec::with_capacity(whole.len().div_ceil(max) + 1);
     let mut at = 0;
-    while at < str.len() {
-        let mut end = (at + max).min(str.len());
+    while at < whole.len() {
+        let mut end = (at + max).min(whole.len());
         // A UTF-8 character is at most four bytes: a boundary is at most three back, and
         // `max` is far larger than that.
-        while !str.is_char_boundary(end) {
+        while !whole.is_char_boundary(end) {
             end -= 1;
         }
-        cuts.push((at, end));
+        let opcode = if at == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        frames.push(WsFrame::message(
+            bytes.slice(at..end),
+            opcode,
+            end == whole.len(),
+        ));
         at = end;
     }
-    let bytes = Bytes::from(text);
-    let n = cuts.len();
-    cuts.into_iter()
-        .enumerate()
-        .map(|(i, (from, to))| {
-            let opcode = if i == 0 {
-                OpCode::Data(Data::Text)
-            } else {
-                OpCode::Data(Data::Continue)
-            };
-            WsFrame::message(bytes.slice(from..to), opcode, i + 1 == n)
-        })
-        .collect()
+    frames
 }
 
 /// A `signal` as the relay needs it: its `data` stays the client's own JSON text.

@@ -40,13 +40,6 @@ impl PartialEq for ConnRef {
 
 impl Eq for ConnRef {}
 
-impl std::hash::Hash for ConnRef {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.conn.hash(state);
-        self.node.hash(state);
-    }
-}
-
 /// JSON text shared by the log, the replay buffer and the sockets without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text(pub Utf8Bytes);
@@ -291,21 +284,10 @@ fn signal_text(from: &PeerId, data: &str) -> Utf8Bytes {
 fn signal_json(from: &PeerId, data: &str) -> String {
     const HEAD: &str = "{\"type\":\"signal\",\"from\":";
     const DATA: &str = ",\"data\":";
-    // Ids this server gave out need no escaping; anything else is escaped by serde_json.
-    let id = from.as_str();
-    let plain = id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    let escaped = (!plain).then(|| serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()));
-    let quoted_len = escaped.as_ref().map_or(id.len() + 2, String::len);
-    let mut text = String::with_capacity(HEAD.len() + quoted_len + DATA.len() + data.len() + 1);
+    let from = serde_json::to_string(from.as_str()).unwrap_or_else(|_| "\"\"".to_owned());
+    let mut text = String::with_capacity(HEAD.len() + from.len() + DATA.len() + data.len() + 1);
     text.push_str(HEAD);
-    match &escaped {
-        Some(escaped) => text.push_str(escaped),
-        None => {
-            text.push('"');
-            text.push_str(id);
-            text.push('"');
-        }
-    }
+    text.push_str(&from);
     text.push_str(DATA);
     text.push_str(data);
     text.push('}');
