@@ -5,36 +5,27 @@
 
 use std::future::poll_fn;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hearth_proto::care::CheckReport;
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
 use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{Instrument, debug, field, info, info_span};
 
+use crate::frames::{CLOSE_NORMAL, Incoming, Outgoing, Socket};
 use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
 use crate::mailbox::{Mailbox, Next};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
-use crate::upgrade::Socket;
 
 /// Bytes that count as one message for the rate limit.
 const RATE_UNIT_BYTES: usize = 4 * 1024;
-
-/// The socket's read buffer, and the largest frame written: a longer message goes out in
-/// several frames (RFC 6455, section 5.4), as tungstenite's write buffer keeps the size of
-/// the largest frame it wrote for as long as the connection lasts.
-pub(crate) const FRAME_BYTES: usize = 1024;
 
 /// Serves one upgraded socket until it closes.
 ///
@@ -81,10 +72,10 @@ struct Io {
     closed: bool,
 }
 
-/// A frame read, or the end of the socket (`None`): a failed read is logged where it happens
-/// and ends it too, so that what the task keeps between messages has no room for
-/// tungstenite's error (which would make every connection's task larger).
-type Read = Option<Message>;
+/// A message read, or the end of the socket (`None`): a failed read is logged where it happens
+/// and ends it too, so that what the task keeps between messages has no room for an error
+/// (which would make every connection's task larger).
+type Read = Option<Incoming>;
 
 /// Polls for what the socket has not written yet to be written: true once it is (the backlog
 /// is cleared), false when writing failed (the connection is cut). Not a method of [`Io`], so
@@ -95,7 +86,7 @@ fn poll_backlog(
     mailbox: &Mailbox<Outbound>,
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
-    Pin::new(ws).poll_ready(cx).map(|written| match written {
+    ws.poll_flush(cx).map(|written| match written {
         Ok(()) => {
             *backlog_since = None;
             true
@@ -121,12 +112,7 @@ fn poll_socket(
     {
         return Poll::Ready(if written { None } else { Some(None) });
     }
-    ws.poll_next_unpin(cx).map(|read| {
-        Some(read.and_then(|r| {
-            // Protocol errors, frames beyond the hard cap, resets: nothing to answer on.
-            r.map_err(|e| debug!(error = %e, "socket read failed")).ok()
-        }))
-    })
+    ws.poll_next(cx).map(Some)
 }
 
 /// Queued messages written in one go before the socket is read again.
@@ -189,8 +175,8 @@ impl Conn {
     fn admit(&self, limiter: &DefaultDirectRateLimiter, frame: Read) -> Frame {
         let max = self.hub.options.limits.max_frame_bytes;
         let data_len = match &frame {
-            Some(Message::Text(t)) => Some(t.len()),
-            Some(Message::Binary(b)) => Some(b.len()),
+            Some(Incoming::Text(t)) => Some(t.len()),
+            Some(Incoming::Binary(len) | Incoming::TooLarge(len)) => Some(*len),
             _ => None,
         };
         if let Some(len) = data_len {
@@ -209,35 +195,41 @@ impl Conn {
         self.classify(frame)
     }
 
-    /// Reads one frame, turning size and kind problems into errors for the client.
+    /// Reads one message, turning size and kind problems into errors for the client. A ping is
+    /// answered and a close frame too (the connection then ends).
     fn classify(&self, frame: Read) -> Frame {
         match frame {
-            Some(Message::Text(text)) => {
+            Some(Incoming::Text(text)) => {
                 self.hub.metrics.messages_in.increment(1);
-                if text.len() > self.hub.options.limits.max_frame_bytes {
-                    Frame::Refused(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "The message has {} bytes; the limit is {} bytes. It was not delivered.",
-                            text.len(),
-                            self.hub.options.limits.max_frame_bytes
-                        ),
-                    )
-                } else {
-                    Frame::Text(text)
-                }
+                Frame::Text(text)
             }
-            Some(Message::Binary(_)) => {
+            Some(Incoming::TooLarge(len)) => {
+                self.hub.metrics.messages_in.increment(1);
+                Frame::Refused(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "The message has {len} bytes; the limit is {} bytes. It was not delivered.",
+                        self.hub.options.limits.max_frame_bytes
+                    ),
+                )
+            }
+            Some(Incoming::Binary(_)) => {
                 self.hub.metrics.messages_in.increment(1);
                 Frame::Refused(
                     ErrorCode::BadMessage,
                     "Messages must be JSON text frames, not binary.".to_owned(),
                 )
             }
-            Some(Message::Pong(echo)) => Frame::Pong(echo),
-            // Raw frames are only ever written.
-            Some(Message::Ping(_) | Message::Frame(_)) => Frame::Skip,
-            Some(Message::Close(_)) | None => Frame::End,
+            Some(Incoming::Pong(echo)) => Frame::Pong(echo),
+            Some(Incoming::Ping(echo)) => {
+                self.handle.mailbox.push_or_cut(Outbound::Pong(echo));
+                Frame::Skip
+            }
+            Some(Incoming::Close { code, reason }) => {
+                self.close(code, reason);
+                Frame::End
+            }
+            None => Frame::End,
         }
     }
 
@@ -665,40 +657,17 @@ impl Io {
     /// over, or the socket failed.
     fn put(&mut self, conn: &Conn, item: Outbound) -> bool {
         let (message, relayed_at, last) = match item {
-            Outbound::Text { text, relayed_at } if text.len() > FRAME_BYTES => {
-                let mut frames = fragments(text, FRAME_BYTES);
-                let Some(final_frame) = frames.pop() else {
-                    return true;
-                };
-                // All but the last are handed over at once: tokio-tungstenite takes a frame
-                // whenever it is given one (what the socket does not take waits in its
-                // buffer), and the check after the last says whether all of it went.
-                for frame in frames {
-                    if let Err(e) = Pin::new(&mut self.ws).start_send(Message::Frame(frame)) {
-                        debug!(error = %e, "socket write failed");
-                        conn.handle.mailbox.cut();
-                        return false;
-                    }
-                }
-                (Message::Frame(final_frame), relayed_at, false)
-            }
-            Outbound::Text { text, relayed_at } => (Message::Text(text), relayed_at, false),
+            Outbound::Text { text, relayed_at } => (Outgoing::Text(text), relayed_at, false),
             Outbound::Ping { ack } => {
                 let payload = ack
-                    .map(|seq| seq.to_be_bytes().to_vec())
+                    .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))
                     .unwrap_or_default();
-                (Message::Ping(payload.into()), None, false)
+                (Outgoing::Ping(payload), None, false)
             }
-            Outbound::Close { code, reason } => (
-                Message::Close(Some(CloseFrame {
-                    code: code.into(),
-                    reason: Utf8Bytes::from_static(reason),
-                })),
-                None,
-                true,
-            ),
+            Outbound::Pong(echo) => (Outgoing::Pong(echo), None, false),
+            Outbound::Close { code, reason } => (Outgoing::Close { code, reason }, None, true),
         };
-        if let Err(e) = Pin::new(&mut self.ws).start_send(message) {
+        if let Err(e) = self.ws.start(message) {
             debug!(error = %e, "socket write failed");
             conn.handle.mailbox.cut();
             return false;
@@ -716,7 +685,7 @@ impl Io {
         }
         // Whether all of it went: without waiting, so nothing to wake. A backlog is then
         // polled for by `poll_socket` with the task's waker.
-        match Pin::new(&mut self.ws).poll_ready(&mut Context::from_waker(Waker::noop())) {
+        match self.ws.poll_flush(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
                 debug!(error = %e, "socket write failed");
@@ -749,37 +718,17 @@ impl Io {
                 break;
             }
         }
-        let _ = timeout(Duration::from_secs(1), SinkExt::close(&mut self.ws)).await;
-    }
-}
-
-/// `text` as frames of at most `max` bytes, cut where a character starts: the first a text
-/// frame, the rest continuation frames, the last one final. Shares `text`'s bytes.
-fn fragments(text: Utf8Bytes, max: usize) -> Vec<WsFrame> {
-    let whole = text.as_str();
-    let bytes = Bytes::from(text.clone());
-    let mut frames = Vec::with_capacity(whole.len().div_ceil(max) + 1);
-    let mut at = 0;
-    while at < whole.len() {
-        let mut end = (at + max).min(whole.len());
-        // A UTF-8 character is at most four bytes: a boundary is at most three back, and
-        // `max` is far larger than that.
-        while !whole.is_char_boundary(end) {
-            end -= 1;
+        if !self.closed && !conn.handle.mailbox.is_cut() && !self.ws.is_writing() {
+            // A connection that ends without a close frame gets one (the socket may be gone
+            // already: then writing it fails, which changes nothing).
+            self.closed = true;
+            let _ = self.ws.start(Outgoing::Close {
+                code: CLOSE_NORMAL,
+                reason: "",
+            });
         }
-        let opcode = if at == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        frames.push(WsFrame::message(
-            bytes.slice(at..end),
-            opcode,
-            end == whole.len(),
-        ));
-        at = end;
+        let _ = timeout(Duration::from_secs(1), poll_fn(|cx| self.ws.poll_close(cx))).await;
     }
-    frames
 }
 
 /// A `signal` as the relay needs it: its `data` stays the client's own JSON text.
@@ -806,31 +755,6 @@ fn fast_signal(text: &str) -> Option<FastSignal<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_message_is_cut_into_frames_at_character_boundaries() {
-        // 1,023 ASCII bytes, then "é" (two bytes) across the 1,024-byte mark, then 1,500 more.
-        let text = format!("{}{}{}", "a".repeat(1_023), "é", "b".repeat(1_500));
-        let frames = fragments(Utf8Bytes::from(text.clone()), 1_024);
-        let parts: Vec<(OpCode, bool, usize)> = frames
-            .iter()
-            .map(|f| (f.header().opcode, f.header().is_final, f.payload().len()))
-            .collect();
-        assert_eq!(
-            parts,
-            [
-                (OpCode::Data(Data::Text), false, 1_023),
-                (OpCode::Data(Data::Continue), false, 1_024),
-                (OpCode::Data(Data::Continue), true, 478),
-            ]
-        );
-        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
-        assert_eq!(String::from_utf8(joined).unwrap(), text);
-        // A message that fits is one final text frame.
-        let one = fragments(Utf8Bytes::from_static("{}"), 1_024);
-        assert_eq!(one.len(), 1);
-        assert!(one[0].header().is_final);
-    }
 
     #[test]
     fn a_signal_is_read_in_one_pass_and_everything_else_is_left_to_the_full_parser() {

@@ -46,6 +46,8 @@ pub(crate) enum Outbound {
     /// A heartbeat ping; `ack` asks the client to confirm its session's messages up to that
     /// `seq` (the ping carries it, and the client's pong echoes it).
     Ping { ack: Option<u64> },
+    /// The answer to a client's ping, echoing what it carried.
+    Pong(bytes::Bytes),
     /// A close frame, after which the writer stops.
     Close { code: u16, reason: &'static str },
 }

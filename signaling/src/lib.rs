@@ -12,6 +12,7 @@
 mod api;
 mod backplane;
 mod connection;
+mod frames;
 mod hub;
 pub mod ice;
 mod mailbox;

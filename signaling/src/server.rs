@@ -16,7 +16,6 @@ use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -24,11 +23,6 @@ use crate::hub::Hub;
 use crate::options::ServerOptions;
 use crate::token::TokenKeys;
 use crate::upgrade;
-
-/// Frames beyond this are refused by the WebSocket layer itself (the connection ends); frames
-/// between [`crate::Limits::max_frame_bytes`] and this get a `too_large` error and the
-/// connection lives on.
-const HARD_FRAME_CAP: usize = 1024 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -78,22 +72,11 @@ async fn ws(State(hub): State<Arc<Hub>>, request: Request) -> Response {
     // connection took, 1,552 bytes in all against 1,200), and a second task for the handshake
     // left each connection a freed hole of its size in the allocator's pages (0.2-0.4 KiB
     // more per idle connection).
-    let connection = upgrade::socket(on_upgrade, socket_config())
+    let connection = upgrade::socket(on_upgrade, hub.options.limits.max_frame_bytes)
         .map(move |socket| OptionFuture::from(socket.map(|s| crate::connection::run(s, hub))))
         .flatten();
     tokio::spawn(tasks.track_future(connection));
     response
-}
-
-/// Small per-connection buffers keep idle connections cheap: tungstenite grows the read buffer
-/// for a large frame, and the connection writes large messages in frames of at most the read
-/// buffer's size (see `connection`), so the write buffer stays that small too.
-fn socket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(crate::connection::FRAME_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(HARD_FRAME_CAP))
-        .max_frame_size(Some(HARD_FRAME_CAP))
 }
 
 async fn readyz(State(hub): State<Arc<Hub>>) -> Response {

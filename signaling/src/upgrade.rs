@@ -1,23 +1,18 @@
 //! The WebSocket handshake (RFC 6455, section 4.2) on an HTTP/1.1 request, and the socket it
-//! gives: tokio-tungstenite's stream over hyper's upgraded connection.
+//! gives: [`crate::frames`] over hyper's upgraded connection.
 //!
 //! Written here rather than taken from axum's `WebSocketUpgrade`, which does the same checks:
-//! axum's socket only sends whole messages, and tungstenite keeps its write buffer at the size
-//! of the largest frame it wrote, for as long as the connection lasts. With the stream itself
-//! the server sends a large message (an offer's SDP) as several small frames, so an idle
-//! connection does not keep a buffer the size of the last offer it carried (docs/BENCHMARKS.md).
+//! axum's socket is tungstenite's, which keeps buffers as large as the largest message each
+//! connection carried for as long as it lasts (see [`crate::frames`] and docs/BENCHMARKS.md).
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// One client's socket.
-pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use crate::frames::Socket;
 
 /// A request that is not a WebSocket handshake this server accepts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -96,13 +91,11 @@ pub(crate) fn accept(mut request: Request) -> Result<(Response, OnUpgrade), Refu
     Ok((response, on_upgrade))
 }
 
-/// The socket, once the `101` is sent; `None` when the client went away first.
-pub(crate) async fn socket(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+/// The socket, once the `101` is sent; `None` when the client went away first. Data messages
+/// over `max_message` bytes are skipped and reported.
+pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<Socket> {
     match on_upgrade.await {
-        Ok(upgraded) => Some(
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await,
-        ),
+        Ok(upgraded) => Some(Socket::new(TokioIo::new(upgraded), max_message)),
         Err(e) => {
             tracing::debug!(error = %e, "the WebSocket upgrade failed");
             None

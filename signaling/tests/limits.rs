@@ -13,6 +13,9 @@ use signaling::secret::Secret;
 use signaling::token::{Claims, TokenKeys};
 use signaling::{Limits, Server};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
 /// Two members of one room, the second's id.
 async fn pair(server: &Server, room: &str) -> (Client, Client, String, String) {
@@ -90,6 +93,46 @@ async fn bad_messages_get_their_code_and_the_connection_lives_on() {
         .await;
     assert_eq!(x.expect("signal").await["from"], y_id);
     let _ = a_id;
+}
+
+#[tokio::test]
+async fn the_websocket_layer_answers_pings_and_close_frames_and_ends_broken_streams() {
+    let server = start().await;
+    let (mut a, mut b, _, b_id) = pair(&server, "r").await;
+
+    // A ping is answered with what it carried.
+    a.send_raw(Message::Ping(b"are you there"[..].into())).await;
+    assert_eq!(a.next_pong().await, b"are you there");
+
+    // Far over the limit (and over a megabyte): skipped as it arrives, refused with its size,
+    // and the connection goes on relaying.
+    let huge = "z".repeat(3 * 1024 * 1024);
+    a.send(json!({"type":"signal","to": b_id,"data": huge}))
+        .await;
+    let e = a.expect_error("too_large").await;
+    assert!(e["message"].as_str().unwrap().contains("3145"), "{e}");
+    a.send(json!({"type":"signal","to": b_id,"data":"small"}))
+        .await;
+    assert_eq!(b.expect("signal").await["data"], "small");
+
+    // A close frame is answered with its code.
+    a.send_raw(Message::Close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "bye".into(),
+    })))
+    .await;
+    assert_eq!(a.closed().await, Some(1001));
+
+    // Text that is not UTF-8 ends the connection with 1007 (invalid payload data).
+    let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    b.send_raw(Message::Frame(bad)).await;
+    assert_eq!(b.closed().await, Some(1007));
+
+    // So does a continuation with nothing to continue: 1002 (protocol error).
+    let (mut c, _) = Client::join(&server, "other", Role::Resident, "C").await;
+    let stray = Frame::message(&b"x"[..], OpCode::Data(Data::Continue), true);
+    c.send_raw(Message::Frame(stray)).await;
+    assert_eq!(c.closed().await, Some(1002));
 }
 
 #[tokio::test]

@@ -304,6 +304,18 @@ impl Client {
         }
     }
 
+    /// What the next pong echoes (other messages are read and dropped); panics after 5 s.
+    #[allow(dead_code)]
+    pub async fn next_pong(&mut self) -> Vec<u8> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Pong(echo)))) => return echo.to_vec(),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    }
+
     /// Asserts that no message (other than pings) arrives for `d`.
     pub async fn quiet_for(&mut self, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
