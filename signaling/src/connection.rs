@@ -5,12 +5,14 @@
 
 use std::future::poll_fn;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hearth_proto::care::CheckReport;
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of};
@@ -130,8 +132,10 @@ enum Frame {
 
 impl Conn {
     async fn run(&self, io: &mut Io) {
-        if let Some(session) = Box::pin(self.handshake(io)).await {
-            let on_purpose = self.serve(io, &session).await;
+        // Borrowed, not moved out of the `Option`: the task would keep both.
+        let session = Box::pin(self.handshake(io)).await;
+        if let Some(session) = &session {
+            let on_purpose = self.serve(io, session).await;
             Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
         }
         // What is still queued (a close frame, say) is written, bounded by the write timeout.
@@ -442,53 +446,53 @@ impl Conn {
             let read_at = Instant::now();
             last_seen = read_at;
             heard = true;
-            // What is only read before the first await below is not kept in the task between
-            // messages: the frame goes to a plain function, the `signal` read from it is made
-            // into its event in one expression.
-            let text = match self.admit(&limiter, frame) {
-                Frame::Text(text) => text,
-                Frame::Pong(echo) => {
-                    if let Some(seq) = asked.filter(|s| echo.as_ref() == s.to_be_bytes()) {
-                        asked = None;
-                        let event = Event::Ack {
-                            conn: self.hub.conn_ref(self.handle.id),
-                            seq,
-                        };
-                        // Not confirmed in the log: the messages stay kept, nothing else.
-                        let _ = self
-                            .writing_while(io, self.hub.publish(&session.room, event))
-                            .await;
+            // One await for every kind of message, after the match: what the match reads (the
+            // frame, its text) is gone by then and not kept in the task between messages. A
+            // `signal`, the hot path, is made into its event in place; the rest is boxed (it is
+            // rare, and its paths hold much more).
+            let step = match self.admit(&limiter, frame) {
+                Frame::Text(text) => match fast_signal(&text) {
+                    Some(signal) => {
+                        let data = signal.data.get().to_owned();
+                        let event = self.signal(signal.to, data, signal.seq, read_at);
+                        Either::Left(self.submit(session, event).map(|()| false))
                     }
-                    continue;
+                    None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
+                },
+                Frame::Pong(echo) => {
+                    let Some(seq) = asked.filter(|s| echo.as_ref() == s.to_be_bytes()) else {
+                        continue;
+                    };
+                    asked = None;
+                    let event = Event::Ack {
+                        conn: self.hub.conn_ref(self.handle.id),
+                        seq,
+                    };
+                    // Not confirmed in the log: the messages stay kept, nothing else.
+                    let acked = self.hub.publish(&session.room, event);
+                    Either::Right(rare(acked.map(|_| false)))
                 }
                 Frame::Skip => continue,
                 Frame::Refused(code, message) => {
-                    let told = Box::pin(self.tell(session, code, message));
-                    self.writing_while(io, told).await;
-                    continue;
+                    let told = self.tell(session, code, message);
+                    Either::Right(rare(told.map(|()| false)))
                 }
                 Frame::End => return false,
             };
-            let published = fast_signal(&text).map(|signal| {
-                let data = signal.data.get().to_owned();
-                self.submit(session, self.signal(signal.to, data, signal.seq, read_at))
-            });
-            if let Some(published) = published {
-                self.writing_while(io, published).await;
-                continue;
-            }
-            let msg = match parse_client(&text) {
-                Ok(msg) => msg,
-                Err(e) => {
-                    let told = Box::pin(self.tell(session, ErrorCode::BadMessage, e.sentence()));
-                    self.writing_while(io, told).await;
-                    continue;
-                }
-            };
-            // Boxed: messages other than `signal` are rare, and their paths hold much more.
-            let dispatched = Box::pin(self.dispatch(session, msg, seq_of(&text), read_at));
-            if self.writing_while(io, dispatched).await {
+            if self.writing_while(io, step).await {
                 return true;
+            }
+        }
+    }
+
+    /// Handles a message other than a `signal` the fast path read; true when the client left.
+    async fn dispatch_text(&self, session: &Session, text: Utf8Bytes, read_at: Instant) -> bool {
+        match parse_client(&text) {
+            Ok(msg) => self.dispatch(session, msg, seq_of(&text), read_at).await,
+            Err(e) => {
+                self.tell(session, ErrorCode::BadMessage, e.sentence())
+                    .await;
+                false
             }
         }
     }
@@ -729,6 +733,13 @@ impl Io {
         }
         let _ = timeout(Duration::from_secs(1), poll_fn(|cx| self.ws.poll_close(cx))).await;
     }
+}
+
+/// A rare step of [`Conn::serve`], boxed: true when the client left.
+fn rare<'a>(
+    step: impl Future<Output = bool> + Send + 'a,
+) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+    Box::pin(step)
 }
 
 /// A `signal` as the relay needs it: its `data` stays the client's own JSON text.
