@@ -222,6 +222,9 @@ impl Room {
         );
         let clinician = who.role == Role::Clinician;
         let id = who.peer.clone();
+        // Exactly as many as there are: a call holds a few people and a server holds many
+        // calls, and `push` alone would make room for four at the first.
+        self.members.reserve_exact(1);
         self.members.push(who);
         if clinician {
             self.consult = true;
