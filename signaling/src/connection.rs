@@ -479,7 +479,7 @@ impl Conn {
                 }
                 Frame::End => return false,
             };
-            if self.writing_while(io, step).await {
+            if self.writing_while(io, std::pin::pin!(step)).await {
                 return true;
             }
         }
@@ -502,26 +502,41 @@ impl Conn {
     /// and what others send this client must not wait with it. The socket is not read
     /// meanwhile. Once the connection is over (cut, closed, or its socket failed) only `step`
     /// is awaited, and the serve loop then ends.
-    async fn writing_while<T>(&self, io: &mut Io, step: impl Future<Output = T>) -> T {
-        let mut step = std::pin::pin!(step);
-        loop {
-            if io.closed || self.handle.mailbox.is_cut() {
-                return step.await;
-            }
-            let take = io.backlog_since.is_none();
-            tokio::select! {
-                biased;
-                out = &mut step => return out,
-                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
-                    if let Next::Item(item) = next {
-                        io.put_queued(self, item);
-                    }
+    ///
+    /// A plain poll function over the pinned step rather than an `async fn` with `select!`:
+    /// every idle connection's task is as large as its largest state, and that one held the
+    /// step twice (rustc keeps an `async fn`'s arguments apart from its locals) besides the
+    /// macro's own state.
+    fn writing_while<'a, F: Future + ?Sized>(
+        &'a self,
+        io: &'a mut Io,
+        mut step: Pin<&'a mut F>,
+    ) -> impl Future<Output = F::Output> + 'a {
+        poll_fn(move |cx| {
+            loop {
+                if let Poll::Ready(out) = step.as_mut().poll(cx) {
+                    return Poll::Ready(out);
                 }
-                _ = poll_fn(|cx| {
-                    poll_backlog(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
-                }), if !take => {}
+                if io.closed || self.handle.mailbox.is_cut() {
+                    return Poll::Pending;
+                }
+                let take = io.backlog_since.is_none();
+                match self.handle.mailbox.poll_next(take, cx) {
+                    Poll::Ready(Next::Item(item)) => {
+                        io.put_queued(self, item);
+                        continue;
+                    }
+                    Poll::Ready(Next::Cut) => continue,
+                    Poll::Pending => {}
+                }
+                let mailbox = &self.handle.mailbox;
+                if !take && poll_backlog(&mut io.ws, &mut io.backlog_since, mailbox, cx).is_ready()
+                {
+                    continue;
+                }
+                return Poll::Pending;
             }
-        }
+        })
     }
 
     /// Turns one message into its event; true when the client left.
