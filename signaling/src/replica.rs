@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use hearth_proto::care::{AuditRecord, CheckReport, Rules};
 use hearth_proto::{ErrorCode, PeerId, Role, ServerMessage};
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::warn;
@@ -238,8 +239,9 @@ const RECENT_REQUESTS: usize = 64;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Replica {
     room: Room,
-    /// Boxed: a map node has room for eleven entries, and a room has a handful of sessions.
-    sessions: BTreeMap<PeerId, Box<Session>>,
+    /// A sorted vector (a room has a handful of sessions, where a `BTreeMap`'s first node has
+    /// room for eleven), of boxes (which keep the vector's spare room small).
+    sessions: LiteMap<PeerId, Box<Session>>,
     /// Residents' rules, by subject, for the residents who joined this room.
     rules: BTreeMap<String, Rules>,
     requests: VecDeque<String>,
@@ -299,7 +301,7 @@ impl Replica {
     pub(crate) fn new(name: &str, capacity: usize) -> Replica {
         Replica {
             room: Room::new(name, capacity),
-            sessions: BTreeMap::new(),
+            sessions: LiteMap::new(),
             rules: BTreeMap::new(),
             requests: VecDeque::new(),
         }
