@@ -226,7 +226,9 @@ impl Conn {
             }
             Some(Incoming::Pong(echo)) => Frame::Pong(echo),
             Some(Incoming::Ping(echo)) => {
-                self.handle.mailbox.push_or_cut(Outbound::Pong(echo));
+                self.handle
+                    .mailbox
+                    .replace_or_push(Outbound::Pong(echo), |o| matches!(o, Outbound::Pong(_)));
                 Frame::Skip
             }
             Some(Incoming::Close { code, reason }) => {
@@ -698,24 +700,24 @@ impl Io {
                 .relay_latency
                 .record(t.elapsed().as_secs_f64());
         }
+        // Whether all of it went: without waiting, so nothing to wake. A backlog is then
+        // polled for by `poll_socket` with the task's waker (a close frame's by `finish`).
+        match self.ws.poll_flush(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                debug!(error = %e, "socket write failed");
+                conn.handle.mailbox.cut();
+                return false;
+            }
+            Poll::Pending => {
+                self.backlog_since.get_or_insert_with(Instant::now);
+            }
+        }
         if last {
             self.closed = true;
             return false;
         }
-        // Whether all of it went: without waiting, so nothing to wake. A backlog is then
-        // polled for by `poll_socket` with the task's waker.
-        match self.ws.poll_flush(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => true,
-            Poll::Ready(Err(e)) => {
-                debug!(error = %e, "socket write failed");
-                conn.handle.mailbox.cut();
-                false
-            }
-            Poll::Pending => {
-                self.backlog_since.get_or_insert_with(Instant::now);
-                true
-            }
-        }
+        true
     }
 
     /// The end: the backlog and what is still queued are written (unless the client was cut

@@ -68,23 +68,28 @@ pub(crate) enum Outgoing {
     Close { code: u16, reason: &'static str },
 }
 
-/// One client's socket.
-pub(crate) struct Socket {
-    io: TokioIo<Upgraded>,
-    /// Bytes read but not yet taken as frames: empty, with nothing allocated, between frames.
+/// One client's socket: hyper's upgraded connection, or any byte stream (the tests').
+pub(crate) struct Socket<S = TokioIo<Upgraded>> {
+    io: S,
+    /// Bytes read but not yet taken as frames, from `taken` on: empty, with nothing allocated,
+    /// between frames.
     pending: Vec<u8>,
+    /// How much of `pending` is taken: moved out only before the next read, so that many small
+    /// frames read at once are not each moved along what follows them.
+    taken: usize,
     reader: Reader,
     /// The frame being written, as far as the socket has not taken it yet.
     writing: Option<Writing>,
 }
 
-impl Socket {
-    /// The socket over an upgraded connection; data messages over `max_message` bytes are
-    /// skipped and reported as [`Incoming::TooLarge`].
-    pub(crate) fn new(io: TokioIo<Upgraded>, max_message: usize) -> Socket {
+impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
+    /// The socket over a connection; data messages over `max_message` bytes are skipped and
+    /// reported as [`Incoming::TooLarge`].
+    pub(crate) fn new(io: S, max_message: usize) -> Socket<S> {
         Socket {
             io,
             pending: Vec::new(),
+            taken: 0,
             reader: Reader::new(max_message),
             writing: None,
         }
@@ -95,18 +100,24 @@ impl Socket {
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         loop {
             if !self.pending.is_empty() {
-                let (used, item) = self.reader.step(&self.pending);
-                if used > 0 {
-                    self.pending.drain(..used);
-                    if self.pending.is_empty() {
-                        self.pending = Vec::new();
-                    }
+                let (used, item) = self.reader.step(&self.pending[self.taken..]);
+                self.taken += used;
+                if self.taken == self.pending.len() {
+                    self.pending = Vec::new();
+                    self.taken = 0;
                 }
                 if item.is_some() {
                     return Poll::Ready(item);
                 }
                 if used > 0 {
                     continue;
+                }
+                // What is left is the start of a frame: the rest is read behind it, and what a
+                // large frame made room for is given back.
+                self.pending.drain(..self.taken);
+                self.taken = 0;
+                if self.pending.capacity() > READ_CHUNK.max(2 * self.pending.len()) {
+                    self.pending.shrink_to(READ_CHUNK);
                 }
             }
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
@@ -391,8 +402,8 @@ fn close_answer(payload: &[u8]) -> Incoming {
     let code = match payload {
         [] => CLOSE_NORMAL,
         [hi, lo, ..] => match u16::from_be_bytes([*hi, *lo]) {
-            // Codes a close frame may carry (section 7.4).
-            c @ (1000..=1003 | 1007..=1011 | 3000..=4999) => c,
+            // Codes a close frame may carry (section 7.4, and IANA's registry since).
+            c @ (1000..=1003 | 1007..=1014 | 3000..=4999) => c,
             _ => return broken("a close code that may not be sent"),
         },
         [_] => return broken("a close frame of one byte"),
@@ -419,6 +430,8 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
     use super::*;
 
     /// A client's frame: masked, as a client must send it.
@@ -593,7 +606,15 @@ mod tests {
                 reason: ""
             })
         );
+        assert_eq!(
+            close(&1012u16.to_be_bytes()),
+            Some(Incoming::Close {
+                code: 1012,
+                reason: ""
+            })
+        );
         assert_eq!(close(&1005u16.to_be_bytes()), Some(protocol()));
+        assert_eq!(close(&1015u16.to_be_bytes()), Some(protocol()));
         assert_eq!(close(&[0x03]), Some(protocol()));
     }
 
@@ -611,6 +632,45 @@ mod tests {
             }
             assert!(used > 0, "stuck");
         }
+    }
+
+    #[tokio::test]
+    async fn a_socket_reads_many_frames_sent_at_once_and_keeps_no_buffer_afterwards() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut socket = Socket::new(server, 100_000);
+        let mut input = Vec::new();
+        for n in 0..2_000u32 {
+            input.extend(frame(OpCode::Control(Control::Ping), true, &n.to_be_bytes()));
+        }
+        let long = "y".repeat(20_000);
+        input.extend(text(&long));
+        input.extend(text("last"));
+        tokio::io::AsyncWriteExt::write_all(&mut client, &input)
+            .await
+            .unwrap();
+        for n in 0..2_000u32 {
+            let got = poll_fn(|cx| socket.poll_next(cx)).await;
+            assert_eq!(got, Some(Incoming::Ping(Bytes::copy_from_slice(&n.to_be_bytes()))));
+        }
+        let got = poll_fn(|cx| socket.poll_next(cx)).await;
+        assert_eq!(got, Some(Incoming::Text(Utf8Bytes::from(long))));
+        let got = poll_fn(|cx| socket.poll_next(cx)).await;
+        assert_eq!(got, Some(Incoming::Text(Utf8Bytes::from("last"))));
+        assert_eq!((socket.pending.capacity(), socket.taken), (0, 0));
+
+        // Writing: the header, then the payload, unmasked.
+        socket
+            .start(Outgoing::Text(Utf8Bytes::from("héllo")))
+            .unwrap();
+        poll_fn(|cx| socket.poll_flush(cx)).await.unwrap();
+        assert!(!socket.is_writing());
+        let mut out = [0u8; 8];
+        tokio::io::AsyncReadExt::read_exact(&mut client, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, [0x81, 6, b'h', 0xc3, 0xa9, b'l', b'l', b'o']);
+        drop(client);
+        assert_eq!(poll_fn(|cx| socket.poll_next(cx)).await, None);
     }
 
     #[test]

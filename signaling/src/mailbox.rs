@@ -73,6 +73,24 @@ impl<T> Mailbox<T> {
         queued
     }
 
+    /// Puts `item` in the place of the last queued item that `same` picks, or else queues it
+    /// like [`Mailbox::push_or_cut`]: for answers only the latest of which matters (a pong, of
+    /// which RFC 6455 lets a server send only the one for the latest ping), so that a client
+    /// that floods them without reading fills nothing.
+    pub(crate) fn replace_or_push(&self, item: T, same: impl Fn(&T) -> bool) -> bool {
+        if self.is_cut() {
+            return true;
+        }
+        {
+            let mut queue = self.lock();
+            if let Some(slot) = queue.iter_mut().rev().find(|queued| same(queued)) {
+                *slot = item;
+                return true;
+            }
+        }
+        self.push_or_cut(item)
+    }
+
     /// Queues `item` even past the capacity: for a burst bounded elsewhere (a resume's replay,
     /// bounded by the replay buffer).
     pub(crate) fn push_beyond(&self, item: T) {
@@ -146,6 +164,26 @@ mod tests {
             (Some(3), Some(6), Some(5), None)
         );
         assert_eq!(m.lock().capacity(), 0);
+    }
+
+    #[test]
+    fn an_answer_only_the_latest_of_which_matters_takes_the_queued_ones_place() {
+        let m = Mailbox::new(3);
+        let pong = |n: &i32| *n < 0;
+        assert!(m.push(1) && m.replace_or_push(-1, pong) && m.push(2));
+        // Full, but a pong is queued: the newest takes its place, as often as it comes.
+        for n in 2..100 {
+            assert!(m.replace_or_push(-n, pong));
+        }
+        assert!(!m.is_cut());
+        assert_eq!(
+            (m.pop(), m.pop(), m.pop(), m.pop()),
+            (Some(1), Some(-99), Some(2), None)
+        );
+        // With no pong queued it is pushed, and a full queue cuts the reader off.
+        assert!(m.push(1) && m.push(2) && m.push(3));
+        assert!(!m.replace_or_push(-1, pong));
+        assert!(m.is_cut());
     }
 
     #[test]
