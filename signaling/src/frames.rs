@@ -640,7 +640,11 @@ mod tests {
         let mut socket = Socket::new(server, 100_000);
         let mut input = Vec::new();
         for n in 0..2_000u32 {
-            input.extend(frame(OpCode::Control(Control::Ping), true, &n.to_be_bytes()));
+            input.extend(frame(
+                OpCode::Control(Control::Ping),
+                true,
+                &n.to_be_bytes(),
+            ));
         }
         let long = "y".repeat(20_000);
         input.extend(text(&long));
@@ -650,7 +654,10 @@ mod tests {
             .unwrap();
         for n in 0..2_000u32 {
             let got = poll_fn(|cx| socket.poll_next(cx)).await;
-            assert_eq!(got, Some(Incoming::Ping(Bytes::copy_from_slice(&n.to_be_bytes()))));
+            assert_eq!(
+                got,
+                Some(Incoming::Ping(Bytes::copy_from_slice(&n.to_be_bytes())))
+            );
         }
         let got = poll_fn(|cx| socket.poll_next(cx)).await;
         assert_eq!(got, Some(Incoming::Text(Utf8Bytes::from(long))));
