@@ -20,8 +20,8 @@ use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{Instrument, debug, field, info, info_span};
 
-use crate::frames::{CLOSE_NORMAL, Incoming, Outgoing, Socket};
-use crate::hub::{CLOSE_GOING_AWAY, CLOSE_POLICY, ConnHandle, Hub, Outbound, unix_ms};
+use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Outgoing, Socket};
+use crate::hub::{ConnHandle, Hub, Outbound, unix_ms};
 use crate::mailbox::{Mailbox, Next};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
@@ -120,7 +120,8 @@ fn poll_socket(
 /// Queued messages written in one go before the socket is read again.
 const WRITE_BATCH: usize = 64;
 
-enum Frame {
+/// A message read, as the connection takes it.
+enum Received {
     Text(Utf8Bytes),
     /// A pong, with what it echoes of the ping it answers.
     Pong(Bytes),
@@ -176,7 +177,7 @@ impl Conn {
     /// Charges a frame to the rate limit, then classifies it. Every data frame counts,
     /// oversized and binary ones too, and by size: each started 4 KiB is one message, so large
     /// signals cannot flood a slow receiver either.
-    fn admit(&self, limiter: &DefaultDirectRateLimiter, frame: Read) -> Frame {
+    fn admit(&self, limiter: &DefaultDirectRateLimiter, frame: Read) -> Received {
         let max = self.hub.options.limits.max_frame_bytes;
         let data_len = match &frame {
             Some(Incoming::Text(t)) => Some(t.len()),
@@ -190,7 +191,7 @@ impl Conn {
                 NonZeroU32::new(cost).is_some_and(|n| matches!(limiter.check_n(n), Ok(Ok(()))));
             if !allowed {
                 self.hub.metrics.messages_in.increment(1);
-                return Frame::Refused(
+                return Received::Refused(
                     ErrorCode::RateLimited,
                     ErrorCode::RateLimited.default_message().to_owned(),
                 );
@@ -201,15 +202,15 @@ impl Conn {
 
     /// Reads one message, turning size and kind problems into errors for the client. A ping is
     /// answered and a close frame too (the connection then ends).
-    fn classify(&self, frame: Read) -> Frame {
+    fn classify(&self, frame: Read) -> Received {
         match frame {
             Some(Incoming::Text(text)) => {
                 self.hub.metrics.messages_in.increment(1);
-                Frame::Text(text)
+                Received::Text(text)
             }
             Some(Incoming::TooLarge(len)) => {
                 self.hub.metrics.messages_in.increment(1);
-                Frame::Refused(
+                Received::Refused(
                     ErrorCode::TooLarge,
                     format!(
                         "The message has {len} bytes; the limit is {} bytes. It was not delivered.",
@@ -219,23 +220,23 @@ impl Conn {
             }
             Some(Incoming::Binary(_)) => {
                 self.hub.metrics.messages_in.increment(1);
-                Frame::Refused(
+                Received::Refused(
                     ErrorCode::BadMessage,
                     "Messages must be JSON text frames, not binary.".to_owned(),
                 )
             }
-            Some(Incoming::Pong(echo)) => Frame::Pong(echo),
+            Some(Incoming::Pong(echo)) => Received::Pong(echo),
             Some(Incoming::Ping(echo)) => {
                 self.handle
                     .mailbox
                     .replace_or_push(Outbound::Pong(echo), |o| matches!(o, Outbound::Pong(_)));
-                Frame::Skip
+                Received::Skip
             }
             Some(Incoming::Close { code, reason }) => {
                 self.close(code, reason);
-                Frame::End
+                Received::End
             }
-            None => Frame::End,
+            None => Received::End,
         }
     }
 
@@ -269,13 +270,13 @@ impl Conn {
                 },
             };
             let text = match self.classify(frame) {
-                Frame::Text(text) => text,
-                Frame::Skip | Frame::Pong(_) => continue,
-                Frame::Refused(code, message) => {
+                Received::Text(text) => text,
+                Received::Skip | Received::Pong(_) => continue,
+                Received::Refused(code, message) => {
                     self.refuse(code, message);
                     continue;
                 }
-                Frame::End => return None,
+                Received::End => return None,
             };
             match parse_client(&text) {
                 Ok(ClientMessage::Hello {
@@ -453,7 +454,7 @@ impl Conn {
             // `signal`, the hot path, is made into its event in place; the rest is boxed (it is
             // rare, and its paths hold much more).
             let step = match self.admit(&limiter, frame) {
-                Frame::Text(text) => match fast_signal(&text) {
+                Received::Text(text) => match fast_signal(&text) {
                     Some(signal) => {
                         let data = signal.data.get().to_owned();
                         let event = self.signal(signal.to, data, signal.seq, read_at);
@@ -461,7 +462,7 @@ impl Conn {
                     }
                     None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
                 },
-                Frame::Pong(echo) => {
+                Received::Pong(echo) => {
                     let Some(seq) = asked.filter(|s| echo.as_ref() == s.to_be_bytes()) else {
                         continue;
                     };
@@ -474,12 +475,12 @@ impl Conn {
                     let acked = self.hub.publish(&session.room, event);
                     Either::Right(rare(acked.map(|_| false)))
                 }
-                Frame::Skip => continue,
-                Frame::Refused(code, message) => {
+                Received::Skip => continue,
+                Received::Refused(code, message) => {
                     let told = self.tell(session, code, message);
                     Either::Right(rare(told.map(|()| false)))
                 }
-                Frame::End => return false,
+                Received::End => return false,
             };
             if self.writing_while(io, std::pin::pin!(step)).await {
                 return true;
@@ -596,7 +597,7 @@ impl Conn {
                     // Not in the log: the session is held instead, as if the connection dropped.
                     return false;
                 }
-                self.close(1000, "left");
+                self.close(CLOSE_NORMAL, "left");
                 return true;
             }
             ClientMessage::Hello { .. } => {

@@ -36,6 +36,10 @@ const CONTROL_MAX: u64 = 125;
 
 /// WebSocket close code for "normal closure".
 pub(crate) const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close code for "going away", used on shutdown and for idle connections.
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close code for "policy violation", used with an error code as the reason.
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for "protocol error".
 const CLOSE_PROTOCOL: u16 = 1002;
 /// WebSocket close code for "invalid frame payload data" (text that is not UTF-8).
@@ -414,8 +418,8 @@ fn close_answer(payload: &[u8]) -> Incoming {
     Incoming::Close { code, reason: "" }
 }
 
-/// Unmasks a client's payload (section 5.3): four bytes at a time, which the compiler turns
-/// into vector instructions.
+/// Unmasks a client's payload (section 5.3), four bytes at a time. Written here: tungstenite's
+/// own is private.
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     let mut words = payload.chunks_exact_mut(4);
     for word in &mut words {

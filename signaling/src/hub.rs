@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
+use crate::frames::{CLOSE_GOING_AWAY, CLOSE_POLICY};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
@@ -61,11 +62,6 @@ impl Outbound {
         }
     }
 }
-
-/// WebSocket close code for "policy violation", used with an error code as the reason.
-pub(crate) const CLOSE_POLICY: u16 = 1008;
-/// WebSocket close code for "going away", used on shutdown.
-pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// The parts of a connection the hub needs to reach it.
 #[derive(Debug, Clone)]

@@ -46,8 +46,8 @@ async fn family_joins_a_resident_and_signals_relay_both_ways() {
         kim.expect("signal").await,
         json!({"type":"signal","from": ann_id,"data": offer})
     );
-    // An answer the size of real SDP, with characters of more than one byte: the server sends
-    // it in several frames, and the client reads it whole.
+    // An answer the size of real SDP, with characters of more than one byte: longer than one
+    // of the server's reads, and relayed whole.
     let answer = json!({"kind": "answer", "sdp": "a=candidate é 한국어 ".repeat(300)});
     kim.send(json!({"type":"signal","to": ann_id,"data": answer}))
         .await;
