@@ -876,8 +876,10 @@ impl Fleet {
     }
 
     /// The schedule as the timer gives it: `rate / 1000` messages at once every millisecond.
-    /// This thread also receives, so a message waits in its socket until the burst it came in
-    /// is all sent: that wait is in every figure, for both servers alike.
+    /// This thread also receives, and between two sends it lets the readers run. Before it did,
+    /// a reply waited in its socket until the burst it came in was all sent, which added the
+    /// generator's own sending time to every figure, for both servers alike (about 0.07-0.08
+    /// ms to each p50 at 20,000 a second; docs/BENCHMARKS.md).
     async fn fixed_ticks(&mut self, rate: u64, total: u64) {
         let per_tick = (rate / 1000).max(1);
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * per_tick / rate));
@@ -888,6 +890,11 @@ impl Fleet {
             for _ in 0..per_tick {
                 self.send_kth(k).await;
                 k += 1;
+                // Replies that came meanwhile are read now: a task that yields runs again only
+                // after the runtime has checked its sockets (tokio's current-thread scheduler
+                // polls its I/O driver first), so a reply's time is taken when it comes, not
+                // once the whole burst is sent.
+                tokio::task::yield_now().await;
             }
         }
     }
