@@ -19,8 +19,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -72,8 +70,8 @@ pub(crate) enum Outgoing {
     Close { code: u16, reason: &'static str },
 }
 
-/// One client's socket: hyper's upgraded connection, or any byte stream (the tests').
-pub(crate) struct Socket<S = TokioIo<Upgraded>> {
+/// One client's socket: its TCP stream, or any byte stream (the tests').
+pub(crate) struct Socket<S = tokio::net::TcpStream> {
     io: S,
     /// Bytes read but not yet taken as frames, from `taken` on: empty, with nothing allocated,
     /// between frames.
@@ -87,12 +85,13 @@ pub(crate) struct Socket<S = TokioIo<Upgraded>> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
-    /// The socket over a connection; data messages over `max_message` bytes are skipped and
+    /// The socket over a connection, of which `read` was read already (what the client sent
+    /// right behind its handshake); data messages over `max_message` bytes are skipped and
     /// reported as [`Incoming::TooLarge`].
-    pub(crate) fn new(io: S, max_message: usize) -> Socket<S> {
+    pub(crate) fn new(io: S, read: &[u8], max_message: usize) -> Socket<S> {
         Socket {
             io,
-            pending: Vec::new(),
+            pending: read.to_vec(),
             taken: 0,
             reader: Reader::new(max_message),
             writing: None,
@@ -641,7 +640,7 @@ mod tests {
     #[tokio::test]
     async fn a_socket_reads_many_frames_sent_at_once_and_keeps_no_buffer_afterwards() {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let mut socket = Socket::new(server, 100_000);
+        let mut socket = Socket::new(server, &[], 100_000);
         let mut input = Vec::new();
         for n in 0..2_000u32 {
             input.extend(frame(

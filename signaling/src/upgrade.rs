@@ -1,5 +1,5 @@
 //! The WebSocket handshake (RFC 6455, section 4.2) on an HTTP/1.1 request, and the socket it
-//! gives: [`crate::frames`] over hyper's upgraded connection.
+//! gives: [`crate::frames`] over the connection's TCP stream, taken back from hyper.
 //!
 //! Written here rather than taken from axum's `WebSocketUpgrade`, which does the same checks:
 //! axum's socket is tungstenite's, which keeps buffers as large as the largest message each
@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::frames::Socket;
@@ -93,11 +94,27 @@ pub(crate) fn accept(mut request: Request) -> Result<(Response, OnUpgrade), Refu
 
 /// The socket, once the `101` is sent; `None` when the client went away first. Data messages
 /// over `max_message` bytes are skipped and reported.
+///
+/// The socket is the TCP stream itself, with what hyper read past the request: reads and
+/// writes go to it straight, not through hyper's upgraded connection (a boxed stream behind a
+/// buffer of its own), which each connection kept besides.
 pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<Socket> {
-    match on_upgrade.await {
-        Ok(upgraded) => Some(Socket::new(TokioIo::new(upgraded), max_message)),
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
         Err(e) => {
             tracing::debug!(error = %e, "the WebSocket upgrade failed");
+            return None;
+        }
+    };
+    // The type `crate::server` serves every connection as.
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Some(Socket::new(
+            parts.io.into_inner(),
+            &parts.read_buf,
+            max_message,
+        )),
+        Err(_) => {
+            tracing::error!("an upgraded connection was not served on a TCP stream; closing it");
             None
         }
     }

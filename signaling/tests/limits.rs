@@ -135,6 +135,71 @@ async fn the_websocket_layer_answers_pings_and_close_frames_and_ends_broken_stre
     assert_eq!(c.closed().await, Some(1002));
 }
 
+/// A client frame by hand: final, text, masked with `key`.
+fn masked_text(text: &str, key: [u8; 4]) -> Vec<u8> {
+    let payload = text.as_bytes();
+    let mut frame = vec![0x81];
+    match u16::try_from(payload.len()) {
+        Ok(n) if n < 126 => frame.push(0x80 | n as u8),
+        Ok(n) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&n.to_be_bytes());
+        }
+        Err(_) => panic!("a short message"),
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn a_hello_sent_together_with_the_handshake_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client that does not wait for the 101: its hello comes in the same write as the
+    // request, so the HTTP server reads it along with the request, and the socket must get it.
+    let server = start().await;
+    let hello = json!({"type":"hello","token": token(&server, "r", Role::Family, "Ann")});
+    let mut bytes = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.local_addr()
+    )
+    .into_bytes();
+    bytes.extend(masked_text(&hello.to_string(), [7, 1, 200, 42]));
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(&bytes).await.unwrap();
+    // The response's head, then whatever came behind it, which is the WebSocket's.
+    let mut read = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(common::WAIT, tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the server hung up");
+        read.extend_from_slice(&chunk[..n]);
+        if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    assert!(
+        read.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&read)
+    );
+    let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        read[head_end..].to_vec(),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let mut c = Client::from_stream(ws);
+    c.expect("welcome").await;
+}
+
 #[tokio::test]
 async fn messages_before_hello_are_refused_until_hello() {
     let server = start().await;

@@ -81,6 +81,11 @@ impl Client {
     /// Connects to any node (or the load balancer) by URL.
     pub async fn connect_url(url: &str) -> Client {
         let (ws, _) = connect_async(url).await.expect("websocket connects");
+        Client::from_stream(ws)
+    }
+
+    /// A client over a WebSocket opened some other way.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client {
             ws,
             rules: Default::default(),
