@@ -75,11 +75,34 @@ pub(crate) struct ConnHandle {
 #[derive(Debug)]
 struct Local {
     handle: ConnHandle,
-    claims: Claims,
+    holder: Holder,
     /// The session it holds, once its join or resume is applied.
     peer: Option<PeerId>,
     /// Its session moved to another connection.
     detached: bool,
+}
+
+/// Whom a connection's token admitted: what of its claims the hub goes on needing (not the
+/// token's own id or expiry, which each connection would otherwise keep).
+#[derive(Debug)]
+struct Holder {
+    room: String,
+    role: Role,
+    name: String,
+    sub: String,
+    inv: Option<String>,
+}
+
+impl Holder {
+    fn of(claims: &Claims) -> Holder {
+        Holder {
+            room: claims.room.clone(),
+            role: claims.role,
+            name: claims.name.clone(),
+            sub: claims.sub.clone(),
+            inv: claims.inv.clone(),
+        }
+    }
 }
 
 /// A room this node follows.
@@ -463,7 +486,7 @@ impl Hub {
                     id,
                     Box::new(Local {
                         handle: conn,
-                        claims: claims.clone(),
+                        holder: Holder::of(claims),
                         peer: None,
                         detached: false,
                     }),
@@ -479,7 +502,7 @@ impl Hub {
                 last_seq: r.last_seq,
                 at: unix_ms(),
             },
-            None => self.join_event(claims, id),
+            None => self.join_event(&Holder::of(claims), id),
         };
         let published = self.publish(&claims.room, event).await;
         if published.is_err() {
@@ -488,25 +511,25 @@ impl Hub {
         published
     }
 
-    fn join_event(&self, claims: &Claims, conn: u64) -> Event {
+    fn join_event(&self, holder: &Holder, conn: u64) -> Event {
         let state = self.lock();
-        self.join_event_locked(&state, claims, conn)
+        self.join_event_locked(&state, holder, conn)
     }
 
     /// A new session for `conn` (with a resident's rules as this node has them).
-    fn join_event_locked(&self, state: &State, claims: &Claims, conn: u64) -> Event {
+    fn join_event_locked(&self, state: &State, holder: &Holder, conn: u64) -> Event {
         Event::Join {
             who: Entrant {
                 peer: PeerId(uuid::Uuid::new_v4().simple().to_string()),
-                sub: claims.sub.clone(),
-                name: claims.name.clone(),
-                role: claims.role,
+                sub: holder.sub.clone(),
+                name: holder.name.clone(),
+                role: holder.role,
             },
-            inv: claims.inv.clone(),
+            inv: holder.inv.clone(),
             conn: self.conn_ref(conn),
             at: unix_ms(),
-            rules: (claims.role == Role::Resident)
-                .then(|| state.rules.get(&claims.sub).cloned())
+            rules: (holder.role == Role::Resident)
+                .then(|| state.rules.get(&holder.sub).cloned())
                 .flatten(),
         }
     }
@@ -633,7 +656,7 @@ impl Hub {
                         continue;
                     }
                     if let Some(local) = state.conns.get_mut(&to.conn) {
-                        info!(conn = to.conn, peer = %peer, room, role = %local.claims.role, waiting, "in the room");
+                        info!(conn = to.conn, peer = %peer, room, role = %local.holder.role, waiting, "in the room");
                         local.peer = Some(peer);
                     } else {
                         self.orphaned(room, to.conn);
@@ -677,7 +700,7 @@ impl Hub {
                         && let Some(local) = state.conns.get(&to.conn)
                     {
                         info!(conn = to.conn, "nothing to resume; joining afresh");
-                        let event = self.join_event_locked(state, &local.claims, to.conn);
+                        let event = self.join_event_locked(state, &local.holder, to.conn);
                         self.followup(room, event);
                     }
                 }
@@ -836,7 +859,7 @@ impl Hub {
             .conns
             .iter()
             .filter(|(_, l)| l.peer.is_some())
-            .map(|(id, l)| (*id, l.claims.room.clone()))
+            .map(|(id, l)| (*id, l.holder.room.clone()))
             .collect();
         let n = conns.len() as u64;
         let window = (n * 5)
@@ -1035,7 +1058,7 @@ fn merge_online(
 
 /// The rooms this node's connections are in.
 fn served_rooms(conns: &FastMap<u64, Box<Local>>) -> HashSet<&str> {
-    conns.values().map(|l| l.claims.room.as_str()).collect()
+    conns.values().map(|l| l.holder.room.as_str()).collect()
 }
 
 impl Sink for Hub {
