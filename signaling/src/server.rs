@@ -6,24 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::ListenerExt;
 use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use crate::hub::Hub;
 use crate::options::ServerOptions;
@@ -50,7 +44,10 @@ pub enum ServerError {
     },
 }
 
-/// The router, apart from any listener, so tests and other front ends can mount it.
+/// The router, apart from any listener, so tests and other front ends can mount it. Its
+/// WebSockets need their connections served by `axum::serve` over tokio's `TcpStream`, as
+/// [`Server`] does: the socket is taken back from the upgrade as that type (see
+/// `upgrade::socket`).
 pub fn app(hub: Arc<Hub>) -> Router {
     let web_root = hub.options.web_root.clone();
     Router::new()
@@ -99,55 +96,6 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         hub.metrics.render(),
     )
         .into_response()
-}
-
-/// Serves HTTP/1.1 on `listener` until `stop`, then lets the requests in progress finish
-/// (WebSockets are the hub's, apart from this).
-///
-/// Hyper's HTTP/1 connection, served here, rather than `axum::serve`: that serves through
-/// hyper-util's protocol-detecting builder, whose upgraded connections keep the socket behind
-/// a buffering wrapper of its own (a private type), so a WebSocket could not take its
-/// `TcpStream` back (see [`upgrade::socket`]). Accepting is axum's still: its listener logs a
-/// failed accept and waits before the next, rather than ending.
-async fn serve_http<L>(mut listener: L, router: Router, stop: CancellationToken)
-where
-    L: Listener<Io = TcpStream, Addr = SocketAddr>,
-{
-    let connections = TaskTracker::new();
-    loop {
-        let (tcp, addr) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.cancelled() => break,
-        };
-        let router = router.clone();
-        let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-            // Peers' addresses reach handlers that limit per client (redeeming codes).
-            request.extensions_mut().insert(ConnectInfo(addr));
-            router.clone().oneshot(request.map(Body::new))
-        });
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            // Once stopping, a connection between requests closes, and one in a request closes
-            // after its response.
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = served {
-                debug!(error = %e, "an HTTP connection failed");
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
 }
 
 /// Connections the kernel queues for accepting (capped by `net.core.somaxconn`). A crowd
@@ -204,14 +152,26 @@ impl Server {
         let writer = tokio::spawn(crate::persist::run(changes, writes));
         let stop = CancellationToken::new();
         let router = app(hub.clone());
-        // Each message is written when it is ready: without TCP_NODELAY a small write behind an
-        // unacknowledged one waits for the acknowledgement (Nagle).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                debug!(error = %e, "could not set TCP_NODELAY");
+        let graceful = stop.clone();
+        let serve = tokio::spawn(async move {
+            // Each message is written when it is ready: without TCP_NODELAY a small write
+            // behind an unacknowledged one waits for the acknowledgement (Nagle).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            // Peers' addresses reach handlers that limit per client (redeeming codes).
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(graceful.cancelled_owned())
+            .await;
+            if let Err(e) = served {
+                error!(error = %e, "server stopped with an error");
             }
         });
-        let serve = tokio::spawn(serve_http(listener, router, stop.clone()));
         let keeper = hub.clone();
         let keeper_stop = stop.clone();
         tokio::spawn(async move {

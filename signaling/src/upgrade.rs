@@ -96,8 +96,8 @@ pub(crate) fn accept(mut request: Request) -> Result<(Response, OnUpgrade), Refu
 /// over `max_message` bytes are skipped and reported.
 ///
 /// The socket is the TCP stream itself, with what hyper read past the request: reads and
-/// writes go to it straight, not through hyper's upgraded connection (a boxed stream behind a
-/// buffer of its own), which each connection kept besides.
+/// writes go to it straight, not through hyper's upgraded connection (the stream boxed behind
+/// two buffering wrappers and tokio's adapter), which each connection kept besides.
 pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<Socket> {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -106,8 +106,10 @@ pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<
             return None;
         }
     };
-    // The type `crate::server` serves every connection as.
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
+    // The type axum serves every connection as (`crate::server`), under the wrapper of the
+    // protocol-detecting builder it serves them with, which this function of hyper-util's
+    // unwraps (adding what that wrapper had read to `read_buf`).
+    match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
         Ok(parts) => Some(Socket::new(
             parts.io.into_inner(),
             &parts.read_buf,
