@@ -477,43 +477,40 @@ impl Hub {
             return Err(ErrorCode::Revoked);
         }
         let id = conn.id;
-        loop {
+        let resume = resume.filter(|r| self.resume.verify(&r.peer, &r.secret));
+        let event = loop {
             self.follow(&claims.room).await?;
             let mut state = self.lock();
             // The sweep may have let the room go since: follow it again first.
             if state.rooms.contains_key(&claims.room) {
+                let holder = Holder::of(claims);
+                let event = match resume {
+                    Some(r) => Event::Resume {
+                        peer: r.peer,
+                        sub: claims.sub.clone(),
+                        conn: self.conn_ref(id),
+                        last_seq: r.last_seq,
+                        at: unix_ms(),
+                    },
+                    None => self.join_event_locked(&state, &holder, id),
+                };
                 state.conns.insert(
                     id,
                     Box::new(Local {
                         handle: conn,
-                        holder: Holder::of(claims),
+                        holder,
                         peer: None,
                         detached: false,
                     }),
                 );
-                break;
+                break event;
             }
-        }
-        let event = match resume.filter(|r| self.resume.verify(&r.peer, &r.secret)) {
-            Some(r) => Event::Resume {
-                peer: r.peer,
-                sub: claims.sub.clone(),
-                conn: self.conn_ref(id),
-                last_seq: r.last_seq,
-                at: unix_ms(),
-            },
-            None => self.join_event(&Holder::of(claims), id),
         };
         let published = self.publish(&claims.room, event).await;
         if published.is_err() {
             self.lock().conns.remove(&id);
         }
         published
-    }
-
-    fn join_event(&self, holder: &Holder, conn: u64) -> Event {
-        let state = self.lock();
-        self.join_event_locked(&state, holder, conn)
     }
 
     /// A new session for `conn` (with a resident's rules as this node has them).
