@@ -1,13 +1,15 @@
 //! One client's WebSocket: the `hello` handshake (a new session or a resumed one), then reading,
 //! rate limiting and turning its messages into events of its room's log, heartbeats and idle
-//! detection, and writing what is queued for it. One task does all of it: a second task for
-//! writing cost each idle connection 0.8 KiB and every message a hand-over between the two.
+//! detection, and writing what is queued for it. One task does all of it (a second task for
+//! writing cost each idle connection 0.8 KiB and every message a hand-over between the two),
+//! except that a message relayed to it is written by the relaying task when the socket is free
+//! (see [`crate::outlet`]).
 
 use std::future::poll_fn;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,9 +22,10 @@ use tokio::time::{Duration, MissedTickBehavior, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{Instrument, debug, field, info, info_span};
 
-use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Outgoing, Socket};
-use crate::hub::{ConnHandle, Hub, Outbound, unix_ms};
+use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Receiving};
+use crate::hub::{ConnHandle, Hub, unix_ms};
 use crate::mailbox::{Mailbox, Next};
+use crate::outlet::{FromSocket, Outbound, Outlet};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
 
@@ -34,91 +37,42 @@ const RATE_UNIT_BYTES: usize = 4 * 1024;
 /// Not an `async fn`: the connection's parts are made here, so the future holds each once.
 /// Every idle connection keeps its task's whole future, which is as large as the largest state
 /// it can be in: the rare steps (the handshake, the end) are boxed for that reason.
-pub(crate) fn run(socket: Socket, hub: Arc<Hub>) -> impl Future<Output = ()> + Send {
+pub(crate) fn run(
+    io: tokio::net::TcpStream,
+    receiving: Receiving,
+    hub: Arc<Hub>,
+) -> impl Future<Output = ()> + Send {
     let id = hub.next_conn_id();
     let span = info_span!("conn", conn = id, peer = field::Empty, room = field::Empty);
     hub.metrics.connections.increment(1.0);
-    let mailbox = Arc::new(Mailbox::new(hub.options.limits.outbound_queue));
+    let outlet = Arc::new(Outlet::new(io, hub.options.limits.outbound_queue));
     let conn = Conn {
         hub,
-        handle: ConnHandle { id, mailbox },
+        handle: ConnHandle { id, outlet },
     };
-    let mut io = Io {
-        ws: socket,
-        backlog_since: None,
-        closed: false,
-    };
+    let mut rx = receiving;
     // An async block, not an `async fn` taking them: that would keep a copy of each.
-    async move { conn.run(&mut io).await }.instrument(span)
+    async move { conn.run(&mut rx).await }.instrument(span)
 }
 
 struct Session {
     room: String,
 }
 
-/// What the connection's steps share (apart from the socket, which is not `Sync`).
+/// What the connection's steps share (apart from what is read of the socket, which is not
+/// `Sync`). Writing never waits in line with reading: a message is handed to the socket when it
+/// takes it; when the client does not read and the socket's buffer is full, nothing more is
+/// taken from the queue until the backlog is written (or the write timeout cuts the client
+/// off), while reading goes on.
 struct Conn {
     hub: Arc<Hub>,
     handle: ConnHandle,
-}
-
-/// The socket and what is queued for it. Writing never waits in line with reading: a message
-/// is handed to the socket when it takes it; when the client does not read and the socket's
-/// buffer is full, nothing more is taken from the queue until the backlog is written (or the
-/// write timeout cuts the client off), while reading goes on.
-struct Io {
-    ws: Socket,
-    /// Since when a message is only partly written.
-    backlog_since: Option<Instant>,
-    /// A close frame was handed to the socket: nothing more is.
-    closed: bool,
 }
 
 /// A message read, or the end of the socket (`None`): a failed read is logged where it happens
 /// and ends it too, so that what the task keeps between messages has no room for an error
 /// (which would make every connection's task larger).
 type Read = Option<Incoming>;
-
-/// Polls for what the socket has not written yet to be written: true once it is (the backlog
-/// is cleared), false when writing failed (the connection is cut). Not a method of [`Io`], so
-/// it borrows the socket apart from the rest.
-fn poll_backlog(
-    ws: &mut Socket,
-    backlog_since: &mut Option<Instant>,
-    mailbox: &Mailbox<Outbound>,
-    cx: &mut Context<'_>,
-) -> Poll<bool> {
-    ws.poll_flush(cx).map(|written| match written {
-        Ok(()) => {
-            *backlog_since = None;
-            true
-        }
-        Err(e) => {
-            debug!(error = %e, "socket write failed");
-            mailbox.cut();
-            false
-        }
-    })
-}
-
-/// Polls for the next frame, and first for the backlog to be written, when there is one:
-/// `None` when the backlog was written out. A failed write ends the connection.
-fn poll_socket(
-    ws: &mut Socket,
-    backlog_since: &mut Option<Instant>,
-    mailbox: &Mailbox<Outbound>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Read>> {
-    if backlog_since.is_some()
-        && let Poll::Ready(written) = poll_backlog(ws, backlog_since, mailbox, cx)
-    {
-        return Poll::Ready(if written { None } else { Some(None) });
-    }
-    ws.poll_next(cx).map(Some)
-}
-
-/// Queued messages written in one go before the socket is read again.
-const WRITE_BATCH: usize = 64;
 
 /// A message read, as the connection takes it.
 enum Received {
@@ -132,18 +86,30 @@ enum Received {
 }
 
 impl Conn {
-    async fn run(&self, io: &mut Io) {
+    async fn run(&self, rx: &mut Receiving) {
         // Borrowed, not moved out of the `Option`: the task would keep both.
-        let session = Box::pin(self.handshake(io)).await;
+        let session = Box::pin(self.handshake(rx)).await;
         if let Some(session) = &session {
-            let on_purpose = self.serve(io, session).await;
+            let on_purpose = self.serve(rx, session).await;
             Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
         }
         // What is still queued (a close frame, say) is written, bounded by the write timeout.
         let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);
-        let _ = Box::pin(timeout(grace, io.finish(self))).await;
+        let finish = self.handle.outlet.finish(&self.hub.metrics);
+        let _ = Box::pin(timeout(grace, finish)).await;
         self.hub.metrics.connections.decrement(1.0);
         debug!("connection closed");
+    }
+
+    fn mailbox(&self) -> &Mailbox<Outbound> {
+        &self.handle.outlet.mailbox
+    }
+
+    /// Writes what is queued, as far as the socket takes it now; false when the connection is
+    /// over.
+    fn write_queued(&self) -> bool {
+        let outlet = &self.handle.outlet;
+        outlet.write_queued(&mut outlet.wire(), &self.hub.metrics)
     }
 
     fn send(&self, msg: &ServerMessage) {
@@ -151,7 +117,7 @@ impl Conn {
             self.hub.metrics.error(*code);
         }
         if let Some(text) = encode(msg) {
-            self.handle.mailbox.push_or_cut(Outbound::message(text));
+            self.mailbox().push_or_cut(Outbound::message(text));
         }
     }
 
@@ -163,9 +129,7 @@ impl Conn {
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        self.handle
-            .mailbox
-            .push_or_cut(Outbound::Close { code, reason });
+        self.mailbox().push_or_cut(Outbound::Close { code, reason });
     }
 
     fn shutting_down(&self) {
@@ -227,8 +191,7 @@ impl Conn {
             }
             Some(Incoming::Pong(echo)) => Received::Pong(echo),
             Some(Incoming::Ping(echo)) => {
-                self.handle
-                    .mailbox
+                self.mailbox()
                     .replace_or_push(Outbound::Pong(echo), |o| matches!(o, Outbound::Pong(_)));
                 Received::Skip
             }
@@ -241,10 +204,11 @@ impl Conn {
     }
 
     /// Waits for a valid `hello` within the hello timeout and joins the room.
-    async fn handshake(&self, io: &mut Io) -> Option<Session> {
+    async fn handshake(&self, rx: &mut Receiving) -> Option<Session> {
         let deadline = tokio::time::Instant::now() + self.hub.options.limits.hello_timeout;
         loop {
-            let take = io.backlog_since.is_none();
+            let backlog_since = self.handle.outlet.wire().backlog_since;
+            let take = backlog_since.is_none();
             let frame = tokio::select! {
                 () = sleep_until(deadline) => {
                     self.refuse(ErrorCode::HelloTimeout, ErrorCode::HelloTimeout.default_message());
@@ -255,18 +219,16 @@ impl Conn {
                     self.shutting_down();
                     return None;
                 }
-                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
-                    let Next::Item(item) = next else { return None };
-                    if io.put_queued(self, item) {
+                next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)) => {
+                    let Next::Item(()) = next else { return None };
+                    if self.write_queued() {
                         continue;
                     }
                     return None;
                 }
-                read = poll_fn(|cx| {
-                    poll_socket(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
-                }) => match read {
-                    Some(frame) => frame,
-                    None => continue,
+                read = poll_fn(|cx| self.handle.outlet.poll_socket(rx, backlog_since, cx)) => match read {
+                    FromSocket::Read(frame) => frame,
+                    FromSocket::Written | FromSocket::Backlog => continue,
                 },
             };
             let text = match self.classify(frame) {
@@ -341,7 +303,7 @@ impl Conn {
     }
 
     /// Serves a joined connection. Returns true when the client left on purpose.
-    async fn serve(&self, io: &mut Io, session: &Session) -> bool {
+    async fn serve(&self, rx: &mut Receiving, session: &Session) -> bool {
         let limits = &self.hub.options.limits;
         let limiter: DefaultDirectRateLimiter = RateLimiter::direct_with_clock(
             Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
@@ -372,27 +334,31 @@ impl Conn {
             return false;
         }
         loop {
-            if io.closed {
+            let (closed, backlog_since) = {
+                let wire = self.handle.outlet.wire();
+                (wire.closed, wire.backlog_since)
+            };
+            if closed {
                 return false;
             }
             // A new backlog (begun anywhere, the handshake included) brings the ping timer
             // forward to its write deadline, where the tick checks it: no timer of its own is
             // kept for each connection.
-            if io.backlog_since != timed_backlog {
-                if let Some(since) = io.backlog_since {
+            if backlog_since != timed_backlog {
+                if let Some(since) = backlog_since {
                     ping.reset_at(tokio::time::Instant::from_std(since + limits.write_timeout));
                 }
-                timed_backlog = io.backlog_since;
+                timed_backlog = backlog_since;
             }
             // While a message is only partly written, nothing more is taken from the mailbox.
-            let take = io.backlog_since.is_none();
+            let take = backlog_since.is_none();
             // In this order: the mailbox (a cut first), the timer, which the write timeout
             // relies on even when the client floods, then the socket.
             let frame = tokio::select! {
                 biased;
-                next = poll_fn(|cx| self.handle.mailbox.poll_next(take, cx)) => {
-                    let Next::Item(item) = next else { return false };
-                    if !io.put_queued(self, item) {
+                next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)) => {
+                    let Next::Item(()) = next else { return false };
+                    if !self.write_queued() {
                         return false;
                     }
                     // A mailbox always refilled must not keep the timer and the socket waiting:
@@ -401,10 +367,12 @@ impl Conn {
                     continue;
                 }
                 _ = ping.tick() => {
-                    if let Some(since) = io.backlog_since {
+                    // Read again: a relaying task may have begun one since.
+                    let backlog_since = self.handle.outlet.wire().backlog_since;
+                    if let Some(since) = backlog_since {
                         if since.elapsed() >= limits.write_timeout {
                             info!("a write took longer than the write timeout; disconnecting");
-                            self.handle.mailbox.cut();
+                            self.mailbox().cut();
                             return false;
                         }
                         continue;
@@ -431,19 +399,19 @@ impl Conn {
                     asked = ack;
                     // Through the mailbox: behind every message queued before the number
                     // was read.
-                    self.handle.mailbox.push_beyond(Outbound::Ping { ack });
+                    self.mailbox().push_beyond(Outbound::Ping { ack });
                     continue;
                 }
-                read = poll_fn(|cx| {
-                    poll_socket(&mut io.ws, &mut io.backlog_since, &self.handle.mailbox, cx)
-                }) => match read {
-                    Some(frame) => frame,
+                read = poll_fn(|cx| self.handle.outlet.poll_socket(rx, backlog_since, cx)) => match read {
+                    FromSocket::Read(frame) => frame,
                     // The client read what was waiting for it: it is alive.
-                    None => {
+                    FromSocket::Written => {
                         last_seen = Instant::now();
                         heard = true;
                         continue;
                     }
+                    // A relaying task began a backlog: the loop times it.
+                    FromSocket::Backlog => continue,
                 },
             };
             let read_at = Instant::now();
@@ -482,7 +450,7 @@ impl Conn {
                 }
                 Received::End => return false,
             };
-            if self.writing_while(io, std::pin::pin!(step)).await {
+            if self.writing_while(std::pin::pin!(step)).await {
                 return true;
             }
         }
@@ -512,7 +480,6 @@ impl Conn {
     /// macro's own state.
     fn writing_while<'a, F: Future + ?Sized>(
         &'a self,
-        io: &'a mut Io,
         mut step: Pin<&'a mut F>,
     ) -> impl Future<Output = F::Output> + 'a {
         poll_fn(move |cx| {
@@ -520,21 +487,21 @@ impl Conn {
                 if let Poll::Ready(out) = step.as_mut().poll(cx) {
                     return Poll::Ready(out);
                 }
-                if io.closed || self.handle.mailbox.is_cut() {
+                let outlet = &self.handle.outlet;
+                let mut wire = outlet.wire();
+                if wire.closed || outlet.mailbox.is_cut() {
                     return Poll::Pending;
                 }
-                let take = io.backlog_since.is_none();
-                match self.handle.mailbox.poll_next(take, cx) {
-                    Poll::Ready(Next::Item(item)) => {
-                        io.put_queued(self, item);
+                let take = wire.backlog_since.is_none();
+                match outlet.mailbox.poll_ready(take, cx) {
+                    Poll::Ready(Next::Item(())) => {
+                        outlet.write_queued(&mut wire, &self.hub.metrics);
                         continue;
                     }
                     Poll::Ready(Next::Cut) => continue,
                     Poll::Pending => {}
                 }
-                let mailbox = &self.handle.mailbox;
-                if !take && poll_backlog(&mut io.ws, &mut io.backlog_since, mailbox, cx).is_ready()
-                {
+                if !take && outlet.poll_backlog(&mut wire, cx).is_ready() {
                     continue;
                 }
                 return Poll::Pending;
@@ -651,105 +618,6 @@ impl Conn {
                 );
             }
         })
-    }
-}
-
-impl Io {
-    /// Hands `first`, and what else is queued up to a batch, to the socket as far as it takes
-    /// them now; false when the connection is over.
-    fn put_queued(&mut self, conn: &Conn, first: Outbound) -> bool {
-        let mut item = first;
-        for _ in 1..WRITE_BATCH {
-            if !self.put(conn, item) {
-                return false;
-            }
-            if self.backlog_since.is_some() {
-                return true;
-            }
-            match conn.handle.mailbox.pop() {
-                Some(next) => item = next,
-                None => return true,
-            }
-        }
-        self.put(conn, item)
-    }
-
-    /// Hands one item to the socket, which writes it at once as far as the client reads;
-    /// the rest is its backlog. False when the connection is over: a close frame was handed
-    /// over, or the socket failed.
-    fn put(&mut self, conn: &Conn, item: Outbound) -> bool {
-        let (message, relayed_at, last) = match item {
-            Outbound::Text { text, relayed_at } => (Outgoing::Text(text), relayed_at, false),
-            Outbound::Ping { ack } => {
-                let payload = ack
-                    .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))
-                    .unwrap_or_default();
-                (Outgoing::Ping(payload), None, false)
-            }
-            Outbound::Pong(echo) => (Outgoing::Pong(echo), None, false),
-            Outbound::Close { code, reason } => (Outgoing::Close { code, reason }, None, true),
-        };
-        if let Err(e) = self.ws.start(message) {
-            debug!(error = %e, "socket write failed");
-            conn.handle.mailbox.cut();
-            return false;
-        }
-        conn.hub.metrics.messages_out.increment(1);
-        if let Some(t) = relayed_at {
-            conn.hub
-                .metrics
-                .relay_latency
-                .record(t.elapsed().as_secs_f64());
-        }
-        // Whether all of it went: without waiting, so nothing to wake. A backlog is then
-        // polled for by `poll_socket` with the task's waker (a close frame's by `finish`).
-        match self.ws.poll_flush(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => {
-                debug!(error = %e, "socket write failed");
-                conn.handle.mailbox.cut();
-                return false;
-            }
-            Poll::Pending => {
-                self.backlog_since.get_or_insert_with(Instant::now);
-            }
-        }
-        if last {
-            self.closed = true;
-            return false;
-        }
-        true
-    }
-
-    /// The end: the backlog and what is still queued are written (unless the client was cut
-    /// off or a close frame went already), then the socket is closed.
-    async fn finish(&mut self, conn: &Conn) {
-        while !conn.handle.mailbox.is_cut() {
-            let mailbox = &conn.handle.mailbox;
-            if !poll_fn(|cx| poll_backlog(&mut self.ws, &mut self.backlog_since, mailbox, cx)).await
-            {
-                break;
-            }
-            if self.closed {
-                break;
-            }
-            let Some(item) = conn.handle.mailbox.pop() else {
-                break;
-            };
-            if !self.put(conn, item) && !self.closed {
-                break;
-            }
-        }
-        if !self.closed && !conn.handle.mailbox.is_cut() && !self.ws.is_writing() {
-            // A connection that ends without a close frame gets one (the socket may be gone
-            // already: then writing it fails, which changes nothing).
-            self.closed = true;
-            let _ = self.ws.start(Outgoing::Close {
-                code: CLOSE_NORMAL,
-                reason: "",
-            });
-        }
-        let _ = timeout(Duration::from_secs(1), poll_fn(|cx| self.ws.poll_close(cx))).await;
     }
 }
 

@@ -70,9 +70,10 @@ pub(crate) enum Outgoing {
     Close { code: u16, reason: &'static str },
 }
 
-/// One client's socket: its TCP stream, or any byte stream (the tests').
-pub(crate) struct Socket<S = tokio::net::TcpStream> {
-    io: S,
+/// What is read of a client's socket and not yet taken as messages. The stream itself is kept
+/// apart (see [`crate::outlet`]): reading is the connection's own task's, writing is whoever's
+/// turn it is.
+pub(crate) struct Receiving {
     /// Bytes read but not yet taken as frames, from `taken` on: empty, with nothing allocated,
     /// between frames.
     pending: Vec<u8>,
@@ -80,27 +81,27 @@ pub(crate) struct Socket<S = tokio::net::TcpStream> {
     /// frames read at once are not each moved along what follows them.
     taken: usize,
     reader: Reader,
-    /// The frame being written, as far as the socket has not taken it yet.
-    writing: Option<Writing>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
-    /// The socket over a connection, of which `read` was read already (what the client sent
-    /// right behind its handshake); data messages over `max_message` bytes are skipped and
-    /// reported as [`Incoming::TooLarge`].
-    pub(crate) fn new(io: S, read: &[u8], max_message: usize) -> Socket<S> {
-        Socket {
-            io,
+impl Receiving {
+    /// Reading a connection of which `read` was read already (what the client sent right
+    /// behind its handshake); data messages over `max_message` bytes are skipped and reported
+    /// as [`Incoming::TooLarge`].
+    pub(crate) fn new(read: &[u8], max_message: usize) -> Receiving {
+        Receiving {
             pending: read.to_vec(),
             taken: 0,
             reader: Reader::new(max_message),
-            writing: None,
         }
     }
 
-    /// The next message, or `None` when the connection is over (the client hung up, or reading
-    /// failed, which is logged here).
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+    /// The next message read from `io`, or `None` when the connection is over (the client hung
+    /// up, or reading failed, which is logged here).
+    pub(crate) fn poll_next<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Incoming>> {
         loop {
             if !self.pending.is_empty() {
                 let (used, item) = self.reader.step(&self.pending[self.taken..]);
@@ -125,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             }
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut buf = ReadBuf::uninit(&mut chunk);
-            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+            match ready!(Pin::new(&mut *io).poll_read(cx, &mut buf)) {
                 Ok(()) if buf.filled().is_empty() => return Poll::Ready(None),
                 Ok(()) => {}
                 Err(e) => {
@@ -151,8 +152,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             self.pending.extend_from_slice(read);
         }
     }
+}
 
-    /// Makes `message` the frame to write; [`Socket::poll_flush`] writes it. One frame is
+/// The frame being written to a client's socket, as far as the socket has not taken it yet.
+#[derive(Debug, Default)]
+pub(crate) struct Sending {
+    writing: Option<Writing>,
+}
+
+impl Sending {
+    /// Makes `message` the frame to write; [`Sending::poll_flush`] writes it. One frame is
     /// written at a time: starting another before the last one went is an error (the stream
     /// would be corrupted), which ends the connection.
     pub(crate) fn start(&mut self, message: Outgoing) -> io::Result<()> {
@@ -189,9 +198,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         Ok(())
     }
 
-    /// Writes what is left of the frame being written; `Ready(Ok)` once all of it went (or
-    /// nothing was being written).
-    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes to `io` what is left of the frame being written; `Ready(Ok)` once all of it went
+    /// (or nothing was being written).
+    pub(crate) fn poll_flush<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         while let Some(w) = &mut self.writing {
             let head = usize::from(w.head_len);
             let written = if w.written < head {
@@ -199,9 +212,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     IoSlice::new(&w.head[w.written..head]),
                     IoSlice::new(&w.payload),
                 ];
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &parts))?
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &parts))?
             } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, &w.payload[w.written - head..]))?
+                ready!(Pin::new(&mut *io).poll_write(cx, &w.payload[w.written - head..]))?
             };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -220,12 +233,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     }
 
     /// Writes what is left, then ends the connection's sending side.
-    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_flush(cx))?;
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    pub(crate) fn poll_close<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush(io, cx))?;
+        Pin::new(io).poll_shutdown(cx)
     }
 }
 
+#[derive(Debug)]
 struct Writing {
     head: [u8; HEADER_MAX],
     head_len: u8,
@@ -639,8 +657,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_reads_many_frames_sent_at_once_and_keeps_no_buffer_afterwards() {
-        let (mut client, server) = tokio::io::duplex(1 << 20);
-        let mut socket = Socket::new(server, &[], 100_000);
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let mut receiving = Receiving::new(&[], 100_000);
+        let mut sending = Sending::default();
         let mut input = Vec::new();
         for n in 0..2_000u32 {
             input.extend(frame(
@@ -656,31 +675,36 @@ mod tests {
             .await
             .unwrap();
         for n in 0..2_000u32 {
-            let got = poll_fn(|cx| socket.poll_next(cx)).await;
+            let got = poll_fn(|cx| receiving.poll_next(&mut server, cx)).await;
             assert_eq!(
                 got,
                 Some(Incoming::Ping(Bytes::copy_from_slice(&n.to_be_bytes())))
             );
         }
-        let got = poll_fn(|cx| socket.poll_next(cx)).await;
+        let got = poll_fn(|cx| receiving.poll_next(&mut server, cx)).await;
         assert_eq!(got, Some(Incoming::Text(Utf8Bytes::from(long))));
-        let got = poll_fn(|cx| socket.poll_next(cx)).await;
+        let got = poll_fn(|cx| receiving.poll_next(&mut server, cx)).await;
         assert_eq!(got, Some(Incoming::Text(Utf8Bytes::from("last"))));
-        assert_eq!((socket.pending.capacity(), socket.taken), (0, 0));
+        assert_eq!((receiving.pending.capacity(), receiving.taken), (0, 0));
 
         // Writing: the header, then the payload, unmasked.
-        socket
+        sending
             .start(Outgoing::Text(Utf8Bytes::from("héllo")))
             .unwrap();
-        poll_fn(|cx| socket.poll_flush(cx)).await.unwrap();
-        assert!(!socket.is_writing());
+        poll_fn(|cx| sending.poll_flush(&mut server, cx))
+            .await
+            .unwrap();
+        assert!(!sending.is_writing());
         let mut out = [0u8; 8];
         tokio::io::AsyncReadExt::read_exact(&mut client, &mut out)
             .await
             .unwrap();
         assert_eq!(out, [0x81, 6, b'h', 0xc3, 0xa9, b'l', b'l', b'o']);
         drop(client);
-        assert_eq!(poll_fn(|cx| socket.poll_next(cx)).await, None);
+        assert_eq!(
+            poll_fn(|cx| receiving.poll_next(&mut server, cx)).await,
+            None
+        );
     }
 
     #[test]

@@ -22,9 +22,9 @@ use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
 use crate::frames::{CLOSE_GOING_AWAY, CLOSE_POLICY};
-use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
+use crate::outlet::{Outbound, Outlet};
 use crate::persist::Write;
 use crate::replica::{ConnRef, Ctx, Event, NodeId, Out, Replica, encode};
 use crate::resume::ResumeKeys;
@@ -35,40 +35,12 @@ use crate::token::{Claims, TokenKeys};
 /// The hub's maps, looked up for every message relayed: foldhash, not std's SipHash.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// What a connection's writer sends.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A JSON message; `relayed_at` is when the `signal` it carries was read, for the latency
-    /// histogram.
-    Text {
-        text: Utf8Bytes,
-        relayed_at: Option<Instant>,
-    },
-    /// A heartbeat ping; `ack` asks the client to confirm its session's messages up to that
-    /// `seq` (the ping carries it, and the client's pong echoes it).
-    Ping { ack: Option<u64> },
-    /// The answer to a client's ping, echoing what it carried.
-    Pong(bytes::Bytes),
-    /// A close frame, after which the writer stops.
-    Close { code: u16, reason: &'static str },
-}
-
-impl Outbound {
-    /// A message that is not a relayed `signal`.
-    pub(crate) fn message(text: Utf8Bytes) -> Outbound {
-        Outbound::Text {
-            text,
-            relayed_at: None,
-        }
-    }
-}
-
 /// The parts of a connection the hub needs to reach it.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnHandle {
     pub id: u64,
-    /// What is written to it, and its cut-off switch.
-    pub mailbox: Arc<Mailbox<Outbound>>,
+    /// What is written to it, its cut-off switch, and its socket's sending side.
+    pub outlet: Arc<Outlet>,
 }
 
 /// One of this node's connections.
@@ -589,11 +561,11 @@ impl Hub {
             message: message.to_owned(),
         };
         let Some(text) = encode(&error) else {
-            conn.mailbox.cut();
+            conn.outlet.mailbox.cut();
             return;
         };
-        if conn.mailbox.push_or_cut(Outbound::message(text)) {
-            conn.mailbox.push_or_cut(Outbound::Close {
+        if conn.outlet.mailbox.push_or_cut(Outbound::message(text)) {
+            conn.outlet.mailbox.push_or_cut(Outbound::Close {
                 code: CLOSE_POLICY,
                 reason: code.as_str(),
             });
@@ -601,8 +573,17 @@ impl Hub {
     }
 
     /// Carries out what applying an event decided: what is for this node's connections, and
-    /// the records when this node published the event.
-    fn carry_out(&self, state: &mut State, room: &str, outs: &mut Vec<Out>, mine: bool) {
+    /// the records when this node published the event. The first message for a connection is
+    /// queued for the caller to deliver (see [`Outlet::deliver`]) once it has let go of the
+    /// state; any others wake their connections to write them.
+    fn carry_out(
+        &self,
+        state: &mut State,
+        room: &str,
+        outs: &mut Vec<Out>,
+        mine: bool,
+        deliver: &mut Option<Arc<Outlet>>,
+    ) {
         for out in outs.drain(..) {
             match out {
                 Out::Msg {
@@ -621,7 +602,15 @@ impl Hub {
                         text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
                         relayed_at: read_at,
                     };
-                    if !local.handle.mailbox.push_or_cut(outbound) {
+                    let outlet = &local.handle.outlet;
+                    let queued = if deliver.is_none() {
+                        let queued = outlet.queue(outbound);
+                        *deliver = Some(outlet.clone());
+                        queued
+                    } else {
+                        outlet.mailbox.push_or_cut(outbound)
+                    };
+                    if !queued {
                         warn!(
                             conn = to.conn,
                             "outbound queue full; disconnecting slow client"
@@ -642,7 +631,7 @@ impl Hub {
                     {
                         debug!(conn = to.conn, "session resumed elsewhere; closing");
                         local.detached = true;
-                        local.handle.mailbox.push_or_cut(Outbound::Close {
+                        local.handle.outlet.mailbox.push_or_cut(Outbound::Close {
                             code: CLOSE_GOING_AWAY,
                             reason: "resumed elsewhere",
                         });
@@ -683,7 +672,7 @@ impl Hub {
                     };
                     // Past the queue's bound if need be: a replay may hold more messages than the
                     // queue (up to the replay buffer), and all of it is queued at once.
-                    let mailbox = &local.handle.mailbox;
+                    let mailbox = &local.handle.outlet.mailbox;
                     if let Some(t) = encode(&resumed) {
                         mailbox.push_beyond(Outbound::message(t));
                     }
@@ -877,7 +866,7 @@ impl Hub {
                 if let (Some(conn), Some(text)) =
                     (conn, encode(&ServerMessage::Shutdown { retry_after_ms }))
                 {
-                    conn.mailbox.push(Outbound::message(text));
+                    conn.outlet.mailbox.push(Outbound::message(text));
                 }
             }
         });
@@ -1026,7 +1015,7 @@ impl Hub {
                 code: CLOSE_GOING_AWAY,
                 reason: ErrorCode::ShuttingDown.as_str(),
             };
-            local.handle.mailbox.push_or_cut(close);
+            local.handle.outlet.mailbox.push_or_cut(close);
         }
     }
 }
@@ -1099,12 +1088,23 @@ impl Sink for Hub {
             followed.sessions_changed(&ctx);
         }
         let empty = followed.replica.is_empty();
-        self.carry_out(&mut state, room, &mut outs, origin == &*self.node);
+        let mut deliver = None;
+        self.carry_out(
+            &mut state,
+            room,
+            &mut outs,
+            origin == &*self.node,
+            &mut deliver,
+        );
         state.outs = outs;
         if empty && !shared {
             state.rooms.remove(room);
         }
         self.metrics.rooms.set(state.rooms.len() as f64);
+        drop(state);
+        if let Some(outlet) = deliver {
+            outlet.deliver(&self.metrics);
+        }
     }
 
     fn control(&self, msg: Control) {

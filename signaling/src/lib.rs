@@ -18,6 +18,7 @@ pub mod ice;
 mod mailbox;
 pub mod metrics;
 mod options;
+mod outlet;
 mod persist;
 mod replica;
 mod resume;

@@ -49,17 +49,24 @@ impl<T> Mailbox<T> {
     /// Queues `item`. False when the queue is full: the reader does not keep up. Once cut, the
     /// item is dropped (the reader is gone or going) and this is true.
     pub(crate) fn push(&self, item: T) -> bool {
+        let queued = self.enqueue(item);
+        if queued {
+            self.waker.wake();
+        }
+        queued
+    }
+
+    /// Queues `item` without waking the reader: for a caller that takes the item out and
+    /// handles it itself when it can, and calls [`Mailbox::wake`] when it cannot.
+    fn enqueue(&self, item: T) -> bool {
         if self.is_cut() {
             return true;
         }
-        {
-            let mut queue = self.lock();
-            if queue.len() >= self.capacity {
-                return false;
-            }
-            queue.push_back(item);
+        let mut queue = self.lock();
+        if queue.len() >= self.capacity {
+            return false;
         }
-        self.waker.wake();
+        queue.push_back(item);
         true
     }
 
@@ -71,6 +78,21 @@ impl<T> Mailbox<T> {
             self.cut();
         }
         queued
+    }
+
+    /// [`Mailbox::push_or_cut`] without waking the reader (unless it is cut off): the caller
+    /// then calls [`Mailbox::wake`] unless it took the item out itself.
+    pub(crate) fn push_or_cut_quietly(&self, item: T) -> bool {
+        let queued = self.enqueue(item);
+        if !queued {
+            self.cut();
+        }
+        queued
+    }
+
+    /// Wakes the reader.
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
     }
 
     /// Puts `item` in the place of the last queued item that `same` picks, or else queues it
@@ -111,14 +133,20 @@ impl<T> Mailbox<T> {
         item
     }
 
-    /// The cut, or else (when `take`) the next item; when neither is there, the task is woken
-    /// when one comes. One call, one registration of the task's waker.
-    pub(crate) fn poll_next(&self, take: bool, cx: &mut Context<'_>) -> Poll<Next<T>> {
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The cut, or else (when `take`) whether an item is queued, which the reader then pops;
+    /// when neither, the task is woken when one comes (by a push that wakes it). One call, one
+    /// registration of the task's waker.
+    pub(crate) fn poll_ready(&self, take: bool, cx: &mut Context<'_>) -> Poll<Next<()>> {
         let ready = || {
             if self.is_cut() {
                 Some(Next::Cut)
-            } else if take {
-                self.pop().map(Next::Item)
+            } else if take && !self.is_empty() {
+                Some(Next::Item(()))
             } else {
                 None
             }
@@ -147,6 +175,7 @@ impl<T> Mailbox<T> {
 mod tests {
     use std::future::poll_fn;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use super::*;
@@ -205,6 +234,35 @@ mod tests {
         assert!(m.is_cut());
     }
 
+    #[test]
+    fn a_quiet_push_wakes_the_reader_only_when_told_or_when_it_cuts_it_off() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let woken = || count.0.load(Ordering::SeqCst);
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let m = Mailbox::new(2);
+        assert_eq!(m.poll_ready(true, &mut cx), Poll::Pending);
+        assert!(m.push_or_cut_quietly(1));
+        assert_eq!(woken(), 0);
+        m.wake();
+        assert_eq!(woken(), 1);
+        assert_eq!(m.poll_ready(true, &mut cx), Poll::Ready(Next::Item(())));
+        assert_eq!(m.pop(), Some(1));
+        // Registered again, then filled up quietly: the one that does not fit cuts, and wakes.
+        assert_eq!(m.poll_ready(true, &mut cx), Poll::Pending);
+        assert!(m.push_or_cut_quietly(2) && m.push_or_cut_quietly(3));
+        assert_eq!(woken(), 1);
+        assert!(!m.push_or_cut_quietly(4));
+        assert_eq!(woken(), 2);
+        assert_eq!(m.poll_ready(true, &mut cx), Poll::Ready(Next::Cut));
+    }
+
     #[tokio::test]
     async fn a_waiting_reader_is_woken_by_a_push_from_another_thread_and_by_the_cut() {
         let m = Arc::new(Mailbox::new(8));
@@ -213,10 +271,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             pusher.push(7)
         });
-        let got = tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_next(true, cx)))
-            .await
-            .unwrap();
-        assert_eq!(got, Next::Item(7));
+        let got =
+            tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_ready(true, cx)))
+                .await
+                .unwrap();
+        assert_eq!((got, m.pop()), (Next::Item(()), Some(7)));
         assert!(push.join().unwrap());
         let cutter = m.clone();
         std::thread::spawn(move || {
@@ -225,10 +284,12 @@ mod tests {
         });
         assert!(m.push(8));
         // Not taking items (the reader's socket is backed up), it still hears the cut.
-        let got =
-            tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| m.poll_next(false, cx)))
-                .await
-                .unwrap();
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| m.poll_ready(false, cx)),
+        )
+        .await
+        .unwrap();
         assert_eq!(got, Next::Cut);
     }
 }

@@ -76,7 +76,9 @@ async fn ws(State(hub): State<Arc<Hub>>, request: Request) -> Response {
     // left each connection a freed hole of its size in the allocator's pages (0.2-0.4 KiB
     // more per idle connection).
     let connection = upgrade::socket(on_upgrade, hub.options.limits.max_frame_bytes)
-        .map(move |socket| OptionFuture::from(socket.map(|s| crate::connection::run(s, hub))))
+        .map(move |socket| {
+            OptionFuture::from(socket.map(|(io, rx)| crate::connection::run(io, rx, hub)))
+        })
         .flatten();
     tokio::spawn(tasks.track_future(connection));
     response

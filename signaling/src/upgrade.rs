@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use crate::frames::Socket;
+use crate::frames::Receiving;
 
 /// A request that is not a WebSocket handshake this server accepts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,7 +98,10 @@ pub(crate) fn accept(mut request: Request) -> Result<(Response, OnUpgrade), Refu
 /// The socket is the TCP stream itself, with what hyper read past the request: reads and
 /// writes go to it straight, not through hyper's upgraded connection (the stream boxed behind
 /// two buffering wrappers and tokio's adapter), which each connection kept besides.
-pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<Socket> {
+pub(crate) async fn socket(
+    on_upgrade: OnUpgrade,
+    max_message: usize,
+) -> Option<(TcpStream, Receiving)> {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
@@ -110,10 +113,9 @@ pub(crate) async fn socket(on_upgrade: OnUpgrade, max_message: usize) -> Option<
     // protocol-detecting builder it serves them with, which this function of hyper-util's
     // unwraps (adding what that wrapper had read to `read_buf`).
     match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
-        Ok(parts) => Some(Socket::new(
+        Ok(parts) => Some((
             parts.io.into_inner(),
-            &parts.read_buf,
-            max_message,
+            Receiving::new(&parts.read_buf, max_message),
         )),
         Err(_) => {
             tracing::error!("an upgraded connection was not served on a TCP stream; closing it");

@@ -419,6 +419,39 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
 }
 
 #[tokio::test]
+async fn a_relayed_message_that_stalls_with_nothing_behind_it_is_cut_off_at_the_write_timeout() {
+    let server = start_with(Limits {
+        max_frame_bytes: 32 << 20,
+        rate_per_second: 100_000,
+        rate_burst: 100_000,
+        write_timeout: Duration::from_secs(1),
+        // No heartbeat within the test: only the write timeout can end the connection.
+        ping_interval: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(1_200),
+        resume_grace: Duration::from_millis(500),
+        ..Limits::default()
+    })
+    .await;
+    let (mut a, slow, _, slow_id) = pair(&server, "r").await;
+    // One message, larger than the sockets' buffers on both sides of loopback: the task that
+    // relays it writes what the socket takes and leaves the rest as a backlog for `slow`'s own
+    // task, which nothing else wakes.
+    a.send(json!({"type":"signal","to": slow_id,"data": "z".repeat(24 << 20)}))
+        .await;
+    let sent = tokio::time::Instant::now();
+    while server.peer_count() == 2 {
+        assert!(
+            sent.elapsed() < common::WAIT,
+            "the stalled client was not cut off at the write timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = a.expect("peer_left").await;
+    assert_eq!(left["peer"], slow_id);
+    drop(slow);
+}
+
+#[tokio::test]
 async fn a_silent_peer_is_detected_and_dropped() {
     let server = start_with(Limits {
         ping_interval: Duration::from_millis(100),
