@@ -45,7 +45,7 @@ pub(crate) fn run(
     let id = hub.next_conn_id();
     let span = info_span!("conn", conn = id, peer = field::Empty, room = field::Empty);
     hub.metrics.connections.increment(1.0);
-    let outlet = Arc::new(Outlet::new(io, hub.options.limits.outbound_queue));
+    let outlet = Arc::new(Outlet::new(id, io, hub.options.limits.outbound_queue));
     let conn = Conn {
         hub,
         handle: ConnHandle { id, outlet },
@@ -67,6 +67,14 @@ struct Session {
 struct Conn {
     hub: Arc<Hub>,
     handle: ConnHandle,
+}
+
+impl Drop for Conn {
+    /// A task that ended took its connection out of the hub already; one that panicked or was
+    /// dropped did not, and the hub's entry would keep the socket open (see [`Hub::forget`]).
+    fn drop(&mut self) {
+        self.hub.forget(self.handle.id);
+    }
 }
 
 /// A message read, or the end of the socket (`None`): a failed read is logged where it happens

@@ -503,6 +503,19 @@ impl Hub {
         }
     }
 
+    /// Connection `conn`'s task is gone without ending (it panicked, or the runtime is
+    /// stopping): its entry goes, so that nothing keeps its socket open or writes to it, and a
+    /// session it held is held as if it dropped. Nothing, when it ended ([`Hub::ended`]).
+    pub(crate) fn forget(&self, conn: u64) {
+        let local = self.lock().conns.remove(&conn);
+        if let Some(local) = local
+            && local.peer.is_some()
+            && !local.detached
+        {
+            self.orphaned(&local.holder.room, conn);
+        }
+    }
+
     /// The connection ended. Unless its client left on purpose (its `leave` is in the log
     /// already) or its session moved on, the session is held for the grace period.
     pub(crate) async fn ended(&self, conn: u64, room: &str, on_purpose: bool) {
@@ -573,16 +586,17 @@ impl Hub {
     }
 
     /// Carries out what applying an event decided: what is for this node's connections, and
-    /// the records when this node published the event. The first message for a connection is
-    /// queued for the caller to deliver (see [`Outlet::deliver`]) once it has let go of the
-    /// state; any others wake their connections to write them.
+    /// the records when this node published the event. When the caller takes one to `deliver`,
+    /// the first message for a connection is queued for the caller to deliver (see
+    /// [`Outlet::deliver`]) once it has let go of the state; the others wake their connections
+    /// to write them.
     fn carry_out(
         &self,
         state: &mut State,
         room: &str,
         outs: &mut Vec<Out>,
         mine: bool,
-        deliver: &mut Option<Arc<Outlet>>,
+        mut deliver: Option<&mut Option<Arc<Outlet>>>,
     ) {
         for out in outs.drain(..) {
             match out {
@@ -603,12 +617,12 @@ impl Hub {
                         relayed_at: read_at,
                     };
                     let outlet = &local.handle.outlet;
-                    let queued = if deliver.is_none() {
-                        let queued = outlet.queue(outbound);
-                        *deliver = Some(outlet.clone());
-                        queued
-                    } else {
-                        outlet.mailbox.push_or_cut(outbound)
+                    let queued = match deliver.as_deref_mut() {
+                        Some(slot @ None) => {
+                            *slot = Some(outlet.clone());
+                            outlet.queue(outbound)
+                        }
+                        _ => outlet.mailbox.push_or_cut(outbound),
                     };
                     if !queued {
                         warn!(
@@ -1088,13 +1102,17 @@ impl Sink for Hub {
             followed.sessions_changed(&ctx);
         }
         let empty = followed.replica.is_empty();
+        // On the one-process backplane this is the publishing connection's task, which writes
+        // a message it relays itself (see [`Outlet::deliver`]). On NATS it is the one task that
+        // reads the stream for every room, holding the backplane's lock: it only queues them,
+        // and the connections' own tasks, on every core, write.
         let mut deliver = None;
         self.carry_out(
             &mut state,
             room,
             &mut outs,
             origin == &*self.node,
-            &mut deliver,
+            (!shared).then_some(&mut deliver),
         );
         state.outs = outs;
         if empty && !shared {

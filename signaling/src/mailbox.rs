@@ -1,10 +1,11 @@
 //! A connection's outbound queue and its cut-off switch: the hub and the connection queue
-//! messages, the connection's own task writes them.
+//! messages; whoever holds the connection's socket takes them out and writes them (see
+//! [`crate::outlet`]), and the connection's own task is the one woken to.
 //!
 //! Written by hand, on std's `Mutex` and futures' `AtomicWaker`: what a channel crate gives
 //! (many receivers, waiters on both sides, a buffer kept for reuse) cost each idle connection
 //! about half a kilobyte with flume, which held its buffer and a waiter's hook for good. Here an
-//! empty queue holds no buffer, and the one task that reads it is the only one ever woken.
+//! empty queue holds no buffer, and the one task that waits on it is the only one ever woken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,8 @@ pub(crate) enum Next<T> {
     Cut,
 }
 
-/// A bounded queue with one reader, which can also be told to stop at once.
+/// A bounded queue with one waiting reader (the connection's task; others may take items out
+/// too, without waiting), which can also be told to stop at once.
 #[derive(Debug)]
 pub(crate) struct Mailbox<T> {
     queue: Mutex<VecDeque<T>>,
@@ -138,9 +140,9 @@ impl<T> Mailbox<T> {
         self.lock().is_empty()
     }
 
-    /// The cut, or else (when `take`) whether an item is queued, which the reader then pops;
-    /// when neither, the task is woken when one comes (by a push that wakes it). One call, one
-    /// registration of the task's waker.
+    /// The cut, or else (when `take`) whether an item is queued, for the reader to pop; when
+    /// neither, the task is woken when one comes (by a push that wakes it, or by
+    /// [`Mailbox::wake`]). One call, one registration of the task's waker.
     pub(crate) fn poll_ready(&self, take: bool, cx: &mut Context<'_>) -> Poll<Next<()>> {
         let ready = || {
             if self.is_cut() {

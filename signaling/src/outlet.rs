@@ -1,12 +1,13 @@
-//! A connection's way out: what is queued for it and the sending side of its socket, shared by
-//! the connection's own task and the hub.
+//! A connection's way out: what is queued for it, and its socket (the TCP stream and the frame
+//! being written), shared by the connection's own task and the hub.
 //!
-//! Whoever holds the wire (the socket's stream and the frame being written) writes: the
-//! connection's task, for what it queues itself and whenever it is woken, or the task that
-//! relayed a message to it, which writes it straight away when the wire is free. That saves the
-//! receiving connection's task a wake and a poll for each message relayed to it (about a tenth
-//! of the server's time per message under load). Items are only ever taken from the queue
-//! by the wire's holder, so they go out in the order they were queued, whoever writes them.
+//! Whoever holds the wire writes: the connection's task (which also reads the stream while it
+//! holds it), for what it queues itself and whenever it is woken, or, on the one-process
+//! backplane, the task that relayed a message to it, which writes it straight away when the
+//! wire is free. That saves the receiving connection's task a wake and a poll for each message
+//! relayed to it (about a tenth of the server's time per message under load). Items are only
+//! ever taken from the queue by the wire's holder, so they go out in the order they were
+//! queued, whoever writes them.
 
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
@@ -66,6 +67,9 @@ const WRITE_BATCH: usize = 64;
 /// A connection's queue and wire.
 #[derive(Debug)]
 pub(crate) struct Outlet {
+    /// The connection's number, for what is logged about its socket: that may be logged by
+    /// another connection's task, in that one's span.
+    id: u64,
     /// What is to be written, and the connection's cut-off switch.
     pub mailbox: Mailbox<Outbound>,
     wire: Mutex<Wire>,
@@ -85,9 +89,10 @@ pub(crate) struct Wire {
 }
 
 impl Outlet {
-    /// The outlet of a connection over `io`, queueing up to `capacity` items.
-    pub(crate) fn new(io: TcpStream, capacity: usize) -> Outlet {
+    /// The outlet of connection `id` over `io`, queueing up to `capacity` items.
+    pub(crate) fn new(id: u64, io: TcpStream, capacity: usize) -> Outlet {
         Outlet {
+            id,
             mailbox: Mailbox::new(capacity),
             wire: Mutex::new(Wire {
                 io,
@@ -169,7 +174,7 @@ impl Outlet {
             Outbound::Close { code, reason } => (Outgoing::Close { code, reason }, None, true),
         };
         if let Err(e) = wire.sending.start(message) {
-            debug!(error = %e, "socket write failed");
+            debug!(conn = self.id, error = %e, "socket write failed");
             self.mailbox.cut();
             return false;
         }
@@ -183,7 +188,7 @@ impl Outlet {
         match sending.poll_flush(io, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
-                debug!(error = %e, "socket write failed");
+                debug!(conn = self.id, error = %e, "socket write failed");
                 self.mailbox.cut();
                 return false;
             }
@@ -208,7 +213,7 @@ impl Outlet {
                 true
             }
             Err(e) => {
-                debug!(error = %e, "socket write failed");
+                debug!(conn = self.id, error = %e, "socket write failed");
                 self.mailbox.cut();
                 false
             }
@@ -255,6 +260,10 @@ impl Outlet {
             let mut wire = self.wire();
             if wire.closed {
                 break;
+            }
+            if wire.backlog_since.is_some() {
+                // A relaying task still under way began one meanwhile.
+                continue;
             }
             let Some(item) = self.mailbox.pop() else {
                 break;
