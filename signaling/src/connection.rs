@@ -6,7 +6,7 @@
 //! (see [`crate::outlet`]).
 
 use std::future::poll_fn;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -94,19 +94,27 @@ enum Received {
 }
 
 impl Conn {
-    async fn run(&self, rx: &mut Receiving) {
-        // Borrowed, not moved out of the `Option`: the task would keep both.
-        let session = Box::pin(self.handshake(rx)).await;
-        if let Some(session) = &session {
-            let on_purpose = self.serve(rx, session).await;
-            Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
+    /// Not an `async fn`, for the reason given at [`Conn::serve`].
+    #[allow(clippy::manual_async_fn, reason = "the task's size: see `Conn::serve`")]
+    fn run<'a>(&'a self, rx: &'a mut Receiving) -> impl Future<Output = ()> + 'a {
+        async move {
+            // Borrowed, not moved out of the `Option`: the task would keep both.
+            let session = Box::pin(self.handshake(rx)).await;
+            if let Some(session) = &session {
+                let on_purpose = self.serve(rx, session).await;
+                Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
+            }
+            // What is still queued (a close frame, say) is written, bounded by the write timeout.
+            let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);
+            let finish = self.handle.outlet.finish(&self.hub.metrics);
+            let _ = Box::pin(timeout(grace, finish)).await;
+            self.hub.metrics.connections.decrement(1.0);
+            debug!("connection closed");
         }
-        // What is still queued (a close frame, say) is written, bounded by the write timeout.
-        let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);
-        let finish = self.handle.outlet.finish(&self.hub.metrics);
-        let _ = Box::pin(timeout(grace, finish)).await;
-        self.hub.metrics.connections.decrement(1.0);
-        debug!("connection closed");
+    }
+
+    fn limits(&self) -> &crate::Limits {
+        &self.hub.options.limits
     }
 
     fn mailbox(&self) -> &Mailbox<Outbound> {
@@ -234,7 +242,9 @@ impl Conn {
                     }
                     return None;
                 }
-                read = poll_fn(|cx| self.handle.outlet.poll_socket(rx, backlog_since, cx)) => match read {
+                read = poll_fn(|cx| {
+                    self.handle.outlet.poll_socket(rx, backlog_since, cx)
+                }) => match read {
                     FromSocket::Read(frame) => frame,
                     FromSocket::Written | FromSocket::Backlog => continue,
                 },
@@ -311,155 +321,180 @@ impl Conn {
     }
 
     /// Serves a joined connection. Returns true when the client left on purpose.
-    async fn serve(&self, rx: &mut Receiving, session: &Session) -> bool {
-        let limits = &self.hub.options.limits;
-        let limiter: DefaultDirectRateLimiter = RateLimiter::direct_with_clock(
-            Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
+    ///
+    /// Not an `async fn`: rustc keeps an `async fn`'s arguments apart from its locals (copies
+    /// of them, and room for both in every state), where an `async` block keeps what it
+    /// borrows once. For the same reason the limits are read where they are used rather than
+    /// kept in locals: every idle connection's task holds this future.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async block keeps its borrows once, an async fn twice"
+    )]
+    fn serve<'a>(
+        &'a self,
+        rx: &'a mut Receiving,
+        session: &'a Session,
+    ) -> impl Future<Output = bool> + 'a {
+        async move {
+            let limits = &self.hub.options.limits;
+            let limiter: DefaultDirectRateLimiter = RateLimiter::direct_with_clock(
+                Quota::per_second(
+                    NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN),
+                )
                 .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN)),
-            self.hub.clock.clone(),
-        );
-        // The first tick falls anywhere in the first interval: clients that connected together
-        // (a storm after a node went away, say) are not all pinged in the same moment ever after.
-        let first = limits.ping_interval.mul_f64(rand::random_range(0.05..1.0));
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + first, limits.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let idle_timeout = limits.idle_timeout;
-        let ask_when_kept = (limits.replay_buffer / 4).max(1);
-        let mut last_seen = Instant::now();
-        // A client heard from since the last tick is alive: it is not pinged (unless for the
-        // messages kept for it, below).
-        let mut heard = false;
-        // The backlog the ping timer was last brought forward for.
-        let mut timed_backlog = None;
-        // The `seq` the last ping asked the client to confirm, until its pong does.
-        let mut asked: Option<u64> = None;
-        // Idleness is checked on the ping tick rather than with a timer reset per message. When
-        // draining is over, the hub queues each connection's close (see
-        // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
-        if self.hub.is_stopped() {
-            self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
-            return false;
-        }
-        loop {
-            let (closed, backlog_since) = {
-                let wire = self.handle.outlet.wire();
-                (wire.closed, wire.backlog_since)
-            };
-            if closed {
+                self.hub.clock.clone(),
+            );
+            // The first tick falls anywhere in the first interval: clients that connected together
+            // (a storm after a node went away, say) are not all pinged in the same moment ever
+            // after.
+            let first = limits.ping_interval.mul_f64(rand::random_range(0.05..1.0));
+            let mut ping =
+                tokio::time::interval_at(tokio::time::Instant::now() + first, limits.ping_interval);
+            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut last_seen = Instant::now();
+            // A client heard from since the last tick is alive: it is not pinged (unless for the
+            // messages kept for it, below).
+            let mut heard = false;
+            // The backlog the ping timer was last brought forward for.
+            let mut timed_backlog = None;
+            // The `seq` the last ping asked the client to confirm, until its pong does.
+            let mut asked: Option<NonZeroU64> = None;
+            // Idleness is checked on the ping tick rather than with a timer reset per message. When
+            // draining is over, the hub queues each connection's close (see
+            // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
+            if self.hub.is_stopped() {
+                self.close(CLOSE_GOING_AWAY, ErrorCode::ShuttingDown.as_str());
                 return false;
             }
-            // A new backlog (begun anywhere, the handshake included) brings the ping timer
-            // forward to its write deadline, where the tick checks it: no timer of its own is
-            // kept for each connection.
-            if backlog_since != timed_backlog {
-                if let Some(since) = backlog_since {
-                    ping.reset_at(tokio::time::Instant::from_std(since + limits.write_timeout));
-                }
-                timed_backlog = backlog_since;
-            }
-            // While a message is only partly written, nothing more is taken from the mailbox.
-            let take = backlog_since.is_none();
-            // In this order: the mailbox (a cut first), the timer, which the write timeout
-            // relies on even when the client floods, then the socket.
-            let frame = tokio::select! {
-                biased;
-                next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)) => {
-                    let Next::Item(()) = next else { return false };
-                    if !self.write_queued() {
+            loop {
+                // Read in a block of its own: what is read here is not kept across the wait.
+                {
+                    let (closed, backlog_since) = {
+                        let wire = self.handle.outlet.wire();
+                        (wire.closed, wire.backlog_since)
+                    };
+                    if closed {
                         return false;
                     }
-                    // A mailbox always refilled must not keep the timer and the socket waiting:
-                    // this yields once the task has used its turn.
-                    tokio::task::consume_budget().await;
-                    continue;
+                    // A new backlog (begun anywhere, the handshake included) brings the ping timer
+                    // forward to its write deadline, where the tick checks it: no timer of its own
+                    // is kept for each connection.
+                    if backlog_since != timed_backlog {
+                        if let Some(since) = backlog_since {
+                            let deadline = since + self.limits().write_timeout;
+                            ping.reset_at(tokio::time::Instant::from_std(deadline));
+                        }
+                        timed_backlog = backlog_since;
+                    }
                 }
-                _ = ping.tick() => {
-                    // Read again: a relaying task may have begun one since.
-                    let backlog_since = self.handle.outlet.wire().backlog_since;
-                    if let Some(since) = backlog_since {
-                        if since.elapsed() >= limits.write_timeout {
-                            info!("a write took longer than the write timeout; disconnecting");
-                            self.mailbox().cut();
+                // While a message is only partly written, nothing more is taken from the mailbox.
+                let take = timed_backlog.is_none();
+                // In this order: the mailbox (a cut first), the timer, which the write timeout
+                // relies on even when the client floods, then the socket.
+                let frame = tokio::select! {
+                    biased;
+                    next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)) => {
+                        let Next::Item(()) = next else { return false };
+                        if !self.write_queued() {
                             return false;
                         }
+                        // A mailbox always refilled must not keep the timer and the socket waiting:
+                        // this yields once the task has used its turn.
+                        tokio::task::consume_budget().await;
                         continue;
                     }
-                    if last_seen.elapsed() >= idle_timeout {
-                        info!("no traffic within the idle timeout; closing");
-                        self.close(CLOSE_GOING_AWAY, "idle");
-                        return false;
-                    }
-                    // Messages kept for this session's replay: the ping carries the last one's
-                    // `seq`, and the client's pong (a WebSocket echoes what a ping carries)
-                    // confirms it read that far, so they need not be kept any longer. A silent
-                    // client is pinged anyway; one that talks only once a quarter of what may be
-                    // kept for it is.
-                    let talked = std::mem::take(&mut heard);
-                    let ack = self
-                        .hub
-                        .unacked(&session.room, self.handle.id)
-                        .filter(|&(_, kept)| !talked || kept >= ask_when_kept)
-                        .map(|(seq, _)| seq);
-                    if talked && ack.is_none() {
+                    _ = ping.tick() => {
+                        // Read again: a relaying task may have begun one since.
+                        let backlog_since = self.handle.outlet.wire().backlog_since;
+                        if let Some(since) = backlog_since {
+                            if since.elapsed() >= self.limits().write_timeout {
+                                info!("a write took longer than the write timeout; disconnecting");
+                                self.mailbox().cut();
+                                return false;
+                            }
+                            continue;
+                        }
+                        if last_seen.elapsed() >= self.limits().idle_timeout {
+                            info!("no traffic within the idle timeout; closing");
+                            self.close(CLOSE_GOING_AWAY, "idle");
+                            return false;
+                        }
+                        // Messages kept for this session's replay: the ping carries the last one's
+                        // `seq`, and the client's pong (a WebSocket echoes what a ping carries)
+                        // confirms it read that far, so they need not be kept any longer. A silent
+                        // client is pinged anyway; one that talks only once a quarter of what may
+                        // be kept for it is.
+                        let talked = std::mem::take(&mut heard);
+                        let ack = self
+                            .hub
+                            .unacked(&session.room, self.handle.id)
+                            .filter(|&(_, kept)| {
+                                !talked || kept >= (self.limits().replay_buffer / 4).max(1)
+                            })
+                            .map(|(seq, _)| seq);
+                        if talked && ack.is_none() {
+                            continue;
+                        }
+                        asked = ack.and_then(NonZeroU64::new);
+                        // Through the mailbox: behind every message queued before the number
+                        // was read.
+                        self.mailbox().push_beyond(Outbound::Ping { ack });
                         continue;
                     }
-                    asked = ack;
-                    // Through the mailbox: behind every message queued before the number
-                    // was read.
-                    self.mailbox().push_beyond(Outbound::Ping { ack });
-                    continue;
+                    read = poll_fn(|cx| {
+                        self.handle.outlet.poll_socket(rx, timed_backlog, cx)
+                    }) => match read {
+                        FromSocket::Read(frame) => frame,
+                        // The client read what was waiting for it: it is alive.
+                        FromSocket::Written => {
+                            last_seen = Instant::now();
+                            heard = true;
+                            continue;
+                        }
+                        // A relaying task began a backlog: the loop times it.
+                        FromSocket::Backlog => continue,
+                    },
+                };
+                let read_at = Instant::now();
+                last_seen = read_at;
+                heard = true;
+                // One await for every kind of message, after the match: what the match reads (the
+                // frame, its text) is gone by then and not kept in the task between messages. A
+                // `signal`, the hot path, is made into its event in place; the rest is boxed (it is
+                // rare, and its paths hold much more).
+                let step = match self.admit(&limiter, frame) {
+                    Received::Text(text) => match fast_signal(&text) {
+                        Some(signal) => {
+                            let data = signal.data.get().to_owned();
+                            let event = self.signal(signal.to, data, signal.seq, read_at);
+                            Either::Left(self.submit(session, event).map(|()| false))
+                        }
+                        None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
+                    },
+                    Received::Pong(echo) => {
+                        let Some(seq) = asked.filter(|s| echo.as_ref() == s.get().to_be_bytes())
+                        else {
+                            continue;
+                        };
+                        asked = None;
+                        let event = Event::Ack {
+                            conn: self.hub.conn_ref(self.handle.id),
+                            seq: seq.get(),
+                        };
+                        // Not confirmed in the log: the messages stay kept, nothing else.
+                        let acked = self.hub.publish(&session.room, event);
+                        Either::Right(rare(acked.map(|_| false)))
+                    }
+                    Received::Skip => continue,
+                    Received::Refused(code, message) => {
+                        let told = self.tell(session, code, message);
+                        Either::Right(rare(told.map(|()| false)))
+                    }
+                    Received::End => return false,
+                };
+                if self.writing_while(std::pin::pin!(step)).await {
+                    return true;
                 }
-                read = poll_fn(|cx| self.handle.outlet.poll_socket(rx, backlog_since, cx)) => match read {
-                    FromSocket::Read(frame) => frame,
-                    // The client read what was waiting for it: it is alive.
-                    FromSocket::Written => {
-                        last_seen = Instant::now();
-                        heard = true;
-                        continue;
-                    }
-                    // A relaying task began a backlog: the loop times it.
-                    FromSocket::Backlog => continue,
-                },
-            };
-            let read_at = Instant::now();
-            last_seen = read_at;
-            heard = true;
-            // One await for every kind of message, after the match: what the match reads (the
-            // frame, its text) is gone by then and not kept in the task between messages. A
-            // `signal`, the hot path, is made into its event in place; the rest is boxed (it is
-            // rare, and its paths hold much more).
-            let step = match self.admit(&limiter, frame) {
-                Received::Text(text) => match fast_signal(&text) {
-                    Some(signal) => {
-                        let data = signal.data.get().to_owned();
-                        let event = self.signal(signal.to, data, signal.seq, read_at);
-                        Either::Left(self.submit(session, event).map(|()| false))
-                    }
-                    None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
-                },
-                Received::Pong(echo) => {
-                    let Some(seq) = asked.filter(|s| echo.as_ref() == s.to_be_bytes()) else {
-                        continue;
-                    };
-                    asked = None;
-                    let event = Event::Ack {
-                        conn: self.hub.conn_ref(self.handle.id),
-                        seq,
-                    };
-                    // Not confirmed in the log: the messages stay kept, nothing else.
-                    let acked = self.hub.publish(&session.room, event);
-                    Either::Right(rare(acked.map(|_| false)))
-                }
-                Received::Skip => continue,
-                Received::Refused(code, message) => {
-                    let told = self.tell(session, code, message);
-                    Either::Right(rare(told.map(|()| false)))
-                }
-                Received::End => return false,
-            };
-            if self.writing_while(std::pin::pin!(step)).await {
-                return true;
             }
         }
     }
