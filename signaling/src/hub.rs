@@ -47,33 +47,35 @@ pub(crate) struct ConnHandle {
 #[derive(Debug)]
 struct Local {
     handle: ConnHandle,
-    holder: Holder,
+    /// Its token's room and role.
+    room: String,
+    role: Role,
+    /// The rest of whom its token admitted, until its session is bound: a join made for it
+    /// needs it (a resume that finds nothing to resume joins afresh), and from then on the
+    /// session holds it.
+    joining: Option<Box<Joining>>,
     /// The session it holds, once its join or resume is applied.
     peer: Option<PeerId>,
     /// Its session moved to another connection.
     detached: bool,
 }
 
-/// Whom a connection's token admitted: what of its claims the hub goes on needing (not the
-/// token's own id or expiry, which each connection would otherwise keep).
+/// What of a connection's token a join needs besides the room and role (not the token's own id
+/// or expiry, which each connection would otherwise keep).
 #[derive(Debug)]
-struct Holder {
-    room: String,
-    role: Role,
+struct Joining {
     name: String,
     sub: String,
     inv: Option<String>,
 }
 
-impl Holder {
-    fn of(claims: &Claims) -> Holder {
-        Holder {
-            room: claims.room.clone(),
-            role: claims.role,
+impl Joining {
+    fn of(claims: &Claims) -> Box<Joining> {
+        Box::new(Joining {
             name: claims.name.clone(),
             sub: claims.sub.clone(),
             inv: claims.inv.clone(),
-        }
+        })
     }
 }
 
@@ -455,7 +457,7 @@ impl Hub {
             let mut state = self.lock();
             // The sweep may have let the room go since: follow it again first.
             if state.rooms.contains_key(&claims.room) {
-                let holder = Holder::of(claims);
+                let joining = Joining::of(claims);
                 let event = match resume {
                     Some(r) => Event::Resume {
                         peer: r.peer,
@@ -464,13 +466,15 @@ impl Hub {
                         last_seq: r.last_seq,
                         at: unix_ms(),
                     },
-                    None => self.join_event_locked(&state, &holder, id),
+                    None => self.join_event_locked(&state, claims.role, &joining, id),
                 };
                 state.conns.insert(
                     id,
                     Box::new(Local {
                         handle: conn,
-                        holder,
+                        room: claims.room.clone(),
+                        role: claims.role,
+                        joining: Some(joining),
                         peer: None,
                         detached: false,
                     }),
@@ -486,19 +490,19 @@ impl Hub {
     }
 
     /// A new session for `conn` (with a resident's rules as this node has them).
-    fn join_event_locked(&self, state: &State, holder: &Holder, conn: u64) -> Event {
+    fn join_event_locked(&self, state: &State, role: Role, who: &Joining, conn: u64) -> Event {
         Event::Join {
             who: Entrant {
                 peer: PeerId(uuid::Uuid::new_v4().simple().to_string()),
-                sub: holder.sub.clone(),
-                name: holder.name.clone(),
-                role: holder.role,
+                sub: who.sub.clone(),
+                name: who.name.clone(),
+                role,
             },
-            inv: holder.inv.clone(),
+            inv: who.inv.clone(),
             conn: self.conn_ref(conn),
             at: unix_ms(),
-            rules: (holder.role == Role::Resident)
-                .then(|| state.rules.get(&holder.sub).cloned())
+            rules: (role == Role::Resident)
+                .then(|| state.rules.get(&who.sub).cloned())
                 .flatten(),
         }
     }
@@ -512,7 +516,7 @@ impl Hub {
             && local.peer.is_some()
             && !local.detached
         {
-            self.orphaned(&local.holder.room, conn);
+            self.orphaned(&local.room, conn);
         }
     }
 
@@ -656,8 +660,9 @@ impl Hub {
                         continue;
                     }
                     if let Some(local) = state.conns.get_mut(&to.conn) {
-                        info!(conn = to.conn, peer = %peer, room, role = %local.holder.role, waiting, "in the room");
+                        info!(conn = to.conn, peer = %peer, room, role = %local.role, waiting, "in the room");
                         local.peer = Some(peer);
+                        local.joining = None;
                     } else {
                         self.orphaned(room, to.conn);
                     }
@@ -699,9 +704,17 @@ impl Hub {
                     if to.node == self.node
                         && let Some(local) = state.conns.get(&to.conn)
                     {
-                        info!(conn = to.conn, "nothing to resume; joining afresh");
-                        let event = self.join_event_locked(state, &local.holder, to.conn);
-                        self.followup(room, event);
+                        if let Some(who) = &local.joining {
+                            info!(conn = to.conn, "nothing to resume; joining afresh");
+                            let event = self.join_event_locked(state, local.role, who, to.conn);
+                            self.followup(room, event);
+                        } else {
+                            // Its session is bound already: not an answer to its own resume.
+                            warn!(
+                                conn = to.conn,
+                                "a resume's answer came for a bound connection"
+                            );
+                        }
                     }
                 }
                 Out::Audit(record) => {
@@ -859,7 +872,7 @@ impl Hub {
             .conns
             .iter()
             .filter(|(_, l)| l.peer.is_some())
-            .map(|(id, l)| (*id, l.holder.room.clone()))
+            .map(|(id, l)| (*id, l.room.clone()))
             .collect();
         let n = conns.len() as u64;
         let window = (n * 5)
@@ -1058,7 +1071,7 @@ fn merge_online(
 
 /// The rooms this node's connections are in.
 fn served_rooms(conns: &FastMap<u64, Box<Local>>) -> HashSet<&str> {
-    conns.values().map(|l| l.holder.room.as_str()).collect()
+    conns.values().map(|l| l.room.as_str()).collect()
 }
 
 impl Sink for Hub {
