@@ -50,9 +50,9 @@ struct Local {
     /// Its token's room and role.
     room: String,
     role: Role,
-    /// The rest of whom its token admitted, until its session is bound: a join made for it
-    /// needs it (a resume that finds nothing to resume joins afresh), and from then on the
-    /// session holds it.
+    /// The rest of whom its token admitted, when it asked to resume and until its session is
+    /// bound: a resume that finds nothing to resume joins afresh with it. A bound session has
+    /// its own (a resumed one keeps what it first joined with).
     joining: Option<Box<Joining>>,
     /// The session it holds, once its join or resume is applied.
     peer: Option<PeerId>,
@@ -77,6 +77,30 @@ impl Joining {
             inv: claims.inv.clone(),
         })
     }
+
+    fn view(claims: &Claims) -> JoiningRef<'_> {
+        JoiningRef {
+            name: &claims.name,
+            sub: &claims.sub,
+            inv: claims.inv.as_deref(),
+        }
+    }
+
+    fn borrowed(&self) -> JoiningRef<'_> {
+        JoiningRef {
+            name: &self.name,
+            sub: &self.sub,
+            inv: self.inv.as_deref(),
+        }
+    }
+}
+
+/// A [`Joining`], or the same from a token, borrowed.
+#[derive(Debug, Clone, Copy)]
+struct JoiningRef<'a> {
+    name: &'a str,
+    sub: &'a str,
+    inv: Option<&'a str>,
 }
 
 /// A room this node follows.
@@ -457,16 +481,21 @@ impl Hub {
             let mut state = self.lock();
             // The sweep may have let the room go since: follow it again first.
             if state.rooms.contains_key(&claims.room) {
-                let joining = Joining::of(claims);
-                let event = match resume {
-                    Some(r) => Event::Resume {
-                        peer: r.peer,
-                        sub: claims.sub.clone(),
-                        conn: self.conn_ref(id),
-                        last_seq: r.last_seq,
-                        at: unix_ms(),
-                    },
-                    None => self.join_event_locked(&state, claims.role, &joining, id),
+                let (event, joining) = match resume {
+                    Some(r) => {
+                        let resume = Event::Resume {
+                            peer: r.peer,
+                            sub: claims.sub.clone(),
+                            conn: self.conn_ref(id),
+                            last_seq: r.last_seq,
+                            at: unix_ms(),
+                        };
+                        (resume, Some(Joining::of(claims)))
+                    }
+                    None => {
+                        let who = Joining::view(claims);
+                        (self.join_event_locked(&state, claims.role, who, id), None)
+                    }
                 };
                 state.conns.insert(
                     id,
@@ -474,7 +503,7 @@ impl Hub {
                         handle: conn,
                         room: claims.room.clone(),
                         role: claims.role,
-                        joining: Some(joining),
+                        joining,
                         peer: None,
                         detached: false,
                     }),
@@ -490,19 +519,25 @@ impl Hub {
     }
 
     /// A new session for `conn` (with a resident's rules as this node has them).
-    fn join_event_locked(&self, state: &State, role: Role, who: &Joining, conn: u64) -> Event {
+    fn join_event_locked(
+        &self,
+        state: &State,
+        role: Role,
+        who: JoiningRef<'_>,
+        conn: u64,
+    ) -> Event {
         Event::Join {
             who: Entrant {
                 peer: PeerId(uuid::Uuid::new_v4().simple().to_string()),
-                sub: who.sub.clone(),
-                name: who.name.clone(),
+                sub: who.sub.to_owned(),
+                name: who.name.to_owned(),
                 role,
             },
-            inv: who.inv.clone(),
+            inv: who.inv.map(str::to_owned),
             conn: self.conn_ref(conn),
             at: unix_ms(),
             rules: (role == Role::Resident)
-                .then(|| state.rules.get(&who.sub).cloned())
+                .then(|| state.rules.get(who.sub).cloned())
                 .flatten(),
         }
     }
@@ -706,7 +741,8 @@ impl Hub {
                     {
                         if let Some(who) = &local.joining {
                             info!(conn = to.conn, "nothing to resume; joining afresh");
-                            let event = self.join_event_locked(state, local.role, who, to.conn);
+                            let event =
+                                self.join_event_locked(state, local.role, who.borrowed(), to.conn);
                             self.followup(room, event);
                         } else {
                             // Its session is bound already: not an answer to its own resume.
