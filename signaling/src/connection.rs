@@ -23,9 +23,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{Instrument, debug, field, info, info_span};
 
 use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Receiving};
-use crate::hub::{ConnHandle, Hub, unix_ms};
+use crate::hub::{Hub, unix_ms};
 use crate::mailbox::{Mailbox, Next};
-use crate::outlet::{FromSocket, Outbound, Outlet};
+use crate::outlet::{FromSocket, Outbound, Outlet, Wrote};
 use crate::replica::{Event, Text, encode};
 use crate::token::Claims;
 
@@ -46,10 +46,7 @@ pub(crate) fn run(
     let span = info_span!("conn", conn = id, peer = field::Empty, room = field::Empty);
     hub.metrics.connections.increment(1.0);
     let outlet = Arc::new(Outlet::new(id, io, hub.options.limits.outbound_queue));
-    let conn = Conn {
-        hub,
-        handle: ConnHandle { id, outlet },
-    };
+    let conn = Conn { hub, outlet };
     let mut rx = receiving;
     // An async block, not an `async fn` taking them: that would keep a copy of each.
     async move { conn.run(&mut rx).await }.instrument(span)
@@ -66,14 +63,15 @@ struct Session {
 /// off), while reading goes on.
 struct Conn {
     hub: Arc<Hub>,
-    handle: ConnHandle,
+    /// Its number, queue and socket, shared with the hub.
+    outlet: Arc<Outlet>,
 }
 
 impl Drop for Conn {
     /// A task that ended took its connection out of the hub already; one that panicked or was
     /// dropped did not, and the hub's entry would keep the socket open (see [`Hub::forget`]).
     fn drop(&mut self) {
-        self.hub.forget(self.handle.id);
+        self.hub.forget(self.outlet.id());
     }
 }
 
@@ -102,11 +100,11 @@ impl Conn {
             let session = Box::pin(self.handshake(rx)).await;
             if let Some(session) = &session {
                 let on_purpose = self.serve(rx, session).await;
-                Box::pin(self.hub.ended(self.handle.id, &session.room, on_purpose)).await;
+                Box::pin(self.hub.ended(self.outlet.id(), &session.room, on_purpose)).await;
             }
             // What is still queued (a close frame, say) is written, bounded by the write timeout.
             let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);
-            let finish = self.handle.outlet.finish(&self.hub.metrics);
+            let finish = self.outlet.finish(&self.hub.metrics);
             let _ = Box::pin(timeout(grace, finish)).await;
             self.hub.metrics.connections.decrement(1.0);
             debug!("connection closed");
@@ -118,14 +116,14 @@ impl Conn {
     }
 
     fn mailbox(&self) -> &Mailbox<Outbound> {
-        &self.handle.outlet.mailbox
+        &self.outlet.mailbox
     }
 
     /// Writes what is queued, as far as the socket takes it now; false when the connection is
     /// over.
     fn write_queued(&self) -> bool {
-        let outlet = &self.handle.outlet;
-        outlet.write_queued(&mut outlet.wire(), &self.hub.metrics)
+        let outlet = &self.outlet;
+        outlet.write_queued(&mut outlet.wire(), &self.hub.metrics) != Wrote::Over
     }
 
     fn send(&self, msg: &ServerMessage) {
@@ -223,7 +221,7 @@ impl Conn {
     async fn handshake(&self, rx: &mut Receiving) -> Option<Session> {
         let deadline = tokio::time::Instant::now() + self.hub.options.limits.hello_timeout;
         loop {
-            let backlog_since = self.handle.outlet.wire().backlog_since;
+            let backlog_since = self.outlet.wire().backlog_since;
             let take = backlog_since.is_none();
             let frame = tokio::select! {
                 () = sleep_until(deadline) => {
@@ -243,7 +241,7 @@ impl Conn {
                     return None;
                 }
                 read = poll_fn(|cx| {
-                    self.handle.outlet.poll_socket(rx, backlog_since, cx)
+                    self.outlet.poll_socket(rx, backlog_since, cx)
                 }) => match read {
                     FromSocket::Read(frame) => frame,
                     FromSocket::Written | FromSocket::Backlog => continue,
@@ -293,7 +291,7 @@ impl Conn {
             return fail(ErrorCode::Forbidden, "This invitation is for another room.");
         }
         let resuming = resume.is_some();
-        match self.hub.join(&claims, self.handle.clone(), resume).await {
+        match self.hub.join(&claims, self.outlet.clone(), resume).await {
             Ok(()) => {
                 tracing::Span::current().record("room", field::display(&claims.room));
                 debug!(role = %claims.role, resuming, "hello accepted");
@@ -312,7 +310,7 @@ impl Conn {
         };
         self.hub.metrics.error(code);
         let event = Event::Tell {
-            conn: self.hub.conn_ref(self.handle.id),
+            conn: self.hub.conn_ref(self.outlet.id()),
             msg: msg.clone(),
         };
         if self.hub.publish(&session.room, event).await.is_err() {
@@ -370,7 +368,7 @@ impl Conn {
                 // Read in a block of its own: what is read here is not kept across the wait.
                 {
                     let (closed, backlog_since) = {
-                        let wire = self.handle.outlet.wire();
+                        let wire = self.outlet.wire();
                         (wire.closed, wire.backlog_since)
                     };
                     if closed {
@@ -405,7 +403,7 @@ impl Conn {
                     }
                     _ = ping.tick() => {
                         // Read again: a relaying task may have begun one since.
-                        let backlog_since = self.handle.outlet.wire().backlog_since;
+                        let backlog_since = self.outlet.wire().backlog_since;
                         if let Some(since) = backlog_since {
                             if since.elapsed() >= self.limits().write_timeout {
                                 info!("a write took longer than the write timeout; disconnecting");
@@ -427,7 +425,7 @@ impl Conn {
                         let talked = std::mem::take(&mut heard);
                         let ack = self
                             .hub
-                            .unacked(&session.room, self.handle.id)
+                            .unacked(&session.room, self.outlet.id())
                             .filter(|&(_, kept)| {
                                 !talked || kept >= (self.limits().replay_buffer / 4).max(1)
                             })
@@ -442,7 +440,7 @@ impl Conn {
                         continue;
                     }
                     read = poll_fn(|cx| {
-                        self.handle.outlet.poll_socket(rx, timed_backlog, cx)
+                        self.outlet.poll_socket(rx, timed_backlog, cx)
                     }) => match read {
                         FromSocket::Read(frame) => frame,
                         // The client read what was waiting for it: it is alive.
@@ -478,7 +476,7 @@ impl Conn {
                         };
                         asked = None;
                         let event = Event::Ack {
-                            conn: self.hub.conn_ref(self.handle.id),
+                            conn: self.hub.conn_ref(self.outlet.id()),
                             seq: seq.get(),
                         };
                         // Not confirmed in the log: the messages stay kept, nothing else.
@@ -530,7 +528,7 @@ impl Conn {
                 if let Poll::Ready(out) = step.as_mut().poll(cx) {
                     return Poll::Ready(out);
                 }
-                let outlet = &self.handle.outlet;
+                let outlet = &self.outlet;
                 let mut wire = outlet.wire();
                 if wire.closed || outlet.mailbox.is_cut() {
                     return Poll::Pending;
@@ -560,7 +558,7 @@ impl Conn {
         cseq: Option<u64>,
         read_at: Instant,
     ) -> bool {
-        let conn = self.hub.conn_ref(self.handle.id);
+        let conn = self.hub.conn_ref(self.outlet.id());
         let event = match msg {
             ClientMessage::Signal { to, data } => match serde_json::to_string(&data) {
                 Ok(data) => self.signal(to, data, cseq, read_at),
@@ -642,7 +640,7 @@ impl Conn {
         read_at: Instant,
     ) -> Event {
         Event::Signal {
-            conn: self.hub.conn_ref(self.handle.id),
+            conn: self.hub.conn_ref(self.outlet.id()),
             to,
             data: Text(Utf8Bytes::from(data)),
             cseq,

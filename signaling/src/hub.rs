@@ -35,18 +35,11 @@ use crate::token::{Claims, TokenKeys};
 /// The hub's maps, looked up for every message relayed: foldhash, not std's SipHash.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// The parts of a connection the hub needs to reach it.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnHandle {
-    pub id: u64,
-    /// What is written to it, its cut-off switch, and its socket's sending side.
-    pub outlet: Arc<Outlet>,
-}
-
 /// One of this node's connections.
 #[derive(Debug)]
 struct Local {
-    handle: ConnHandle,
+    /// Its number, queue and socket.
+    outlet: Arc<Outlet>,
     /// Its token's room and role.
     room: String,
     role: Role,
@@ -464,7 +457,7 @@ impl Hub {
     pub(crate) async fn join(
         &self,
         claims: &Claims,
-        conn: ConnHandle,
+        conn: Arc<Outlet>,
         resume: Option<Resume>,
     ) -> Result<(), ErrorCode> {
         if claims
@@ -474,7 +467,7 @@ impl Hub {
         {
             return Err(ErrorCode::Revoked);
         }
-        let id = conn.id;
+        let id = conn.id();
         let resume = resume.filter(|r| self.resume.verify(&r.peer, &r.secret));
         let event = loop {
             self.follow(&claims.room).await?;
@@ -500,7 +493,7 @@ impl Hub {
                 state.conns.insert(
                     id,
                     Box::new(Local {
-                        handle: conn,
+                        outlet: conn,
                         room: claims.room.clone(),
                         role: claims.role,
                         joining,
@@ -606,18 +599,18 @@ impl Hub {
     }
 
     /// Queues an error and a close frame; the connection's task ends after writing them.
-    pub(crate) fn close_conn(&self, conn: &ConnHandle, code: ErrorCode, message: &str) {
+    pub(crate) fn close_conn(&self, conn: &Outlet, code: ErrorCode, message: &str) {
         self.metrics.error(code);
         let error = ServerMessage::Error {
             code,
             message: message.to_owned(),
         };
         let Some(text) = encode(&error) else {
-            conn.outlet.mailbox.cut();
+            conn.mailbox.cut();
             return;
         };
-        if conn.outlet.mailbox.push_or_cut(Outbound::message(text)) {
-            conn.outlet.mailbox.push_or_cut(Outbound::Close {
+        if conn.mailbox.push_or_cut(Outbound::message(text)) {
+            conn.mailbox.push_or_cut(Outbound::Close {
                 code: CLOSE_POLICY,
                 reason: code.as_str(),
             });
@@ -625,17 +618,16 @@ impl Hub {
     }
 
     /// Carries out what applying an event decided: what is for this node's connections, and
-    /// the records when this node published the event. When the caller takes one to `deliver`,
-    /// the first message for a connection is queued for the caller to deliver (see
-    /// [`Outlet::deliver`]) once it has let go of the state; the others wake their connections
-    /// to write them.
+    /// the records when this node published the event. The first message for a connection is
+    /// queued for the caller to `deliver` (see [`Outlet::deliver`]) once it has let go of the
+    /// state; the others wake their connections to write them.
     fn carry_out(
         &self,
         state: &mut State,
         room: &str,
         outs: &mut Vec<Out>,
         mine: bool,
-        mut deliver: Option<&mut Option<Arc<Outlet>>>,
+        deliver: &mut Option<Arc<Outlet>>,
     ) {
         for out in outs.drain(..) {
             match out {
@@ -655,13 +647,12 @@ impl Hub {
                         text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
                         relayed_at: read_at,
                     };
-                    let outlet = &local.handle.outlet;
-                    let queued = match deliver.as_deref_mut() {
-                        Some(slot @ None) => {
-                            *slot = Some(outlet.clone());
-                            outlet.queue(outbound)
-                        }
-                        _ => outlet.mailbox.push_or_cut(outbound),
+                    let outlet = &local.outlet;
+                    let queued = if deliver.is_none() {
+                        *deliver = Some(outlet.clone());
+                        outlet.queue(outbound)
+                    } else {
+                        outlet.mailbox.push_or_cut(outbound)
                     };
                     if !queued {
                         warn!(
@@ -675,7 +666,7 @@ impl Hub {
                         && let Some(local) = state.conns.get_mut(&to.conn)
                     {
                         local.detached = true;
-                        self.close_conn(&local.handle, code, &message);
+                        self.close_conn(&local.outlet, code, &message);
                     }
                 }
                 Out::Detach { to } => {
@@ -684,7 +675,7 @@ impl Hub {
                     {
                         debug!(conn = to.conn, "session resumed elsewhere; closing");
                         local.detached = true;
-                        local.handle.outlet.mailbox.push_or_cut(Outbound::Close {
+                        local.outlet.mailbox.push_or_cut(Outbound::Close {
                             code: CLOSE_GOING_AWAY,
                             reason: "resumed elsewhere",
                         });
@@ -726,7 +717,7 @@ impl Hub {
                     };
                     // Past the queue's bound if need be: a replay may hold more messages than the
                     // queue (up to the replay buffer), and all of it is queued at once.
-                    let mailbox = &local.handle.outlet.mailbox;
+                    let mailbox = &local.outlet.mailbox;
                     if let Some(t) = encode(&resumed) {
                         mailbox.push_beyond(Outbound::message(t));
                     }
@@ -925,11 +916,11 @@ impl Hub {
             };
             let logged = tokio::time::timeout(DRAIN_PUBLISH, self.publish(&room, event)).await;
             if !matches!(logged, Ok(Ok(()))) {
-                let conn = self.lock().conns.get(&id).map(|l| l.handle.clone());
+                let conn = self.lock().conns.get(&id).map(|l| l.outlet.clone());
                 if let (Some(conn), Some(text)) =
                     (conn, encode(&ServerMessage::Shutdown { retry_after_ms }))
                 {
-                    conn.outlet.mailbox.push(Outbound::message(text));
+                    conn.mailbox.push(Outbound::message(text));
                 }
             }
         });
@@ -1078,7 +1069,7 @@ impl Hub {
                 code: CLOSE_GOING_AWAY,
                 reason: ErrorCode::ShuttingDown.as_str(),
             };
-            local.handle.outlet.mailbox.push_or_cut(close);
+            local.outlet.mailbox.push_or_cut(close);
         }
     }
 }
@@ -1151,17 +1142,13 @@ impl Sink for Hub {
             followed.sessions_changed(&ctx);
         }
         let empty = followed.replica.is_empty();
-        // On the one-process backplane this is the publishing connection's task, which writes
-        // a message it relays itself (see [`Outlet::deliver`]). On NATS it is the one task that
-        // reads the stream for every room, holding the backplane's lock: it only queues them,
-        // and the connections' own tasks, on every core, write.
         let mut deliver = None;
         self.carry_out(
             &mut state,
             room,
             &mut outs,
             origin == &*self.node,
-            (!shared).then_some(&mut deliver),
+            &mut deliver,
         );
         state.outs = outs;
         if empty && !shared {
@@ -1169,8 +1156,14 @@ impl Sink for Hub {
         }
         self.metrics.rooms.set(state.rooms.len() as f64);
         drop(state);
-        if let Some(outlet) = deliver {
-            outlet.deliver(&self.metrics);
+        // On the one-process backplane this is the publishing connection's task, which writes
+        // a message it relays itself. On NATS it is the one task that reads the stream for
+        // every room, holding the backplane's lock: the connections' own tasks, on every core,
+        // write instead.
+        match deliver {
+            Some(outlet) if shared => outlet.mailbox.wake(),
+            Some(outlet) => outlet.deliver(&self.metrics),
+            None => {}
         }
     }
 

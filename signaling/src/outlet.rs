@@ -9,16 +9,18 @@
 //! ever taken from the queue by the wire's holder, so they go out in the order they were
 //! queued, whoever writes them.
 
+use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
+use tokio::time::{Duration, timeout};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::debug;
 
-use crate::frames::{Incoming, Outgoing, Receiving, Sending};
+use crate::frames::{CLOSE_NORMAL, Incoming, Outgoing, Receiving, Sending};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 
@@ -61,14 +63,25 @@ pub(crate) enum FromSocket {
     Backlog,
 }
 
+/// What [`Outlet::write_queued`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    /// Everything queued: the queue is empty and the socket took all of it.
+    All,
+    /// As much as it could: a backlog is left, or more than a batch was queued.
+    Some,
+    /// The connection is over: a close frame was handed over, or the socket failed.
+    Over,
+}
+
 /// Queued items written in one go by whoever holds the wire.
 const WRITE_BATCH: usize = 64;
 
 /// A connection's queue and wire.
 #[derive(Debug)]
 pub(crate) struct Outlet {
-    /// The connection's number, for what is logged about its socket: that may be logged by
-    /// another connection's task, in that one's span.
+    /// The connection's number (also named in what is logged about its socket, which may be
+    /// logged by another connection's task, in that one's span).
     id: u64,
     /// What is to be written, and the connection's cut-off switch.
     pub mailbox: Mailbox<Outbound>,
@@ -103,6 +116,11 @@ impl Outlet {
         }
     }
 
+    /// The connection's number.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The wire, for the connection's own task (waiting, if another task is writing).
     pub(crate) fn wire(&self) -> MutexGuard<'_, Wire> {
         // Writing a frame either finishes or leaves it in `sending` to finish later: a
@@ -127,35 +145,37 @@ impl Outlet {
             Err(TryLockError::WouldBlock) => return self.mailbox.wake(),
         };
         let written = !self.mailbox.is_cut()
-            && wire.backlog_since.is_none()
             && !wire.closed
-            && self.write_queued(&mut wire, metrics)
-            && wire.backlog_since.is_none()
-            && self.mailbox.is_empty();
+            && self.write_queued(&mut wire, metrics) == Wrote::All;
         drop(wire);
-        // What is left (more than a batch, a backlog, a close frame that ends the connection)
-        // is the task's; an item queued while the wire was held here woke the task itself.
-        if !written || self.mailbox.is_cut() {
+        // What is left (more than a batch, a backlog, a close frame that ends the connection, a
+        // cut) is the task's; an item queued while the wire was held here woke the task itself.
+        if !written {
             self.mailbox.wake();
         }
     }
 
-    /// Hands what is queued, up to a batch, to the socket as far as it takes it now; false when
-    /// the connection is over. It stops at a backlog, and when the batch is used up (with items
-    /// still queued, maybe).
-    pub(crate) fn write_queued(&self, wire: &mut Wire, metrics: &Metrics) -> bool {
+    /// Hands what is queued, up to a batch, to the socket as far as it takes it now. It stops
+    /// at a backlog, and when the batch is used up.
+    pub(crate) fn write_queued(&self, wire: &mut Wire, metrics: &Metrics) -> Wrote {
         for _ in 0..WRITE_BATCH {
             if wire.backlog_since.is_some() {
-                return true;
+                return Wrote::Some;
             }
             let Some(item) = self.mailbox.pop() else {
-                return true;
+                return Wrote::All;
             };
             if !self.put(wire, item, metrics) {
-                return false;
+                return Wrote::Over;
             }
         }
-        true
+        Wrote::Some
+    }
+
+    /// Writing failed: logged, and the connection is cut off.
+    fn failed(&self, e: &std::io::Error) {
+        debug!(conn = self.id, error = %e, "socket write failed");
+        self.mailbox.cut();
     }
 
     /// Hands one item to the socket, which writes it at once as far as the client reads; the
@@ -174,8 +194,7 @@ impl Outlet {
             Outbound::Close { code, reason } => (Outgoing::Close { code, reason }, None, true),
         };
         if let Err(e) = wire.sending.start(message) {
-            debug!(conn = self.id, error = %e, "socket write failed");
-            self.mailbox.cut();
+            self.failed(&e);
             return false;
         }
         metrics.messages_out.increment(1);
@@ -188,8 +207,7 @@ impl Outlet {
         match sending.poll_flush(io, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
-                debug!(conn = self.id, error = %e, "socket write failed");
-                self.mailbox.cut();
+                self.failed(&e);
                 return false;
             }
             Poll::Pending => {
@@ -213,8 +231,7 @@ impl Outlet {
                 true
             }
             Err(e) => {
-                debug!(conn = self.id, error = %e, "socket write failed");
-                self.mailbox.cut();
+                self.failed(&e);
                 false
             }
         })
@@ -248,11 +265,6 @@ impl Outlet {
     /// The end: the backlog and what is still queued are written (unless the client was cut
     /// off or a close frame went already), then the socket is closed.
     pub(crate) async fn finish(&self, metrics: &Metrics) {
-        use std::future::poll_fn;
-        use tokio::time::{Duration, timeout};
-
-        use crate::frames::CLOSE_NORMAL;
-
         while !self.mailbox.is_cut() {
             if !poll_fn(|cx| self.poll_backlog(&mut self.wire(), cx)).await {
                 break;
