@@ -48,6 +48,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 #[path = "../tests/common/process.rs"]
 mod process;
 
+#[path = "support/floor.rs"]
+mod floor;
+
 use process::{free_port, until_listening};
 
 const SECRET: &str = "load-test-secret-not-for-production-use-0123";
@@ -75,6 +78,9 @@ struct Args {
     /// `--pad BYTES`: every signal's data carries this many more bytes, as an offer's or an
     /// answer's SDP does (a few KB), instead of only an ICE candidate's line.
     pad: usize,
+    /// `--floor`: also measure the floor relay (`support/floor.rs`), the same workload less its
+    /// resumes.
+    floor: bool,
 }
 
 fn args() -> Args {
@@ -96,6 +102,7 @@ fn args() -> Args {
         even: false,
         store_dir: None,
         pad: 0,
+        floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -118,6 +125,7 @@ fn args() -> Args {
             "--realtime" => a.realtime = true,
             "--even" => a.even = true,
             "--pad" => a.pad = value().parse().expect("a number"),
+            "--floor" => a.floor = true,
             "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
@@ -129,6 +137,16 @@ fn args() -> Args {
 
 fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // This binary is also the floor relay's process (see `spawn_floor`).
+    let mut argv = std::env::args().skip_while(|a| a != FLOOR_SERVE);
+    if argv.next().is_some() {
+        floor::serve(
+            argv.next()
+                .expect("an address")
+                .parse()
+                .expect("an address"),
+        );
+    }
     let args = args();
     if args.pad > 0 {
         let _ = PAD.set(format!(r#","pad":"{}""#, "a".repeat(args.pad)));
@@ -197,13 +215,18 @@ async fn bench(args: Args) {
         }
         return;
     }
-    let hearth = one_server(&args, Proto::Hearth).await;
+    let hearth = one_server(&args, Server::Hearth).await;
     let peerjs = match &args.peerjs {
-        Some(_) => Some(one_server(&args, Proto::PeerJs).await),
+        Some(_) => Some(one_server(&args, Server::PeerJs).await),
         None => {
             println!("(no --peerjs: PeerJS not measured)");
             None
         }
+    };
+    let floor = if args.floor {
+        Some(one_server(&args, Server::Floor).await)
+    } else {
+        None
     };
     let cross = cross_node(&args).await;
 
@@ -214,6 +237,9 @@ async fn bench(args: Args) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     hearth.row();
+    if let Some(f) = &floor {
+        f.row();
+    }
     if let Some(p) = &peerjs {
         p.row();
         println!("\nHow many times better Hearth is than PeerJS (higher is better):");
@@ -263,6 +289,22 @@ async fn bench(args: Args) {
             o.max_s * 1000.0
         );
     }
+    if let Some(f) = &floor {
+        println!(
+            "\nThe floor (a relay that only reads each frame and writes it on; its CPU per message is almost all the kernel's): {:.0} msgs per CPU-s, {:.0} msgs/s at {:.0}% of the core; Hearth {:.0}% of it per CPU-s{}",
+            f.msgs_per_cpu_s,
+            f.saturation_msgs_per_s,
+            f.server_cores * 100.0,
+            hearth.msgs_per_cpu_s / f.msgs_per_cpu_s * 100.0,
+            peerjs
+                .as_ref()
+                .map(|p| format!(
+                    ", PeerJS {:.0}%",
+                    p.msgs_per_cpu_s / f.msgs_per_cpu_s * 100.0
+                ))
+                .unwrap_or_default()
+        );
+    }
     if let Some(c) = cross {
         c.print(&args);
     }
@@ -272,6 +314,24 @@ async fn bench(args: Args) {
 enum Proto {
     Hearth,
     PeerJs,
+}
+
+/// A server measured: Hearth, PeerJS, or the floor (`support/floor.rs`), which speaks PeerJS's
+/// protocol.
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Hearth,
+    PeerJs,
+    Floor,
+}
+
+impl Server {
+    fn proto(self) -> Proto {
+        match self {
+            Server::Hearth => Proto::Hearth,
+            Server::PeerJs | Server::Floor => Proto::PeerJs,
+        }
+    }
 }
 
 /// Latency of one fixed-schedule run as the receivers saw it.
@@ -505,6 +565,24 @@ async fn spawn_peerjs(args: &Args, script: &std::path::Path) -> (Child, String) 
         // against 13 ms; docs/BENCHMARKS.md).
         let pid = child.id().unwrap();
         realtime(pid, &["-R", "-f", "-p", "10"], |tid| tid == pid);
+    }
+    (child, format!("ws://127.0.0.1:{port}/peerjs"))
+}
+
+/// The floor's process: this binary again, on the server's core.
+const FLOOR_SERVE: &str = "--floor-serve";
+
+async fn spawn_floor(args: &Args) -> (Child, String) {
+    let port = free_port();
+    let me = std::env::current_exe().expect("this binary");
+    let child = pinned(&args.server_core, &me.to_string_lossy())
+        .args([FLOOR_SERVE, &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the floor relay starts");
+    until_listening(port, "the floor relay").await;
+    if args.realtime {
+        realtime(child.id().unwrap(), &["-f", "-p", "10"], |_| true);
     }
     (child, format!("ws://127.0.0.1:{port}/peerjs"))
 }
@@ -948,9 +1026,11 @@ impl Fleet {
 
     /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s
     /// and the servers' CPU time over the same span.
-    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64) {
+    /// Messages per second, and the servers' and this generator's CPU seconds meanwhile.
+    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64) {
         self.stats.phase.store(SATURATE, Relaxed);
         let cpu0 = cpu_secs(pids);
+        let own0 = cpu_secs(&[std::process::id()]);
         let start = Instant::now();
         let mut k = 0;
         let end = start + Duration::from_secs(seconds);
@@ -967,8 +1047,9 @@ impl Fleet {
         let got = self.stats.received[SATURATE].load(Relaxed);
         let secs = start.elapsed().as_secs_f64();
         let cpu = cpu_secs(pids) - cpu0;
+        let own = cpu_secs(&[std::process::id()]) - own0;
         self.wait_for(SATURATE, k, Duration::from_secs(10)).await;
-        (got as f64 / secs, cpu)
+        (got as f64 / secs, cpu, own)
     }
 
     /// The first `n` clients drop at once and reconnect at once, each resuming its session
@@ -1053,15 +1134,20 @@ impl Fleet {
 }
 
 /// Every phase against one server process.
-async fn one_server(args: &Args, proto: Proto) -> Report {
-    let (child, url, name) = match proto {
-        Proto::Hearth => {
+async fn one_server(args: &Args, server: Server) -> Report {
+    let proto = server.proto();
+    let (child, url, name) = match server {
+        Server::Hearth => {
             let (c, u) = spawn_hearth(args, None).await;
             (c, u, "hearth-signaling")
         }
-        Proto::PeerJs => {
+        Server::PeerJs => {
             let (c, u) = spawn_peerjs(args, args.peerjs.as_deref().unwrap()).await;
             (c, u, "PeerJS 1.0.2")
+        }
+        Server::Floor => {
+            let (c, u) = spawn_floor(args).await;
+            (c, u, "floor relay")
         }
     };
     let pid = child.id().unwrap();
@@ -1105,8 +1191,16 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
         (cpu_secs(&[std::process::id()]) - own_before) / secs * 100.0
     );
     eprintln!("{name}: saturation");
-    let (saturation_msgs_per_s, cpu) = fleet.saturate(args.seconds, &[pid]).await;
-    let after_traffic_rss_per_conn = if args.after_traffic > 0 {
+    let (saturation_msgs_per_s, cpu, generator) = fleet.saturate(args.seconds, &[pid]).await;
+    // Both ends do the same per message (one read and one write), so the generator, on one
+    // core too, can be what limits this phase rather than the server.
+    eprintln!(
+        "{name}: saturation took {:.0}% of the server's core and {:.0}% of the generator's",
+        cpu / secs * 100.0,
+        generator / secs * 100.0
+    );
+    // The floor holds nothing for a session and resumes none: only its relay is of interest.
+    let after_traffic_rss_per_conn = if args.after_traffic > 0 && server != Server::Floor {
         eprintln!("{name}: idle after the traffic");
         tokio::time::sleep(Duration::from_secs(args.after_traffic)).await;
         Some((rss_bytes(pid) - base_rss) / held as f64)
@@ -1114,7 +1208,13 @@ async fn one_server(args: &Args, proto: Proto) -> Report {
         None
     };
     eprintln!("{name}: mass resume");
-    let resume = fleet.mass_resume(args.resume).await;
+    let resume = fleet
+        .mass_resume(if server == Server::Floor {
+            0
+        } else {
+            args.resume
+        })
+        .await;
     let errors = fleet.stats.errors.load(Relaxed);
     drop(fleet);
     drop(child);
