@@ -1109,20 +1109,20 @@ impl Sink for Hub {
     fn event(&self, room: &str, pos: u64, origin: &str, event: Event) {
         let shared = self.backplane.shared();
         let mut state = self.lock();
-        if !shared && !state.rooms.contains_key(room) {
-            // The room's first event (the name is copied only then, not for every message).
-            let followed = Followed::new(
-                Replica::new(room, self.options.limits.max_participants),
-                0,
-                unix_ms(),
-                &self.ctx(),
-            );
-            state.rooms.insert(room.to_owned(), followed);
-        }
         let st = &mut *state;
-        let Some(followed) = st.rooms.get_mut(room) else {
+        // One lookup for every message; the name is copied only for a room's first event.
+        let followed = match st.rooms.get_mut(room) {
+            Some(followed) => followed,
             // Not followed (any more): another node serves it.
-            return;
+            None if shared => return,
+            None => st.rooms.entry(room.to_owned()).or_insert_with(|| {
+                Followed::new(
+                    Replica::new(room, self.options.limits.max_participants),
+                    0,
+                    unix_ms(),
+                    &self.ctx(),
+                )
+            }),
         };
         if shared {
             if pos <= followed.pos {

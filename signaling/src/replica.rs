@@ -286,14 +286,20 @@ fn signal_text(from: &PeerId, data: &str) -> Utf8Bytes {
 fn signal_json(from: &PeerId, data: &str) -> String {
     const HEAD: &str = "{\"type\":\"signal\",\"from\":";
     const DATA: &str = ",\"data\":";
-    let from = serde_json::to_string(from.as_str()).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut text = String::with_capacity(HEAD.len() + from.len() + DATA.len() + data.len() + 1);
-    text.push_str(HEAD);
-    text.push_str(&from);
-    text.push_str(DATA);
-    text.push_str(data);
-    text.push('}');
-    text
+    // The server's ids need no escaping: the length is exact unless one ever does.
+    let quoted = from.as_str().len() + 2;
+    let mut text = Vec::with_capacity(HEAD.len() + quoted + DATA.len() + data.len() + 1);
+    text.extend_from_slice(HEAD.as_bytes());
+    if serde_json::to_writer(&mut text, from.as_str()).is_err() {
+        text.extend_from_slice(b"\"\"");
+    }
+    text.extend_from_slice(DATA.as_bytes());
+    text.extend_from_slice(data.as_bytes());
+    text.push(b'}');
+    // An id that needed escaping made it longer: exact again (a no-op otherwise).
+    text.shrink_to_fit();
+    // Only strings and JSON text went in.
+    String::from_utf8(text).unwrap_or_default()
 }
 
 impl Replica {
@@ -331,15 +337,25 @@ impl Replica {
     /// Whether the session holds `conn` and this client message is new (not sent again after a
     /// resume); records it as applied.
     fn accept(&mut self, conn: &ConnRef, cseq: Option<u64>) -> Option<PeerId> {
-        let peer = self.owner(conn)?;
-        let s = self.sessions.get_mut(&peer)?;
+        let i = self.accept_at(conn, cseq)?;
+        self.sessions.get_indexed(i).map(|(p, _)| p.clone())
+    }
+
+    /// [`Replica::accept`], giving the session's index: one pass over the sessions, and
+    /// nothing copied.
+    fn accept_at(&mut self, conn: &ConnRef, cseq: Option<u64>) -> Option<usize> {
+        let (i, (_, s)) = self
+            .sessions
+            .iter_mut()
+            .enumerate()
+            .find(|(_, (_, s))| s.conn.as_ref() == Some(conn))?;
         if let Some(c) = cseq {
             if c <= s.acked {
                 return None;
             }
             s.acked = c;
         }
-        Some(peer)
+        Some(i)
     }
 
     /// Sessions connected through `node`.
@@ -439,15 +455,21 @@ impl Replica {
                 cseq,
                 read_at,
             } => {
-                let Some(from) = self.accept(&conn, cseq) else {
+                // The relay's hot path: each session is found once, by its index, and the
+                // sender's id is copied only for a refusal.
+                let Some(i) = self.accept_at(&conn, cseq) else {
                     return;
                 };
-                match self.may_signal(&from, &to) {
-                    Ok(()) => {
-                        let text = signal_text(&from, data.0.as_str());
-                        self.send_text(&to, Text(text), read_at, true, ctx, out);
+                let Some((from, _)) = self.sessions.get_indexed(i) else {
+                    return;
+                };
+                match self.may_signal(from, &to) {
+                    Ok(at) => {
+                        let text = signal_text(from, data.0.as_str());
+                        self.send_text_at(at, Text(text), read_at, true, ctx, out);
                     }
                     Err(code) => {
+                        let from = from.clone();
                         let message = match code {
                             ErrorCode::Forbidden if self.room.is_waiting(&from) => {
                                 "You are in the waiting room; the clinician will let you in."
@@ -797,13 +819,19 @@ impl Replica {
         }
     }
 
-    fn may_signal(&self, from: &PeerId, to: &PeerId) -> Result<(), ErrorCode> {
+    /// Whether `from` may signal `to`: the index of `to`'s session when it may.
+    fn may_signal(&self, from: &PeerId, to: &PeerId) -> Result<usize, ErrorCode> {
         self.room.check_signal(from, to)?;
-        let (Some(a), Some(b)) = (self.sessions.get(from), self.sessions.get(to)) else {
+        let at = self
+            .sessions
+            .find_index(to)
+            .map_err(|_| ErrorCode::UnknownPeer)?;
+        let (Some(a), Some((_, b))) = (self.sessions.get(from), self.sessions.get_indexed(at))
+        else {
             return Err(ErrorCode::UnknownPeer);
         };
         if rules_allow(&self.rules, (a.role, &a.sub), (b.role, &b.sub)) {
-            Ok(())
+            Ok(at)
         } else {
             Err(ErrorCode::Forbidden)
         }
@@ -1029,7 +1057,22 @@ impl Replica {
         ctx: &Ctx<'_>,
         out: &mut Vec<Out>,
     ) {
-        let Some(s) = self.sessions.get_mut(peer) else {
+        if let Ok(at) = self.sessions.find_index(peer) {
+            self.send_text_at(at, text, read_at, keep, ctx, out);
+        }
+    }
+
+    /// [`Replica::send_text`] to the session at index `at`.
+    fn send_text_at(
+        &mut self,
+        at: usize,
+        text: Text,
+        read_at: Option<std::time::Instant>,
+        keep: bool,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((_, s)) = self.sessions.iter_mut().nth(at) else {
             return;
         };
         s.seq += 1;
