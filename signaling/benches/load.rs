@@ -237,11 +237,13 @@ async fn bench(args: Args) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     hearth.row();
+    if let Some(p) = &peerjs {
+        p.row();
+    }
     if let Some(f) = &floor {
         f.row();
     }
     if let Some(p) = &peerjs {
-        p.row();
         println!("\nHow many times better Hearth is than PeerJS (higher is better):");
         println!("| connects/s | idle RSS/conn | p50 | p99 | msgs per CPU-s | resume time |");
         println!("|---|---|---|---|---|---|");
