@@ -318,12 +318,22 @@ impl Replica {
         self.room.is_empty() && self.sessions.is_empty()
     }
 
-    /// The session that `conn` holds.
-    fn owner(&self, conn: &ConnRef) -> Option<PeerId> {
+    /// The index of the session that `conn` holds.
+    fn held_by(&self, conn: &ConnRef) -> Option<usize> {
         self.sessions
             .iter()
-            .find(|(_, s)| s.conn.as_ref() == Some(conn))
-            .map(|(p, _)| p.clone())
+            .position(|(_, s)| s.conn.as_ref() == Some(conn))
+    }
+
+    /// The session that `conn` holds.
+    fn owner(&self, conn: &ConnRef) -> Option<PeerId> {
+        let (peer, _) = self.sessions.get_indexed(self.held_by(conn)?)?;
+        Some(peer.clone())
+    }
+
+    /// The session at index `at`, to change.
+    fn session_at(&mut self, at: usize) -> Option<&mut Session> {
+        self.sessions.iter_mut().nth(at).map(|(_, s)| &mut **s)
     }
 
     /// The last `seq` sent to session `peer` and how many messages are kept for its replay,
@@ -344,11 +354,8 @@ impl Replica {
     /// [`Replica::accept`], giving the session's index: one pass over the sessions, and
     /// nothing copied.
     fn accept_at(&mut self, conn: &ConnRef, cseq: Option<u64>) -> Option<usize> {
-        let (i, (_, s)) = self
-            .sessions
-            .iter_mut()
-            .enumerate()
-            .find(|(_, (_, s))| s.conn.as_ref() == Some(conn))?;
+        let i = self.held_by(conn)?;
+        let s = self.session_at(i)?;
         if let Some(c) = cseq {
             if c <= s.acked {
                 return None;
@@ -1072,7 +1079,7 @@ impl Replica {
         ctx: &Ctx<'_>,
         out: &mut Vec<Out>,
     ) {
-        let Some((_, s)) = self.sessions.iter_mut().nth(at) else {
+        let Some(s) = self.session_at(at) else {
             return;
         };
         s.seq += 1;

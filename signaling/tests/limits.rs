@@ -394,7 +394,6 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
             .await
             .unwrap();
     }
-    let stalled = tokio::time::Instant::now();
     // What it sends meanwhile is still read and relayed.
     slow.send(json!({"type":"signal","to": a_id,"data": "still here"}))
         .await;
@@ -403,19 +402,22 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
         (&m["type"], &m["data"]),
         (&json!("signal"), &json!("still here"))
     );
-    while server.peer_count() == 2 {
-        assert!(
-            stalled.elapsed() < common::WAIT,
-            "the stalled client was never cut off"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_one_is_left(&server, "the stalled client was never cut off").await;
     // Its session is held for the resume grace, then it has left.
     let m = next_in(&mut inbox).await;
     assert_eq!(
         (&m["type"], &m["peer"]),
         (&json!("peer_left"), &json!(slow_id))
     );
+}
+
+/// Waits until one of the pair's two sessions is gone, failing with `why` after [`common::WAIT`].
+async fn until_one_is_left(server: &Server, why: &str) {
+    let since = tokio::time::Instant::now();
+    while server.peer_count() == 2 {
+        assert!(since.elapsed() < common::WAIT, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -438,14 +440,11 @@ async fn a_relayed_message_that_stalls_with_nothing_behind_it_is_cut_off_at_the_
     // task, which nothing else wakes.
     a.send(json!({"type":"signal","to": slow_id,"data": "z".repeat(24 << 20)}))
         .await;
-    let sent = tokio::time::Instant::now();
-    while server.peer_count() == 2 {
-        assert!(
-            sent.elapsed() < common::WAIT,
-            "the stalled client was not cut off at the write timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_one_is_left(
+        &server,
+        "the stalled client was not cut off at the write timeout",
+    )
+    .await;
     let left = a.expect("peer_left").await;
     assert_eq!(left["peer"], slow_id);
     drop(slow);

@@ -3,23 +3,24 @@
 //! loopback sockets as any server), in the same run as the servers measured against it.
 //!
 //! Written by hand on purpose, and for this benchmark only: no crate is "the least a relay can
-//! do". One thread, one `epoll` (mio, edge-triggered); per message one `read` of whatever is
+//! do" (tungstenite parses and formats its frame headers and derives its upgrade's key, as it
+//! does for the server). One thread, one `epoll` (mio, edge-triggered); per message one `read` of whatever is
 //! waiting and one `write` of the frame to the peer it names. It speaks just enough of the
 //! PeerJS server's protocol for the load generator: the upgrade (`?id=` in its URL), `OPEN`,
 //! and messages whose `"dst":"<id>"` names the connection they go to, forwarded as they came.
 //! It checks nothing else: no tokens, no rooms, no JSON, no heartbeats, no limits.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::io::{Cursor, ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
 
-use base64::Engine;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use sha1::{Digest, Sha1};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 const LISTENER: Token = Token(usize::MAX);
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 struct Conn {
     io: TcpStream,
@@ -174,16 +175,12 @@ fn handle(conns: &mut [Option<Conn>], by_id: &mut HashMap<String, usize>, slot: 
         }) else {
             return false;
         };
-        let accept = base64::engine::general_purpose::STANDARD
-            .encode(Sha1::digest(format!("{key}{WS_GUID}").as_bytes()));
-        let mut out = format!(
+        let accept = derive_accept_key(key.as_bytes());
+        let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        )
-        .into_bytes();
-        let open = br#"{"type":"OPEN"}"#;
-        out.extend_from_slice(&[0x81, open.len() as u8]);
-        out.extend_from_slice(open);
-        c.outbuf.extend_from_slice(&out);
+        );
+        c.outbuf.extend_from_slice(response.as_bytes());
+        send(c, br#"{"type":"OPEN"}"#);
         by_id.insert(id.clone(), slot);
         c.id = Some(id);
         if !flush(conns, slot) {
@@ -194,21 +191,28 @@ fn handle(conns: &mut [Option<Conn>], by_id: &mut HashMap<String, usize>, slot: 
         let Some(c) = conns[slot].as_mut() else {
             return true;
         };
-        let Some((opcode, start, len)) = frame(&c.inbuf) else {
+        let mut cursor = Cursor::new(&c.inbuf[..]);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        let payload_at = usize::try_from(cursor.position()).expect("a header's length");
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .map(|len| payload_at + len)
+            .filter(|&end| end <= c.inbuf.len())
+        else {
             return true;
         };
-        let masked = c.inbuf[1] & 0x80 != 0;
-        let payload_at = start + if masked { 4 } else { 0 };
-        let end = payload_at + len;
-        if masked {
-            let mask: [u8; 4] = c.inbuf[start..start + 4].try_into().expect("four bytes");
+        if let Some(mask) = header.mask {
             for (i, b) in c.inbuf[payload_at..end].iter_mut().enumerate() {
                 *b ^= mask[i % 4];
             }
         }
-        match opcode {
-            0x8 => return false,
-            0x1 => {
+        match header.opcode {
+            OpCode::Control(Control::Close) => return false,
+            OpCode::Data(Data::Text) => {
                 let to = dst(&c.inbuf[payload_at..end])
                     .and_then(|d| by_id.get(d))
                     .copied()
@@ -239,61 +243,38 @@ fn handle(conns: &mut [Option<Conn>], by_id: &mut HashMap<String, usize>, slot: 
 
 /// Writes one unmasked text frame, keeping what the socket does not take.
 fn send(peer: &mut Conn, payload: &[u8]) {
-    let mut header = Vec::with_capacity(10);
-    header.push(0x81);
-    match payload.len() {
-        n if n < 126 => header.push(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            header.push(126);
-            header.extend_from_slice(&(n as u16).to_be_bytes());
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let mut head = Cursor::new([0u8; 14]);
+    let len = payload.len() as u64;
+    header
+        .format(len, &mut head)
+        .expect("a header fits 14 bytes");
+    let head = &head.get_ref()[..header.len(len)];
+    let written = if peer.outbuf.is_empty() {
+        loop {
+            match peer
+                .io
+                .write_vectored(&[IoSlice::new(head), IoSlice::new(payload)])
+            {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break 0,
+            }
         }
-        n => {
-            header.push(127);
-            header.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if !peer.outbuf.is_empty() {
-        peer.outbuf.extend_from_slice(&header);
+    } else {
+        0
+    };
+    // What the socket did not take, behind what it had not taken before.
+    if written < head.len() {
+        peer.outbuf.extend_from_slice(&head[written..]);
         peer.outbuf.extend_from_slice(payload);
-        return;
+    } else {
+        peer.outbuf
+            .extend_from_slice(&payload[(written - head.len()).min(payload.len())..]);
     }
-    let written = loop {
-        match peer
-            .io
-            .write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])
-        {
-            Ok(n) => break n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break 0,
-        }
-    };
-    let mut rest = header;
-    rest.extend_from_slice(payload);
-    peer.outbuf
-        .extend_from_slice(&rest[written.min(rest.len())..]);
-}
-
-/// A whole frame at the start of `buf`: its opcode, where its mask (or payload) starts, and the
-/// payload's length.
-fn frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    let opcode = buf[0] & 0x0f;
-    let masked = buf[1] & 0x80 != 0;
-    let (len, start) = match buf[1] & 0x7f {
-        126 => (
-            usize::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
-            4,
-        ),
-        127 => (
-            usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?,
-            10,
-        ),
-        n => (usize::from(n), 2),
-    };
-    let whole = start + if masked { 4 } else { 0 } + len;
-    (buf.len() >= whole).then_some((opcode, start, len))
 }
 
 /// The id after `"dst":"`, up to the next quote.
