@@ -10,7 +10,10 @@
 //! - a read goes into a buffer on the stack, and a frame that arrives whole is taken from there
 //!   straight into its message; only a frame split across reads (or frames read behind one
 //!   already taken) waits on the heap, and that memory is freed as soon as it is used;
-//! - a message is written from its shared bytes, behind its header, in one vectored write;
+//! - a message is written from its shared bytes, behind its header (and its `seq`, which is
+//!   written in front of its fields rather than copied into a new message): a small one copied
+//!   with its header into a buffer on the stack and written in one plain write (cheaper for the
+//!   kernel than a vectored write), a large one in one vectored write;
 //! - a data frame over the size limit is skipped as it arrives, never held, and reported.
 
 use std::io::{self, Cursor, IoSlice};
@@ -19,6 +22,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use hearth_proto::{SEQ_HEAD_MAX, seq_parts};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -29,6 +33,11 @@ use tracing::debug;
 const READ_CHUNK: usize = 8 * 1024;
 /// A server's frame header: two bytes, then up to eight of length (it sends no mask).
 const HEADER_MAX: usize = 10;
+/// What goes before a message's payload at most: its frame header and its `seq`.
+const HEAD_MAX: usize = HEADER_MAX + SEQ_HEAD_MAX;
+/// Frames up to this size are copied whole into one buffer on the stack and written with one
+/// plain write.
+const SMALL_FRAME: usize = 2 * 1024;
 /// The longest payload of a control frame (section 5.5).
 const CONTROL_MAX: u64 = 125;
 
@@ -64,10 +73,17 @@ pub(crate) enum Incoming {
 /// What the server sends.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    Text(Utf8Bytes),
+    /// A JSON object, given `"seq":N` as its first field when it has a `seq`.
+    Text {
+        text: Utf8Bytes,
+        seq: Option<u64>,
+    },
     Ping(Bytes),
     Pong(Bytes),
-    Close { code: u16, reason: &'static str },
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// What is read of a client's socket and not yet taken as messages. The stream itself is kept
@@ -168,8 +184,15 @@ impl Sending {
         if self.writing.is_some() {
             return Err(io::Error::other("a frame is still being written"));
         }
+        let mut seq_head = None;
         let (opcode, payload) = match message {
-            Outgoing::Text(text) => (OpCode::Data(Data::Text), Bytes::from(text)),
+            Outgoing::Text { text, seq } => {
+                if let Some(seq) = seq {
+                    let (head, rest) = seq_parts(text.as_str(), seq);
+                    seq_head = Some((head, text.len() - rest.len()));
+                }
+                (OpCode::Data(Data::Text), Bytes::from(text))
+            }
             Outgoing::Ping(data) => (OpCode::Control(Control::Ping), data),
             Outgoing::Pong(data) => (OpCode::Control(Control::Pong), data),
             Outgoing::Close { code, reason } => {
@@ -184,15 +207,22 @@ impl Sending {
             is_final: true,
             ..FrameHeader::default()
         };
-        let mut head = Cursor::new([0u8; HEADER_MAX]);
+        // The `seq` takes the place of the payload's opening brace.
+        let (seq, skip) = match &seq_head {
+            Some((head, skip)) => (head.as_bytes(), *skip),
+            None => (&[][..], 0),
+        };
+        let mut head = Cursor::new([0u8; HEAD_MAX]);
         header
-            .format(payload.len() as u64, &mut head)
+            .format((seq.len() + payload.len() - skip) as u64, &mut head)
             .map_err(io::Error::other)?;
+        io::Write::write_all(&mut head, seq)?;
         let head_len = head.position() as u8;
         self.writing = Some(Writing {
             head: head.into_inner(),
             head_len,
             payload,
+            skip,
             written: 0,
         });
         Ok(())
@@ -207,20 +237,25 @@ impl Sending {
     ) -> Poll<io::Result<()>> {
         while let Some(w) = &mut self.writing {
             let head = usize::from(w.head_len);
-            let written = if w.written < head {
-                let parts = [
-                    IoSlice::new(&w.head[w.written..head]),
-                    IoSlice::new(&w.payload),
-                ];
-                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &parts))?
+            let body = &w.payload[w.skip..];
+            let written = if w.written >= head {
+                ready!(Pin::new(&mut *io).poll_write(cx, &body[w.written - head..]))?
+            } else if head - w.written + body.len() <= SMALL_FRAME {
+                let mut frame = [0u8; SMALL_FRAME];
+                let (front, back) = frame.split_at_mut(head - w.written);
+                front.copy_from_slice(&w.head[w.written..head]);
+                back[..body.len()].copy_from_slice(body);
+                let len = front.len() + body.len();
+                ready!(Pin::new(&mut *io).poll_write(cx, &frame[..len]))?
             } else {
-                ready!(Pin::new(&mut *io).poll_write(cx, &w.payload[w.written - head..]))?
+                let parts = [IoSlice::new(&w.head[w.written..head]), IoSlice::new(body)];
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &parts))?
             };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             w.written += written;
-            if w.written == head + w.payload.len() {
+            if w.written == head + body.len() {
                 self.writing = None;
             }
         }
@@ -245,10 +280,13 @@ impl Sending {
 
 #[derive(Debug)]
 struct Writing {
-    head: [u8; HEADER_MAX],
+    /// The frame header, then the message's `seq` when it has one.
+    head: [u8; HEAD_MAX],
     head_len: u8,
     payload: Bytes,
-    /// Of the header and the payload, in that order.
+    /// Bytes at the start of `payload` not written: the opening brace a `seq` replaces.
+    skip: usize,
+    /// Of the head and the payload, in that order.
     written: usize,
 }
 
@@ -451,6 +489,7 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
+    use hearth_proto::with_seq;
     use std::future::poll_fn;
 
     use super::*;
@@ -689,7 +728,10 @@ mod tests {
 
         // Writing: the header, then the payload, unmasked.
         sending
-            .start(Outgoing::Text(Utf8Bytes::from("héllo")))
+            .start(Outgoing::Text {
+                text: Utf8Bytes::from("héllo"),
+                seq: None,
+            })
             .unwrap();
         poll_fn(|cx| sending.poll_flush(&mut server, cx))
             .await
@@ -705,6 +747,53 @@ mod tests {
             poll_fn(|cx| receiving.poll_next(&mut server, cx)).await,
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_seq_is_written_in_front_of_the_fields_however_much_of_a_frame_the_socket_takes() {
+        // Seven bytes at a time: every frame is written in many pieces, its head too.
+        let (mut client, mut server) = tokio::io::duplex(7);
+        let large = format!(r#"{{"type":"signal","data":"{}"}}"#, "x".repeat(5_000));
+        let messages = [
+            (r#"{"type":"a"}"#.to_owned(), Some(7)),
+            ("{}".to_owned(), Some(u64::MAX)),
+            (large.clone(), Some(12)),
+            (large, None),
+        ];
+        let want: Vec<String> = messages
+            .iter()
+            .map(|(text, seq)| seq.map_or_else(|| text.clone(), |seq| with_seq(text, seq)))
+            .collect();
+        let write = async move {
+            let mut sending = Sending::default();
+            for (text, seq) in messages {
+                let text = Utf8Bytes::from(text);
+                sending.start(Outgoing::Text { text, seq }).unwrap();
+                poll_fn(|cx| sending.poll_flush(&mut server, cx))
+                    .await
+                    .unwrap();
+            }
+        };
+        let read = async {
+            let mut all = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut all)
+                .await
+                .unwrap();
+            all
+        };
+        let ((), bytes) = tokio::join!(write, read);
+        let mut frames = Cursor::new(&bytes[..]);
+        let mut got = Vec::new();
+        while (frames.position() as usize) < bytes.len() {
+            let (header, len) = FrameHeader::parse(&mut frames).unwrap().unwrap();
+            assert_eq!(header.opcode, OpCode::Data(Data::Text));
+            assert!(header.is_final && header.mask.is_none());
+            let at = frames.position() as usize;
+            let end = at + usize::try_from(len).unwrap();
+            got.push(String::from_utf8(bytes[at..end].to_vec()).unwrap());
+            frames.set_position(end as u64);
+        }
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::TryFutureExt;
 use futures_util::future::Either;
 use hearth_proto::care::{AuditRecord, CheckReport, Rules};
-use hearth_proto::{ErrorCode, PeerId, Resume, Role, ServerMessage, with_seq};
+use hearth_proto::{ErrorCode, PeerId, Resume, Role, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -644,7 +643,8 @@ impl Hub {
                         continue;
                     };
                     let outbound = Outbound::Text {
-                        text: Utf8Bytes::from(with_seq(text.as_str(), seq)),
+                        text,
+                        seq: Some(seq),
                         relayed_at: read_at,
                     };
                     let outlet = &local.outlet;
@@ -722,8 +722,11 @@ impl Hub {
                         mailbox.push_beyond(Outbound::message(t));
                     }
                     for (seq, text) in replay {
-                        let text = Utf8Bytes::from(with_seq(text.as_str(), seq));
-                        mailbox.push_beyond(Outbound::message(text));
+                        mailbox.push_beyond(Outbound::Text {
+                            text,
+                            seq: Some(seq),
+                            relayed_at: None,
+                        });
                     }
                 }
                 Out::NotResumed { to } => {

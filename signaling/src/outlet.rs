@@ -27,10 +27,12 @@ use crate::metrics::Metrics;
 /// What a connection's writer sends.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A JSON message; `relayed_at` is when the `signal` it carries was read, for the latency
-    /// histogram.
+    /// A JSON message, with its `seq` when it is part of a session's stream (written as its
+    /// first field: the text itself is the one shared with the replay buffer); `relayed_at` is
+    /// when the `signal` it carries was read, for the latency histogram.
     Text {
         text: Utf8Bytes,
+        seq: Option<u64>,
         relayed_at: Option<Instant>,
     },
     /// A heartbeat ping; `ack` asks the client to confirm its session's messages up to that
@@ -47,6 +49,7 @@ impl Outbound {
     pub(crate) fn message(text: Utf8Bytes) -> Outbound {
         Outbound::Text {
             text,
+            seq: None,
             relayed_at: None,
         }
     }
@@ -183,7 +186,11 @@ impl Outlet {
     /// or the socket failed.
     fn put(&self, wire: &mut Wire, item: Outbound, metrics: &Metrics) -> bool {
         let (message, relayed_at, last) = match item {
-            Outbound::Text { text, relayed_at } => (Outgoing::Text(text), relayed_at, false),
+            Outbound::Text {
+                text,
+                seq,
+                relayed_at,
+            } => (Outgoing::Text { text, seq }, relayed_at, false),
             Outbound::Ping { ack } => {
                 let payload = ack
                     .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))

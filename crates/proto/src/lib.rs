@@ -9,8 +9,8 @@ mod message;
 
 pub use error::ErrorCode;
 pub use message::{
-    ClientMessage, IceServer, ParseError, PeerId, PeerInfo, Resume, Role, ServerMessage,
-    WaitingPeer, parse_client, seq_of, with_seq,
+    ClientMessage, IceServer, ParseError, PeerId, PeerInfo, Resume, Role, SEQ_HEAD_MAX, SeqHead,
+    ServerMessage, WaitingPeer, parse_client, seq_of, seq_parts, with_seq,
 };
 
 /// Path of the WebSocket endpoint for protocol v1.

@@ -349,22 +349,57 @@ pub fn seq_of(text: &str) -> Option<u64> {
         .and_then(|s| s.seq)
 }
 
+/// The longest [`SeqHead`]: `{"seq":`, twenty digits and a comma.
+pub const SEQ_HEAD_MAX: usize = 28;
+
+/// What goes before a JSON object's own fields to give it `"seq":N` as its first field:
+/// `{"seq":N`, and a comma when the object has fields.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqHead {
+    bytes: [u8; SEQ_HEAD_MAX],
+    len: u8,
+}
+
+impl SeqHead {
+    /// Its text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// `text`, a JSON object, with `"seq":seq` as its first field, in two parts: its [`SeqHead`],
+/// then the rest of `text` after its opening `{`. [`with_seq`] joins them; a server can write
+/// them one after the other instead, without a copy of the whole message.
+pub fn seq_parts(text: &str, seq: u64) -> (SeqHead, &str) {
+    use std::io::Write as _;
+    let rest = text.strip_prefix('{').unwrap_or(text);
+    let comma = !rest.trim_start().starts_with('}');
+    let mut bytes = [0u8; SEQ_HEAD_MAX];
+    let mut w = &mut bytes[..];
+    // At most 28 bytes go into 28: writing cannot fail.
+    let _ = write!(w, "{{\"seq\":{seq}");
+    if comma {
+        let _ = w.write_all(b",");
+    }
+    let len = SEQ_HEAD_MAX - w.len();
+    (
+        SeqHead {
+            bytes,
+            len: len as u8,
+        },
+        rest,
+    )
+}
+
 /// Writes `text`, a JSON object, with `"seq":seq` as its first field.
 ///
 /// The string is allocated once at exactly its length: a server turns it into shared bytes,
 /// which then need no second allocation.
 pub fn with_seq(text: &str, seq: u64) -> String {
-    use std::fmt::Write as _;
-    let rest = text.strip_prefix('{').unwrap_or(text);
-    let comma = !rest.trim_start().starts_with('}');
-    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
-    let mut out = String::with_capacity(7 + digits + usize::from(comma) + rest.len());
-    out.push_str("{\"seq\":");
-    // Writing to a `String` cannot fail.
-    let _ = write!(out, "{seq}");
-    if comma {
-        out.push(',');
-    }
+    let (head, rest) = seq_parts(text, seq);
+    let mut out = String::with_capacity(head.as_bytes().len() + rest.len());
+    // Only `{"seq":`, digits and a comma went into the head.
+    out.push_str(std::str::from_utf8(head.as_bytes()).unwrap_or_default());
     out.push_str(rest);
     out
 }
@@ -495,6 +530,8 @@ mod tests {
             let out = with_seq(text, seq);
             assert_eq!(out, want);
             assert_eq!(out.capacity(), out.len(), "{want}");
+            let (head, rest) = seq_parts(text, seq);
+            assert_eq!([head.as_bytes(), rest.as_bytes()].concat(), want.as_bytes());
         }
         assert_eq!(seq_of(r#"{"type":"leave"}"#), None);
         assert_eq!(seq_of(r#"{"type":"leave","seq":"x"}"#), None);
