@@ -401,8 +401,8 @@ impl Hub {
         match self.backplane.publish_now(room, &self.node, event) {
             None => Either::Left(std::future::ready(Ok(()))),
             Some(event) => Either::Right(self.backplane.publish(room, &self.node, event).map_err(
-                |e| {
-                    warn!(error = %e, "an event could not be published");
+                move |e| {
+                    warn!(room, error = %e, "an event could not be published");
                     ErrorCode::Unavailable
                 },
             )),
@@ -419,7 +419,7 @@ impl Hub {
             return Ok(());
         }
         let unavailable = |e: crate::backplane::BackplaneError| {
-            warn!(error = %e, "a room could not be followed");
+            warn!(room, error = %e, "a room could not be followed");
             ErrorCode::Unavailable
         };
         let snapshot = self.backplane.snapshot(room).await.map_err(unavailable)?;
