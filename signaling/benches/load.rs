@@ -527,9 +527,7 @@ async fn spawn_hearth(args: &Args, nats: Option<(&str, &str)>) -> (Child, String
     };
     c.args(["serve", "--listen", "127.0.0.1:0", "--store", &store])
         .env("HEARTH_SECRET", SECRET)
-        // Its default level, the one its systemd unit and container set too (until the
-        // sixteenth session the runs were made at `warn`, which left out each connection's
-        // span, then logged at `info`).
+        // Its default level, which its systemd unit and container set too.
         .env("RUST_LOG", "info")
         .stdout(Stdio::null());
     if let Some((url, node)) = nats {

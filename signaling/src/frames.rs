@@ -21,8 +21,8 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use hearth_proto::{SEQ_HEAD_MAX, seq_parts};
+use bytes::{Buf, Bytes};
+use hearth_proto::{SEQ_HEAD_MAX, SeqHead, seq_parts};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -184,22 +184,27 @@ impl Sending {
         if self.writing.is_some() {
             return Err(io::Error::other("a frame is still being written"));
         }
-        let mut seq_head = None;
-        let (opcode, payload) = match message {
+        let (opcode, payload, seq) = match message {
             Outgoing::Text { text, seq } => {
-                if let Some(seq) = seq {
+                // The `seq` takes the place of the object's opening brace.
+                let seq = seq.map(|seq| {
                     let (head, rest) = seq_parts(text.as_str(), seq);
-                    seq_head = Some((head, text.len() - rest.len()));
-                }
-                (OpCode::Data(Data::Text), Bytes::from(text))
+                    (head, text.len() - rest.len())
+                });
+                let mut payload = Bytes::from(text);
+                let seq = seq.map(|(head, brace)| {
+                    payload.advance(brace);
+                    head
+                });
+                (OpCode::Data(Data::Text), payload, seq)
             }
-            Outgoing::Ping(data) => (OpCode::Control(Control::Ping), data),
-            Outgoing::Pong(data) => (OpCode::Control(Control::Pong), data),
+            Outgoing::Ping(data) => (OpCode::Control(Control::Ping), data, None),
+            Outgoing::Pong(data) => (OpCode::Control(Control::Pong), data, None),
             Outgoing::Close { code, reason } => {
                 let mut payload = Vec::with_capacity(2 + reason.len());
                 payload.extend_from_slice(&code.to_be_bytes());
                 payload.extend_from_slice(reason.as_bytes());
-                (OpCode::Control(Control::Close), Bytes::from(payload))
+                (OpCode::Control(Control::Close), Bytes::from(payload), None)
             }
         };
         let header = FrameHeader {
@@ -207,14 +212,10 @@ impl Sending {
             is_final: true,
             ..FrameHeader::default()
         };
-        // The `seq` takes the place of the payload's opening brace.
-        let (seq, skip) = match &seq_head {
-            Some((head, skip)) => (head.as_bytes(), *skip),
-            None => (&[][..], 0),
-        };
+        let seq = seq.as_ref().map_or(&[][..], SeqHead::as_bytes);
         let mut head = Cursor::new([0u8; HEAD_MAX]);
         header
-            .format((seq.len() + payload.len() - skip) as u64, &mut head)
+            .format((seq.len() + payload.len()) as u64, &mut head)
             .map_err(io::Error::other)?;
         io::Write::write_all(&mut head, seq)?;
         let head_len = head.position() as u8;
@@ -222,7 +223,6 @@ impl Sending {
             head: head.into_inner(),
             head_len,
             payload,
-            skip,
             written: 0,
         });
         Ok(())
@@ -237,7 +237,7 @@ impl Sending {
     ) -> Poll<io::Result<()>> {
         while let Some(w) = &mut self.writing {
             let head = usize::from(w.head_len);
-            let body = &w.payload[w.skip..];
+            let body = &w.payload;
             let written = if w.written >= head {
                 ready!(Pin::new(&mut *io).poll_write(cx, &body[w.written - head..]))?
             } else if head - w.written + body.len() <= SMALL_FRAME {
@@ -283,9 +283,8 @@ struct Writing {
     /// The frame header, then the message's `seq` when it has one.
     head: [u8; HEAD_MAX],
     head_len: u8,
+    /// Without its opening brace when a `seq` took its place.
     payload: Bytes,
-    /// Bytes at the start of `payload` not written: the opening brace a `seq` replaces.
-    skip: usize,
     /// Of the head and the payload, in that order.
     written: usize,
 }

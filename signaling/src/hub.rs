@@ -642,11 +642,7 @@ impl Hub {
                     let Some(local) = state.conns.get(&to.conn) else {
                         continue;
                     };
-                    let outbound = Outbound::Text {
-                        text,
-                        seq: Some(seq),
-                        relayed_at: read_at,
-                    };
+                    let outbound = Outbound::in_stream(text, seq, read_at);
                     let outlet = &local.outlet;
                     let queued = if deliver.is_none() {
                         *deliver = Some(outlet.clone());
@@ -722,11 +718,7 @@ impl Hub {
                         mailbox.push_beyond(Outbound::message(t));
                     }
                     for (seq, text) in replay {
-                        mailbox.push_beyond(Outbound::Text {
-                            text,
-                            seq: Some(seq),
-                            relayed_at: None,
-                        });
+                        mailbox.push_beyond(Outbound::in_stream(text, seq, None));
                     }
                 }
                 Out::NotResumed { to } => {

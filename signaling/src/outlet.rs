@@ -45,7 +45,16 @@ pub(crate) enum Outbound {
 }
 
 impl Outbound {
-    /// A message that is not a relayed `signal`.
+    /// Message `seq` of a session's stream; `relayed_at` for a relayed `signal`.
+    pub(crate) fn in_stream(text: Utf8Bytes, seq: u64, relayed_at: Option<Instant>) -> Outbound {
+        Outbound::Text {
+            text,
+            seq: Some(seq),
+            relayed_at,
+        }
+    }
+
+    /// A message outside any session's stream.
     pub(crate) fn message(text: Utf8Bytes) -> Outbound {
         Outbound::Text {
             text,
