@@ -81,6 +81,11 @@ struct Args {
     /// `--floor`: also measure the floor relay (`support/floor.rs`), the same workload less its
     /// resumes.
     floor: bool,
+    /// `--spin`: the generator never sleeps during the saturation. On loopback a server's write
+    /// runs the receiving side's TCP work too, and wakes the generator's thread when it sleeps
+    /// waiting for messages; over a network the client's machine would do that. A generator
+    /// with time to spare sleeps more, so a slower server pays for more wakeups per message.
+    spin: bool,
 }
 
 fn args() -> Args {
@@ -103,6 +108,7 @@ fn args() -> Args {
         store_dir: None,
         pad: 0,
         floor: false,
+        spin: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +132,7 @@ fn args() -> Args {
             "--even" => a.even = true,
             "--pad" => a.pad = value().parse().expect("a number"),
             "--floor" => a.floor = true,
+            "--spin" => a.spin = true,
             "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
@@ -176,7 +183,7 @@ fn main() {
 async fn bench(args: Args) {
     println!(
         "load: {} connections, fixed schedule {} msg/s{} for {} s, saturation window {}, {} resumes, \
-         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}; \
+         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}{}; \
          Hearth's records {}{}",
         args.connections,
         args.rate,
@@ -197,6 +204,11 @@ async fn bench(args: Args) {
             ""
         },
         args.client_core,
+        if args.spin {
+            " (kept awake in the saturation)"
+        } else {
+            ""
+        },
         if args.store_dir.is_some() {
             "in a database file"
         } else {
@@ -493,6 +505,12 @@ fn rss_bytes(pid: u32) -> f64 {
 
 /// CPU time (user + system) of the processes so far, in seconds.
 fn cpu_secs(pids: &[u32]) -> f64 {
+    let (user, system) = cpu_parts(pids);
+    user + system
+}
+
+/// CPU time of the processes so far in user space and in the kernel, in seconds.
+fn cpu_parts(pids: &[u32]) -> (f64, f64) {
     // Clock ticks are 100 per second on Linux (USER_HZ).
     pids.iter()
         .map(|pid| {
@@ -500,9 +518,10 @@ fn cpu_secs(pids: &[u32]) -> f64 {
             // Fields after the command name, which is in parentheses and may hold spaces.
             let rest = &stat[stat.rfind(')').unwrap() + 2..];
             let f: Vec<&str> = rest.split(' ').collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+            let tick = |i: usize| f[i].parse::<f64>().unwrap() / 100.0;
+            (tick(11), tick(12))
         })
-        .sum()
+        .fold((0.0, 0.0), |(u, s), (du, ds)| (u + du, s + ds))
 }
 
 fn pinned(core: &str, program: &str) -> Command {
@@ -1028,12 +1047,12 @@ impl Fleet {
         }
     }
 
-    /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s
-    /// and the servers' CPU time over the same span.
-    /// Messages per second, and the servers' and this generator's CPU seconds meanwhile.
-    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64) {
+    /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s,
+    /// the servers' CPU seconds over the same span (all, and in user space) and this
+    /// generator's.
+    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64, f64) {
         self.stats.phase.store(SATURATE, Relaxed);
-        let cpu0 = cpu_secs(pids);
+        let (user0, system0) = cpu_parts(pids);
         let own0 = cpu_secs(&[std::process::id()]);
         let start = Instant::now();
         let mut k = 0;
@@ -1050,10 +1069,11 @@ impl Fleet {
         }
         let got = self.stats.received[SATURATE].load(Relaxed);
         let secs = start.elapsed().as_secs_f64();
-        let cpu = cpu_secs(pids) - cpu0;
+        let (user, system) = cpu_parts(pids);
+        let (user, system) = (user - user0, system - system0);
         let own = cpu_secs(&[std::process::id()]) - own0;
         self.wait_for(SATURATE, k, Duration::from_secs(10)).await;
-        (got as f64 / secs, cpu, own)
+        (got as f64 / secs, user + system, user, own)
     }
 
     /// The first `n` clients drop at once and reconnect at once, each resuming its session
@@ -1195,13 +1215,31 @@ async fn one_server(args: &Args, server: Server) -> Report {
         (cpu_secs(&[std::process::id()]) - own_before) / secs * 100.0
     );
     eprintln!("{name}: saturation");
-    let (saturation_msgs_per_s, cpu, generator) = fleet.saturate(args.seconds, &[pid]).await;
+    // A task always ready to run: the generator's thread polls its sockets without sleeping.
+    let spinner = args.spin.then(|| {
+        tokio::spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    let (saturation_msgs_per_s, cpu, user, generator) = fleet.saturate(args.seconds, &[pid]).await;
+    if let Some(s) = spinner {
+        s.abort();
+    }
     // Both ends do the same per message (one read and one write), so the generator, on one
-    // core too, can be what limits this phase rather than the server.
+    // core too, can be what limits this phase rather than the server. The server's time per
+    // message, in user space and in the kernel: a change of the server's own code moves the
+    // first; the second is the sockets' work (both ends of each, on loopback) and, unless
+    // `--spin`, waking the generator.
+    let msgs = saturation_msgs_per_s * secs;
     eprintln!(
-        "{name}: saturation took {:.0}% of the server's core and {:.0}% of the generator's",
+        "{name}: saturation took {:.0}% of the server's core and {:.0}% of the generator's; \
+         the server's time per message: {:.2} µs in user space, {:.2} µs in the kernel",
         cpu / secs * 100.0,
-        generator / secs * 100.0
+        generator / secs * 100.0,
+        user / msgs * 1e6,
+        (cpu - user) / msgs * 1e6
     );
     // The floor holds nothing for a session and resumes none: only its relay is of interest.
     let after_traffic_rss_per_conn = if args.after_traffic > 0 && server != Server::Floor {

@@ -26,7 +26,7 @@ use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Rece
 use crate::hub::{Hub, unix_ms};
 use crate::mailbox::{Mailbox, Next};
 use crate::outlet::{FromSocket, Outbound, Outlet, Wrote};
-use crate::replica::{Event, Text, encode};
+use crate::replica::{Event, Part, encode};
 use crate::token::Claims;
 
 /// Bytes that count as one message for the rate limit.
@@ -470,10 +470,18 @@ impl Conn {
                 // `signal`, the hot path, is made into its event in place; the rest is boxed (it is
                 // rare, and its paths hold much more).
                 let step = match self.admit(&limiter, frame) {
-                    Received::Text(text) => match fast_signal(&text) {
-                        Some(signal) => {
-                            let data = signal.data.get().to_owned();
-                            let event = self.signal(signal.to, data, signal.seq, read_at);
+                    // The signal's data stays in the message's bytes, as a part of them.
+                    Received::Text(text) => match fast_signal(&text).map(|s| {
+                        let data =
+                            Part::span(&text, s.data.get()).ok_or_else(|| Part::from(s.data.get()));
+                        (s.to, data, s.seq)
+                    }) {
+                        Some((to, data, seq)) => {
+                            let data = match data {
+                                Ok(range) => Part::new(text, range),
+                                Err(copy) => copy,
+                            };
+                            let event = self.signal(to, data, seq, read_at);
                             Either::Left(self.submit(session, event).map(|()| false))
                         }
                         None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
@@ -570,7 +578,7 @@ impl Conn {
         let conn = self.hub.conn_ref(self.outlet.id());
         let event = match msg {
             ClientMessage::Signal { to, data } => match serde_json::to_string(&data) {
-                Ok(data) => self.signal(to, data, cseq, read_at),
+                Ok(data) => self.signal(to, Part::from(data), cseq, read_at),
                 Err(_) => {
                     self.tell(
                         session,
@@ -644,14 +652,14 @@ impl Conn {
     fn signal(
         &self,
         to: hearth_proto::PeerId,
-        data: String,
+        data: Part,
         cseq: Option<u64>,
         read_at: Instant,
     ) -> Event {
         Event::Signal {
             conn: self.hub.conn_ref(self.outlet.id()),
             to,
-            data: Text(Utf8Bytes::from(data)),
+            data,
             cseq,
             read_at: Some(read_at),
         }

@@ -520,7 +520,7 @@ impl Hub {
     ) -> Event {
         Event::Join {
             who: Entrant {
-                peer: PeerId(uuid::Uuid::new_v4().simple().to_string()),
+                peer: new_peer_id(),
                 sub: who.sub.to_owned(),
                 name: who.name.to_owned(),
                 role,
@@ -1092,6 +1092,14 @@ fn merge_online(
 }
 
 /// The rooms this node's connections are in.
+/// A fresh peer id: 128 random bits (a v4 UUID's), in 22 characters of URL-safe base64, so that
+/// a [`PeerId`] holds it inline.
+fn new_peer_id() -> PeerId {
+    use base64::Engine as _;
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    PeerId::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 fn served_rooms(conns: &FastMap<u64, Box<Local>>) -> HashSet<&str> {
     conns.values().map(|l| l.room.as_str()).collect()
 }
@@ -1226,6 +1234,25 @@ impl Sink for Hub {
                     let _ = pending.reply.send(report);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_are_22_url_safe_characters_and_do_not_repeat() {
+        let ids: HashSet<String> = (0..1000).map(|_| new_peer_id().into_string()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{id}"
+            );
         }
     }
 }

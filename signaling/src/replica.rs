@@ -57,6 +57,69 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// Part of a client's message (a `signal`'s `data`), kept in the message's own bytes rather
+/// than copied out of them; written and read as the part's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Part {
+    whole: Utf8Bytes,
+    range: std::ops::Range<usize>,
+}
+
+impl Part {
+    /// The text of `whole` within `range`; all of `whole` when `range` is not within it on
+    /// character boundaries.
+    pub(crate) fn new(whole: Utf8Bytes, range: std::ops::Range<usize>) -> Part {
+        let range = if whole.get(range.clone()).is_some() {
+            range
+        } else {
+            0..whole.len()
+        };
+        Part { whole, range }
+    }
+
+    /// Where `part`, a slice of `whole`, lies in it; `None` when it is not a slice of it.
+    pub(crate) fn span(whole: &str, part: &str) -> Option<std::ops::Range<usize>> {
+        // Addresses compared as numbers: std has no safe `offset_from` for this.
+        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        let range = start..start.checked_add(part.len())?;
+        whole
+            .get(range.clone())
+            .filter(|same| std::ptr::eq(*same, part))
+            .map(|_| range)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        self.whole.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl From<&str> for Part {
+    fn from(text: &str) -> Part {
+        Part::from(text.to_owned())
+    }
+}
+
+impl From<String> for Part {
+    fn from(text: String) -> Part {
+        Part {
+            range: 0..text.len(),
+            whole: Utf8Bytes::from(text),
+        }
+    }
+}
+
+impl Serialize for Part {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Part::from)
+    }
+}
+
 /// Something that happened to a room, in the order of its log. `at` is the publishing node's
 /// clock, in ms since the Unix epoch; `conn` is the connection that caused it, and an event
 /// from a connection that no longer holds its session is ignored.
@@ -93,7 +156,7 @@ pub(crate) enum Event {
     Signal {
         conn: ConnRef,
         to: PeerId,
-        data: Text,
+        data: Part,
         cseq: Option<u64>,
         /// When the origin node read it, for its latency histogram (not sent on).
         #[serde(skip)]
@@ -472,7 +535,7 @@ impl Replica {
                 };
                 match self.may_signal(from, &to) {
                     Ok(at) => {
-                        let text = signal_text(from, data.0.as_str());
+                        let text = signal_text(from, data.as_str());
                         self.send_text_at(at, Text(text), read_at, true, ctx, out);
                     }
                     Err(code) => {
@@ -1134,7 +1197,7 @@ mod tests {
         let event = Event::Signal {
             conn: conn(from),
             to: PeerId::from(to),
-            data: Text(Utf8Bytes::from(n.to_string())),
+            data: Part::from(n.to_string()),
             cseq: None,
             read_at: None,
         };
@@ -1190,6 +1253,37 @@ mod tests {
             let text = signal_json(&PeerId::from(from), "1");
             assert_eq!(text.capacity(), text.len(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_part_is_the_slice_of_the_message_it_came_from_and_reads_and_writes_as_its_text() {
+        let whole = Utf8Bytes::from(r#"{"type":"signal","to":"p1","data":{"é":"v=0"}}"#);
+        let start = whole.find(r#"{"é""#).unwrap();
+        let data = &whole[start..whole.len() - 1];
+        let span = Part::span(&whole, data).unwrap();
+        assert_eq!(span, start..whole.len() - 1);
+        // Not a slice of it: equal text elsewhere, or text around it.
+        let copy = String::from(data);
+        assert_eq!(Part::span(&whole, &copy), None);
+        assert_eq!(Part::span(data, &whole), None);
+        let part = Part::new(whole.clone(), span);
+        assert_eq!(part.as_str(), r#"{"é":"v=0"}"#);
+        assert_eq!(
+            part.whole.as_ptr(),
+            whole.as_ptr(),
+            "the message's own bytes"
+        );
+        let json = serde_json::to_string(&part).unwrap();
+        assert_eq!(json, r#""{\"é\":\"v=0\"}""#);
+        let back: Part = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.as_str(), part.as_str());
+        // A range off the text's character boundaries, or past its end: all of it.
+        let inside_e = start + 3;
+        assert_eq!(
+            Part::new(whole.clone(), inside_e..inside_e + 1).as_str(),
+            whole.as_str()
+        );
+        assert_eq!(Part::new(whole.clone(), 40..400).as_str(), whole.as_str());
     }
 
     #[test]

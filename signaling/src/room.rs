@@ -529,7 +529,9 @@ mod tests {
 
     fn lobby_ids(msg: &ServerMessage) -> Vec<String> {
         match msg {
-            ServerMessage::Lobby { waiting } => waiting.iter().map(|w| w.peer.0.clone()).collect(),
+            ServerMessage::Lobby { waiting } => {
+                waiting.iter().map(|w| w.peer.as_str().to_owned()).collect()
+            }
             other => panic!("not a lobby: {other:?}"),
         }
     }

@@ -826,7 +826,7 @@ impl Actor {
             Command::Answer(peer, done) => {
                 let r = match self.room() {
                     Ok(room) => room
-                        .answer(&PeerId(peer.clone()))
+                        .answer(&PeerId::from(peer.clone()))
                         .await
                         .map_err(|e| ClientError::from_engine(&e)),
                     Err(e) => Err(e),
@@ -843,7 +843,7 @@ impl Actor {
             Command::Decline(peer, done) => {
                 let r = match self.room() {
                     Ok(room) => room
-                        .decline(&PeerId(peer))
+                        .decline(&PeerId::from(peer))
                         .await
                         .map_err(|e| ClientError::from_engine(&e)),
                     Err(e) => Err(e),
@@ -869,7 +869,7 @@ impl Actor {
             }
             Command::RequestKeyframe(peer) => {
                 if let Some(room) = &self.room {
-                    let _ = room.request_keyframe(&PeerId(peer)).await;
+                    let _ = room.request_keyframe(&PeerId::from(peer)).await;
                 }
             }
             Command::SelfViewWidth(width) => {
@@ -949,7 +949,7 @@ impl Actor {
             Command::Deny(peer, reason, done) => {
                 let r = match self.room() {
                     Ok(room) => room
-                        .deny(&PeerId(peer), reason.filter(|r| !r.trim().is_empty()))
+                        .deny(&PeerId::from(peer), reason.filter(|r| !r.trim().is_empty()))
                         .await
                         .map_err(|e| ClientError::from_engine(&e)),
                     Err(e) => Err(e),
@@ -1004,7 +1004,7 @@ impl Actor {
             )
         })?;
         self.room()?
-            .call(&PeerId(peer.clone()))
+            .call(&PeerId::from(peer.clone()))
             .await
             .map_err(|e| ClientError::from_engine(&e))?;
         if !matches!(self.state.call, CallView::Active { .. }) {
@@ -1062,7 +1062,7 @@ impl Actor {
     /// Lets `peer` in and remembers to call them once they are in the room.
     async fn admit(&mut self, peer: String) -> Result<(), ClientError> {
         self.room()?
-            .admit(&PeerId(peer.clone()))
+            .admit(&PeerId::from(peer.clone()))
             .await
             .map_err(|e| ClientError::from_engine(&e))?;
         self.admitted.retain(|p| *p != peer);
@@ -1171,7 +1171,7 @@ impl Actor {
                 self.peers = peers
                     .into_iter()
                     .map(|p| RoomPeer {
-                        peer: p.peer.0,
+                        peer: p.peer.into_string(),
                         name: p.name,
                         role: p.role,
                         in_call: false,
@@ -1189,10 +1189,10 @@ impl Actor {
                 };
             }
             RoomEvent::PeerJoined(p) => {
-                self.peers.retain(|q| q.peer != p.peer.0);
-                let id = p.peer.0.clone();
+                self.peers.retain(|q| q.peer != p.peer.as_str());
+                let id = p.peer.as_str().to_owned();
                 self.peers.push(RoomPeer {
-                    peer: p.peer.0,
+                    peer: p.peer.into_string(),
                     name: p.name,
                     role: p.role,
                     in_call: false,
@@ -1202,7 +1202,7 @@ impl Actor {
                 if let Some(i) = self.admitted.iter().position(|a| *a == id) {
                     self.admitted.remove(i);
                     let called = match &self.room {
-                        Some(room) => room.call(&PeerId(id.clone())).await,
+                        Some(room) => room.call(&PeerId::from(id.clone())).await,
                         None => Err(hearth_engine::EngineError::Closed),
                     };
                     match called {
@@ -1221,14 +1221,18 @@ impl Actor {
                     }
                 }
             }
-            RoomEvent::PeerLeft(p) => self.peers.retain(|q| q.peer != p.0),
+            RoomEvent::PeerLeft(p) => self.peers.retain(|q| q.peer != p.as_str()),
             RoomEvent::PeerPresence { peer, in_call } => {
-                if let Some(p) = self.peers.iter_mut().find(|q| q.peer == peer.0) {
+                if let Some(p) = self.peers.iter_mut().find(|q| q.peer == peer.as_str()) {
                     p.in_call = in_call;
                 }
             }
             RoomEvent::IncomingCall { peer, name } if !self.in_call() => {
-                let caller = self.peers.iter().find(|p| p.peer == peer.0).map(|p| p.role);
+                let caller = self
+                    .peers
+                    .iter()
+                    .find(|p| p.peer == peer.as_str())
+                    .map(|p| p.role);
                 if self.my_role() == Some(Role::Resident) && self.in_quiet_hours() {
                     tracing::info!("quiet hours: a call declined without ringing");
                     if let Some(room) = &self.room {
@@ -1247,7 +1251,7 @@ impl Actor {
                         Ok(()) => {
                             self.state.call = CallView::Active {
                                 since_ms: now_ms(),
-                                peers: vec![call_peer(peer.0, name, false)],
+                                peers: vec![call_peer(peer.into_string(), name, false)],
                             };
                             return;
                         }
@@ -1255,8 +1259,8 @@ impl Actor {
                     }
                 }
                 self.state.call = CallView::Incoming {
-                    auto_answer_seconds: self.auto_answer_seconds(&peer.0, &name),
-                    peer: peer.0,
+                    auto_answer_seconds: self.auto_answer_seconds(peer.as_str(), &name),
+                    peer: peer.into_string(),
                     name,
                 };
             }
@@ -1264,7 +1268,7 @@ impl Actor {
                 self.state.lobby = waiting
                     .into_iter()
                     .map(|w| WaitingPatient {
-                        peer: w.peer.0,
+                        peer: w.peer.into_string(),
                         name: w.name,
                         role: w.role,
                         since_ms: w.since as f64,
@@ -1287,7 +1291,7 @@ impl Actor {
                 if let CallView::Calling { peer, .. } = &self.state.call {
                     let peer = peer.clone();
                     if let Some(room) = &self.room {
-                        let _ = room.hang_up(&PeerId(peer.clone())).await;
+                        let _ = room.hang_up(&PeerId::from(peer.clone())).await;
                     }
                     self.call_ended(&peer, EndReason::NotAllowed).await;
                 }
@@ -1309,38 +1313,38 @@ impl Actor {
                 if let CallView::Calling {
                     peer: p, ringing, ..
                 } = &mut self.state.call
-                    && *p == peer.0
+                    && *p == peer.as_str()
                 {
                     *ringing = true;
                 }
             }
             RoomEvent::CallConnected { peer } => {
-                let name = self.peer_name(&peer.0);
+                let name = self.peer_name(peer.as_str());
                 match &mut self.state.call {
                     CallView::Active { peers, .. } => {
-                        match peers.iter_mut().find(|p| p.peer == peer.0) {
+                        match peers.iter_mut().find(|p| p.peer == peer.as_str()) {
                             Some(p) => p.connected = true,
-                            None => peers.push(call_peer(peer.0, name, true)),
+                            None => peers.push(call_peer(peer.into_string(), name, true)),
                         }
                     }
                     _ => {
                         self.state.call = CallView::Active {
                             since_ms: now_ms(),
-                            peers: vec![call_peer(peer.0, name, true)],
+                            peers: vec![call_peer(peer.into_string(), name, true)],
                         };
                     }
                 }
             }
             RoomEvent::CallEnded { peer, reason } => {
-                self.call_ended(&peer.0, (&reason).into()).await
+                self.call_ended(peer.as_str(), (&reason).into()).await
             }
             RoomEvent::Quality { peer, quality } => {
-                if let Some(p) = self.call_peer_mut(&peer.0) {
+                if let Some(p) = self.call_peer_mut(peer.as_str()) {
                     p.quality = quality.into();
                 }
             }
             RoomEvent::VideoPaused { peer, paused } => {
-                if let Some(p) = self.call_peer_mut(&peer.0) {
+                if let Some(p) = self.call_peer_mut(peer.as_str()) {
                     p.our_video_paused = paused;
                 }
             }
@@ -1349,7 +1353,7 @@ impl Actor {
                 paused,
                 camera_off,
             } => {
-                if let Some(p) = self.call_peer_mut(&peer.0) {
+                if let Some(p) = self.call_peer_mut(peer.as_str()) {
                     p.their_video = match (paused, camera_off) {
                         (_, true) => VideoState::CameraOff,
                         (true, false) => VideoState::PausedWeak,
@@ -1359,7 +1363,7 @@ impl Actor {
             }
             RoomEvent::Stats(stats) => {
                 for s in &stats.peers {
-                    if let Some(p) = self.call_peer_mut(&s.peer.0) {
+                    if let Some(p) = self.call_peer_mut(s.peer.as_str()) {
                         p.rtt_ms = s.rtt_ms.map(|r| (r * 10.0).round() / 10.0);
                         p.loss_percent = (s.loss * 1000.0).round() / 10.0;
                         p.receive_kbps = (s.recv_bitrate_bps as f64 / 1000.0).round();

@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn encoded_frames_carry_their_header() {
         let frame = EncodedVideoFrame {
-            peer: hearth_engine::PeerId("ab".into()),
+            peer: hearth_engine::PeerId::from("ab"),
             codec: VideoCodec::Vp8,
             data: bytes::Bytes::from_static(&[1, 2, 3, 4, 5]),
             keyframe: true,

@@ -945,7 +945,7 @@ impl Actor {
                 }
                 let mut leg = Leg::new(id.clone(), Phase::Incoming, false);
                 leg.offer = Some(sdp);
-                leg.members = members.into_iter().map(PeerId).collect();
+                leg.members = members.into_iter().map(PeerId::from).collect();
                 let joining_our_call = glare
                     || (self.call_id.as_deref() == Some(id.as_str())
                         && self

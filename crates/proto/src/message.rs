@@ -1,5 +1,6 @@
 //! The messages of protocol v1: what a client sends, what the server sends back.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -7,14 +8,22 @@ use crate::ErrorCode;
 use crate::care::{CheckReport, CheckResult, Rules};
 
 /// A participant's id within the server, assigned by the server; opaque to clients.
+///
+/// Kept inline, with nothing allocated, up to 24 bytes (the server's own ids are 22): the relay
+/// reads one from every `signal`, and finds and compares sessions by it, for every message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PeerId(pub String);
+pub struct PeerId(CompactString);
 
 impl PeerId {
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id as an owned `String`.
+    pub fn into_string(self) -> String {
+        self.0.into_string()
     }
 }
 
@@ -26,7 +35,13 @@ impl std::fmt::Display for PeerId {
 
 impl From<&str> for PeerId {
     fn from(s: &str) -> Self {
-        PeerId(s.to_owned())
+        PeerId(CompactString::from(s))
+    }
+}
+
+impl From<String> for PeerId {
+    fn from(s: String) -> Self {
+        PeerId(CompactString::from(s))
     }
 }
 
@@ -431,6 +446,24 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ParseError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_peer_id_of_up_to_24_bytes_is_held_inline_and_reads_as_a_plain_string() {
+        let server_made = PeerId::from("AbCdEfGhIjKlMnOpQrStUv");
+        assert!(!server_made.0.is_heap_allocated());
+        let read: PeerId = serde_json::from_str(r#""AbCdEfGhIjKlMnOpQrStUv""#).unwrap();
+        assert!(!read.0.is_heap_allocated());
+        assert_eq!(read, server_made);
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            r#""AbCdEfGhIjKlMnOpQrStUv""#
+        );
+        // Longer ids (a client may send anything) still work, on the heap.
+        let long = PeerId::from(String::from("x").repeat(40));
+        assert!(long.0.is_heap_allocated());
+        assert_eq!(long.clone().into_string().len(), 40);
+        assert!(long > server_made, "ordered as strings");
+    }
 
     #[test]
     fn client_messages_read_the_documented_shapes() {
