@@ -85,6 +85,8 @@ struct Args {
     /// runs the receiving side's TCP work too, and wakes the generator's thread when it sleeps
     /// waiting for messages; over a network the client's machine would do that. A generator
     /// with time to spare sleeps more, so a slower server pays for more wakeups per message.
+    /// The generator's share of its core then reads about 100% whether or not it limits the
+    /// phase.
     spin: bool,
 }
 
@@ -1048,9 +1050,9 @@ impl Fleet {
     }
 
     /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s,
-    /// the servers' CPU seconds over the same span (all, and in user space) and this
-    /// generator's.
-    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64, f64) {
+    /// the servers' CPU seconds over the same span (all, and in user space), this generator's,
+    /// and the messages that arrived.
+    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64, f64, u64) {
         self.stats.phase.store(SATURATE, Relaxed);
         let (user0, system0) = cpu_parts(pids);
         let own0 = cpu_secs(&[std::process::id()]);
@@ -1073,7 +1075,7 @@ impl Fleet {
         let (user, system) = (user - user0, system - system0);
         let own = cpu_secs(&[std::process::id()]) - own0;
         self.wait_for(SATURATE, k, Duration::from_secs(10)).await;
-        (got as f64 / secs, user + system, user, own)
+        (got as f64 / secs, user + system, user, own, got)
     }
 
     /// The first `n` clients drop at once and reconnect at once, each resuming its session
@@ -1223,7 +1225,8 @@ async fn one_server(args: &Args, server: Server) -> Report {
             }
         })
     });
-    let (saturation_msgs_per_s, cpu, user, generator) = fleet.saturate(args.seconds, &[pid]).await;
+    let (saturation_msgs_per_s, cpu, user, generator, got) =
+        fleet.saturate(args.seconds, &[pid]).await;
     if let Some(s) = spinner {
         s.abort();
     }
@@ -1232,7 +1235,7 @@ async fn one_server(args: &Args, server: Server) -> Report {
     // message, in user space and in the kernel: a change of the server's own code moves the
     // first; the second is the sockets' work (both ends of each, on loopback) and, unless
     // `--spin`, waking the generator.
-    let msgs = saturation_msgs_per_s * secs;
+    let msgs = got.max(1) as f64;
     eprintln!(
         "{name}: saturation took {:.0}% of the server's core and {:.0}% of the generator's; \
          the server's time per message: {:.2} µs in user space, {:.2} µs in the kernel",

@@ -471,20 +471,16 @@ impl Conn {
                 // rare, and its paths hold much more).
                 let step = match self.admit(&limiter, frame) {
                     // The signal's data stays in the message's bytes, as a part of them.
-                    Received::Text(text) => match fast_signal(&text).map(|s| {
-                        let data =
-                            Part::span(&text, s.data.get()).ok_or_else(|| Part::from(s.data.get()));
-                        (s.to, data, s.seq)
+                    Received::Text(text) => match Part::find(text, |t| {
+                        fast_signal(t).map(|s| (s.data.get(), (s.to, s.seq)))
                     }) {
-                        Some((to, data, seq)) => {
-                            let data = match data {
-                                Ok(range) => Part::new(text, range),
-                                Err(copy) => copy,
-                            };
+                        Ok((data, (to, seq))) => {
                             let event = self.signal(to, data, seq, read_at);
                             Either::Left(self.submit(session, event).map(|()| false))
                         }
-                        None => Either::Right(rare(self.dispatch_text(session, text, read_at))),
+                        Err(text) => {
+                            Either::Right(rare(self.dispatch_text(session, text, read_at)))
+                        }
                     },
                     Received::Pong(echo) => {
                         let Some(seq) = asked.filter(|s| echo.as_ref() == s.get().to_be_bytes())

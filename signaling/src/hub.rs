@@ -1091,15 +1091,15 @@ fn merge_online(
     out
 }
 
-/// The rooms this node's connections are in.
-/// A fresh peer id: 128 random bits (a v4 UUID's), in 22 characters of URL-safe base64, so that
-/// a [`PeerId`] holds it inline.
+/// A fresh peer id: 128 random bits in 22 characters of URL-safe base64, short enough for a
+/// [`PeerId`] to hold it inline.
 fn new_peer_id() -> PeerId {
     use base64::Engine as _;
-    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let bytes: [u8; 16] = rand::random();
     PeerId::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The rooms this node's connections are in.
 fn served_rooms(conns: &FastMap<u64, Box<Local>>) -> HashSet<&str> {
     conns.values().map(|l| l.room.as_str()).collect()
 }

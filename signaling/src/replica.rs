@@ -41,7 +41,7 @@ impl PartialEq for ConnRef {
 
 impl Eq for ConnRef {}
 
-/// JSON text shared by the log, the replay buffer and the sockets without copying.
+/// JSON text shared by the replay buffer and the sockets without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text(pub Utf8Bytes);
 
@@ -57,39 +57,52 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// Part of a client's message (a `signal`'s `data`), kept in the message's own bytes rather
-/// than copied out of them; written and read as the part's text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Part of a client's message (a `signal`'s `data`), written and read as the part's text. One
+/// found in a received message ([`Part::find`]) stays in that message's bytes rather than being
+/// copied out of them; one read from the shared log holds its own.
+#[derive(Clone)]
 pub(crate) struct Part {
     whole: Utf8Bytes,
     range: std::ops::Range<usize>,
 }
 
 impl Part {
-    /// The text of `whole` within `range`; all of `whole` when `range` is not within it on
-    /// character boundaries.
-    pub(crate) fn new(whole: Utf8Bytes, range: std::ops::Range<usize>) -> Part {
-        let range = if whole.get(range.clone()).is_some() {
-            range
-        } else {
-            0..whole.len()
+    /// The part of `whole` that `find` picks out of its text (a slice of it), with what else
+    /// `find` gives; `whole` back when it finds nothing.
+    pub(crate) fn find<T>(
+        whole: Utf8Bytes,
+        find: impl for<'a> FnOnce(&'a str) -> Option<(&'a str, T)>,
+    ) -> Result<(Part, T), Utf8Bytes> {
+        let (range, other) = match find(whole.as_str()) {
+            None => return Err(whole),
+            Some((part, other)) => match span(&whole, part) {
+                Some(range) => (range, other),
+                // Not a slice of the text after all: a copy.
+                None => return Ok((Part::from(part), other)),
+            },
         };
-        Part { whole, range }
-    }
-
-    /// Where `part`, a slice of `whole`, lies in it; `None` when it is not a slice of it.
-    pub(crate) fn span(whole: &str, part: &str) -> Option<std::ops::Range<usize>> {
-        // Addresses compared as numbers: std has no safe `offset_from` for this.
-        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-        let range = start..start.checked_add(part.len())?;
-        whole
-            .get(range.clone())
-            .filter(|same| std::ptr::eq(*same, part))
-            .map(|_| range)
+        Ok((Part { whole, range }, other))
     }
 
     pub(crate) fn as_str(&self) -> &str {
         self.whole.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// Where `part`, a slice of `whole`, lies in it; `None` when it is not a slice of it.
+fn span(whole: &str, part: &str) -> Option<std::ops::Range<usize>> {
+    // Addresses compared as numbers: std has no safe `offset_from` for this.
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let range = start..start.checked_add(part.len())?;
+    whole
+        .get(range.clone())
+        .filter(|same| std::ptr::eq(*same, part))
+        .map(|_| range)
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Part").field(&self.as_str()).finish()
     }
 }
 
@@ -1260,30 +1273,26 @@ mod tests {
         let whole = Utf8Bytes::from(r#"{"type":"signal","to":"p1","data":{"é":"v=0"}}"#);
         let start = whole.find(r#"{"é""#).unwrap();
         let data = &whole[start..whole.len() - 1];
-        let span = Part::span(&whole, data).unwrap();
-        assert_eq!(span, start..whole.len() - 1);
+        assert_eq!(span(&whole, data), Some(start..whole.len() - 1));
         // Not a slice of it: equal text elsewhere, or text around it.
         let copy = String::from(data);
-        assert_eq!(Part::span(&whole, &copy), None);
-        assert_eq!(Part::span(data, &whole), None);
-        let part = Part::new(whole.clone(), span);
-        assert_eq!(part.as_str(), r#"{"é":"v=0"}"#);
-        assert_eq!(
-            part.whole.as_ptr(),
-            whole.as_ptr(),
-            "the message's own bytes"
-        );
+        assert_eq!(span(&whole, &copy), None);
+        assert_eq!(span(data, &whole), None);
+
+        let at = whole.as_ptr();
+        let (part, n) = Part::find(whole.clone(), |t| Some((&t[start..t.len() - 1], 7))).unwrap();
+        assert_eq!((part.as_str(), n), (r#"{"é":"v=0"}"#, 7));
+        assert_eq!(part.whole.as_ptr(), at, "the message's own bytes");
+        assert_eq!(format!("{part:?}"), r#"Part("{\"é\":\"v=0\"}")"#);
         let json = serde_json::to_string(&part).unwrap();
         assert_eq!(json, r#""{\"é\":\"v=0\"}""#);
         let back: Part = serde_json::from_str(&json).unwrap();
         assert_eq!(back.as_str(), part.as_str());
-        // A range off the text's character boundaries, or past its end: all of it.
-        let inside_e = start + 3;
-        assert_eq!(
-            Part::new(whole.clone(), inside_e..inside_e + 1).as_str(),
-            whole.as_str()
-        );
-        assert_eq!(Part::new(whole.clone(), 40..400).as_str(), whole.as_str());
+        // Found nowhere: the message comes back; found elsewhere: a copy.
+        let back = Part::find(whole.clone(), |_| None::<(&str, ())>).unwrap_err();
+        assert_eq!(back.as_ptr(), at);
+        let (part, ()) = Part::find(whole, |_| Some(("[1]", ()))).unwrap();
+        assert_eq!(part.as_str(), "[1]");
     }
 
     #[test]

@@ -826,7 +826,7 @@ impl Actor {
             Command::Answer(peer, done) => {
                 let r = match self.room() {
                     Ok(room) => room
-                        .answer(&PeerId::from(peer.clone()))
+                        .answer(&PeerId::from(peer.as_str()))
                         .await
                         .map_err(|e| ClientError::from_engine(&e)),
                     Err(e) => Err(e),
@@ -1004,7 +1004,7 @@ impl Actor {
             )
         })?;
         self.room()?
-            .call(&PeerId::from(peer.clone()))
+            .call(&PeerId::from(peer.as_str()))
             .await
             .map_err(|e| ClientError::from_engine(&e))?;
         if !matches!(self.state.call, CallView::Active { .. }) {
@@ -1062,7 +1062,7 @@ impl Actor {
     /// Lets `peer` in and remembers to call them once they are in the room.
     async fn admit(&mut self, peer: String) -> Result<(), ClientError> {
         self.room()?
-            .admit(&PeerId::from(peer.clone()))
+            .admit(&PeerId::from(peer.as_str()))
             .await
             .map_err(|e| ClientError::from_engine(&e))?;
         self.admitted.retain(|p| *p != peer);
@@ -1202,7 +1202,7 @@ impl Actor {
                 if let Some(i) = self.admitted.iter().position(|a| *a == id) {
                     self.admitted.remove(i);
                     let called = match &self.room {
-                        Some(room) => room.call(&PeerId::from(id.clone())).await,
+                        Some(room) => room.call(&PeerId::from(id.as_str())).await,
                         None => Err(hearth_engine::EngineError::Closed),
                     };
                     match called {
@@ -1291,7 +1291,7 @@ impl Actor {
                 if let CallView::Calling { peer, .. } = &self.state.call {
                     let peer = peer.clone();
                     if let Some(room) = &self.room {
-                        let _ = room.hang_up(&PeerId::from(peer.clone())).await;
+                        let _ = room.hang_up(&PeerId::from(peer.as_str())).await;
                     }
                     self.call_ended(&peer, EndReason::NotAllowed).await;
                 }
