@@ -81,13 +81,6 @@ struct Args {
     /// `--floor`: also measure the floor relay (`support/floor.rs`), the same workload less its
     /// resumes.
     floor: bool,
-    /// `--spin`: the generator never sleeps during the saturation. On loopback a server's write
-    /// runs the receiving side's TCP work too, and wakes the generator's thread when it sleeps
-    /// waiting for messages; over a network the client's machine would do that. A generator
-    /// with time to spare sleeps more, so a slower server pays for more wakeups per message.
-    /// The generator's share of its core then reads about 100% whether or not it limits the
-    /// phase.
-    spin: bool,
 }
 
 fn args() -> Args {
@@ -110,7 +103,6 @@ fn args() -> Args {
         store_dir: None,
         pad: 0,
         floor: false,
-        spin: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -134,7 +126,6 @@ fn args() -> Args {
             "--even" => a.even = true,
             "--pad" => a.pad = value().parse().expect("a number"),
             "--floor" => a.floor = true,
-            "--spin" => a.spin = true,
             "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
@@ -185,7 +176,7 @@ fn main() {
 async fn bench(args: Args) {
     println!(
         "load: {} connections, fixed schedule {} msg/s{} for {} s, saturation window {}, {} resumes, \
-         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}{}; \
+         cross-node {} connections at {} msg/s; servers on core {}{}, generator on core {}; \
          Hearth's records {}{}",
         args.connections,
         args.rate,
@@ -206,11 +197,6 @@ async fn bench(args: Args) {
             ""
         },
         args.client_core,
-        if args.spin {
-            " (kept awake in the saturation)"
-        } else {
-            ""
-        },
         if args.store_dir.is_some() {
             "in a database file"
         } else {
@@ -245,11 +231,11 @@ async fn bench(args: Args) {
     let cross = cross_node(&args).await;
 
     println!(
-        "\n| server | connections | connects/s | server CPU in storm | idle RSS/conn | p50 @{r} | p99 @{r} | max @{r} | saturation msgs/s | server CPU | msgs per CPU-s | {n} resumes | resume gaps |",
+        "\n| server | connections | connects/s | server CPU in storm | idle RSS/conn | p50 @{r} | p99 @{r} | max @{r} | saturation msgs/s | server CPU | msgs per CPU-s | the same, generator awake | {n} resumes | resume gaps |",
         r = args.rate,
         n = args.resume
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     hearth.row();
     if let Some(p) = &peerjs {
         p.row();
@@ -260,15 +246,18 @@ async fn bench(args: Args) {
     if let Some(p) = &peerjs {
         // Three decimals: a ratio just under a target (1.9996x, say) must not print as it.
         println!("\nHow many times better Hearth is than PeerJS (higher is better):");
-        println!("| connects/s | idle RSS/conn | p50 | p99 | msgs per CPU-s | resume time |");
-        println!("|---|---|---|---|---|---|");
         println!(
-            "| {:.3}x | {:.3}x | {:.3}x | {:.3}x | {:.3}x | {:.3}x |",
+            "| connects/s | idle RSS/conn | p50 | p99 | msgs per CPU-s | the same, generator awake | resume time |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| {:.3}x | {:.3}x | {:.3}x | {:.3}x | {:.3}x | {:.3}x | {:.3}x |",
             hearth.connects_per_s / p.connects_per_s,
             p.idle_rss_per_conn / hearth.idle_rss_per_conn,
             p.fixed.p50_us / hearth.fixed.p50_us,
             p.fixed.p99_us / hearth.fixed.p99_us,
             hearth.msgs_per_cpu_s / p.msgs_per_cpu_s,
+            hearth.msgs_per_cpu_s_awake / p.msgs_per_cpu_s_awake,
             p.resume.secs / hearth.resume.secs,
         );
     }
@@ -308,7 +297,7 @@ async fn bench(args: Args) {
     }
     if let Some(f) = &floor {
         println!(
-            "\nThe floor (a relay that only reads each frame and writes it on; its CPU per message is almost all the kernel's): {:.0} msgs per CPU-s, {:.0} msgs/s at {:.0}% of the core; Hearth {:.0}% of it per CPU-s{}",
+            "\nThe floor (a relay that only reads each frame and writes it on; its CPU per message is almost all the kernel's): {:.0} msgs per CPU-s, {:.0} msgs/s at {:.0}% of the core; Hearth {:.0}% of it per CPU-s{}. With the generator kept awake: the floor {:.0} msgs per CPU-s; Hearth {:.0}% of it{}",
             f.msgs_per_cpu_s,
             f.saturation_msgs_per_s,
             f.server_cores * 100.0,
@@ -318,6 +307,16 @@ async fn bench(args: Args) {
                 .map(|p| format!(
                     ", PeerJS {:.0}%",
                     p.msgs_per_cpu_s / f.msgs_per_cpu_s * 100.0
+                ))
+                .unwrap_or_default(),
+            f.msgs_per_cpu_s_awake,
+            hearth.msgs_per_cpu_s_awake / f.msgs_per_cpu_s_awake * 100.0,
+            peerjs
+                .as_ref()
+                .map(|p| format!(
+                    ", PeerJS {:.0}% (the floor {:.3}x PeerJS)",
+                    p.msgs_per_cpu_s_awake / f.msgs_per_cpu_s_awake * 100.0,
+                    f.msgs_per_cpu_s_awake / p.msgs_per_cpu_s_awake
                 ))
                 .unwrap_or_default()
         );
@@ -408,6 +407,8 @@ struct Report {
     saturation_msgs_per_s: f64,
     server_cores: f64,
     msgs_per_cpu_s: f64,
+    /// The same with the generator kept awake ([`Fleet::saturate`]).
+    msgs_per_cpu_s_awake: f64,
     resume: Resumed,
     errors: u64,
     /// Hearth: its own relay time (read to written) in the fixed schedule, from its histogram.
@@ -465,7 +466,7 @@ impl Report {
     fn row(&self) {
         let r = &self.resume;
         println!(
-            "| {}{} | {} | {:.0} | {:.0}% | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
+            "| {}{} | {} | {:.0} | {:.0}% | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
             self.name,
             if self.errors > 0 {
                 format!(" ({} ERRORS from the server)", self.errors)
@@ -483,6 +484,7 @@ impl Report {
             self.saturation_msgs_per_s,
             self.server_cores * 100.0,
             self.msgs_per_cpu_s,
+            self.msgs_per_cpu_s_awake,
             r.back,
             r.of,
             r.secs,
@@ -1052,8 +1054,28 @@ impl Fleet {
     /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s,
     /// the servers' CPU seconds over the same span (all, and in user space), this generator's,
     /// and the messages that arrived.
-    async fn saturate(&mut self, seconds: u64, pids: &[u32]) -> (f64, f64, f64, f64, u64) {
+    ///
+    /// `awake`: the generator's thread never sleeps meanwhile (a task that always yields keeps
+    /// it polling its sockets). On loopback a server's write runs the receiving side's TCP work
+    /// too, and wakes the generator's thread when it sleeps waiting for messages; over a network
+    /// the client's machine would. A generator with time to spare sleeps more, so a slower server
+    /// pays for more wakeups per message unless it is kept awake. Its share of its core then reads
+    /// about 100% whether or not it limits the phase.
+    async fn saturate(
+        &mut self,
+        seconds: u64,
+        pids: &[u32],
+        awake: bool,
+    ) -> (f64, f64, f64, f64, u64) {
         self.stats.phase.store(SATURATE, Relaxed);
+        let spinner = awake.then(|| {
+            tokio::spawn(async {
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            })
+        });
+        let got0 = self.stats.received[SATURATE].load(Relaxed);
         let (user0, system0) = cpu_parts(pids);
         let own0 = cpu_secs(&[std::process::id()]);
         let start = Instant::now();
@@ -1069,12 +1091,16 @@ impl Fleet {
             self.send_kth(k).await;
             k += 1;
         }
-        let got = self.stats.received[SATURATE].load(Relaxed);
+        let got = self.stats.received[SATURATE].load(Relaxed) - got0;
         let secs = start.elapsed().as_secs_f64();
         let (user, system) = cpu_parts(pids);
         let (user, system) = (user - user0, system - system0);
         let own = cpu_secs(&[std::process::id()]) - own0;
-        self.wait_for(SATURATE, k, Duration::from_secs(10)).await;
+        if let Some(s) = spinner {
+            s.abort();
+        }
+        self.wait_for(SATURATE, got0 + k, Duration::from_secs(10))
+            .await;
         (got as f64 / secs, user + system, user, own, got)
     }
 
@@ -1217,33 +1243,33 @@ async fn one_server(args: &Args, server: Server) -> Report {
         (cpu_secs(&[std::process::id()]) - own_before) / secs * 100.0
     );
     eprintln!("{name}: saturation");
-    // A task always ready to run: the generator's thread polls its sockets without sleeping.
-    let spinner = args.spin.then(|| {
-        tokio::spawn(async {
-            loop {
-                tokio::task::yield_now().await;
-            }
-        })
-    });
-    let (saturation_msgs_per_s, cpu, user, generator, got) =
-        fleet.saturate(args.seconds, &[pid]).await;
-    if let Some(s) = spinner {
-        s.abort();
-    }
     // Both ends do the same per message (one read and one write), so the generator, on one
     // core too, can be what limits this phase rather than the server. The server's time per
     // message, in user space and in the kernel: a change of the server's own code moves the
-    // first; the second is the sockets' work (both ends of each, on loopback) and, unless
-    // `--spin`, waking the generator.
-    let msgs = got.max(1) as f64;
-    eprintln!(
-        "{name}: saturation took {:.0}% of the server's core and {:.0}% of the generator's; \
-         the server's time per message: {:.2} µs in user space, {:.2} µs in the kernel",
-        cpu / secs * 100.0,
-        generator / secs * 100.0,
-        user / msgs * 1e6,
-        (cpu - user) / msgs * 1e6
-    );
+    // first; the second is the sockets' work (both ends of each, on loopback) and, unless the
+    // generator is kept awake, waking it.
+    let mut saturation = [(0.0, 0.0); 2];
+    for (i, awake) in [false, true].into_iter().enumerate() {
+        let (msgs_per_s, cpu, user, generator, got) =
+            fleet.saturate(args.seconds, &[pid], awake).await;
+        let msgs = got.max(1) as f64;
+        eprintln!(
+            "{name}: saturation{} took {:.0}% of the server's core and {:.0}% of the \
+             generator's; the server's time per message: {:.2} µs in user space, {:.2} µs in \
+             the kernel",
+            if awake {
+                " with the generator kept awake"
+            } else {
+                ""
+            },
+            cpu / secs * 100.0,
+            generator / secs * 100.0,
+            user / msgs * 1e6,
+            (cpu - user) / msgs * 1e6
+        );
+        saturation[i] = (msgs_per_s, cpu);
+    }
+    let [(saturation_msgs_per_s, cpu), (awake_msgs_per_s, awake_cpu)] = saturation;
     // The floor holds nothing for a session and resumes none: only its relay is of interest.
     let after_traffic_rss_per_conn = if args.after_traffic > 0 && server != Server::Floor {
         eprintln!("{name}: idle after the traffic");
@@ -1276,6 +1302,7 @@ async fn one_server(args: &Args, server: Server) -> Report {
         saturation_msgs_per_s,
         server_cores: cpu / secs,
         msgs_per_cpu_s: saturation_msgs_per_s * secs / cpu,
+        msgs_per_cpu_s_awake: awake_msgs_per_s * secs / awake_cpu,
         resume,
         errors,
         own,
