@@ -415,6 +415,48 @@ struct Report {
     own: Option<OwnLatency>,
 }
 
+/// One saturation phase: how long it lasted, the messages that arrived, the servers' CPU
+/// seconds (in user space and in the kernel) and this generator's.
+struct Saturation {
+    secs: f64,
+    got: u64,
+    user: f64,
+    system: f64,
+    generator: f64,
+}
+
+impl Saturation {
+    fn cpu(&self) -> f64 {
+        self.user + self.system
+    }
+
+    fn msgs_per_s(&self) -> f64 {
+        self.got as f64 / self.secs
+    }
+
+    fn msgs_per_cpu_s(&self) -> f64 {
+        self.got as f64 / self.cpu()
+    }
+
+    /// Both ends do the same per message (one read and one write), so the generator, on one
+    /// core too, can be what limits the phase rather than the server. The server's time per
+    /// message, in user space and in the kernel: a change of the server's own code moves the
+    /// first; the second is the sockets' work (both ends of each, on loopback) and, unless the
+    /// generator is kept awake, waking it.
+    fn log(&self, name: &str, how: &str) {
+        let msgs = self.got.max(1) as f64;
+        eprintln!(
+            "{name}: saturation{how} took {:.0}% of the server's core and {:.0}% of the \
+             generator's; the server's time per message: {:.2} µs in user space, {:.2} µs in \
+             the kernel",
+            self.cpu() / self.secs * 100.0,
+            self.generator / self.secs * 100.0,
+            self.user / msgs * 1e6,
+            self.system / msgs * 1e6
+        );
+    }
+}
+
 /// Upper bounds of the buckets holding the server's median, 99th percentile and slowest relay.
 struct OwnLatency {
     p50_s: f64,
@@ -1051,9 +1093,7 @@ impl Fleet {
         }
     }
 
-    /// Closed loop: a message goes out whenever one of the window has arrived. Returns msgs/s,
-    /// the servers' CPU seconds over the same span (all, and in user space), this generator's,
-    /// and the messages that arrived.
+    /// Closed loop: a message goes out whenever one of the window has arrived.
     ///
     /// `awake`: the generator's thread never sleeps meanwhile (a task that always yields keeps
     /// it polling its sockets). On loopback a server's write runs the receiving side's TCP work
@@ -1061,12 +1101,7 @@ impl Fleet {
     /// the client's machine would. A generator with time to spare sleeps more, so a slower server
     /// pays for more wakeups per message unless it is kept awake. Its share of its core then reads
     /// about 100% whether or not it limits the phase.
-    async fn saturate(
-        &mut self,
-        seconds: u64,
-        pids: &[u32],
-        awake: bool,
-    ) -> (f64, f64, f64, f64, u64) {
+    async fn saturate(&mut self, seconds: u64, pids: &[u32], awake: bool) -> Saturation {
         self.stats.phase.store(SATURATE, Relaxed);
         let spinner = awake.then(|| {
             tokio::spawn(async {
@@ -1094,14 +1129,19 @@ impl Fleet {
         let got = self.stats.received[SATURATE].load(Relaxed) - got0;
         let secs = start.elapsed().as_secs_f64();
         let (user, system) = cpu_parts(pids);
-        let (user, system) = (user - user0, system - system0);
-        let own = cpu_secs(&[std::process::id()]) - own0;
+        let generator = cpu_secs(&[std::process::id()]) - own0;
         if let Some(s) = spinner {
             s.abort();
         }
         self.wait_for(SATURATE, got0 + k, Duration::from_secs(10))
             .await;
-        (got as f64 / secs, user + system, user, own, got)
+        Saturation {
+            secs,
+            got,
+            user: user - user0,
+            system: system - system0,
+            generator,
+        }
     }
 
     /// The first `n` clients drop at once and reconnect at once, each resuming its session
@@ -1243,33 +1283,11 @@ async fn one_server(args: &Args, server: Server) -> Report {
         (cpu_secs(&[std::process::id()]) - own_before) / secs * 100.0
     );
     eprintln!("{name}: saturation");
-    // Both ends do the same per message (one read and one write), so the generator, on one
-    // core too, can be what limits this phase rather than the server. The server's time per
-    // message, in user space and in the kernel: a change of the server's own code moves the
-    // first; the second is the sockets' work (both ends of each, on loopback) and, unless the
-    // generator is kept awake, waking it.
-    let mut saturation = [(0.0, 0.0); 2];
-    for (i, awake) in [false, true].into_iter().enumerate() {
-        let (msgs_per_s, cpu, user, generator, got) =
-            fleet.saturate(args.seconds, &[pid], awake).await;
-        let msgs = got.max(1) as f64;
-        eprintln!(
-            "{name}: saturation{} took {:.0}% of the server's core and {:.0}% of the \
-             generator's; the server's time per message: {:.2} µs in user space, {:.2} µs in \
-             the kernel",
-            if awake {
-                " with the generator kept awake"
-            } else {
-                ""
-            },
-            cpu / secs * 100.0,
-            generator / secs * 100.0,
-            user / msgs * 1e6,
-            (cpu - user) / msgs * 1e6
-        );
-        saturation[i] = (msgs_per_s, cpu);
-    }
-    let [(saturation_msgs_per_s, cpu), (awake_msgs_per_s, awake_cpu)] = saturation;
+    // Once with the generator free to sleep, once kept awake (see `Fleet::saturate`).
+    let asleep = fleet.saturate(args.seconds, &[pid], false).await;
+    asleep.log(name, "");
+    let awake = fleet.saturate(args.seconds, &[pid], true).await;
+    awake.log(name, " with the generator kept awake");
     // The floor holds nothing for a session and resumes none: only its relay is of interest.
     let after_traffic_rss_per_conn = if args.after_traffic > 0 && server != Server::Floor {
         eprintln!("{name}: idle after the traffic");
@@ -1299,10 +1317,10 @@ async fn one_server(args: &Args, server: Server) -> Report {
         idle_rss_per_conn,
         after_traffic_rss_per_conn,
         fixed,
-        saturation_msgs_per_s,
-        server_cores: cpu / secs,
-        msgs_per_cpu_s: saturation_msgs_per_s * secs / cpu,
-        msgs_per_cpu_s_awake: awake_msgs_per_s * secs / awake_cpu,
+        saturation_msgs_per_s: asleep.msgs_per_s(),
+        server_cores: asleep.cpu() / asleep.secs,
+        msgs_per_cpu_s: asleep.msgs_per_cpu_s(),
+        msgs_per_cpu_s_awake: awake.msgs_per_cpu_s(),
         resume,
         errors,
         own,
