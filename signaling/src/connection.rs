@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{Instrument, debug, debug_span, field, info};
 
 use crate::frames::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, Incoming, Receiving};
-use crate::hub::{Hub, unix_ms};
+use crate::hub::{Hub, RoomName, unix_ms};
 use crate::mailbox::{Mailbox, Next};
 use crate::outlet::{FromSocket, Outbound, Outlet, Wrote};
 use crate::replica::{Event, Part, encode};
@@ -56,7 +56,8 @@ pub(crate) fn run(
 }
 
 struct Session {
-    room: String,
+    /// Its room's name, as the hub keeps it.
+    room: RoomName,
 }
 
 /// What the connection's steps share (apart from what is read of the socket, which is not
@@ -295,10 +296,10 @@ impl Conn {
         }
         let resuming = resume.is_some();
         match self.hub.join(&claims, self.outlet.clone(), resume).await {
-            Ok(()) => {
-                tracing::Span::current().record("room", field::display(&claims.room));
+            Ok(room) => {
+                tracing::Span::current().record("room", field::display(&room));
                 debug!(role = %claims.role, resuming, "hello accepted");
-                Some(Session { room: claims.room })
+                Some(Session { room })
             }
             Err(code) => fail(code, code.default_message()),
         }

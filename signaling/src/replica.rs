@@ -257,25 +257,30 @@ pub(crate) enum Out {
 }
 
 /// One session: a person's place in the room across connections.
+///
+/// In this order, the fields a relayed `signal` reads or writes first (its sender's connection
+/// and client `seq`, its receiver's `seq`, connection and replay buffer, both roles): they
+/// then share two cache lines of the session's box instead of spreading over its four.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[repr(C)]
 struct Session {
-    sub: String,
-    name: String,
-    role: Role,
-    inv: Option<String>,
     /// Its connection; `None` while held.
     conn: Option<ConnRef>,
+    /// The last `seq` it was sent.
+    seq: u64,
+    /// The highest client `seq` applied.
+    acked: u64,
+    /// The last messages it was sent, for replay.
+    ring: VecDeque<(u64, Text)>,
+    role: Role,
+    sub: String,
+    name: String,
+    inv: Option<String>,
     /// When its connection dropped, while held.
     dropped_at: Option<u64>,
     /// When it joined.
     since: u64,
     check: Option<CheckReport>,
-    /// The last `seq` it was sent.
-    seq: u64,
-    /// The last messages it was sent, for replay.
-    ring: VecDeque<(u64, Text)>,
-    /// The highest client `seq` applied.
-    acked: u64,
 }
 
 impl Session {
@@ -312,12 +317,15 @@ pub(crate) struct Ctx<'a> {
 const RECENT_REQUESTS: usize = 64;
 
 /// One room's state as its log made it.
+///
+/// In this order, what a relayed `signal` reads first: the sessions, then the room's members.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[repr(C)]
 pub(crate) struct Replica {
-    room: Room,
     /// A sorted vector (a room has a handful of sessions, where a `BTreeMap`'s first node has
     /// room for eleven), of boxes (which keep the vector's spare room small).
     sessions: LiteMap<PeerId, Box<Session>>,
+    room: Room,
     /// Residents' rules, by subject, for the residents who joined this room.
     rules: BTreeMap<String, Rules>,
     requests: VecDeque<String>,

@@ -95,11 +95,14 @@ struct Waiter {
 }
 
 /// A room: the call (mesh, at most `capacity` members) and, for consults, a waiting room.
+///
+/// The members first: a relayed `signal` reads them (see [`crate::replica::Replica`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[repr(C)]
 pub struct Room {
+    members: Vec<Entrant>,
     name: String,
     capacity: usize,
-    members: Vec<Entrant>,
     queue: Vec<Waiter>,
     /// A clinician has hosted this room since it was created: guests wait too.
     consult: bool,
