@@ -56,8 +56,9 @@ pub(crate) fn run(
 }
 
 struct Session {
-    /// Its room's name, as the hub keeps it.
+    /// Its room's name as the hub keeps it, and its place there (see [`Hub::publish_in`]).
     room: RoomName,
+    slot: usize,
 }
 
 /// What the connection's steps share (apart from what is read of the socket, which is not
@@ -296,10 +297,10 @@ impl Conn {
         }
         let resuming = resume.is_some();
         match self.hub.join(&claims, self.outlet.clone(), resume).await {
-            Ok(room) => {
+            Ok((room, slot)) => {
                 tracing::Span::current().record("room", field::display(&room));
                 debug!(role = %claims.role, resuming, "hello accepted");
-                Some(Session { room })
+                Some(Session { room, slot })
             }
             Err(code) => fail(code, code.default_message()),
         }
@@ -665,7 +666,10 @@ impl Conn {
     /// Puts the event in the room's log; the connection is refused when the log is out of reach.
     /// Not an `async fn`, so what awaits it does not hold the event (see [`Hub::publish`]).
     fn submit<'a>(&'a self, session: &'a Session, event: Event) -> impl Future<Output = ()> + 'a {
-        self.hub.publish(&session.room, event).map(|published| {
+        let published = self
+            .hub
+            .publish_in(&session.room, Some(session.slot), event);
+        published.map(|published| {
             if published.is_err() {
                 self.refuse(
                     ErrorCode::Unavailable,

@@ -37,14 +37,20 @@ impl Backplane for Memory {
     }
 
     async fn publish(&self, room: &str, origin: &str, event: Event) -> Result<(), BackplaneError> {
-        let _ = self.publish_now(room, origin, event);
+        let _ = self.publish_now(room, None, origin, event);
         Ok(())
     }
 
-    fn publish_now(&self, room: &str, origin: &str, event: Event) -> Option<Event> {
+    fn publish_now(
+        &self,
+        room: &str,
+        slot: Option<usize>,
+        origin: &str,
+        event: Event,
+    ) -> Option<Event> {
         if let Some(sink) = self.sink() {
             // Position 0: the node numbers a room's events itself.
-            sink.event(room, 0, origin, event);
+            sink.event(room, slot, 0, origin, event);
         }
         None
     }

@@ -54,7 +54,9 @@ pub(crate) enum Control {
 pub(crate) trait Sink: Send + Sync {
     /// The next event of `room`'s log, at position `pos` (increasing within the log), first
     /// published by node `origin`.
-    fn event(&self, room: &str, pos: u64, origin: &str, event: Event);
+    /// `slot` is where the node said the room is when it published the event here (see
+    /// [`Backplane::publish_now`]), handed back as it was.
+    fn event(&self, room: &str, slot: Option<usize>, pos: u64, origin: &str, event: Event);
     /// A broadcast.
     fn control(&self, msg: Control);
     /// Residents' tablets connected to this node, for another node asking.
@@ -83,7 +85,14 @@ pub(crate) trait Backplane: Send + Sync + std::fmt::Debug {
     /// Appends `event` to `room`'s log at once, when this backplane can without waiting (the
     /// one-process log, applied in the caller's task); gives the event back when it cannot, for
     /// [`Backplane::publish`]. The relay's hot path then makes no future for each message.
-    fn publish_now(&self, _room: &str, _origin: &str, event: Event) -> Option<Event> {
+    /// `slot` is the node's hint of where it keeps the room, for [`Sink::event`].
+    fn publish_now(
+        &self,
+        _room: &str,
+        _slot: Option<usize>,
+        _origin: &str,
+        event: Event,
+    ) -> Option<Event> {
         Some(event)
     }
     /// The latest snapshot of `room`, if any.

@@ -139,7 +139,7 @@ fn lock(rooms: &SharedRooms) -> std::sync::MutexGuard<'_, Rooms> {
 /// in order by whichever task holds them).
 fn hand_over(sink: &dyn Sink, room: &str, pos: u64, payload: &[u8]) {
     match serde_json::from_slice::<Envelope>(payload) {
-        Ok(env) => sink.event(room, pos, &env.o, env.e),
+        Ok(env) => sink.event(room, None, pos, &env.o, env.e),
         // Written by a newer version: skipped, not fatal to the room.
         Err(e) => warn!(error = %e, room = %room, pos, "an unreadable event was skipped"),
     }
