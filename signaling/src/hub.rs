@@ -88,6 +88,12 @@ impl Rooms {
             .map(|(name, &slot)| (name.clone(), slot))
     }
 
+    /// [`Rooms::place`], with the room.
+    fn place_mut(&mut self, name: &str) -> Option<(RoomName, usize, &mut Followed)> {
+        let (name, slot) = self.place(name)?;
+        Some((name, slot, self.slots.get_mut(slot)?))
+    }
+
     fn insert(&mut self, followed: Followed) -> &mut Followed {
         let name = followed.name.clone();
         let slot = self.slots.insert(followed);
@@ -597,10 +603,7 @@ impl Hub {
                 rules,
                 ..
             } = &mut *state;
-            let place = rooms.place(&claims.room);
-            if let Some(((room, slot), followed)) =
-                place.and_then(|(room, slot)| Some(((room, slot), rooms.slots.get_mut(slot)?)))
-            {
+            if let Some((room, slot, followed)) = rooms.place_mut(&claims.room) {
                 let (event, joining) = match resume {
                     Some(r) => {
                         let resume = Event::Resume {
@@ -636,7 +639,7 @@ impl Hub {
         if published.is_err() {
             unregister(&mut self.lock(), id);
         }
-        published.map(|()| (room.clone(), slot))
+        published.map(|()| (room, slot))
     }
 
     /// A new session for `conn` (with a resident's rules as this node has them).
