@@ -14,7 +14,13 @@
 //!   every message sent to a peer that was still away delivered exactly once (Hearth also
 //!   checks that the numbering has no gaps);
 //! - Hearth only: the same fixed-schedule relay between two nodes sharing rooms through NATS,
-//!   with both ends on one node and on different nodes, against one process on its own.
+//!   with both ends on one node and on different nodes, against one process on its own;
+//! - with `--idle-fleet N`: N idle connections held for real by several processes on the
+//!   server's core, their total RSS: PeerJS's processes and Hearth's, each on its own with a
+//!   room's two ends on one process, and Hearth's as nodes sharing rooms through NATS with a
+//!   room's two ends on different nodes (NATS's memory counted too). One process may not open
+//!   more than the sandbox's descriptor limit (20,000 here), so the soak above measures one
+//!   process and projects it, and this one holds the whole number.
 //!
 //! Hearth keeps its records in memory (`--store memory`) unless `--store-file` is given: then in
 //! a database file, as it does by default.
@@ -37,6 +43,7 @@ use hearth_proto::Role;
 use serde_json::{Value, json};
 use signaling::secret::Secret;
 use signaling::token::TokenKeys;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
@@ -81,6 +88,10 @@ struct Args {
     /// `--floor`: also measure the floor relay (`support/floor.rs`), the same workload less its
     /// resumes.
     floor: bool,
+    /// `--idle-fleet N`: hold N idle connections across `--idle-nodes` server processes (see
+    /// [`idle_fleet`]); 0: not measured.
+    idle_fleet: usize,
+    idle_nodes: usize,
 }
 
 fn args() -> Args {
@@ -103,6 +114,8 @@ fn args() -> Args {
         store_dir: None,
         pad: 0,
         floor: false,
+        idle_fleet: 0,
+        idle_nodes: 6,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +139,8 @@ fn args() -> Args {
             "--even" => a.even = true,
             "--pad" => a.pad = value().parse().expect("a number"),
             "--floor" => a.floor = true,
+            "--idle-fleet" => a.idle_fleet = even(value()),
+            "--idle-nodes" => a.idle_nodes = value().parse().expect("a number"),
             "--store-file" => a.store_dir = Some(tempfile::tempdir().expect("a directory")),
             // cargo bench passes --bench; ignore it and anything unknown.
             _ => {}
@@ -146,6 +161,17 @@ fn main() {
                 .parse()
                 .expect("an address"),
         );
+    }
+    // And the processes that hold an idle fleet's client ends (see `idle_fleet`).
+    let mut argv = std::env::args().skip_while(|a| a != IDLE_CLIENTS);
+    if argv.next().is_some() {
+        let rest: Vec<String> = argv.collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(idle_clients(&rest));
+        return;
     }
     let args = args();
     if args.pad > 0 {
@@ -209,10 +235,11 @@ async fn bench(args: Args) {
         }
     );
     if args.connections == 0 {
-        // Only the rooms shared through NATS.
+        // Only the rooms shared through NATS, and the idle fleet.
         if let Some(c) = cross_node(&args).await {
             c.print(&args);
         }
+        idle_fleets(&args).await;
         return;
     }
     let hearth = one_server(&args, Server::Hearth).await;
@@ -324,6 +351,7 @@ async fn bench(args: Args) {
     if let Some(c) = cross {
         c.print(&args);
     }
+    idle_fleets(&args).await;
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -469,7 +497,7 @@ struct OwnLatency {
 /// signal spent in the server, from read to written. Only the bucket bounds are known, so each
 /// figure is "at most".
 async fn own_latency(url: &str) -> Option<OwnLatency> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let host = url
         .trim_start_matches("ws://")
         .split('/')
@@ -786,13 +814,13 @@ fn room(tag: &str, i: usize) -> String {
     format!("bench-{tag}-{}", i / 2)
 }
 
-fn tokens(proto: Proto, n: usize, tag: &str) -> Vec<String> {
+fn tokens(proto: Proto, clients: std::ops::Range<usize>, tag: &str) -> Vec<String> {
     let keys = TokenKeys::new(&Secret::new(SECRET).unwrap());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    (0..n)
+    clients
         .map(|i| match proto {
             Proto::Hearth => {
                 let role = if i % 2 == 0 {
@@ -923,7 +951,7 @@ impl Fleet {
             errors: AtomicU64::new(0),
             window: Semaphore::new(window),
         });
-        let tokens = tokens(proto, n, tag);
+        let tokens = tokens(proto, 0..n, tag);
         let urls: Vec<String> = (0..n).map(|i| urls[node(i)].clone()).collect();
         let started = Instant::now();
         let sem = Arc::new(Semaphore::new(256));
@@ -1376,17 +1404,7 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         drop(child);
         l
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _nats = pinned(&args.server_core, &args.nats)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    until_listening(port, "nats-server").await;
-    let nats_url = format!("nats://127.0.0.1:{port}");
+    let (_nats, nats_url) = spawn_nats(args).await;
     let (_a, url_a) = spawn_hearth(args, Some((&nats_url, "bench-a"))).await;
     let (_b, url_b) = spawn_hearth(args, Some((&nats_url, "bench-b"))).await;
     // Each node sees the other alive before rooms are shared.
@@ -1410,4 +1428,276 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         same_node,
         cross_node,
     })
+}
+
+/// nats-server with JetStream on the server core, storing in a directory of its own (deleted
+/// when the server goes); its URL.
+async fn spawn_nats(args: &Args) -> ((Child, tempfile::TempDir), String) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = pinned(&args.server_core, &args.nats)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    until_listening(port, "nats-server").await;
+    ((child, dir), format!("nats://127.0.0.1:{port}"))
+}
+
+/// The argument that makes this binary a process holding client ends of an idle fleet.
+const IDLE_CLIENTS: &str = "--idle-clients";
+
+/// What one server's idle fleet held, and the memory it took.
+struct IdleFleet {
+    name: &'static str,
+    processes: usize,
+    held: usize,
+    connect_secs: f64,
+    /// RSS of the server processes (and NATS) before the fleet connected, and with it held.
+    base_rss: f64,
+    rss: f64,
+    /// NATS's part of `base_rss` and `rss` (Hearth's nodes share rooms through it).
+    nats_rss: Option<(f64, f64)>,
+}
+
+impl IdleFleet {
+    fn row(&self) {
+        println!(
+            "| {} | {} | {} | {:.1} s | {:.0} MiB | {} | {:.2} KiB{} |",
+            self.name,
+            self.processes,
+            self.held,
+            self.connect_secs,
+            self.rss / 1048576.0,
+            self.nats_rss
+                .map(|(_, r)| format!("{:.0} MiB", r / 1048576.0))
+                .unwrap_or_else(|| "-".to_owned()),
+            (self.rss - self.base_rss) / self.held as f64 / 1024.0,
+            self.nats_rss
+                .map(|(base, r)| format!(
+                    " ({:.2} KiB of it NATS's)",
+                    (r - base) / self.held as f64 / 1024.0
+                ))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// `--idle-fleet N`, for Hearth and (with `--peerjs`) PeerJS, and the table.
+async fn idle_fleets(args: &Args) {
+    if args.idle_fleet == 0 {
+        return;
+    }
+    let alone = idle_fleet(args, Server::Hearth, false).await;
+    let shared = idle_fleet(args, Server::Hearth, true).await;
+    let peerjs = match args.peerjs {
+        Some(_) => Some(idle_fleet(args, Server::PeerJs, false).await),
+        None => None,
+    };
+    println!(
+        "\n{} idle connections held for real by {} server processes on core {} (one process may open at most {} descriptors here); RSS of every server process, NATS's included, {} s after the last connected:",
+        args.idle_fleet,
+        args.idle_nodes,
+        args.server_core,
+        rlimit::Resource::NOFILE.get().unwrap().1,
+        args.soak
+    );
+    println!(
+        "| server | processes | connections held | connect time | RSS in all | of it NATS | per connection |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    alone.row();
+    shared.row();
+    if let Some(p) = &peerjs {
+        p.row();
+        println!(
+            "\nPeerJS's RSS in all over Hearth's: {:.3}x with processes on their own, {:.3}x with Hearth's sharing rooms through NATS",
+            p.rss / alone.rss,
+            p.rss / shared.rss
+        );
+    }
+}
+
+/// `args.idle_fleet` clients connect to `args.idle_nodes` server processes on the server core,
+/// and stay connected and idle, answering heartbeats. The client ends are held by processes of
+/// this binary on the client core, each within the descriptor limit.
+///
+/// `shared` (Hearth): the processes are nodes sharing their rooms through nats-server, whose
+/// memory is counted with theirs, and client `i` goes to node `i % nodes` (round robin, as a
+/// load balancer without stickiness places them: with an even number of nodes a room's two
+/// ends are on different ones). Otherwise each process is on its own, as PeerJS's can only be,
+/// and a room's two ends go to the same one.
+async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
+    let (n, nodes) = (args.idle_fleet, args.idle_nodes.max(1));
+    let mut servers = Vec::with_capacity(nodes);
+    let mut urls = Vec::with_capacity(nodes);
+    let (nats, name, proto) = match server {
+        Server::Hearth if shared => {
+            let (nats, nats_url) = spawn_nats(args).await;
+            for node in 0..nodes {
+                let (child, url) =
+                    spawn_hearth(args, Some((&nats_url, &format!("idle-{node}")))).await;
+                servers.push(child);
+                urls.push(url);
+            }
+            // Each node sees the others alive before rooms are shared.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (Some(nats), "hearth-signaling, nodes on NATS", "hearth")
+        }
+        Server::Hearth => {
+            for _ in 0..nodes {
+                let (child, url) = spawn_hearth(args, None).await;
+                servers.push(child);
+                urls.push(url);
+            }
+            (None, "hearth-signaling, processes on their own", "hearth")
+        }
+        Server::PeerJs => {
+            let script = args.peerjs.as_deref().unwrap();
+            for _ in 0..nodes {
+                let (child, url) = spawn_peerjs(args, script).await;
+                servers.push(child);
+                urls.push(url);
+            }
+            (None, "PeerJS 1.0.2", "peerjs")
+        }
+        Server::Floor => unreachable!("the floor holds no sessions"),
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nats_pid = nats.as_ref().map(|(child, _)| child.id().unwrap());
+    let pids: Vec<u32> = servers
+        .iter()
+        .map(|c| c.id().unwrap())
+        .chain(nats_pid)
+        .collect();
+    let rss = || pids.iter().map(|&pid| rss_bytes(pid)).sum::<f64>();
+    let base_rss = rss();
+    let nats_base = nats_pid.map(rss_bytes);
+    // As few client processes as the descriptor limit allows, sharing the clients evenly.
+    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
+    let most = usize::try_from(soft).unwrap().saturating_sub(64).max(2);
+    let processes = n.div_ceil(most);
+    let per = n.div_ceil(processes).next_multiple_of(2);
+    eprintln!(
+        "{name}: {n} idle connections to {nodes} processes, from {processes} client processes"
+    );
+    let me = std::env::current_exe().expect("this binary");
+    let node_pids = &pids[..nodes];
+    let cpu_before = (cpu_secs(node_pids), nats_pid.map(|p| cpu_secs(&[p])));
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(processes);
+    for start in (0..n).step_by(per) {
+        let count = per.min(n - start);
+        let mut child = pinned(&args.client_core, &me.to_string_lossy())
+            .args([
+                IDLE_CLIENTS,
+                proto,
+                if shared { "spread" } else { "pairs" },
+                &start.to_string(),
+                &count.to_string(),
+            ])
+            .args(&urls)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("a client process starts");
+        let stdin = child.stdin.take().unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        clients.push((child, stdin, lines));
+    }
+    for (_, _, lines) in &mut clients {
+        let line = lines.next_line().await.unwrap();
+        assert_eq!(
+            line.as_deref(),
+            Some("ready"),
+            "a client process connected its clients"
+        );
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{name}: connected in {connect_secs:.1} s; CPU meanwhile: the server processes {:.1} s{}",
+        cpu_secs(node_pids) - cpu_before.0,
+        nats_pid
+            .zip(cpu_before.1)
+            .map(|(p, before)| format!(", nats-server {:.1} s", cpu_secs(&[p]) - before))
+            .unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_secs(args.soak)).await;
+    // Still connected, every one: each client process counts its own.
+    let mut held = 0;
+    for (_, stdin, lines) in &mut clients {
+        stdin.write_all(b"count\n").await.unwrap();
+        let line = lines.next_line().await.unwrap().unwrap();
+        held += line.parse::<usize>().expect("a count");
+    }
+    let rss = rss();
+    let nats_rss = nats_pid
+        .zip(nats_base)
+        .map(|(pid, base)| (base, rss_bytes(pid)));
+    eprintln!(
+        "{name}: {held} of {n} held, {:.0} MiB in all",
+        rss / 1048576.0
+    );
+    IdleFleet {
+        name,
+        processes: nodes,
+        held,
+        connect_secs,
+        base_rss,
+        rss,
+        nats_rss,
+    }
+}
+
+/// A process holding client ends of an idle fleet: `--idle-clients <hearth|peerjs>
+/// <spread|pairs> <first> <count> <url>...`. It connects clients `first..first + count`,
+/// client `i` to URL `i % urls` (`spread`) or `(i / 2) % urls` (`pairs`: a room's two ends to
+/// one), prints `ready`, and then keeps them open, reading (which answers the servers' pings),
+/// and answers each `count` line on its stdin with how many are still open.
+async fn idle_clients(argv: &[String]) {
+    let proto = match argv[0].as_str() {
+        "hearth" => Proto::Hearth,
+        _ => Proto::PeerJs,
+    };
+    let spread = argv[1] == "spread";
+    let number = |k: usize| argv[k].parse::<usize>().expect("a number");
+    let (first, count) = (number(2), number(3));
+    let urls = &argv[4..];
+    let open_now = Arc::new(AtomicUsize::new(0));
+    let sem = Arc::new(Semaphore::new(256));
+    let joins: Vec<_> = tokens(proto, first..first + count, "idle")
+        .into_iter()
+        .zip(first..)
+        .map(|(token, i)| {
+            let node = if spread { i } else { i / 2 } % urls.len();
+            let (url, sem, open_now) = (urls[node].clone(), sem.clone(), open_now.clone());
+            tokio::spawn(async move {
+                let permit = sem.acquire_owned().await.unwrap();
+                let (mut ws, _) = open(proto, &url, i, &token, "idle", None).await;
+                drop(permit);
+                open_now.fetch_add(1, Relaxed);
+                tokio::spawn(async move {
+                    while let Some(Ok(_)) = ws.next().await {}
+                    open_now.fetch_sub(1, Relaxed);
+                });
+            })
+        })
+        .collect();
+    for j in joins {
+        j.await.unwrap();
+    }
+    println!("ready");
+    // Until the parent closes its stdin (or kills this process).
+    tokio::task::spawn_blocking(move || {
+        for line in std::io::stdin().lines() {
+            if line.is_err() {
+                break;
+            }
+            println!("{}", open_now.load(Relaxed));
+        }
+    })
+    .await
+    .unwrap();
 }
