@@ -1512,10 +1512,14 @@ async fn idle_fleets(args: &Args) {
     shared.row();
     if let Some(p) = &peerjs {
         p.row();
+        // In all, each layout's processes count with their own base; per connection, not.
+        let per = |f: &IdleFleet| (f.rss - f.base_rss) / f.held as f64;
         println!(
-            "\nPeerJS's RSS in all over Hearth's: {:.3}x with processes on their own, {:.3}x with Hearth's sharing rooms through NATS",
+            "\nPeerJS's RSS over Hearth's, in all: {:.3}x with processes on their own, {:.3}x with Hearth's sharing rooms through NATS; per connection: {:.3}x and {:.3}x",
             p.rss / alone.rss,
-            p.rss / shared.rss
+            p.rss / shared.rss,
+            per(p) / per(&alone),
+            per(p) / per(&shared)
         );
     }
 }
@@ -1526,9 +1530,9 @@ async fn idle_fleets(args: &Args) {
 ///
 /// `shared` (Hearth): the processes are nodes sharing their rooms through nats-server, whose
 /// memory is counted with theirs, and client `i` goes to node `i % nodes` (round robin, as a
-/// load balancer without stickiness places them: with an even number of nodes a room's two
-/// ends are on different ones). Otherwise each process is on its own, as PeerJS's can only be,
-/// and a room's two ends go to the same one.
+/// load balancer without stickiness places them: a room's two ends are on two consecutive
+/// nodes). Otherwise each process is on its own, as PeerJS's can only be, and a room's two
+/// ends go to the same one.
 async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
     let (n, nodes) = (args.idle_fleet, args.idle_nodes.max(1));
     let mut servers = Vec::with_capacity(nodes);
@@ -1578,6 +1582,11 @@ async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
     // As few client processes as the descriptor limit allows, sharing the clients evenly.
     let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
     let most = usize::try_from(soft).unwrap().saturating_sub(64).max(2);
+    // The servers have the same limit: more per server would wait at its backlog for ever.
+    assert!(
+        n.div_ceil(nodes) <= most,
+        "{n} connections over {nodes} processes is more than {most} for one; use more --idle-nodes"
+    );
     let processes = n.div_ceil(most);
     let per = n.div_ceil(processes).next_multiple_of(2);
     eprintln!(
@@ -1636,6 +1645,18 @@ async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
     let nats_rss = nats_pid
         .zip(nats_base)
         .map(|(pid, base)| (base, rss_bytes(pid)));
+    // Every socket closed, and the kernel given time to tear them down, before the next
+    // layout connects.
+    for (mut child, _, _) in clients {
+        let _ = child.kill().await;
+    }
+    for mut server in servers {
+        let _ = server.kill().await;
+    }
+    if let Some((mut nats, _dir)) = nats {
+        let _ = nats.kill().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!(
         "{name}: {held} of {n} held, {:.0} MiB in all",
         rss / 1048576.0
@@ -1659,9 +1680,14 @@ async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
 async fn idle_clients(argv: &[String]) {
     let proto = match argv[0].as_str() {
         "hearth" => Proto::Hearth,
-        _ => Proto::PeerJs,
+        "peerjs" => Proto::PeerJs,
+        other => panic!("not a protocol: {other}"),
     };
-    let spread = argv[1] == "spread";
+    let spread = match argv[1].as_str() {
+        "spread" => true,
+        "pairs" => false,
+        other => panic!("not a placement: {other}"),
+    };
     let number = |k: usize| argv[k].parse::<usize>().expect("a number");
     let (first, count) = (number(2), number(3));
     let urls = &argv[4..];
@@ -1671,7 +1697,7 @@ async fn idle_clients(argv: &[String]) {
         .into_iter()
         .zip(first..)
         .map(|(token, i)| {
-            let node = if spread { i } else { i / 2 } % urls.len();
+            let node = (if spread { i } else { i / 2 }) % urls.len();
             let (url, sem, open_now) = (urls[node].clone(), sem.clone(), open_now.clone());
             tokio::spawn(async move {
                 let permit = sem.acquire_owned().await.unwrap();
