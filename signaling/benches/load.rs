@@ -1535,40 +1535,38 @@ async fn idle_fleets(args: &Args) {
 /// ends go to the same one.
 async fn idle_fleet(args: &Args, server: Server, shared: bool) -> IdleFleet {
     let (n, nodes) = (args.idle_fleet, args.idle_nodes.max(1));
+    let (name, proto) = match (server, shared) {
+        (Server::Hearth, true) => ("hearth-signaling, nodes on NATS", "hearth"),
+        (Server::Hearth, false) => ("hearth-signaling, processes on their own", "hearth"),
+        (Server::PeerJs, _) => ("PeerJS 1.0.2", "peerjs"),
+        (Server::Floor, _) => unreachable!("the floor holds no sessions"),
+    };
+    let nats = if shared {
+        Some(spawn_nats(args).await)
+    } else {
+        None
+    };
     let mut servers = Vec::with_capacity(nodes);
     let mut urls = Vec::with_capacity(nodes);
-    let (nats, name, proto) = match server {
-        Server::Hearth if shared => {
-            let (nats, nats_url) = spawn_nats(args).await;
-            for node in 0..nodes {
-                let (child, url) =
-                    spawn_hearth(args, Some((&nats_url, &format!("idle-{node}")))).await;
-                servers.push(child);
-                urls.push(url);
+    for node in 0..nodes {
+        let (child, url) = match server {
+            Server::PeerJs => spawn_peerjs(args, args.peerjs.as_deref().unwrap()).await,
+            _ => {
+                let node_id = format!("idle-{node}");
+                let on = nats
+                    .as_ref()
+                    .map(|(_, url)| (url.as_str(), node_id.as_str()));
+                spawn_hearth(args, on).await
             }
-            // Each node sees the others alive before rooms are shared.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            (Some(nats), "hearth-signaling, nodes on NATS", "hearth")
-        }
-        Server::Hearth => {
-            for _ in 0..nodes {
-                let (child, url) = spawn_hearth(args, None).await;
-                servers.push(child);
-                urls.push(url);
-            }
-            (None, "hearth-signaling, processes on their own", "hearth")
-        }
-        Server::PeerJs => {
-            let script = args.peerjs.as_deref().unwrap();
-            for _ in 0..nodes {
-                let (child, url) = spawn_peerjs(args, script).await;
-                servers.push(child);
-                urls.push(url);
-            }
-            (None, "PeerJS 1.0.2", "peerjs")
-        }
-        Server::Floor => unreachable!("the floor holds no sessions"),
-    };
+        };
+        servers.push(child);
+        urls.push(url);
+    }
+    if shared {
+        // Each node sees the others alive before rooms are shared.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let nats = nats.map(|(nats, _)| nats);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let nats_pid = nats.as_ref().map(|(child, _)| child.id().unwrap());
     let pids: Vec<u32> = servers

@@ -44,14 +44,30 @@ pub(crate) type RoomName = Arc<str>;
 /// The rooms this node follows: in a slab, and each found by its name too. A connection keeps
 /// its room's place in the slab (see [`Hub::join`]), so each message it sends reaches the room
 /// by index, without hashing the name or reading the map's table (two or three cache misses
-/// for each message, with 10,000 rooms).
+/// for each message, with 10,000 rooms). It keeps the rooms gauge ([`Metrics::rooms`]) at its
+/// count as rooms come and go.
 #[derive(Debug, Default)]
 struct Rooms {
     slots: Slab<Followed>,
     by_name: FastMap<RoomName, usize>,
+    gauge: Option<metrics::Gauge>,
 }
 
 impl Rooms {
+    /// No rooms yet, counted in `gauge`.
+    fn counted(gauge: metrics::Gauge) -> Rooms {
+        Rooms {
+            gauge: Some(gauge),
+            ..Rooms::default()
+        }
+    }
+
+    fn counted_now(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(self.len() as f64);
+        }
+    }
+
     fn len(&self) -> usize {
         self.slots.len()
     }
@@ -100,12 +116,15 @@ impl Rooms {
         if let Some(old) = self.by_name.insert(name, slot) {
             self.slots.remove(old);
         }
+        self.counted_now();
         &mut self.slots[slot]
     }
 
     fn remove(&mut self, name: &str) -> Option<Followed> {
         let slot = self.by_name.remove(name)?;
-        self.slots.try_remove(slot)
+        let followed = self.slots.try_remove(slot);
+        self.counted_now();
+        followed
     }
 
     fn iter(&self) -> impl Iterator<Item = (&RoomName, &Followed)> {
@@ -356,7 +375,9 @@ impl Hub {
         backplane: Arc<dyn Backplane>,
         changes: Arc<crate::persist::Changes>,
     ) -> Result<(Hub, mpsc::UnboundedReceiver<Write>, Followups), StoreError> {
+        let metrics = Metrics::new();
         let state = State {
+            rooms: Rooms::counted(metrics.rooms.clone()),
             revoked: store.revoked_ids()?,
             rules: store.all_rules()?.into_iter().collect(),
             ..State::default()
@@ -392,7 +413,7 @@ impl Hub {
             keys: TokenKeys::new(&options.secret),
             resume: ResumeKeys::new(&options.secret),
             options,
-            metrics: Metrics::new(),
+            metrics,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
@@ -550,21 +571,15 @@ impl Hub {
             },
             None => (self.empty_room(room), 0),
         };
-        {
-            let mut state = self.lock();
-            state.rooms.insert(Followed::new(
-                RoomName::from(room),
-                replica,
-                pos,
-                unix_ms(),
-                &self.ctx(),
-            ));
-            self.metrics.rooms.set(state.rooms.len() as f64);
-        }
+        self.lock().rooms.insert(Followed::new(
+            RoomName::from(room),
+            replica,
+            pos,
+            unix_ms(),
+            &self.ctx(),
+        ));
         if let Err(e) = self.backplane.follow(room, pos).await {
-            let mut state = self.lock();
-            state.rooms.remove(room);
-            self.metrics.rooms.set(state.rooms.len() as f64);
+            self.lock().rooms.remove(room);
             return Err(unavailable(e));
         }
         Ok(())
@@ -1026,7 +1041,6 @@ impl Hub {
                 self.backplane.unfollow(&room).await;
             }
         }
-        self.metrics.rooms.set(self.lock().rooms.len() as f64);
     }
 
     /// Tells every connection of this node to reconnect (to another node, through the load
@@ -1272,7 +1286,6 @@ impl Sink for Hub {
             outs: kept,
             ..
         } = &mut *state;
-        let count = rooms.len();
         // One lookup for every message; the name is copied only for a room's first event.
         let followed = match rooms.find(room, slot) {
             Some(followed) => followed,
@@ -1317,9 +1330,6 @@ impl Sink for Hub {
         *kept = outs;
         if empty && !shared {
             rooms.remove(room);
-        }
-        if rooms.len() != count {
-            self.metrics.rooms.set(rooms.len() as f64);
         }
         drop(state);
         // On the one-process backplane this is the publishing connection's task, which writes
