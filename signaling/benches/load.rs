@@ -72,6 +72,8 @@ struct Args {
     window: usize,
     resume: usize,
     cross_connections: usize,
+    /// Sessions resumed in the cross-node phase (`--resume`, at most its connections).
+    cross_resume: usize,
     cross_rate: u64,
     peerjs: Option<PathBuf>,
     nats: String,
@@ -104,6 +106,7 @@ fn args() -> Args {
         window: 1_000,
         resume: 1_000,
         cross_connections: 1_000,
+        cross_resume: 1_000,
         cross_rate: 2_000,
         peerjs: None,
         nats: "nats-server".to_owned(),
@@ -146,6 +149,7 @@ fn args() -> Args {
             _ => {}
         }
     }
+    a.cross_resume = a.resume.min(a.cross_connections);
     a.resume = a.resume.min(a.connections);
     a
 }
@@ -421,6 +425,16 @@ struct Resumed {
     new_ids: usize,
 }
 
+impl Resumed {
+    /// Two table cells: how many came back in what time, and what went wrong.
+    fn cells(&self) -> String {
+        format!(
+            "{}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids",
+            self.back, self.of, self.secs, self.missing, self.doubled, self.seq_gaps, self.new_ids
+        )
+    }
+}
+
 struct Report {
     name: &'static str,
     held: usize,
@@ -536,7 +550,7 @@ impl Report {
     fn row(&self) {
         let r = &self.resume;
         println!(
-            "| {}{} | {} | {:.0} | {:.0}% | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {:.0} | {}/{} back in {:.2} s | {} missing, {} doubled, {} seq gaps, {} new ids |",
+            "| {}{} | {} | {:.0} | {:.0}% | {:.1} KiB | {:.3} ms | {:.3} ms | {:.3} ms{} | {:.0} | {:.0}% | {:.0} | {:.0} | {} |",
             self.name,
             if self.errors > 0 {
                 format!(" ({} ERRORS from the server)", self.errors)
@@ -555,13 +569,7 @@ impl Report {
             self.server_cores * 100.0,
             self.msgs_per_cpu_s,
             self.msgs_per_cpu_s_awake,
-            r.back,
-            r.of,
-            r.secs,
-            r.missing,
-            r.doubled,
-            r.seq_gaps,
-            r.new_ids
+            r.cells()
         );
     }
 }
@@ -801,6 +809,16 @@ struct Fleet {
     secrets: Vec<String>,
     tokens: Vec<String>,
     urls: Vec<String>,
+}
+
+impl Drop for Fleet {
+    /// Closes every connection now (a reader holds its socket's other half), not when the
+    /// server does: the next phase's fleet needs the descriptors.
+    fn drop(&mut self) {
+        for r in self.readers.iter().flatten() {
+            r.abort();
+        }
+    }
 }
 
 /// What a connection learnt from its first message.
@@ -1359,6 +1377,11 @@ struct Cross {
     alone: Latency,
     same_node: Latency,
     cross_node: Latency,
+    /// Mass resume in one process, to itself, and the CPU it took.
+    alone_resume: (Resumed, f64),
+    /// Mass resume of the cross-node fleet onto a third node that followed none of its rooms,
+    /// and the CPU of the nodes and of NATS meanwhile.
+    moved: (Resumed, f64, f64),
 }
 
 impl Cross {
@@ -1383,6 +1406,25 @@ impl Cross {
             (self.cross_node.p50_us - self.alone.p50_us) / 1000.0,
             (self.cross_node.p50_us - self.same_node.p50_us) / 1000.0
         );
+        let (alone, alone_cpu) = &self.alone_resume;
+        let (moved, nodes_cpu, nats_cpu) = &self.moved;
+        println!(
+            "\nMass resume: {} sessions drop at once and reconnect at once, each sending one message when back:",
+            moved.of
+        );
+        println!("| where they resume | back | gaps | CPU meanwhile | CPU per resume |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| one process, to itself | {} | {alone_cpu:.2} s | {:.0} µs |",
+            alone.cells(),
+            alone_cpu / alone.of as f64 * 1e6
+        );
+        println!(
+            "| nodes on NATS, to a third node that followed none of their rooms | {} | {:.2} s (nodes {nodes_cpu:.2} s, nats-server {nats_cpu:.2} s) | {:.0} µs |",
+            moved.cells(),
+            nodes_cpu + nats_cpu,
+            (nodes_cpu + nats_cpu) / moved.of as f64 * 1e6
+        );
     }
 }
 
@@ -1392,22 +1434,29 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         return None;
     }
     let n = args.cross_connections;
+    let m = args.cross_resume;
     eprintln!("one process, for the cross-node comparison");
-    let alone = {
+    let (alone, alone_resume) = {
         let (child, url) = spawn_hearth(args, None).await;
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "alone", &[url], n, |_| 0, args.window).await;
         let l = f
             .fixed(args.cross_rate, args.seconds, args.realtime, args.even)
             .await;
+        eprintln!("one process: mass resume");
+        let pid = [child.id().unwrap()];
+        let before = cpu_secs(&pid);
+        let r = f.mass_resume(m).await;
+        let cpu = cpu_secs(&pid) - before;
         drop(f);
         drop(child);
-        l
+        (l, (r, cpu))
     };
-    let (_nats, nats_url) = spawn_nats(args).await;
-    let (_a, url_a) = spawn_hearth(args, Some((&nats_url, "bench-a"))).await;
-    let (_b, url_b) = spawn_hearth(args, Some((&nats_url, "bench-b"))).await;
-    // Each node sees the other alive before rooms are shared.
+    let ((nats, _dir), nats_url) = spawn_nats(args).await;
+    let (a, url_a) = spawn_hearth(args, Some((&nats_url, "bench-a"))).await;
+    let (b, url_b) = spawn_hearth(args, Some((&nats_url, "bench-b"))).await;
+    let (c, url_c) = spawn_hearth(args, Some((&nats_url, "bench-c"))).await;
+    // Each node sees the others alive before rooms are shared.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let urls = [url_a, url_b];
     eprintln!("two nodes, both ends on one");
@@ -1417,16 +1466,31 @@ async fn cross_node(args: &Args) -> Option<Cross> {
             .await
     };
     eprintln!("two nodes, ends on different ones");
-    let cross_node = {
+    let (cross_node, moved) = {
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "cross", &urls, n, |i| i % 2, args.window).await;
-        f.fixed(args.cross_rate, args.seconds, args.realtime, args.even)
-            .await
+        let l = f
+            .fixed(args.cross_rate, args.seconds, args.realtime, args.even)
+            .await;
+        // What a node's loss or drain asks of the node its clients reach next: a resume for
+        // each session, and a follow (snapshot, then the log) for each room.
+        eprintln!("nodes on NATS: mass resume onto a third node");
+        for url in &mut f.urls[..m] {
+            url.clone_from(&url_c);
+        }
+        let nodes = [a.id().unwrap(), b.id().unwrap(), c.id().unwrap()];
+        let nats_pid = [nats.id().unwrap()];
+        let before = (cpu_secs(&nodes), cpu_secs(&nats_pid));
+        let r = f.mass_resume(m).await;
+        let cpu = (cpu_secs(&nodes) - before.0, cpu_secs(&nats_pid) - before.1);
+        (l, (r, cpu.0, cpu.1))
     };
     Some(Cross {
         alone,
         same_node,
         cross_node,
+        alone_resume,
+        moved,
     })
 }
 

@@ -121,11 +121,13 @@ impl IntoResponse for Failure {
 
 type Answer<T> = Result<T, Failure>;
 
-/// Runs a blocking store call off the async threads.
+/// Runs a blocking store call off the async threads, on a copy of the store that has caught up
+/// with the shared log ([`crate::persist::Changes::caught_up`]).
 async fn blocking<T: Send + 'static>(
     hub: &Arc<Hub>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Answer<T> {
+    hub.changes.caught_up().await?;
     let store = hub.store.clone();
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(r) => Ok(r?),

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::backplane::{Backplane, Control, Sink, Snapshot};
 use crate::frames::{CLOSE_GOING_AWAY, CLOSE_POLICY};
+use crate::keylock::KeyLocks;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
 use crate::outlet::{Outbound, Outlet};
@@ -337,8 +338,9 @@ pub struct Hub {
     writes: mpsc::UnboundedSender<Write>,
     /// Events decided under the lock, published by [`Hub::run_followups`].
     followups: mpsc::UnboundedSender<(String, Event)>,
-    /// One room is set up to be followed at a time.
-    following: tokio::sync::Mutex<()>,
+    /// A room is set up to be followed, or let go, by one task at a time; different rooms at
+    /// once (a node taking over many rooms waits a NATS round trip for each, all together).
+    following: KeyLocks,
     state: Mutex<State>,
     next_conn: AtomicU64,
     /// Set by [`Hub::stop_connections`].
@@ -422,7 +424,7 @@ impl Hub {
             backplane,
             writes,
             followups,
-            following: tokio::sync::Mutex::new(()),
+            following: KeyLocks::default(),
             state: Mutex::new(state),
             next_conn: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
@@ -550,7 +552,7 @@ impl Hub {
         if self.lock().rooms.contains_key(room) {
             return Ok(());
         }
-        let _one = self.following.lock().await;
+        let _one = self.following.lock(room).await;
         if self.lock().rooms.contains_key(room) {
             return Ok(());
         }
@@ -1023,11 +1025,14 @@ impl Hub {
             }
         }
         if !unfollow.is_empty() {
-            // No `follow` starts meanwhile, and a room is let go only if no connection of this
-            // node joined it since it was found idle (`join` registers its connection under
-            // the same lock, and only while the room is followed): a room let go here is
-            // followed afresh, from its snapshot, by the next join.
-            let _one = self.following.lock().await;
+            // No `follow` of these rooms starts meanwhile, and a room is let go only if no
+            // connection of this node joined it since it was found idle (`join` registers its
+            // connection under the same lock, and only while the room is followed): a room
+            // let go here is followed afresh, from its snapshot, by the next join.
+            let mut held = Vec::with_capacity(unfollow.len());
+            for room in &unfollow {
+                held.push(self.following.lock(room).await);
+            }
             let gone: Vec<RoomName> = {
                 let mut state = self.lock();
                 let State { rooms, conns, .. } = &mut *state;
@@ -1040,6 +1045,7 @@ impl Hub {
             for room in gone {
                 self.backplane.unfollow(&room).await;
             }
+            drop(held);
         }
     }
 

@@ -15,6 +15,7 @@ mod connection;
 mod frames;
 mod hub;
 pub mod ice;
+mod keylock;
 mod mailbox;
 pub mod metrics;
 mod options;

@@ -21,6 +21,14 @@ use crate::store::{Store, StoreError, StoreOp, TabletChange};
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long a starting server waits for its copy to catch up with the shared log.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+/// How long a read waits to learn where the shared log ends before reading the copy as it is.
+const END_WAIT: Duration = Duration::from_secs(1);
+/// How long the copy waits for more of the shared log before applying a batch smaller than
+/// [`BATCH`]. Every node applies every node's changes, each arriving alone; a transaction's
+/// commit costs far more than a record in it, so gathering them for a moment takes most of that
+/// cost off (measured: a node's CPU per join through NATS, docs/BENCHMARKS.md). A change waits
+/// this much longer before [`Changes::make`] returns.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// Makes changes to the store, shared or not.
 #[derive(Debug)]
@@ -84,6 +92,25 @@ impl Changes {
         }
     }
 
+    /// Waits until this server's copy has applied every change in the shared log as it stands
+    /// now: a read after it sees every change any server had made before (a staff member's
+    /// next request may reach another server through the load balancer). At once when there
+    /// is no shared log. While NATS cannot say where the log ends, the copy is read as it is
+    /// (staff still see invitations and the audit trail, as of the outage).
+    pub(crate) async fn caught_up(&self) -> Result<(), StoreError> {
+        match tokio::time::timeout(END_WAIT, self.backplane.store_end()).await {
+            Ok(Ok(end)) => self.until_applied(end, APPLY_WAIT).await,
+            Ok(Err(e)) => {
+                warn!(error = %e, "the shared store's end is unknown; reading this copy as it is");
+                Ok(())
+            }
+            Err(_) => {
+                warn!("NATS did not say where the shared store ends; reading this copy as it is");
+                Ok(())
+            }
+        }
+    }
+
     /// Withdrawals and rules as this server's copy applies them from the shared log, in log
     /// order; `None` after the first call.
     pub(crate) fn take_notices(&self) -> Option<mpsc::UnboundedReceiver<Control>> {
@@ -105,7 +132,7 @@ impl Changes {
     }
 }
 
-/// Applies the shared log to the local copy, in batches of what has arrived, and says how far
+/// Applies the shared log to the local copy, in batches of what arrives within [`GATHER`], and says how far
 /// it got. A batch that fails is tried again: positions make it apply once.
 async fn apply_log(
     store: Arc<Store>,
@@ -115,10 +142,11 @@ async fn apply_log(
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + GATHER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) | Err(_) => break,
             }
         }
         let last = batch.last().map_or(0, |(pos, _)| *pos);

@@ -127,6 +127,92 @@ struct Followed {
 struct Rooms {
     by_subject: HashMap<String, Followed>,
     generations: u64,
+    /// Where every room's recent events are, as the reader saw them.
+    recent: Recent,
+}
+
+/// Events kept in one generation of [`Recent`]: two of them cover at least this many of the
+/// stream's latest events. A generation takes 2 MiB when a few rooms have them all, and up to
+/// about 35 MB when each is a different room's.
+const RECENT_GENERATION: usize = 1 << 18;
+
+/// The stream positions of every room's recent events, recorded by the stream-wide reader (it
+/// reads them all anyway). A room a node starts to follow is caught up by reading exactly these
+/// positions. Reading a room's events by subject instead costs NATS 2.9 a scan of every other
+/// room's events in between: 10,000 sessions moving to a node that followed none of their rooms
+/// took nats-server 10 s of CPU that way (docs/BENCHMARKS.md).
+#[derive(Default)]
+struct Recent {
+    /// Every event from this position up to `last` is in `older` or `newer`; 0 until the reader
+    /// starts.
+    from: u64,
+    last: u64,
+    older: HashMap<String, Vec<u64>>,
+    newer: HashMap<String, Vec<u64>>,
+    /// The first position `newer` may hold, and how many it holds.
+    newer_from: u64,
+    newer_len: usize,
+}
+
+impl Recent {
+    /// The reader's first position: what comes before it is not known.
+    fn start(&mut self, from: u64) {
+        if self.from == 0 {
+            self.from = from;
+            self.newer_from = from;
+            self.last = from.saturating_sub(1);
+        }
+    }
+
+    /// Records an event's position; gives back the generation let go, if one was, to be
+    /// dropped off the lock (a quarter of a million allocations).
+    #[must_use]
+    fn record(&mut self, subject: &str, pos: u64) -> Option<HashMap<String, Vec<u64>>> {
+        if self.from == 0 {
+            return None;
+        }
+        if pos <= self.last {
+            // The stream was made again (its positions start over): nothing before is known.
+            *self = Recent::default();
+            self.start(pos);
+        }
+        self.last = pos;
+        let mut retired = None;
+        if self.newer_len >= RECENT_GENERATION {
+            retired = Some(std::mem::replace(
+                &mut self.older,
+                std::mem::take(&mut self.newer),
+            ));
+            self.from = self.newer_from;
+            self.newer_from = pos;
+            self.newer_len = 0;
+        }
+        match self.newer.get_mut(subject) {
+            Some(positions) => positions.push(pos),
+            None => {
+                self.newer.insert(subject.to_owned(), vec![pos]);
+            }
+        }
+        self.newer_len += 1;
+        retired
+    }
+
+    /// The positions of `subject`'s events after `after` that the reader has seen, when it
+    /// has seen every one of them; `None` when some came before what it remembers.
+    fn after(&self, subject: &str, after: u64) -> Option<Vec<u64>> {
+        if self.from == 0 || after.saturating_add(1) < self.from {
+            return None;
+        }
+        Some(
+            [&self.older, &self.newer]
+                .into_iter()
+                .filter_map(|m| m.get(subject))
+                .flatten()
+                .copied()
+                .filter(|p| *p > after)
+                .collect(),
+        )
+    }
 }
 
 type SharedRooms = Arc<Mutex<Rooms>>;
@@ -150,6 +236,8 @@ pub(crate) struct Nats {
     client: async_nats::Client,
     js: jetstream::Context,
     stream: stream::Stream,
+    /// Reads one room's log, for catch-ups.
+    log: RoomLog,
     store: stream::Stream,
     /// Counts reconnections to NATS: readers start again on each.
     epoch: tokio::sync::watch::Sender<u64>,
@@ -239,17 +327,26 @@ impl Nats {
             .await
             .map_err(nats_error)?;
         let js = jetstream::new(client.clone());
-        let stream = js
+        let mut stream = js
             .get_or_create_stream(stream::Config {
                 name: STREAM.to_owned(),
                 subjects: vec![format!("{ROOM_PREFIX}>")],
                 storage: stream::StorageType::File,
                 max_age: LOG_AGE,
                 duplicate_window: Duration::from_secs(120),
+                allow_direct: true,
                 ..Default::default()
             })
             .await
             .map_err(nats_error)?;
+        if !stream.cached_info().config.allow_direct {
+            // Made by an earlier version: the same, as the operator may have changed it, with
+            // direct gets allowed.
+            let mut config = stream.cached_info().config.clone();
+            config.allow_direct = true;
+            js.update_stream(config).await.map_err(nats_error)?;
+            stream = js.get_stream(STREAM).await.map_err(nats_error)?;
+        }
         let store = js
             .get_or_create_stream(stream::Config {
                 name: STORE_STREAM.to_owned(),
@@ -266,16 +363,29 @@ impl Nats {
         // Rooms are caught up from their snapshots, so the stream is read from its end.
         let read = stream.cached_info().state.last_sequence;
         info!(url, "sharing rooms through NATS");
+        let config = &stream.cached_info().config;
+        let log = RoomLog {
+            stream: stream.clone(),
+            direct: config.allow_direct && config.num_replicas <= 1,
+        };
         Ok(Nats {
             client,
             js,
             stream,
+            log,
             store,
             epoch: tokio::sync::watch::Sender::new(0),
             snapshots,
             nodes,
             sink: OnceLock::new(),
-            rooms: SharedRooms::default(),
+            rooms: Arc::new(Mutex::new(Rooms {
+                recent: {
+                    let mut r = Recent::default();
+                    r.start(read + 1);
+                    r
+                },
+                ..Rooms::default()
+            })),
             // Rooms are caught up from their snapshots, so the stream is read from its end.
             read: Arc::new(AtomicU64::new(read)),
             liveness: Arc::new(Mutex::new(Liveness::default())),
@@ -487,6 +597,9 @@ async fn read_stream(
                 return;
             };
             let mut rooms = lock(&rooms);
+            if let Some(retired) = rooms.recent.record(msg.subject.as_str(), pos) {
+                tokio::task::spawn_blocking(move || drop(retired));
+            }
             let Some(followed) = rooms.by_subject.get_mut(msg.subject.as_str()) else {
                 // A room another node serves.
                 continue;
@@ -578,17 +691,125 @@ async fn read_store(
     }
 }
 
+/// Reads one room's events from the stream directly, for a catch-up.
+#[derive(Clone)]
+struct RoomLog {
+    stream: stream::Stream,
+    /// JetStream's direct gets, which cost NATS and the node less than the stream API's: used
+    /// when the stream has one replica. With more, any replica may answer one, a lagging one
+    /// too, and a catch-up must see every event acknowledged before it; the stream API's gets
+    /// are answered by the leader.
+    direct: bool,
+}
+
+impl RoomLog {
+    /// The position of the last event on `subject`; 0 when there is none.
+    async fn last(&self, subject: &str) -> Result<u64, BackplaneError> {
+        use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
+        if self.direct {
+            match self.stream.direct_get_last_for_subject(subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
+                Err(e) => Err(nats_error(e)),
+            }
+        } else {
+            match self.stream.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+                Err(e) => Err(nats_error(e)),
+            }
+        }
+    }
+
+    /// The event of `subject` at position `pos`, if it is still kept. Another subject's event
+    /// there is an error: the stream was made again and its positions reused (a catch-up then
+    /// reads by subject).
+    async fn at(&self, subject: &str, pos: u64) -> Result<Option<Bytes>, BackplaneError> {
+        use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
+        let m = if self.direct {
+            match self.stream.direct_get(pos).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(nats_error(e)),
+            }
+        } else {
+            match self.stream.get_raw_message(pos).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e) => return Err(nats_error(e)),
+            }
+        };
+        if m.subject.as_str() != subject {
+            return Err(BackplaneError::Nats(format!(
+                "position {pos} holds another room's event"
+            )));
+        }
+        Ok(Some(m.payload))
+    }
+
+    /// The first event on `subject` at or after position `from`, with its position.
+    async fn next(&self, subject: &str, from: u64) -> Result<Option<(u64, Bytes)>, BackplaneError> {
+        use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
+        let m = if self.direct {
+            match self
+                .stream
+                .direct_get_next_for_subject(subject, Some(from))
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(nats_error(e)),
+            }
+        } else {
+            match self
+                .stream
+                .get_first_raw_message_by_subject(subject, from)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e) => return Err(nats_error(e)),
+            }
+        };
+        Ok(Some((m.sequence, m.payload)))
+    }
+}
+
 /// Hands a newly followed room's events after `after` to the sink, read one by one from its
 /// subject up to the last one there, then what the stream-wide reader kept meanwhile. Tried
 /// again while NATS cannot answer, until the room is no longer followed.
 async fn catch_up(
-    stream: stream::Stream,
+    log: RoomLog,
     rooms: SharedRooms,
     subject: String,
     generation: u64,
+    known: Option<Vec<u64>>,
     sink: Weak<dyn Sink>,
 ) {
-    use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
+    if let Some(known) = known {
+        // Every event of the room the reader passed before the room was registered: read by
+        // position, then what the reader kept since. Should NATS fail meanwhile, the rest is
+        // read by subject below.
+        let mut complete = true;
+        for pos in known {
+            let payload = match log.at(&subject, pos).await {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => {
+                    debug!(error = %e, "could not catch a room up; reading its log instead");
+                    complete = false;
+                    break;
+                }
+            };
+            if !hand_read(&rooms, &subject, generation, &sink, pos, &payload) {
+                return;
+            }
+        }
+        if complete {
+            hand_pending(&rooms, &subject, generation, &sink);
+            return;
+        }
+    }
     'attempt: loop {
         let Some(mut next) =
             this_follow(&mut lock(&rooms), &subject, generation).map(|f| f.last + 1)
@@ -597,9 +818,8 @@ async fn catch_up(
         };
         // The last event is read after the room was registered, so it is at least as far on
         // as anything the stream-wide reader dropped before then.
-        let target = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => m.sequence,
-            Err(e) if e.kind() == Kind::NoMessageFound => 0,
+        let target = match log.last(&subject).await {
+            Ok(pos) => pos,
             Err(e) => {
                 debug!(error = %e, "could not catch a room up; trying again");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -607,41 +827,62 @@ async fn catch_up(
             }
         };
         while next <= target {
-            let m = match stream
-                .get_first_raw_message_by_subject(&subject, next)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == Kind::NoMessageFound => break,
+            let (pos, payload) = match log.next(&subject, next).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
                 Err(e) => {
                     debug!(error = %e, "could not catch a room up; trying again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue 'attempt;
                 }
             };
-            let Some(sink) = sink.upgrade() else { return };
-            let mut rooms = lock(&rooms);
-            let Some(followed) = this_follow(&mut rooms, &subject, generation) else {
+            if !hand_read(&rooms, &subject, generation, &sink, pos, &payload) {
                 return;
-            };
-            if m.sequence > followed.last {
-                followed.last = m.sequence;
-                hand_over(&*sink, &followed.room, m.sequence, &m.payload);
             }
-            next = m.sequence + 1;
+            next = pos + 1;
         }
-        let Some(sink) = sink.upgrade() else { return };
-        let mut rooms = lock(&rooms);
-        let Some(followed) = this_follow(&mut rooms, &subject, generation) else {
-            return;
-        };
-        for (pos, payload) in followed.pending.take().unwrap_or_default() {
-            if pos > followed.last {
-                followed.last = pos;
-                hand_over(&*sink, &followed.room, pos, &payload);
-            }
-        }
+        hand_pending(&rooms, &subject, generation, &sink);
         return;
+    }
+}
+
+/// Hands over one event a catch-up read, unless the room has been given up since; false then
+/// (or when the node is gone).
+fn hand_read(
+    rooms: &SharedRooms,
+    subject: &str,
+    generation: u64,
+    sink: &Weak<dyn Sink>,
+    pos: u64,
+    payload: &[u8],
+) -> bool {
+    let Some(sink) = sink.upgrade() else {
+        return false;
+    };
+    let mut rooms = lock(rooms);
+    let Some(followed) = this_follow(&mut rooms, subject, generation) else {
+        return false;
+    };
+    if pos > followed.last {
+        followed.last = pos;
+        hand_over(&*sink, &followed.room, pos, payload);
+    }
+    true
+}
+
+/// Ends a catch-up: hands over what the stream-wide reader kept of the room meanwhile, and
+/// from then on the reader hands its events over itself.
+fn hand_pending(rooms: &SharedRooms, subject: &str, generation: u64, sink: &Weak<dyn Sink>) {
+    let Some(sink) = sink.upgrade() else { return };
+    let mut rooms = lock(rooms);
+    let Some(followed) = this_follow(&mut rooms, subject, generation) else {
+        return;
+    };
+    for (pos, payload) in followed.pending.take().unwrap_or_default() {
+        if pos > followed.last {
+            followed.last = pos;
+            hand_over(&*sink, &followed.room, pos, &payload);
+        }
     }
 }
 
@@ -704,13 +945,16 @@ impl Backplane for Nats {
             return Ok(());
         };
         let subject = format!("{ROOM_PREFIX}{}", token(room));
-        let generation = {
+        let (generation, known) = {
             let mut rooms = lock(&self.rooms);
             if rooms.by_subject.contains_key(&subject) {
                 return Ok(());
             }
             rooms.generations += 1;
             let generation = rooms.generations;
+            // Under the same lock as the reader: every event it has passed is known here, and
+            // every later one is kept for the room as pending.
+            let known = rooms.recent.after(&subject, after);
             rooms.by_subject.insert(
                 subject.clone(),
                 Followed {
@@ -720,13 +964,14 @@ impl Backplane for Nats {
                     generation,
                 },
             );
-            generation
+            (generation, known)
         };
         let task = tokio::spawn(catch_up(
-            self.stream.clone(),
+            self.log.clone(),
             self.rooms.clone(),
             subject,
             generation,
+            known,
             sink,
         ));
         let mut background = self
@@ -876,4 +1121,61 @@ fn decode_snapshot(bytes: &[u8]) -> Option<Snapshot> {
         pos: u64::from_be_bytes(*pos),
         state: state.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_positions_are_known_from_where_the_reader_started() {
+        let mut r = Recent::default();
+        assert_eq!(
+            r.after("a", 0),
+            None,
+            "nothing is known before the reader starts"
+        );
+        r.start(10);
+        for (subject, pos) in [("a", 10), ("b", 11), ("a", 12), ("c", 13), ("a", 15)] {
+            let _ = r.record(subject, pos);
+        }
+        assert_eq!(r.after("a", 9), Some(vec![10, 12, 15]));
+        assert_eq!(r.after("a", 12), Some(vec![15]));
+        assert_eq!(r.after("b", 11), Some(vec![]), "nothing after its last");
+        assert_eq!(r.after("d", 9), Some(vec![]), "a room without events since");
+        assert_eq!(
+            r.after("a", 5),
+            None,
+            "events before the reader started are unknown"
+        );
+    }
+
+    #[test]
+    fn old_generations_are_let_go() {
+        let mut r = Recent::default();
+        r.start(1);
+        let n = RECENT_GENERATION as u64;
+        for pos in 1..=3 * n {
+            let _ = r.record(if pos % 2 == 0 { "even" } else { "odd" }, pos);
+        }
+        // Two generations: the last 2n positions at least.
+        assert_eq!(r.after("odd", n - 1), None, "the first generation is gone");
+        assert!(r.after("odd", n).is_some(), "the second is kept");
+        let known = r
+            .after("odd", 2 * n)
+            .expect("the last generations are kept");
+        assert_eq!(known.len() as u64, n / 2);
+        assert!(known.iter().all(|p| p % 2 == 1 && *p > 2 * n));
+    }
+
+    #[test]
+    fn a_stream_made_again_starts_over() {
+        let mut r = Recent::default();
+        r.start(100);
+        let _ = r.record("a", 100);
+        let _ = r.record("a", 101);
+        let _ = r.record("a", 1);
+        assert_eq!(r.after("a", 0), Some(vec![1]));
+        assert_eq!(r.after("a", 100), Some(vec![]));
+    }
 }
