@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use base64::Engine;
 use bytes::Bytes;
@@ -22,10 +23,13 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+mod recent;
+
 use super::{Backplane, BackplaneError, Control, Sink, Snapshot, StoreEntry};
 use crate::hub::OnlineTablet;
 use crate::replica::{Event, NodeId};
 use crate::store::StoreOp;
+use recent::Recent;
 
 const STREAM: &str = "HEARTH_ROOMS";
 const ROOM_PREFIX: &str = "hearth.room.";
@@ -129,90 +133,6 @@ struct Rooms {
     generations: u64,
     /// Where every room's recent events are, as the reader saw them.
     recent: Recent,
-}
-
-/// Events kept in one generation of [`Recent`]: two of them cover at least this many of the
-/// stream's latest events. A generation takes 2 MiB when a few rooms have them all, and up to
-/// about 35 MB when each is a different room's.
-const RECENT_GENERATION: usize = 1 << 18;
-
-/// The stream positions of every room's recent events, recorded by the stream-wide reader (it
-/// reads them all anyway). A room a node starts to follow is caught up by reading exactly these
-/// positions. Reading a room's events by subject instead costs NATS 2.9 a scan of every other
-/// room's events in between: 10,000 sessions moving to a node that followed none of their rooms
-/// took nats-server 10 s of CPU that way (docs/BENCHMARKS.md).
-#[derive(Default)]
-struct Recent {
-    /// Every event from this position up to `last` is in `older` or `newer`; 0 until the reader
-    /// starts.
-    from: u64,
-    last: u64,
-    older: HashMap<String, Vec<u64>>,
-    newer: HashMap<String, Vec<u64>>,
-    /// The first position `newer` may hold, and how many it holds.
-    newer_from: u64,
-    newer_len: usize,
-}
-
-impl Recent {
-    /// The reader's first position: what comes before it is not known.
-    fn start(&mut self, from: u64) {
-        if self.from == 0 {
-            self.from = from;
-            self.newer_from = from;
-            self.last = from.saturating_sub(1);
-        }
-    }
-
-    /// Records an event's position; gives back the generation let go, if one was, to be
-    /// dropped off the lock (a quarter of a million allocations).
-    #[must_use]
-    fn record(&mut self, subject: &str, pos: u64) -> Option<HashMap<String, Vec<u64>>> {
-        if self.from == 0 {
-            return None;
-        }
-        if pos <= self.last {
-            // The stream was made again (its positions start over): nothing before is known.
-            *self = Recent::default();
-            self.start(pos);
-        }
-        self.last = pos;
-        let mut retired = None;
-        if self.newer_len >= RECENT_GENERATION {
-            retired = Some(std::mem::replace(
-                &mut self.older,
-                std::mem::take(&mut self.newer),
-            ));
-            self.from = self.newer_from;
-            self.newer_from = pos;
-            self.newer_len = 0;
-        }
-        match self.newer.get_mut(subject) {
-            Some(positions) => positions.push(pos),
-            None => {
-                self.newer.insert(subject.to_owned(), vec![pos]);
-            }
-        }
-        self.newer_len += 1;
-        retired
-    }
-
-    /// The positions of `subject`'s events after `after` that the reader has seen, when it
-    /// has seen every one of them; `None` when some came before what it remembers.
-    fn after(&self, subject: &str, after: u64) -> Option<Vec<u64>> {
-        if self.from == 0 || after.saturating_add(1) < self.from {
-            return None;
-        }
-        Some(
-            [&self.older, &self.newer]
-                .into_iter()
-                .filter_map(|m| m.get(subject))
-                .flatten()
-                .copied()
-                .filter(|p| *p > after)
-                .collect(),
-        )
-    }
 }
 
 type SharedRooms = Arc<Mutex<Rooms>>;
@@ -379,11 +299,7 @@ impl Nats {
             nodes,
             sink: OnceLock::new(),
             rooms: Arc::new(Mutex::new(Rooms {
-                recent: {
-                    let mut r = Recent::default();
-                    r.start(read + 1);
-                    r
-                },
+                recent: Recent::starting_at(read + 1),
                 ..Rooms::default()
             })),
             // Rooms are caught up from their snapshots, so the stream is read from its end.
@@ -705,73 +621,77 @@ struct RoomLog {
 impl RoomLog {
     /// The position of the last event on `subject`; 0 when there is none.
     async fn last(&self, subject: &str) -> Result<u64, BackplaneError> {
-        use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
-        if self.direct {
-            match self.stream.direct_get_last_for_subject(subject).await {
-                Ok(m) => Ok(m.sequence),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
-                Err(e) => Err(nats_error(e)),
-            }
+        let m = if self.direct {
+            kept(
+                self.stream.direct_get_last_for_subject(subject).await,
+                DirectGetErrorKind::NotFound,
+            )?
         } else {
-            match self.stream.get_last_raw_message_by_subject(subject).await {
-                Ok(m) => Ok(m.sequence),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-                Err(e) => Err(nats_error(e)),
-            }
-        }
+            kept(
+                self.stream.get_last_raw_message_by_subject(subject).await,
+                RawMessageErrorKind::NoMessageFound,
+            )?
+        };
+        Ok(m.map_or(0, |m| m.sequence))
     }
 
     /// The event of `subject` at position `pos`, if it is still kept. Another subject's event
     /// there is an error: the stream was made again and its positions reused (a catch-up then
     /// reads by subject).
     async fn at(&self, subject: &str, pos: u64) -> Result<Option<Bytes>, BackplaneError> {
-        use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
         let m = if self.direct {
-            match self.stream.direct_get(pos).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(nats_error(e)),
-            }
+            kept(
+                self.stream.direct_get(pos).await,
+                DirectGetErrorKind::NotFound,
+            )?
         } else {
-            match self.stream.get_raw_message(pos).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
-                Err(e) => return Err(nats_error(e)),
-            }
+            kept(
+                self.stream.get_raw_message(pos).await,
+                RawMessageErrorKind::NoMessageFound,
+            )?
         };
-        if m.subject.as_str() != subject {
-            return Err(BackplaneError::Nats(format!(
+        match m {
+            Some(m) if m.subject.as_str() != subject => Err(BackplaneError::Nats(format!(
                 "position {pos} holds another room's event"
-            )));
+            ))),
+            m => Ok(m.map(|m| m.payload)),
         }
-        Ok(Some(m.payload))
     }
 
     /// The first event on `subject` at or after position `from`, with its position.
     async fn next(&self, subject: &str, from: u64) -> Result<Option<(u64, Bytes)>, BackplaneError> {
-        use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
         let m = if self.direct {
-            match self
-                .stream
-                .direct_get_next_for_subject(subject, Some(from))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(nats_error(e)),
-            }
+            kept(
+                self.stream
+                    .direct_get_next_for_subject(subject, Some(from))
+                    .await,
+                DirectGetErrorKind::NotFound,
+            )?
         } else {
-            match self
-                .stream
-                .get_first_raw_message_by_subject(subject, from)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-                Err(e) => return Err(nats_error(e)),
-            }
+            kept(
+                self.stream
+                    .get_first_raw_message_by_subject(subject, from)
+                    .await,
+                RawMessageErrorKind::NoMessageFound,
+            )?
         };
-        Ok(Some((m.sequence, m.payload)))
+        Ok(m.map(|m| (m.sequence, m.payload)))
+    }
+}
+
+/// What a get from a stream found: `None` when NATS answers that there is no such message
+/// (`missing`), an error for any other failure.
+fn kept<T, K>(
+    got: Result<T, async_nats::error::Error<K>>,
+    missing: K,
+) -> Result<Option<T>, BackplaneError>
+where
+    K: Clone + std::fmt::Debug + std::fmt::Display + PartialEq,
+{
+    match got {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == missing => Ok(None),
+        Err(e) => Err(nats_error(e)),
     }
 }
 
@@ -1121,61 +1041,4 @@ fn decode_snapshot(bytes: &[u8]) -> Option<Snapshot> {
         pos: u64::from_be_bytes(*pos),
         state: state.to_vec(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_positions_are_known_from_where_the_reader_started() {
-        let mut r = Recent::default();
-        assert_eq!(
-            r.after("a", 0),
-            None,
-            "nothing is known before the reader starts"
-        );
-        r.start(10);
-        for (subject, pos) in [("a", 10), ("b", 11), ("a", 12), ("c", 13), ("a", 15)] {
-            let _ = r.record(subject, pos);
-        }
-        assert_eq!(r.after("a", 9), Some(vec![10, 12, 15]));
-        assert_eq!(r.after("a", 12), Some(vec![15]));
-        assert_eq!(r.after("b", 11), Some(vec![]), "nothing after its last");
-        assert_eq!(r.after("d", 9), Some(vec![]), "a room without events since");
-        assert_eq!(
-            r.after("a", 5),
-            None,
-            "events before the reader started are unknown"
-        );
-    }
-
-    #[test]
-    fn old_generations_are_let_go() {
-        let mut r = Recent::default();
-        r.start(1);
-        let n = RECENT_GENERATION as u64;
-        for pos in 1..=3 * n {
-            let _ = r.record(if pos % 2 == 0 { "even" } else { "odd" }, pos);
-        }
-        // Two generations: the last 2n positions at least.
-        assert_eq!(r.after("odd", n - 1), None, "the first generation is gone");
-        assert!(r.after("odd", n).is_some(), "the second is kept");
-        let known = r
-            .after("odd", 2 * n)
-            .expect("the last generations are kept");
-        assert_eq!(known.len() as u64, n / 2);
-        assert!(known.iter().all(|p| p % 2 == 1 && *p > 2 * n));
-    }
-
-    #[test]
-    fn a_stream_made_again_starts_over() {
-        let mut r = Recent::default();
-        r.start(100);
-        let _ = r.record("a", 100);
-        let _ = r.record("a", 101);
-        let _ = r.record("a", 1);
-        assert_eq!(r.after("a", 0), Some(vec![1]));
-        assert_eq!(r.after("a", 100), Some(vec![]));
-    }
 }
