@@ -330,4 +330,52 @@ mod tests {
             .count();
         assert!(resumed >= 45, "{resumed}");
     }
+
+    /// Packets every 20 ms; every second the whole process stalls for 100 ms (the machine
+    /// was busy), and when it runs again playout comes first, then the packets that waited are
+    /// taken in. `burst` runs the missed pops at once (a clock that keeps its old schedule);
+    /// otherwise playout pops once and goes on from then (`playout::Clock`'s way).
+    fn stalled_process(burst: bool) -> JitterStats {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new();
+        let mut waiting = Vec::new();
+        for tick in 0..250u64 {
+            let n = tick as u32;
+            let now = t0 + Duration::from_millis(tick * 20);
+            if tick >= 50 && tick % 50 < 5 {
+                waiting.push(n);
+                continue;
+            }
+            let pops = if burst && tick >= 50 && tick % 50 == 5 {
+                6
+            } else {
+                1
+            };
+            for _ in 0..pops {
+                jb.pop();
+            }
+            for w in waiting.drain(..) {
+                jb.push(w * 960, pkt(w), now);
+            }
+            jb.push(n * 960, pkt(n), now);
+        }
+        jb.stats()
+    }
+
+    #[test]
+    fn playout_that_goes_on_after_a_stall_conceals_little_and_sheds_the_delay() {
+        let burst = stalled_process(true);
+        assert!(
+            burst.concealed >= 5 && burst.late >= 5,
+            "the old way conceals on-time packets and then throws them away: {burst:?}"
+        );
+        let resumed = stalled_process(false);
+        assert!(resumed.concealed <= 1, "{resumed:?}");
+        assert_eq!(resumed.late, 0, "{resumed:?}");
+        assert!(resumed.dropped_to_catch_up > 0, "{resumed:?}");
+        assert!(
+            resumed.buffered_ms <= resumed.target_ms + 3.0 * FRAME_MS,
+            "the extra delay is shed: {resumed:?}"
+        );
+    }
 }

@@ -144,14 +144,48 @@ fn sleep_until(deadline: Instant) {
     }
 }
 
+/// One tick of the playout clock.
+const TICK: Duration = Duration::from_millis(20);
+/// How far behind its ticks the playout clock may fall and still catch up by running the
+/// missed ones at once: the jitter buffer's smallest delay. Further behind (the thread was not
+/// run, the machine was busy), running them at once would play the buffer out in a burst and
+/// then conceal frames whose packets are on time, and throw those packets away as late when
+/// they come: the listener would lose the stall twice. Such a clock starts again from now
+/// instead, and the jitter buffer sheds the extra delay it then holds.
+const MAX_BEHIND: Duration = Duration::from_millis(40);
+
+/// When each 20 ms of playout is due.
+struct Clock {
+    /// When the last tick was due.
+    due: Instant,
+}
+
+impl Clock {
+    fn new(now: Instant) -> Self {
+        Self { due: now }
+    }
+
+    /// When the next tick is due, given that the last one has just run at `now`.
+    fn next(&mut self, now: Instant) -> Instant {
+        self.due += TICK;
+        if now > self.due + MAX_BEHIND {
+            tracing::debug!(
+                behind_ms = (now - self.due).as_millis() as u64,
+                "the playout clock stalled; starting it again"
+            );
+            self.due = now + TICK;
+        }
+        self.due
+    }
+}
+
 fn playout(
     shared: &Shared,
     speaker: Option<Speaker>,
     mut echo: Option<Processor>,
     app: &mpsc::Sender<RoomEvent>,
 ) {
-    let start = Instant::now();
-    let mut tick: u32 = 0;
+    let mut clock = Clock::new(Instant::now());
     let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
     let mut mix = vec![0f32; FRAME_SAMPLES];
     let mut levels = Vec::new();
@@ -202,8 +236,7 @@ fn playout(
         if let Some(s) = &speaker {
             s.play(&mix);
         }
-        tick = tick.wrapping_add(1);
-        sleep_until(start + Duration::from_millis(20) * tick);
+        sleep_until(clock.next(Instant::now()));
     }
 }
 
@@ -276,5 +309,26 @@ impl Speaker {
                 q.pop_front();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_catches_up_a_little_and_starts_again_after_a_stall() {
+        let t0 = Instant::now();
+        let mut clock = Clock::new(t0);
+        assert_eq!(clock.next(t0), t0 + TICK);
+        // Run late by less than the limit: the missed tick is due at once, then the next on
+        // the old schedule.
+        let late = t0 + TICK * 2 + Duration::from_millis(35);
+        assert_eq!(clock.next(late), t0 + TICK * 2);
+        assert_eq!(clock.next(late), t0 + TICK * 3);
+        // A stall of 200 ms: the clock starts again from when it runs, with no burst.
+        let stalled = t0 + TICK * 3 + Duration::from_millis(200);
+        assert_eq!(clock.next(stalled), stalled + TICK);
+        assert_eq!(clock.next(stalled + TICK), stalled + TICK * 2);
     }
 }
