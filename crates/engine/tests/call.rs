@@ -84,6 +84,7 @@ async fn call_answer_decode_in_order_end_and_call_again() {
         let median = holds[holds.len() / 2];
         let kim_stats = kim.room.stats().await.unwrap();
         let sound_delay = kim_stats.peers[0].audio_jitter_buffer_ms;
+        assert!((40.0..=100.0).contains(&sound_delay), "{kim_stats:?}");
         assert!(
             (10.0..=sound_delay + 20.0).contains(&median),
             "median hold {median} ms, the sound's delay {sound_delay} ms"
@@ -94,7 +95,7 @@ async fn call_answer_decode_in_order_end_and_call_again() {
         assert_eq!(stats.peers[0].send_codec.as_deref(), Some("H264"));
         // Audio went through the jitter buffer: played, hardly anything concealed. A frame
         // concealed because its packet came after its time is the machine stalling the call's
-        // threads (this one has two cores for five calls at once), not a loss.
+        // threads (this file's five calls run at once, on two cores in CI), not a loss.
         let p = &stats.peers[0];
         assert!(p.audio_frames_played >= 30, "{p:?}");
         assert!(

@@ -146,35 +146,36 @@ fn sleep_until(deadline: Instant) {
 
 /// One tick of the playout clock.
 const TICK: Duration = Duration::from_millis(20);
-/// How far behind its ticks the playout clock may fall and still catch up by running the
-/// missed ones at once: the jitter buffer's smallest delay. Further behind (the thread was not
-/// run, the machine was busy), running them at once would play the buffer out in a burst and
-/// then conceal frames whose packets are on time, and throw those packets away as late when
-/// they come: the listener would lose the stall twice. Such a clock starts again from now
-/// instead, and the jitter buffer sheds the extra delay it then holds.
+/// How late a tick may run and the clock still catch up by running the ones it missed at
+/// once: the jitter buffer's smallest delay, so such a burst plays at most what the buffer
+/// holds. Later than that (the thread was not run, the machine was busy), a burst would play
+/// the buffer out, then conceal frames whose packets are on their way, and throw those packets
+/// away as late when they come: the listener would lose the stall twice. Such a clock starts
+/// again from now instead, and the jitter buffer drops the extra delay it then holds.
 const MAX_BEHIND: Duration = Duration::from_millis(40);
 
 /// When each 20 ms of playout is due.
 struct Clock {
-    /// When the last tick was due.
+    /// When the tick that ran last was due.
     due: Instant,
 }
 
 impl Clock {
+    /// A clock whose first tick is due at `now`.
     fn new(now: Instant) -> Self {
         Self { due: now }
     }
 
     /// When the next tick is due, given that the last one has just run at `now`.
     fn next(&mut self, now: Instant) -> Instant {
-        self.due += TICK;
         if now > self.due + MAX_BEHIND {
             tracing::debug!(
                 behind_ms = (now - self.due).as_millis() as u64,
                 "the playout clock stalled; starting it again"
             );
-            self.due = now + TICK;
+            self.due = now;
         }
+        self.due += TICK;
         self.due
     }
 }
@@ -321,12 +322,12 @@ mod tests {
         let t0 = Instant::now();
         let mut clock = Clock::new(t0);
         assert_eq!(clock.next(t0), t0 + TICK);
-        // Run late by less than the limit: the missed tick is due at once, then the next on
-        // the old schedule.
-        let late = t0 + TICK * 2 + Duration::from_millis(35);
+        // The second tick runs 35 ms late, within the limit: the third is due at once, the
+        // fourth on the old schedule.
+        let late = t0 + TICK + Duration::from_millis(35);
         assert_eq!(clock.next(late), t0 + TICK * 2);
         assert_eq!(clock.next(late), t0 + TICK * 3);
-        // A stall of 200 ms: the clock starts again from when it runs, with no burst.
+        // The fourth runs 200 ms late: the clock starts again from then, with no burst.
         let stalled = t0 + TICK * 3 + Duration::from_millis(200);
         assert_eq!(clock.next(stalled), stalled + TICK);
         assert_eq!(clock.next(stalled + TICK), stalled + TICK * 2);
