@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use base64::Engine;
@@ -141,13 +142,20 @@ fn lock(rooms: &SharedRooms) -> std::sync::MutexGuard<'_, Rooms> {
     rooms.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Hands one event to the sink (called with the rooms locked, so each room's events are handed
-/// in order by whichever task holds them).
-fn hand_over(sink: &dyn Sink, room: &str, pos: u64, payload: &[u8]) {
-    match serde_json::from_slice::<Envelope>(payload) {
-        Ok(env) => sink.event(room, None, pos, &env.o, env.e),
-        // Written by a newer version: skipped, not fatal to the room.
-        Err(e) => warn!(error = %e, room = %room, pos, "an unreadable event was skipped"),
+impl Followed {
+    /// Hands the event at `pos` to the sink unless one at or after it was handed already
+    /// (called with the rooms locked, so each room's events are handed in order by whichever
+    /// task holds them).
+    fn hand(&mut self, sink: &dyn Sink, pos: u64, payload: &[u8]) {
+        if pos <= self.last {
+            return;
+        }
+        self.last = pos;
+        match serde_json::from_slice::<Envelope>(payload) {
+            Ok(env) => sink.event(&self.room, None, pos, &env.o, env.e),
+            // Written by a newer version: skipped, not fatal to the room.
+            Err(e) => warn!(error = %e, room = %self.room, pos, "an unreadable event was skipped"),
+        }
     }
 }
 
@@ -522,9 +530,8 @@ async fn read_stream(
             };
             if let Some(pending) = &mut followed.pending {
                 pending.push((pos, msg.payload.clone()));
-            } else if pos > followed.last {
-                followed.last = pos;
-                hand_over(&*sink, &followed.room, pos, &msg.payload);
+            } else {
+                followed.hand(&*sink, pos, &msg.payload);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -619,19 +626,28 @@ struct RoomLog {
 }
 
 impl RoomLog {
+    /// One get, direct or through the stream API (see `direct`); of the two requests given,
+    /// only that one is sent. `None` when NATS answers that there is no such message.
+    async fn get(
+        &self,
+        direct: impl Future<Output = Result<StreamMessage, stream::DirectGetError>>,
+        api: impl Future<Output = Result<StreamMessage, stream::RawMessageError>>,
+    ) -> Result<Option<StreamMessage>, BackplaneError> {
+        if self.direct {
+            kept(direct.await, DirectGetErrorKind::NotFound)
+        } else {
+            kept(api.await, RawMessageErrorKind::NoMessageFound)
+        }
+    }
+
     /// The position of the last event on `subject`; 0 when there is none.
     async fn last(&self, subject: &str) -> Result<u64, BackplaneError> {
-        let m = if self.direct {
-            kept(
-                self.stream.direct_get_last_for_subject(subject).await,
-                DirectGetErrorKind::NotFound,
-            )?
-        } else {
-            kept(
-                self.stream.get_last_raw_message_by_subject(subject).await,
-                RawMessageErrorKind::NoMessageFound,
-            )?
-        };
+        let m = self
+            .get(
+                self.stream.direct_get_last_for_subject(subject),
+                self.stream.get_last_raw_message_by_subject(subject),
+            )
+            .await?;
         Ok(m.map_or(0, |m| m.sequence))
     }
 
@@ -639,17 +655,12 @@ impl RoomLog {
     /// there is an error: the stream was made again and its positions reused (a catch-up then
     /// reads by subject).
     async fn at(&self, subject: &str, pos: u64) -> Result<Option<Bytes>, BackplaneError> {
-        let m = if self.direct {
-            kept(
-                self.stream.direct_get(pos).await,
-                DirectGetErrorKind::NotFound,
-            )?
-        } else {
-            kept(
-                self.stream.get_raw_message(pos).await,
-                RawMessageErrorKind::NoMessageFound,
-            )?
-        };
+        let m = self
+            .get(
+                self.stream.direct_get(pos),
+                self.stream.get_raw_message(pos),
+            )
+            .await?;
         match m {
             Some(m) if m.subject.as_str() != subject => Err(BackplaneError::Nats(format!(
                 "position {pos} holds another room's event"
@@ -660,21 +671,12 @@ impl RoomLog {
 
     /// The first event on `subject` at or after position `from`, with its position.
     async fn next(&self, subject: &str, from: u64) -> Result<Option<(u64, Bytes)>, BackplaneError> {
-        let m = if self.direct {
-            kept(
-                self.stream
-                    .direct_get_next_for_subject(subject, Some(from))
-                    .await,
-                DirectGetErrorKind::NotFound,
-            )?
-        } else {
-            kept(
-                self.stream
-                    .get_first_raw_message_by_subject(subject, from)
-                    .await,
-                RawMessageErrorKind::NoMessageFound,
-            )?
-        };
+        let m = self
+            .get(
+                self.stream.direct_get_next_for_subject(subject, Some(from)),
+                self.stream.get_first_raw_message_by_subject(subject, from),
+            )
+            .await?;
         Ok(m.map(|m| (m.sequence, m.payload)))
     }
 }
@@ -783,10 +785,7 @@ fn hand_read(
     let Some(followed) = this_follow(&mut rooms, subject, generation) else {
         return false;
     };
-    if pos > followed.last {
-        followed.last = pos;
-        hand_over(&*sink, &followed.room, pos, payload);
-    }
+    followed.hand(&*sink, pos, payload);
     true
 }
 
@@ -799,10 +798,7 @@ fn hand_pending(rooms: &SharedRooms, subject: &str, generation: u64, sink: &Weak
         return;
     };
     for (pos, payload) in followed.pending.take().unwrap_or_default() {
-        if pos > followed.last {
-            followed.last = pos;
-            hand_over(&*sink, &followed.room, pos, &payload);
-        }
+        followed.hand(&*sink, pos, &payload);
     }
 }
 
