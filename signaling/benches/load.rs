@@ -1377,6 +1377,9 @@ struct Cross {
     alone: Latency,
     same_node: Latency,
     cross_node: Latency,
+    /// CPU seconds during the cross-node schedule: the two nodes serving its rooms, a third
+    /// serving none of them, and nats-server.
+    cross_cpu: (f64, f64, f64),
     /// Mass resume in one process, to itself, and the CPU it took.
     alone_resume: (Resumed, f64),
     /// Mass resume of the cross-node fleet onto a third node that followed none of its rooms,
@@ -1406,8 +1409,20 @@ impl Cross {
             (self.cross_node.p50_us - self.alone.p50_us) / 1000.0,
             (self.cross_node.p50_us - self.same_node.p50_us) / 1000.0
         );
+        let (served, idle, nats) = self.cross_cpu;
+        let relayed = (args.cross_rate * args.seconds - self.cross_node.lost) as f64;
+        let per = |cpu: f64| cpu / relayed * 1e6;
+        println!(
+            "\nCPU per relayed message, ends on different nodes: the two nodes serving the rooms {:.1} µs, a third node serving none of them {:.1} µs, nats-server {:.1} µs",
+            per(served),
+            per(idle),
+            per(nats)
+        );
         let (alone, alone_cpu) = &self.alone_resume;
         let (moved, nodes_cpu, nats_cpu) = &self.moved;
+        if moved.of == 0 {
+            return;
+        }
         println!(
             "\nMass resume: {} sessions drop at once and reconnect at once, each sending one message when back:",
             moved.of
@@ -1466,12 +1481,21 @@ async fn cross_node(args: &Args) -> Option<Cross> {
             .await
     };
     eprintln!("two nodes, ends on different ones");
-    let (cross_node, moved) = {
+    let pids = (
+        [a.id().unwrap(), b.id().unwrap()],
+        [c.id().unwrap()],
+        [nats.id().unwrap()],
+    );
+    let (cross_node, cross_cpu, moved) = {
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "cross", &urls, n, |i| i % 2, args.window).await;
+        let cpu = || (cpu_secs(&pids.0), cpu_secs(&pids.1), cpu_secs(&pids.2));
+        let before = cpu();
         let l = f
             .fixed(args.cross_rate, args.seconds, args.realtime, args.even)
             .await;
+        let after = cpu();
+        let cross_cpu = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
         // What a node's loss or drain asks of the node its clients reach next: a resume for
         // each session, and a follow (snapshot, then the log) for each room.
         eprintln!("nodes on NATS: mass resume onto a third node");
@@ -1483,12 +1507,13 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         let before = (cpu_secs(&nodes), cpu_secs(&nats_pid));
         let r = f.mass_resume(m).await;
         let cpu = (cpu_secs(&nodes) - before.0, cpu_secs(&nats_pid) - before.1);
-        (l, (r, cpu.0, cpu.1))
+        (l, cross_cpu, (r, cpu.0, cpu.1))
     };
     Some(Cross {
         alone,
         same_node,
         cross_node,
+        cross_cpu,
         alone_resume,
         moved,
     })

@@ -131,8 +131,9 @@ pub enum RoomEvent {
         /// A plain sentence.
         message: String,
     },
-    /// The connection to the signaling server broke; the engine reconnects by itself (the
-    /// session resumes, calls go on) and tries again after `retry_in_ms`.
+    /// The connection to the signaling server broke, or the server is stopping and asked us to
+    /// move (`shutdown`); the engine reconnects by itself (the session resumes, calls go on)
+    /// after `retry_in_ms`.
     Reconnecting {
         /// Attempts so far.
         attempt: u32,

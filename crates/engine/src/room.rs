@@ -413,12 +413,23 @@ impl Actor {
                             Some((code, message)) if code != hearth_proto::ErrorCode::ShuttingDown => {
                                 self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
                             }
+                            // A draining server closed first: the reconnect its `shutdown`
+                            // scheduled stands.
+                            _ if self.link.retry_at.is_some() => {}
                             _ => self.schedule_reconnect().await,
                         }
                     }
                 },
-                () = sleep_until_or_never(retry_at), if !signaling_up => {
+                // Also while still connected, after a `shutdown`: the draining server keeps
+                // the connection open until its deadline, and its clients leave at the times it
+                // spread them over.
+                () = sleep_until_or_never(retry_at), if !signaling_up || retry_at.is_some() => {
                     self.link.retry_at = None;
+                    if signaling_up {
+                        signaling_up = false;
+                        self.closed_by_server = None;
+                        signal::close(&mut self.sink).await;
+                    }
                     match self.reconnect().await {
                         Ok(new_stream) => {
                             stream = new_stream;
@@ -666,6 +677,9 @@ impl Actor {
                     hearth_proto::ErrorCode::ShuttingDown,
                     "The call server is restarting.".into(),
                 ));
+                // Reconnect (to another server, through the load balancer) after the delay the
+                // server gave, kept by `note_session`.
+                self.schedule_reconnect().await;
             }
             ServerMessage::Lobby { waiting } => self.emit(RoomEvent::Lobby(waiting)).await,
             ServerMessage::Rules { rules } => self.emit(RoomEvent::Rules(rules)).await,

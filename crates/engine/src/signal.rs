@@ -4,8 +4,12 @@
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, seq_of, with_seq};
+use std::time::Duration;
+
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::EngineError;
@@ -86,6 +90,23 @@ pub(crate) async fn send_text(sink: &mut SignalSink, text: String) -> Result<(),
     sink.send(Message::text(text))
         .await
         .map_err(|_| EngineError::Closed)
+}
+
+/// Closes the connection on our side (going away), as a client leaving a draining server
+/// does; the session stays resumable. Waits at most a second: a server that does not take the
+/// close frame is left to drop the connection itself.
+pub(crate) async fn close(sink: &mut SignalSink) {
+    let frame = CloseFrame {
+        code: CloseCode::Away,
+        reason: "reconnecting elsewhere".into(),
+    };
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        sink.send(Message::Close(Some(frame))).await?;
+        sink.close().await
+    });
+    if !matches!(closed.await, Ok(Ok(()))) {
+        tracing::debug!("the old signaling connection did not close cleanly");
+    }
 }
 
 /// Receives the next server message and its `seq`; `None` when the connection closed.
