@@ -216,6 +216,15 @@ async fn call_survives(loss: Loss) {
         [true],
         "{loss:?}: Ann resumed her session once\n{logs}"
     );
+    let warned = ann_saw
+        .events
+        .iter()
+        .any(|e| matches!(e, RoomEvent::Reconnecting { .. }));
+    match loss {
+        Loss::Kill => assert!(warned, "a broken link is news for Ann's screen"),
+        // The node asked her to move and was there until she had: nothing to tell her.
+        Loss::Drain => assert!(!warned, "a move that worked is not news for Ann's screen"),
+    }
     let live: Vec<usize> = (0..c.nodes.len()).filter(|i| *i != ann_node).collect();
     let mut held = 0;
     for i in &live {

@@ -131,9 +131,10 @@ pub enum RoomEvent {
         /// A plain sentence.
         message: String,
     },
-    /// The connection to the signaling server broke, or the server is stopping and asked us to
-    /// move (`shutdown`); the engine reconnects by itself (the session resumes, calls go on)
-    /// after `retry_in_ms`.
+    /// The connection to the signaling server broke; the engine reconnects by itself (the
+    /// session resumes, calls go on) and tries again after `retry_in_ms`. (A server that is
+    /// stopping asks its clients to move: the engine does so at the time it gave, and says
+    /// this only if the move fails.)
     Reconnecting {
         /// Attempts so far.
         attempt: u32,

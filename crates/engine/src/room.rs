@@ -678,8 +678,11 @@ impl Actor {
                     "The call server is restarting.".into(),
                 ));
                 // Reconnect (to another server, through the load balancer) after the delay the
-                // server gave, kept by `note_session`.
-                self.schedule_reconnect().await;
+                // server gave, kept by `note_session`. Nothing is said meanwhile: the server is
+                // still there, and a move that works is not news for the screen (a failed one
+                // is, through `schedule_reconnect`).
+                let delay = self.link.retry_after.take().unwrap_or_default();
+                self.link.retry_at = Some(tokio::time::Instant::now() + delay);
             }
             ServerMessage::Lobby { waiting } => self.emit(RoomEvent::Lobby(waiting)).await,
             ServerMessage::Rules { rules } => self.emit(RoomEvent::Rules(rules)).await,
