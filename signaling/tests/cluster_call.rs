@@ -122,8 +122,10 @@ fn assert_unbroken(who: &str, w: &Watched, start: Instant, end: Instant, skipped
          skipped by the sender); the longest wait for sound {sound_gap:?}",
         numbers.len()
     );
+    // Stamped when this test's task reads the event, on a busy two-core machine: loose. A
+    // call the node's loss broke would show seconds, and an end (checked by the caller).
     assert!(
-        picture_gap < Duration::from_millis(400),
+        picture_gap < Duration::from_secs(1),
         "{who}: the pictures stopped for {picture_gap:?}"
     );
     assert_in_order(who, &numbers, (secs * 20.0) as usize, skipped);
@@ -188,13 +190,8 @@ async fn call_survives(loss: Loss) {
             match loss {
                 Loss::Kill => c.kill(ann_node).await,
                 Loss::Drain => {
-                    let asked = Instant::now();
                     let status = c.terminate(ann_node).await;
                     assert!(status.success(), "the drained node exits cleanly: {status}");
-                    // Ann left at the time the node gave her, not when its drain time (5 s
-                    // here) ran out and it closed what was left.
-                    let took = asked.elapsed();
-                    assert!(took < Duration::from_secs(3), "the drain took {took:?}");
                 }
             }
         }
@@ -216,6 +213,17 @@ async fn call_survives(loss: Loss) {
         [true],
         "{loss:?}: Ann resumed her session once\n{logs}"
     );
+    if let Loss::Drain = loss {
+        // Ann left at the time the node gave her, not when its drain time (5 s here) ran out
+        // and it closed what was left.
+        let log = std::fs::read_to_string(c.dir.path().join(format!("node{}.log", ann_node + 1)))
+            .unwrap();
+        assert!(log.contains("draining"), "{log}");
+        assert!(
+            !log.contains("still connected after the shutdown grace"),
+            "{log}"
+        );
+    }
     let warned = ann_saw
         .events
         .iter()
@@ -244,9 +252,8 @@ async fn call_survives(loss: Loss) {
             saw.events
         );
     }
-    // The media never stopped: 30 pictures a second all through the window, give or take
-    // what this busy two-core machine drops (a break of the call would be seconds), in order,
-    // none missing but what the sender skipped.
+    // The media never stopped: 30 pictures a second are sent, and at least 20 a second must
+    // come all through the window, in order, none missing but what the sender skipped.
     let skipped_after = (
         skipped_by(&ann, &kim_id).await,
         skipped_by(&kim, &ann_id).await,

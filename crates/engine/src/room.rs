@@ -110,7 +110,6 @@ impl Room {
                 unacked: VecDeque::new(),
                 backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
                 retry_at: None,
-                retry_after: None,
             },
             me: me.clone(),
             ice_servers: Vec::new(),
@@ -343,10 +342,9 @@ struct Link {
     /// What we sent lately, by its `seq`, until a resume says what the server applied.
     unacked: VecDeque<(u64, String)>,
     backoff: Backoff,
-    /// When to try connecting again, while the connection is down.
+    /// When to connect again: while the connection is down, or after a draining server's
+    /// `shutdown`, the time it gave for moving.
     retry_at: Option<tokio::time::Instant>,
-    /// The delay the server asked for when it drained (`shutdown`).
-    retry_after: Option<Duration>,
 }
 
 struct Actor {
@@ -427,8 +425,15 @@ impl Actor {
                     self.link.retry_at = None;
                     if signaling_up {
                         signaling_up = false;
-                        self.closed_by_server = None;
                         signal::close(&mut self.sink).await;
+                        // The `shutdown` that scheduled this is done with; a closing error
+                        // (which also cancels the move) is not to be lost.
+                        if let Some((code, message)) = self.closed_by_server.take()
+                            && code != hearth_proto::ErrorCode::ShuttingDown
+                        {
+                            self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
+                            continue;
+                        }
                     }
                     match self.reconnect().await {
                         Ok(new_stream) => {
@@ -472,8 +477,7 @@ impl Actor {
         let _ = self.send_server(&ClientMessage::Leave).await;
     }
 
-    /// Keeps what resumes the session: the id and secret from `welcome` or `waiting`; on
-    /// `shutdown`, the delay the server asked for before reconnecting.
+    /// Keeps what resumes the session: the id and secret from `welcome` or `waiting`.
     fn note_session(&mut self, msg: &ServerMessage) {
         match msg {
             ServerMessage::Welcome {
@@ -491,9 +495,6 @@ impl Actor {
                     self.link.unacked.clear();
                 }
                 self.link.session = Some((peer.clone(), secret.clone()));
-            }
-            ServerMessage::Shutdown { retry_after_ms } => {
-                self.link.retry_after = Some(Duration::from_millis(*retry_after_ms));
             }
             _ => {}
         }
@@ -519,12 +520,9 @@ impl Actor {
         sent.map(|_| ())
     }
 
-    /// Picks when to reconnect: when the draining server said, else after a jittered backoff.
+    /// Picks when to reconnect, after a jittered backoff, and says so.
     async fn schedule_reconnect(&mut self) {
-        let delay = match self.link.retry_after.take() {
-            Some(d) => d,
-            None => self.link.backoff.next(rand::random::<f64>()),
-        };
+        let delay = self.link.backoff.next(rand::random::<f64>());
         self.link.retry_at = Some(tokio::time::Instant::now() + delay);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.emit(RoomEvent::Reconnecting {
@@ -668,21 +666,33 @@ impl Actor {
                 tracing::warn!(code = code.as_str(), "server error");
                 if code.closes_connection() {
                     self.closed_by_server = Some((code, message));
+                    // Not to be taken up again, a move a `shutdown` asked for included.
+                    self.link.retry_at = None;
                 } else {
                     self.emit(RoomEvent::Refused { code, message }).await;
                 }
             }
-            ServerMessage::Shutdown { .. } => {
+            ServerMessage::Shutdown { retry_after_ms } => {
+                if self
+                    .closed_by_server
+                    .as_ref()
+                    .is_some_and(|(code, _)| *code != hearth_proto::ErrorCode::ShuttingDown)
+                {
+                    // Closed for good already: no move.
+                    return;
+                }
                 self.closed_by_server = Some((
                     hearth_proto::ErrorCode::ShuttingDown,
                     "The call server is restarting.".into(),
                 ));
                 // Reconnect (to another server, through the load balancer) after the delay the
-                // server gave, kept by `note_session`. Nothing is said meanwhile: the server is
-                // still there, and a move that works is not news for the screen (a failed one
-                // is, through `schedule_reconnect`).
-                let delay = self.link.retry_after.take().unwrap_or_default();
-                self.link.retry_at = Some(tokio::time::Instant::now() + delay);
+                // server gave. Nothing is said meanwhile: the server is still there, and a
+                // move that works is not news for the screen (a failed one is, through
+                // `schedule_reconnect`). A second notice (replayed after a resume, say) moves
+                // again, which costs a resume and loses nothing.
+                tracing::info!(retry_after_ms, "the signaling server is draining; moving");
+                self.link.retry_at =
+                    Some(tokio::time::Instant::now() + Duration::from_millis(retry_after_ms));
             }
             ServerMessage::Lobby { waiting } => self.emit(RoomEvent::Lobby(waiting)).await,
             ServerMessage::Rules { rules } => self.emit(RoomEvent::Rules(rules)).await,
