@@ -1481,15 +1481,22 @@ async fn cross_node(args: &Args) -> Option<Cross> {
             .await
     };
     eprintln!("two nodes, ends on different ones");
-    let pids = (
-        [a.id().unwrap(), b.id().unwrap()],
-        [c.id().unwrap()],
+    let (nodes, nats_pid) = (
+        [a.id().unwrap(), b.id().unwrap(), c.id().unwrap()],
         [nats.id().unwrap()],
     );
+    // The two nodes serving the rooms, the third (serving none of them until the mass
+    // resume), and nats-server.
+    let cpu = || {
+        (
+            cpu_secs(&nodes[..2]),
+            cpu_secs(&nodes[2..]),
+            cpu_secs(&nats_pid),
+        )
+    };
     let (cross_node, cross_cpu, moved) = {
         let (mut f, _) =
             Fleet::connect(Proto::Hearth, "cross", &urls, n, |i| i % 2, args.window).await;
-        let cpu = || (cpu_secs(&pids.0), cpu_secs(&pids.1), cpu_secs(&pids.2));
         let before = cpu();
         let l = f
             .fixed(args.cross_rate, args.seconds, args.realtime, args.even)
@@ -1502,11 +1509,10 @@ async fn cross_node(args: &Args) -> Option<Cross> {
         for url in &mut f.urls[..m] {
             url.clone_from(&url_c);
         }
-        let nodes = [a.id().unwrap(), b.id().unwrap(), c.id().unwrap()];
-        let nats_pid = [nats.id().unwrap()];
-        let before = (cpu_secs(&nodes), cpu_secs(&nats_pid));
+        let before = cpu();
         let r = f.mass_resume(m).await;
-        let cpu = (cpu_secs(&nodes) - before.0, cpu_secs(&nats_pid) - before.1);
+        let after = cpu();
+        let cpu = (after.0 + after.1 - before.0 - before.1, after.2 - before.2);
         (l, cross_cpu, (r, cpu.0, cpu.1))
     };
     Some(Cross {

@@ -16,25 +16,12 @@ mod engine;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use engine::{Peer, assert_in_order, expect_event as expect, loopback_options, skipped_by};
+use engine::{
+    Peer, assert_in_order, connect_call, expect_event as expect, join_at, loopback_options,
+    skipped_by,
+};
 use hearth_engine::media::pattern;
-use hearth_engine::{PeerId, Role, Room, RoomEvent};
-
-async fn connect(url: &str, token: &str, name: &str) -> Peer {
-    let (room, events) = Room::connect(url, token, loopback_options())
-        .await
-        .unwrap_or_else(|e| panic!("{name} connects: {e}"));
-    let mut p = Peer {
-        room,
-        events,
-        name: name.to_owned(),
-    };
-    expect(&mut p, "being let in", |e| {
-        matches!(e, RoomEvent::Joined { .. })
-    })
-    .await;
-    p
-}
+use hearth_engine::{PeerId, Role, RoomEvent};
 
 /// Connections node `i` holds now, from its `/metrics`.
 async fn connections(c: &Cluster, i: usize) -> u64 {
@@ -148,13 +135,14 @@ enum Loss {
 async fn call_survives(loss: Loss) {
     let mut c = Cluster::start(3).await;
     let ann_token = c.token("home", Role::Family, "Ann");
-    let mut ann = connect(&c.lb(), &ann_token, "Ann").await;
+    let mut ann = join_at(&c.lb(), &ann_token, "Ann", loopback_options()).await;
     let ann_node = node_holding_the_one_client(&c).await;
     let kim_node = (ann_node + 1) % c.nodes.len();
-    let mut kim = connect(
+    let mut kim = join_at(
         &c.nodes[kim_node].url(),
         &c.token("home", Role::Resident, "Kim"),
         "Kim",
+        loopback_options(),
     )
     .await;
     let (ann_id, kim_id) = (ann.room.me().clone(), kim.room.me().clone());
@@ -164,17 +152,11 @@ async fn call_survives(loss: Loss) {
         |e| matches!(e, RoomEvent::PeerJoined(p) if p.peer == kim_id),
     )
     .await;
-    engine::ring(&mut ann, &mut kim).await;
-    kim.room.answer(&ann_id).await.unwrap();
-    for p in [&mut ann, &mut kim] {
-        expect(p, "the call connecting", |e| {
-            matches!(e, RoomEvent::CallConnected { .. })
-        })
-        .await;
-    }
+    connect_call(&mut ann, &mut kim).await;
     // Media settles (the first keyframe, the jitter buffers), then the window starts.
     watch(&mut ann, &kim_id, Duration::from_secs(2)).await;
-    watch(&mut kim, &ann_id, Duration::from_secs(0)).await;
+    // What Kim was sent meanwhile is let go too (read without waiting).
+    watch(&mut kim, &ann_id, Duration::ZERO).await;
     let skipped_before = (
         skipped_by(&ann, &kim_id).await,
         skipped_by(&kim, &ann_id).await,
@@ -216,8 +198,7 @@ async fn call_survives(loss: Loss) {
     if let Loss::Drain = loss {
         // Ann left at the time the node gave her, not when its drain time (5 s here) ran out
         // and it closed what was left.
-        let log = std::fs::read_to_string(c.dir.path().join(format!("node{}.log", ann_node + 1)))
-            .unwrap();
+        let log = c.node_log(ann_node);
         assert!(log.contains("draining"), "{log}");
         assert!(
             !log.contains("still connected after the shutdown grace"),

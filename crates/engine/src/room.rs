@@ -408,13 +408,13 @@ impl Actor {
                         signaling_up = false;
                         // Calls are peer to peer: they go on without the server.
                         match self.closed_by_server.take() {
-                            Some((code, message)) if code != hearth_proto::ErrorCode::ShuttingDown => {
+                            Some((code, message)) => {
                                 self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
                             }
                             // A draining server closed first: the reconnect its `shutdown`
                             // scheduled stands.
-                            _ if self.link.retry_at.is_some() => {}
-                            _ => self.schedule_reconnect().await,
+                            None if self.link.retry_at.is_some() => {}
+                            None => self.schedule_reconnect().await,
                         }
                     }
                 },
@@ -424,16 +424,10 @@ impl Actor {
                 () = sleep_until_or_never(retry_at), if !signaling_up || retry_at.is_some() => {
                     self.link.retry_at = None;
                     if signaling_up {
+                        // The move a `shutdown` scheduled (a closing error would have
+                        // cancelled it).
                         signaling_up = false;
                         signal::close(&mut self.sink).await;
-                        // The `shutdown` that scheduled this is done with; a closing error
-                        // (which also cancels the move) is not to be lost.
-                        if let Some((code, message)) = self.closed_by_server.take()
-                            && code != hearth_proto::ErrorCode::ShuttingDown
-                        {
-                            self.emit(RoomEvent::Disconnected { reason: message, code: Some(code) }).await;
-                            continue;
-                        }
                     }
                     match self.reconnect().await {
                         Ok(new_stream) => {
@@ -673,18 +667,10 @@ impl Actor {
                 }
             }
             ServerMessage::Shutdown { retry_after_ms } => {
-                if self
-                    .closed_by_server
-                    .as_ref()
-                    .is_some_and(|(code, _)| *code != hearth_proto::ErrorCode::ShuttingDown)
-                {
+                if self.closed_by_server.is_some() {
                     // Closed for good already: no move.
                     return;
                 }
-                self.closed_by_server = Some((
-                    hearth_proto::ErrorCode::ShuttingDown,
-                    "The call server is restarting.".into(),
-                ));
                 // Reconnect (to another server, through the load balancer) after the delay the
                 // server gave. Nothing is said meanwhile: the server is still there, and a
                 // move that works is not news for the screen (a failed one is, through

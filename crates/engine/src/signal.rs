@@ -1,11 +1,11 @@
 //! The WebSocket connection to the signaling server (wire contract v1, `docs/protocol.md`):
 //! hello (new or resumed session), numbered messages both ways.
 
+use std::time::Duration;
+
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hearth_proto::{ClientMessage, ErrorCode, Resume, ServerMessage, seq_of, with_seq};
-use std::time::Duration;
-
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

@@ -156,7 +156,7 @@ impl Cluster {
                 ]),
         )
         .await;
-        let log = dir.join(format!("node{i}.log"));
+        let log = Self::node_log_path(dir, i - 1);
         tokio::spawn(async move {
             let mut lines = lines;
             let mut out = String::new();
@@ -277,6 +277,16 @@ impl Cluster {
         self.stop_nats().await;
         tokio::time::sleep(down_for).await;
         self.nats = Some(Self::start_nats(self.dir.path(), self.nats_port).await);
+    }
+
+    /// Where node `i` (0-based) writes its log.
+    fn node_log_path(dir: &Path, i: usize) -> PathBuf {
+        dir.join(format!("node{}.log", i + 1))
+    }
+
+    /// Node `i`'s (0-based) log so far.
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(Self::node_log_path(self.dir.path(), i)).unwrap_or_default()
     }
 
     /// The logs of every process, for a failure message.

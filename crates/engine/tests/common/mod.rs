@@ -54,7 +54,13 @@ pub struct Peer {
 }
 
 pub async fn join(server: &Server, room: &str, name: &str, options: RoomOptions) -> Peer {
-    let mut peer = connect_as(server, room, Role::Family, name, options).await;
+    let token = token(server, room, Role::Family, name);
+    join_at(&server.ws_url(), &token, name, options).await
+}
+
+/// Connects to the server (or load balancer) at `url` with `token` and waits to be let in.
+pub async fn join_at(url: &str, token: &str, name: &str, options: RoomOptions) -> Peer {
+    let mut peer = connect_at(url, token, name, options).await;
     match next_event(&mut peer.events, Duration::from_secs(5), |e| {
         matches!(e, RoomEvent::Joined { .. })
     })
@@ -75,9 +81,14 @@ pub async fn connect_as(
     options: RoomOptions,
 ) -> Peer {
     let token = token(server, room, role, name);
-    let (room, events) = Room::connect(&server.ws_url(), &token, options)
+    connect_at(&server.ws_url(), &token, name, options).await
+}
+
+/// Connects to the server (or load balancer) at `url` with `token`, without waiting.
+pub async fn connect_at(url: &str, token: &str, name: &str, options: RoomOptions) -> Peer {
+    let (room, events) = Room::connect(url, token, options)
         .await
-        .expect("connects");
+        .unwrap_or_else(|e| panic!("{name} connects: {e}"));
     Peer {
         room,
         events,
@@ -226,13 +237,18 @@ pub async fn ring(caller: &mut Peer, callee: &mut Peer) {
 /// Ann calls Kim in room "kim" on `server`, Kim answers, and both see the call connected.
 pub async fn call_between(server: &Server, ann: RoomOptions, kim: RoomOptions) -> (Peer, Peer) {
     let (mut ann, mut kim) = pair(server, ann, kim).await;
-    ring(&mut ann, &mut kim).await;
-    kim.room.answer(ann.room.me()).await.unwrap();
-    for p in [&mut ann, &mut kim] {
+    connect_call(&mut ann, &mut kim).await;
+    (ann, kim)
+}
+
+/// `caller` calls `callee`, `callee` answers, and both see the call connected.
+pub async fn connect_call(caller: &mut Peer, callee: &mut Peer) {
+    ring(caller, callee).await;
+    callee.room.answer(caller.room.me()).await.unwrap();
+    for p in [caller, callee] {
         expect_event(p, "the call connecting", |e| {
             matches!(e, RoomEvent::CallConnected { .. })
         })
         .await;
     }
-    (ann, kim)
 }
