@@ -395,7 +395,11 @@ impl Actor {
         let mut signaling_up = true;
         loop {
             let retry_at = self.link.retry_at;
+            // Biased, the server's messages first: what it sent before a scheduled move comes
+            // due is read before the move is made (a closing error there cancels it; left
+            // unread, the engine would resume a replaced or revoked session).
             tokio::select! {
+                biased;
                 msg = signal::recv(&mut stream), if signaling_up => match msg {
                     Ok(Some((seq, msg))) => {
                         if let Some(seq) = seq {

@@ -1,17 +1,29 @@
 //! The engine's link to the signaling server breaks (here: a proxy on loopback cuts it) while
 //! a call is on: the engine reconnects by itself after a jittered delay, resumes its session,
 //! gets what it missed (someone who joined meanwhile), and the call never notices.
+//!
+//! And a draining server (`shutdown`), played by a server the test scripts so that the timing
+//! is exact: the engine leaves at the time it was given, closing the connection itself, and
+//! resumes without telling the screen anything; a closing error that comes before that time
+//! (the session taken over elsewhere) calls the move off.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use hearth_engine::{Role, Room, RoomEvent};
+use hearth_proto::{
+    ClientMessage, ErrorCode, Resume, ServerMessage, parse_client, seq_of, with_seq,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// A TCP proxy in front of the server whose open connections can be cut at once; new ones
 /// are let through.
@@ -116,4 +128,237 @@ async fn a_broken_signaling_link_resumes_and_the_call_goes_on() {
         "Kim still gets Ann's video"
     );
     drop(lee);
+}
+
+/// A signaling server scripted by the test, to put the engine's side of a drain to the proof
+/// with exact timing: each accepted connection is handed to the test in turn.
+struct Scripted {
+    url: String,
+    conns: tokio::sync::mpsc::UnboundedReceiver<(Ws, Instant)>,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+impl Scripted {
+    async fn start() -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let (tx, conns) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let at = Instant::now();
+                let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                if tx.send((ws, at)).is_err() {
+                    return;
+                }
+            }
+        });
+        Scripted { url, conns }
+    }
+
+    /// The next connection, within `within`; `None` when none came.
+    async fn next(&mut self, within: Duration) -> Option<(Ws, Instant)> {
+        tokio::time::timeout(within, self.conns.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Reads the client's `hello`.
+async fn hello(ws: &mut Ws) -> Option<Resume> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        match next.expect("a hello within 5 s").expect("a hello").unwrap() {
+            Message::Text(text) => match parse_client(&text).unwrap() {
+                ClientMessage::Hello { resume, .. } => return resume,
+                other => panic!("hello first, not {other:?}"),
+            },
+            _ => continue,
+        }
+    }
+}
+
+async fn say(ws: &mut Ws, seq: u64, msg: &ServerMessage) {
+    let text = with_seq(&serde_json::to_string(msg).unwrap(), seq);
+    ws.send(Message::text(text)).await.unwrap();
+}
+
+fn welcome() -> ServerMessage {
+    ServerMessage::Welcome {
+        peer: "ann".into(),
+        room: "kim".into(),
+        role: Role::Family,
+        peers: Vec::new(),
+        ice_servers: Vec::new(),
+        resume_secret: Some("the-secret".into()),
+    }
+}
+
+/// Reads what the client sends until it closes: the highest `seq` it numbered, and its close
+/// frame's code and when it came (`None` when the connection ended without one).
+async fn until_closed(ws: &mut Ws) -> (u64, Option<(CloseCode, Instant)>) {
+    let mut sent = 0;
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(text) => sent = sent.max(seq_of(&text).unwrap_or(0)),
+            Message::Close(frame) => {
+                return (sent, frame.map(|f| (f.code, Instant::now())));
+            }
+            _ => {}
+        }
+    }
+    (sent, None)
+}
+
+/// An engine connected to a scripted server, welcomed into a new session (`seq` 1).
+async fn joined() -> (Scripted, Ws, Room, tokio::sync::mpsc::Receiver<RoomEvent>) {
+    let mut server = Scripted::start().await;
+    let url = server.url.clone();
+    let engine = tokio::spawn(async move {
+        Room::connect(&url, "a-token", loopback_options())
+            .await
+            .unwrap()
+    });
+    let (mut first, _) = server
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a connection");
+    assert_eq!(hello(&mut first).await, None, "a new session");
+    say(&mut first, 1, &welcome()).await;
+    let (room, events) = engine.await.unwrap();
+    (server, first, room, events)
+}
+
+/// The server drains (`seq` 2): the engine is to move in 400 ms.
+async fn shutdown(ws: &mut Ws) {
+    let msg = ServerMessage::Shutdown {
+        retry_after_ms: 400,
+    };
+    say(ws, 2, &msg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_engine_leaves_at_the_time_given_and_resumes_without_a_word() {
+    let (mut server, mut first, room, mut events) = joined().await;
+    shutdown(&mut first).await;
+    let told = Instant::now();
+    // The server keeps the connection open (until its drain deadline): the engine closes it
+    // itself, going away, at the time it was given.
+    let (sent, close) = tokio::time::timeout(Duration::from_secs(5), until_closed(&mut first))
+        .await
+        .expect("the engine left within 5 s of a shutdown that said 400 ms");
+    let (code, closed_at) = close.expect("the engine closes the connection");
+    assert_eq!(code, CloseCode::Away);
+    let waited = closed_at - told;
+    assert!(
+        (Duration::from_millis(380)..Duration::from_millis(1_400)).contains(&waited),
+        "closed {waited:?} after the shutdown, which said 400 ms"
+    );
+    // ... and resumes its session (through the load balancer, on another node: here, the
+    // same script), saying how far it read.
+    let (mut second, reconnected_at) = server
+        .next(Duration::from_secs(5))
+        .await
+        .expect("a reconnect");
+    assert!(
+        reconnected_at - closed_at < Duration::from_millis(500),
+        "reconnected at once: {:?}",
+        reconnected_at - closed_at
+    );
+    let resume = hello(&mut second).await.expect("a resume");
+    assert_eq!(
+        (
+            resume.peer.as_str(),
+            resume.secret.as_str(),
+            resume.last_seq
+        ),
+        ("ann", "the-secret", 2)
+    );
+    let resumed = ServerMessage::Resumed {
+        peer: "ann".into(),
+        acked: sent,
+        replayed: 0,
+        snapshot: false,
+    };
+    say(&mut second, 3, &resumed).await;
+    let e = expect_event_of(&mut events, "reconnected", |e| {
+        matches!(e, RoomEvent::Reconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(e.last(), Some(RoomEvent::Reconnected { resumed: true })),
+        "{e:?}"
+    );
+    // A move that worked is not news for the screen: the server could be reached all along.
+    assert!(
+        !e.iter().any(|e| matches!(
+            e,
+            RoomEvent::Reconnecting { .. } | RoomEvent::Disconnected { .. }
+        )),
+        "{e:?}"
+    );
+    drop(room);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_error_after_a_shutdown_cancels_the_move() {
+    let (mut server, mut first, room, mut events) = joined().await;
+    shutdown(&mut first).await;
+    // Before the move, the session is taken over elsewhere (the same invitation opened on
+    // another device): the server says so and closes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let replaced = ServerMessage::Error {
+        code: ErrorCode::Replaced,
+        message: "Opened somewhere else.".into(),
+    };
+    say(&mut first, 3, &replaced).await;
+    first
+        .close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: "replaced".into(),
+        }))
+        .await
+        .unwrap();
+    let e = expect_event_of(&mut events, "disconnected", |e| {
+        matches!(e, RoomEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            e.last(),
+            Some(RoomEvent::Disconnected {
+                code: Some(ErrorCode::Replaced),
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // The move is off: no reconnect, at its time or after.
+    assert!(
+        server.next(Duration::from_secs(2)).await.is_none(),
+        "the engine took up a session that was replaced"
+    );
+    drop(room);
+}
+
+/// The events up to and including the first that `want` matches, within 10 s.
+async fn expect_event_of(
+    events: &mut tokio::sync::mpsc::Receiver<RoomEvent>,
+    what: &str,
+    want: impl Fn(&RoomEvent) -> bool,
+) -> Vec<RoomEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 10 s; saw {seen:?}"))
+            .expect("the engine is running");
+        let done = want(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
 }
