@@ -23,7 +23,7 @@ const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-browser-"));
 const { axeViolations } = await import("./serve.mjs");
-const { paintedPattern: painted, reportChildren, start, stopAll, until } = await import("./harness.mjs");
+const { launchCallBrowser, paintedPattern: painted, reportChildren, start, stopAll, until } = await import("./harness.mjs");
 const shotDir = process.argv.includes("--screenshots") ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url)) : null;
 
 /** axe-core over the live screen, and a screenshot of it when asked. */
@@ -77,16 +77,7 @@ async function main() {
     return r.json();
   };
 
-  const { chromium } = await import("playwright-core");
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--use-gl=swiftshader", "--enable-unsafe-swiftshader",
-      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
+  const browser = await launchCallBrowser();
   try {
     // 1. A relative calls a resident from the invitation link.
     const kimStats = join(work, "kim.json");

@@ -24,7 +24,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
-import { paintedPattern as painted, reportChildren, sleep, start, stopAll, until } from "./harness.mjs";
+import { launchCallBrowser, paintedPattern as painted, reportChildren, sleep, start, stopAll, until } from "./harness.mjs";
 
 const bin = resolve(process.argv[2] ?? "../target/debug");
 const app = join(bin, "hearth");
@@ -311,14 +311,7 @@ async function main() {
     auto_answer_seconds: 1,
     contacts: [{ name: "Grandson", photo: null, trusted: true }],
   });
-  const { chromium } = await import("playwright-core");
-  const chrome = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  const chrome = await launchCallBrowser();
   try {
     const guest = await chrome.newPage({ viewport: { width: 1280, height: 800 } });
     guest.on("console", (m) => m.type() === "error" && console.error(`guest page: ${m.text()}`));

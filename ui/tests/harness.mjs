@@ -23,6 +23,22 @@ export function start(cmd, args, opts = {}) {
   return child;
 }
 
+/** Debian's Chromium, headless, set up for calls: fake camera and microphone (a moving
+ *  pattern and a beep) given without asking, peer connections on loopback with plain
+ *  addresses, and software WebGL. */
+export async function launchCallBrowser() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--no-sandbox", "--disable-gpu", "--use-gl=swiftshader", "--enable-unsafe-swiftshader",
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+      "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ],
+  });
+}
+
 /** Stops every child still running. */
 export function stopAll() {
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");

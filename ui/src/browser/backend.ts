@@ -120,6 +120,8 @@ export function browserBackend(location: Location): Backend {
   let peers: PeerInfo[] = [];
   let attempt = 0;
   let retryTimer: number | null = null;
+  // A draining server's `shutdown`: when to move to another (docs/protocol.md, Drain).
+  let moveTimer: number | null = null;
   // The session, to resume it after the connection drops (docs/protocol.md, Sessions): its id
   // and secret, the last numbered message received, and what was shown before the drop.
   let session: { peer: string; secret: string } | null = null;
@@ -315,6 +317,9 @@ export function browserBackend(location: Location): Backend {
   };
 
   const refuse = (code: ErrorCode, message: string) => {
+    // Closed for good: not to be taken up again, a move a `shutdown` asked for included.
+    if (moveTimer !== null) window.clearTimeout(moveTimer);
+    moveTimer = null;
     state.connection = { state: "refused", error: err(code, message) };
     state.call = { state: "idle" };
     calls.hangUp(null);
@@ -411,29 +416,38 @@ export function browserBackend(location: Location): Backend {
       }
       case "shutdown": {
         // This server is stopping: go to another (through the same address) when it says, and
-        // take the session along.
+        // take the session along. The server keeps the connection open until its deadline, so
+        // the page closes it itself. Nothing is said meanwhile: the server can still be reached,
+        // and a move that works is not news for the screen (a failed one is, as any drop).
+        if (state.connection.state === "refused") return;
         const m = msg as Extract<ServerMessage, { type: "shutdown" }>;
-        window.setTimeout(() => {
+        if (moveTimer !== null) window.clearTimeout(moveTimer);
+        moveTimer = window.setTimeout(() => {
+          moveTimer = null;
           const old = ws;
-          if (!old) return;
           ws = null;
-          beforeDrop = state.connection;
-          old.close();
-          connect();
+          // Normal closure: a page may not send 1001 (going away); the session stays
+          // resumable either way, as only `leave` ends it.
+          old?.close(1000, "moving");
+          connect(true);
         }, m.retry_after_ms);
         return;
       }
     }
   };
 
-  function connect() {
+  /** Opens the connection and says hello, resuming the session when there is one. `quietly`:
+   *  a move a draining server asked for, which the screen is not told of. */
+  function connect(quietly = false) {
     if (!token) return;
     retryTimer = null;
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
     const socket = new WebSocket(url);
     ws = socket;
-    state.connection = { state: "connecting", attempt, error: null, retry_at_ms: null };
-    publish();
+    if (!quietly) {
+      state.connection = { state: "connecting", attempt, error: null, retry_at_ms: null };
+      publish();
+    }
     socket.onopen = () => {
       const resume = session ? { peer: session.peer, secret: session.secret, last_seq: lastSeq } : undefined;
       socket.send(JSON.stringify({ type: "hello", token, resume }));
@@ -447,6 +461,8 @@ export function browserBackend(location: Location): Backend {
       if (ws !== socket) return;
       ws = null;
       if (state.connection.state === "refused") return;
+      // A draining server closed first: the move its `shutdown` scheduled stands.
+      if (moveTimer !== null) return;
       if (state.connection.state !== "connecting") beforeDrop = state.connection;
       // The call is peer to peer and goes on; signaling comes back by itself.
       retry(err("server_unreachable", "The connection to the Hearth server was lost."));
