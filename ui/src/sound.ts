@@ -6,10 +6,20 @@ let ringTimer: number | null = null;
 function audio(): AudioContext | null {
   try {
     ctx ??= new AudioContext();
+    // A browser starts a context made before the person touched the page suspended (its
+    // autoplay rules); asking again costs nothing and plays once it is allowed.
+    if (ctx.state === "suspended") void ctx.resume().catch(() => {});
     return ctx;
   } catch {
     return null;
   }
+}
+
+// The first touch or key anywhere makes (or wakes) the context while the browser allows it, so
+// a ring that comes later, with nobody touching the page, is heard: a relative waiting on the
+// page for the care home's call.
+if (typeof window !== "undefined") {
+  for (const kind of ["pointerdown", "keydown"]) window.addEventListener(kind, audio, { capture: true, passive: true });
 }
 
 function tone(freq: number, start: number, length: number, gain: number) {

@@ -1485,9 +1485,14 @@ impl Actor {
                 ErrorCode::Replaced,
                 "This invitation is now in use on another device, so this one was signed out.",
             )),
-            Some(S::BadToken | S::ExpiredToken) => Some(ClientError::new(
+            Some(S::ExpiredToken) => Some(ClientError::new(
                 ErrorCode::ExpiredToken,
-                "This device's invitation no longer works. Ask the care home for a new one.",
+                "This device's invitation has expired. Ask the care home for a new one.",
+            )),
+            // Not an expiry: the server no longer accepts it (its secret changed, say).
+            Some(S::BadToken) => Some(ClientError::new(
+                ErrorCode::BadToken,
+                "The server does not accept this device's invitation. Ask the care home for a new one.",
             )),
             _ => None,
         };

@@ -191,6 +191,21 @@ impl std::fmt::Debug for Nats {
     }
 }
 
+/// The servers' addresses as they may be logged: without the user and password an address may
+/// carry (`nats://user:password@host:4222`, several separated by commas).
+fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|one| match one.rsplit_once('@') {
+            Some((before, host)) => match before.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://{host}"),
+                None => host.to_owned(),
+            },
+            None => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Nats {
     /// Appends to a stream and returns the position, sent again (with the same id, so
     /// JetStream keeps one) when the acknowledgement does not come: a NATS restart in between,
@@ -290,7 +305,7 @@ impl Nats {
         let nodes = bucket(&js, NODES, NODE_TIMEOUT * 3).await?;
         // Rooms are caught up from their snapshots, so the stream is read from its end.
         let read = stream.cached_info().state.last_sequence;
-        info!(url, "sharing rooms through NATS");
+        info!(url = %without_credentials(url), "sharing rooms through NATS");
         let config = &stream.cached_info().config;
         let log = RoomLog {
             stream: stream.clone(),
@@ -1037,4 +1052,26 @@ fn decode_snapshot(bytes: &[u8]) -> Option<Snapshot> {
         pos: u64::from_be_bytes(*pos),
         state: state.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn a_logged_address_carries_no_password() {
+        assert_eq!(
+            without_credentials("nats://hearth:s3cret@10.0.0.5:4222"),
+            "nats://10.0.0.5:4222"
+        );
+        assert_eq!(
+            without_credentials("nats://a:p@h1:4222,tls://tok@h2:4222,nats://h3:4222"),
+            "nats://h1:4222,tls://h2:4222,nats://h3:4222"
+        );
+        assert_eq!(without_credentials("u:p@h:4222"), "h:4222");
+        assert_eq!(
+            without_credentials("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+    }
 }
