@@ -377,7 +377,9 @@ export type ErrorCode =
 /**  The tablet did not answer in time. */
 "timeout" | 
 /**  What was entered does not fit (the sentence says what). */
-"bad_request";
+"bad_request" | 
+/**  Too many requests in a short time: wait a moment and try again. */
+"rate_limited";
 
 /**  Who an invitation is for, as its token says. */
 export type Identity = {
@@ -469,7 +471,9 @@ export type Notice = {
 	id: number,
 	/**  The device it is about, if any. */
 	device: DeviceKind | null,
-	/**  A sentence in English (the page translates by `device`). */
+	/**  The error it reports, if it is one. */
+	code: ErrorCode | null,
+	/**  A sentence in English (the page says it in its own words, by `device` or `code`). */
 	message: string,
 };
 

@@ -132,7 +132,7 @@ export const fixtures: Record<string, { mode: Mode | "none"; make: Fixture }> = 
       ...s,
       muted: true,
       camera_off: true,
-      notices: [{ id: 1, device: "camera", message: "" }],
+      notices: [{ id: 1, device: "camera", code: null, message: "" }],
       call: {
         state: "active",
         since_ms: Date.now() - 30_000,

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     Timeout,
     /// What was entered does not fit (the sentence says what).
     BadRequest,
+    /// Too many requests in a short time: wait a moment and try again.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -67,6 +69,7 @@ impl ErrorCode {
             S::Offline => ErrorCode::Offline,
             S::Timeout => ErrorCode::Timeout,
             S::BadMessage | S::TooLarge => ErrorCode::BadRequest,
+            S::RateLimited => ErrorCode::RateLimited,
             S::ShuttingDown | S::Unavailable => ErrorCode::ServerUnreachable,
             _ => ErrorCode::Internal,
         }

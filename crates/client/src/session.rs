@@ -1216,7 +1216,7 @@ impl Actor {
                         Ok(()) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, peer = %id, "could not call an admitted patient");
-                            self.notice(ClientError::from_engine(&e).message);
+                            self.notice(ClientError::from_engine(&e));
                         }
                     }
                 }
@@ -1307,7 +1307,7 @@ impl Actor {
                 {
                     self.admitted.remove(0);
                 }
-                self.notice(message);
+                self.notice(ClientError::new(ErrorCode::from_server(code), message));
             }
             RoomEvent::Ringing { peer } => {
                 if let CallView::Calling {
@@ -1377,6 +1377,7 @@ impl Actor {
                 self.state.notices.push(Notice {
                     id,
                     device: Some(device.into()),
+                    code: None,
                     message,
                 });
                 let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
@@ -1420,13 +1421,14 @@ impl Actor {
     }
 
     /// Tells the person something in a sentence (no device concerned).
-    fn notice(&mut self, message: String) {
+    fn notice(&mut self, error: ClientError) {
         let id = self.next_notice;
         self.next_notice += 1;
         self.state.notices.push(Notice {
             id,
             device: None,
-            message,
+            code: Some(error.code),
+            message: error.message,
         });
         let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
         self.state.notices.drain(..excess);

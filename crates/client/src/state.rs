@@ -4,7 +4,7 @@
 use serde::Serialize;
 use specta::Type;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, ErrorCode};
 use crate::settings::Language;
 use hearth_proto::Role;
 use hearth_proto::care::CheckResult;
@@ -307,7 +307,9 @@ pub struct Notice {
     pub id: u32,
     /// The device it is about, if any.
     pub device: Option<DeviceKind>,
-    /// A sentence in English (the page translates by `device`).
+    /// The error it reports, if it is one.
+    pub code: Option<ErrorCode>,
+    /// A sentence in English (the page says it in its own words, by `device` or `code`).
     pub message: String,
 }
 

@@ -92,14 +92,38 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
     assert_eq!(doc.session.admit_next().await.unwrap(), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denied_patient_reads_the_reason() {
+/// Dr Cho's consult with Mr Park waiting in it; the lobby as she sees it.
+async fn clinician_and_patient() -> (Server, Device, Device, Vec<hearth_client::WaitingPatient>) {
     let server = server().await;
     let mut doc = person(&server, "consult", Role::Clinician, "Dr Cho");
-    let mut park = person(&server, "consult", Role::Patient, "Mr Park");
+    let park = person(&server, "consult", Role::Patient, "Mr Park");
     let lobby = until(&mut doc, "Mr Park waiting", |s| s.lobby.len() == 1)
         .await
         .lobby;
+    (server, doc, park, lobby)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_server_refuses_is_a_notice_with_its_code() {
+    let (_server, mut doc, park, lobby) = clinician_and_patient().await;
+    // Mr Park leaves as the clinician lets him in: the server says there is nobody to admit.
+    park.session.leave().await;
+    until(&mut doc, "Mr Park gone from the lobby", |s| {
+        s.lobby.iter().all(|w| !w.connected)
+    })
+    .await;
+    let _ = doc.session.admit(lobby[0].peer.clone()).await;
+    let s = until(&mut doc, "a notice", |s| !s.notices.is_empty()).await;
+    let notice = &s.notices[0];
+    // The page says it in the clinician's language by its code; the sentence is the server's.
+    assert_eq!(notice.code, Some(ErrorCode::Unavailable), "{notice:?}");
+    assert!(notice.device.is_none());
+    assert!(!notice.message.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_patient_reads_the_reason() {
+    let (_server, doc, mut park, lobby) = clinician_and_patient().await;
     doc.session
         .deny(
             lobby[0].peer.clone(),

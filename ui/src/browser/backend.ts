@@ -65,9 +65,14 @@ function callable(me: Role, them: Role): boolean {
   return them === "resident";
 }
 
+/** The page's code for a server's error code (as the app's `ErrorCode::from_server`). */
 function mapError(code: string): ErrorCode {
-  const known: ErrorCode[] = ["bad_token", "expired_token", "forbidden", "room_full", "denied", "replaced", "revoked", "not_found"];
-  return (known as string[]).includes(code) ? (code as ErrorCode) : code === "unknown_peer" ? "unavailable" : "internal";
+  const known: ErrorCode[] = ["bad_token", "expired_token", "forbidden", "room_full", "denied", "replaced", "revoked", "not_found", "offline", "timeout", "rate_limited"];
+  if ((known as string[]).includes(code)) return code as ErrorCode;
+  if (code === "unknown_peer") return "unavailable";
+  if (code === "bad_message" || code === "too_large") return "bad_request";
+  if (code === "shutting_down" || code === "unavailable") return "server_unreachable";
+  return "internal";
 }
 
 /** Whether the TURN relay the server handed out gives a relay address within 5 s. */
@@ -168,7 +173,7 @@ export function browserBackend(location: Location): Backend {
       })
       .catch((e) => {
         console.warn("camera or microphone unavailable", e);
-        state.notices = [...state.notices, { id: Date.now(), device: "camera", message: String(e) }];
+        state.notices = [...state.notices, { id: Date.now(), device: "camera", code: null, message: String(e) }];
         publish();
         return null;
       });
@@ -409,7 +414,7 @@ export function browserBackend(location: Location): Backend {
         else if (m.code === "forbidden" && state.call.state === "calling") {
           calls.hangUp(state.call.peer);
         } else {
-          state.notices = [...state.notices.slice(-2), { id: Date.now(), device: null, message: m.message }];
+          state.notices = [...state.notices.slice(-2), { id: Date.now(), device: null, code: mapError(m.code), message: m.message }];
           publish();
         }
         return;

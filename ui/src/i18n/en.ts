@@ -133,6 +133,7 @@ export const en = {
   "err.offline": "That tablet is not connected right now.",
   "err.timeout": "The tablet did not answer in time. Check that it is switched on and try again.",
   "err.bad_request": "Something entered does not fit. Check the fields and try again.",
+  "err.rate_limited": "Too much at once. Wait a moment, then try again.",
 
   "role.resident": "Resident",
   "role.family": "Family",

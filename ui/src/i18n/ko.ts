@@ -134,6 +134,7 @@ export const ko: Record<MessageKey, string> = {
   "err.offline": "그 태블릿은 지금 연결되어 있지 않습니다.",
   "err.timeout": "태블릿이 제때 응답하지 않았습니다. 켜져 있는지 확인하고 다시 시도해 주세요.",
   "err.bad_request": "입력한 내용이 맞지 않습니다. 항목을 확인하고 다시 시도해 주세요.",
+  "err.rate_limited": "한꺼번에 너무 많이 요청했습니다. 잠시 기다린 뒤 다시 시도해 주세요.",
 
   "role.resident": "입소자",
   "role.family": "가족",

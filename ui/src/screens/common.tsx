@@ -114,7 +114,7 @@ export function Notices() {
     <aside class="notices" aria-label={t.t("err.device")}>
       {state.notices.map((n) => (
         <p class="notice" role="alert" key={n.id}>
-          <span>{n.device ? t.t(`notice.${n.device}`) : n.message}</span>
+          <span>{n.device ? t.t(`notice.${n.device}`) : n.code ? t.t(`err.${n.code}` as never) : n.message}</span>
           <button type="button" class="btn btn-quiet" onClick={() => void api.dismissNotice(n.id)}>
             {t.t("notice.dismiss")}
           </button>

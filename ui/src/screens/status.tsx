@@ -55,6 +55,10 @@ export function Waiting({ position, over = false }: { position: number | null; o
 
 /** The server refuses this device's invitation: say why and offer to enter a new one. A
  * clinician's own words, when they turned a patient away, are shown as they wrote them. */
+// What the server says when a clinician gave no reason (`ErrorCode::Denied`'s default sentence in
+// hearth-proto): the heading and the error already say it, in the patient's language.
+const NO_REASON = "The clinician could not let you in this time.";
+
 export function Refused({ error }: { error: ClientError }) {
   const { t, api, act } = useApp();
   const code: ErrorCode = error.code;
@@ -63,7 +67,7 @@ export function Refused({ error }: { error: ClientError }) {
     <Screen label={title} className="status">
       <h1>{title}</h1>
       <ErrorText code={code} />
-      {code === "denied" && error.message && <blockquote class="lead">{retranslate(error.message, REASONS, t.lang)}</blockquote>}
+      {code === "denied" && error.message && error.message !== NO_REASON && <blockquote class="lead">{retranslate(error.message, REASONS, t.lang)}</blockquote>}
       <button type="button" class="btn btn-primary" onClick={() => void act(api.forgetInvitation())}>
         {t.t("refused.newInvitation")}
       </button>
