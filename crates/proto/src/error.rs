@@ -154,6 +154,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_denial_without_a_reason_reads_as_the_page_expects() {
+        // ui/src/screens/status.tsx (`NO_REASON`) knows this sentence: it does not quote it
+        // as a clinician's own words.
+        assert_eq!(
+            ErrorCode::Denied.default_message(),
+            "The clinician could not let you in this time."
+        );
+        let page = include_str!("../../../ui/src/screens/status.tsx");
+        assert!(page.contains(&format!(
+            "const NO_REASON = {:?};",
+            ErrorCode::Denied.default_message()
+        )));
+    }
+
+    #[test]
     fn wire_names_match_serde() {
         for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
