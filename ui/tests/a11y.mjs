@@ -80,7 +80,11 @@ try {
       await page.waitForTimeout(f.includes("in-call") || f.includes("consult") ? 600 : f.startsWith("staff-") ? 300 : 150);
       const result = await axeViolations(page);
       const resident = f.startsWith("resident-") ? await page.evaluate(residentRules) : [];
-      const problems = [...result, ...resident];
+      // The synthetic sources are named in the page's language, not by the app's English name.
+      const english = lang === "ko" && f === "family-devices"
+        ? await page.evaluate(() => [...document.querySelectorAll("option")].map((o) => o.textContent ?? "").filter((t) => /Test pattern|Test tone/.test(t)).map((t) => `untranslated: ${t}`))
+        : [];
+      const problems = [...result, ...resident, ...english];
       if (problems.length) {
         failures += problems.length;
         console.error(`✗ ${f} [${lang}]\n  ${problems.join("\n  ")}`);

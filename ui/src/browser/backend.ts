@@ -602,7 +602,8 @@ export function browserBackend(location: Location): Backend {
       const kind = { videoinput: "camera", audioinput: "microphone", audiooutput: "speaker" } as const;
       return all
         .filter((d) => d.kind in kind)
-        .map((d, i) => ({ id: d.deviceId, name: d.label || `${kind[d.kind]} ${i + 1}`, kind: kind[d.kind] }));
+        // No label before the page may use the devices: the screen names them by kind and number.
+        .map((d) => ({ id: d.deviceId, name: d.label, kind: kind[d.kind] }));
     },
     settings: async () => ({
       server: `${location.origin}/v1/ws`,

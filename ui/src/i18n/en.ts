@@ -90,6 +90,8 @@ export const en = {
   "devices.speaker": "Speaker",
   "devices.default": "The system's choice",
   "devices.none": "No sound",
+  "devices.testPattern": "Test pattern (moving colour bars)",
+  "devices.testTone": "Test tone (a beep)",
   "devices.save": "Save",
   "devices.saved": "Saved. Used from the next call.",
   "devices.back": "Back",

@@ -91,6 +91,8 @@ export const ko: Record<MessageKey, string> = {
   "devices.speaker": "스피커",
   "devices.default": "시스템 기본값",
   "devices.none": "소리 없음",
+  "devices.testPattern": "테스트 화면 (움직이는 색 막대)",
+  "devices.testTone": "테스트 소리 (삐 소리)",
   "devices.save": "저장",
   "devices.saved": "저장했습니다. 다음 통화부터 사용합니다.",
   "devices.back": "뒤로",

@@ -69,8 +69,13 @@ function DeviceSelect({ kind, devices, value, onChange }: {
         onChange(v === "" ? null : v);
       }}>
         <option value="">{t.t("devices.default")}</option>
-        {devices.filter((d) => d.kind === kind).map((d) => (
-          <option value={d.id} key={d.id}>{d.name}</option>
+        {devices.filter((d) => d.kind === kind).map((d, i) => (
+          <option value={d.id} key={d.id}>
+            {/* The synthetic sources by what they are; a device with no name by its kind and number. */}
+            {d.id === "synthetic"
+              ? t.t(kind === "camera" ? "devices.testPattern" : "devices.testTone")
+              : d.name || `${t.t(`devices.${kind}`)} ${t.number(i + 1)}`}
+          </option>
         ))}
         {kind === "speaker" && <option value="none">{t.t("devices.none")}</option>}
       </select>
