@@ -15,8 +15,9 @@ async function start() {
   const params = new URLSearchParams(location.search);
   if (inTauri()) {
     api = tauriBackend();
-  } else if (params.has("fixture")) {
-    // The screens with made-up data (accessibility checks, screenshots).
+  } else if (params.has("fixture") && !location.pathname.startsWith("/join")) {
+    // The screens with made-up data (accessibility checks, screenshots), never at an
+    // invitation's link, where the server serves this page to real people.
     const { fixtureBackend } = await import("./fixtures");
     api = fixtureBackend(params);
   } else {

@@ -79,6 +79,16 @@ async function main() {
 
   const browser = await launchCallBrowser();
   try {
+    // The made-up screens (`?fixture=`, for the accessibility run) are not shown at an
+    // invitation's link: the page is the browser mode, which redeems the code.
+    const fake = await browser.newPage();
+    const redeemed = fake.waitForRequest(/\/v1\/redeem$/, { timeout: 20_000 });
+    await fake.goto(`${base}/join/ABCD2345?fixture=family-ringing`);
+    await redeemed;
+    if (await fake.getByText("Mrs Kim").count()) throw new Error("an invitation's link showed a made-up screen");
+    await fake.close();
+    console.log("browser: an invitation's link with ?fixture= is still the browser mode");
+
     // 1. A relative calls a resident from the invitation link.
     const kimStats = join(work, "kim.json");
     const kim = run(
