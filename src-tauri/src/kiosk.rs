@@ -1,6 +1,5 @@
 //! Kiosk mode for a resident's tablet: the app is the only thing on screen, starts at login,
-//! is not closed by a stray Alt+F4 or the window manager, and comes back by itself after a
-//! crash. (Bringing the window forward for a call is
+//! and comes back by itself after a crash. (Bringing the window forward for a call is
 //! `attention`'s.)
 
 use std::path::Path;
@@ -116,20 +115,6 @@ impl Supervisor {
     }
 }
 
-/// Whether a request to close the window (Alt+F4, the window manager) may close the app. A
-/// resident's tablet in kiosk mode may not: its window closing would exit cleanly, which the
-/// supervisor takes as meant, and the tablet would stop taking calls. Kiosk mode is on when the
-/// app was started with `--kiosk` (`forced`) or the tablet's setting is on (`setting`); staff
-/// let it close by turning the setting off (`at_start`: the setting when the app started).
-pub(crate) fn may_close(forced: bool, at_start: bool, setting: bool) -> bool {
-    let kiosk = if setting == at_start {
-        forced || setting
-    } else {
-        setting
-    };
-    !kiosk
-}
-
 /// Places the window over the whole monitor it is on.
 pub(crate) fn cover_screen(window: &WebviewWindow) {
     match window.current_monitor() {
@@ -146,23 +131,6 @@ pub(crate) fn cover_screen(window: &WebviewWindow) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn a_kiosk_window_closes_only_once_staff_turn_kiosk_mode_off() {
-        // Started with --kiosk, the setting off all along: stays.
-        assert!(!may_close(true, false, false));
-        // The setting on (with or without --kiosk): stays.
-        assert!(!may_close(false, true, true));
-        assert!(!may_close(true, true, true));
-        // Staff turn the setting off while it runs: it may close (and the supervisor, seeing a
-        // clean exit, does not bring it back).
-        assert!(may_close(true, true, false));
-        assert!(may_close(false, true, false));
-        // Turned on while it runs: stays.
-        assert!(!may_close(false, false, true));
-        // Not a kiosk: closes.
-        assert!(may_close(false, false, false));
-    }
 
     #[test]
     fn restarts_crashes_with_growing_pauses_and_stops_on_a_clean_exit() {

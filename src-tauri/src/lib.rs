@@ -99,17 +99,6 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 // into Hearth (xinit, no window manager) gets the whole screen this way.
                 kiosk::cover_screen(&window);
             }
-            let forced = options.kiosk;
-            let at_start = session.state().kiosk;
-            let state = session.watch();
-            window.on_window_event(move |event| {
-                if let tauri::WindowEvent::CloseRequested { api, .. } = event
-                    && !kiosk::may_close(forced, at_start, state.borrow().kiosk)
-                {
-                    tracing::info!("kiosk mode: the window stays open");
-                    api.prevent_close();
-                }
-            });
             attention::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);

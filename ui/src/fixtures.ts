@@ -292,6 +292,9 @@ export function fixtureBackend(params: URLSearchParams): Backend {
       { id: "camera:USB Camera", name: "USB Camera", kind: "camera" },
       { id: "synthetic", name: "Test pattern", kind: "camera" },
       { id: "mic:Built-in Microphone", name: "Built-in Microphone", kind: "microphone" },
+      { id: "synthetic", name: "Test tone", kind: "microphone" },
+      // A browser names no device before the page may use them.
+      { id: "mic:2", name: "", kind: "microphone" },
       { id: "speaker:Speakers", name: "Speakers", kind: "speaker" },
     ],
     settings: async () => ({

@@ -15,16 +15,19 @@ function audio(): AudioContext | null {
   }
 }
 
-// The first touch or key anywhere makes (or wakes) the context while the browser allows it, so
-// a ring that comes later, with nobody touching the page, is heard: a relative waiting on the
-// page for the care home's call.
+// The first touch, click or key anywhere makes (or wakes) the context while the browser allows
+// it, so a ring that comes later, with nobody touching the page, is heard: a relative waiting
+// on the page for the care home's call. (A finger's `pointerdown` does not count as such a
+// gesture; its `touchend` and `pointerup` do.)
 if (typeof window !== "undefined") {
-  for (const kind of ["pointerdown", "keydown"]) window.addEventListener(kind, audio, { capture: true, passive: true });
+  for (const kind of ["pointerup", "touchend", "click", "keydown"]) window.addEventListener(kind, audio, { capture: true, passive: true });
 }
 
 function tone(freq: number, start: number, length: number, gain: number) {
   const a = audio();
-  if (!a) return;
+  // A suspended context's clock stands still: tones queued now would all sound at once when it
+  // wakes. This burst is skipped; the next one plays.
+  if (!a || a.state !== "running") return;
   const osc = a.createOscillator();
   const g = a.createGain();
   osc.frequency.value = freq;

@@ -538,6 +538,13 @@ export function browserBackend(location: Location): Backend {
     async forgetInvitation() {
       token = null;
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
+      // Nothing of the old session may reach the next invitation's: no pending move or retry
+      // (which would resume it with the new token), no id or secret to resume.
+      for (const timer of [moveTimer, retryTimer]) if (timer !== null) window.clearTimeout(timer);
+      moveTimer = null;
+      retryTimer = null;
+      session = null;
+      lastSeq = 0;
       ws?.close();
       ws = null;
       calls.hangUp(null);

@@ -123,6 +123,8 @@ export const en = {
   "notice.microphone": "Your microphone could not be used. The others cannot hear you.",
   "notice.speaker": "The speaker could not be used. Check the volume and the headphones.",
   "notice.dismiss": "Close",
+  "notice.forbidden": "That cannot be done from here.",
+  "notice.notNow": "Hearth could not do that just now. Try again in a moment.",
 
   "settings.signOut": "Use a different invitation",
   "settings.expires": "Invitation valid until {date}",

@@ -124,6 +124,8 @@ export const ko: Record<MessageKey, string> = {
   "notice.microphone": "마이크를 사용할 수 없습니다. 상대방이 내 목소리를 들을 수 없습니다.",
   "notice.speaker": "스피커를 사용할 수 없습니다. 음량과 이어폰을 확인하세요.",
   "notice.dismiss": "닫기",
+  "notice.forbidden": "여기서는 그렇게 할 수 없습니다.",
+  "notice.notNow": "지금은 처리하지 못했습니다. 잠시 후 다시 시도해 주세요.",
 
   "settings.signOut": "다른 초대 사용",
   "settings.expires": "{date}까지 유효한 초대",

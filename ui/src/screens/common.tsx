@@ -1,8 +1,9 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
-import type { CallPeer, Contact, Presence } from "../bindings";
+import type { CallPeer, Contact, Notice, Presence } from "../bindings";
 import { type Banner, callBanners } from "../logic/connection";
 import { useApp } from "../context";
+import type { I18n } from "../i18n";
 import { attach } from "../video/registry";
 
 // Simple shapes, drawn inline so nothing needs loading.
@@ -107,6 +108,18 @@ export function Screen({ label, children, className }: { label: string; children
   );
 }
 
+/** What a notice says. About a device: the page's own words. A refusal: the server's sentence,
+ *  which is English and says exactly what happened, to English readers; to others the page's
+ *  words for its code (for two codes words for a refused request, as their `err.*` sentences
+ *  are about signing in). */
+function noticeText(n: Notice, t: I18n): string {
+  if (n.device) return t.t(`notice.${n.device}`);
+  if (!n.code || t.lang === "en") return n.message;
+  if (n.code === "forbidden") return t.t("notice.forbidden");
+  if (n.code === "server_unreachable") return t.t("notice.notNow");
+  return t.t(`err.${n.code}` as never);
+}
+
 export function Notices() {
   const { state, t, api } = useApp();
   if (state.notices.length === 0) return null;
@@ -114,7 +127,7 @@ export function Notices() {
     <aside class="notices" aria-label={t.t("err.device")}>
       {state.notices.map((n) => (
         <p class="notice" role="alert" key={n.id}>
-          <span>{n.device ? t.t(`notice.${n.device}`) : n.code ? t.t(`err.${n.code}` as never) : n.message}</span>
+          <span>{noticeText(n, t)}</span>
           <button type="button" class="btn btn-quiet" onClick={() => void api.dismissNotice(n.id)}>
             {t.t("notice.dismiss")}
           </button>
