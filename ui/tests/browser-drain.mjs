@@ -12,28 +12,17 @@
 //      decodes the page's video all through).
 //
 // Usage: node tests/browser-drain.mjs <target dir>   (needs hearth-signaling, hearth-cli; ui/dist)
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launchCallBrowser, paintedPattern as painted, reportChildren, start, stopAll, until } from "./harness.mjs";
+import { freePort, launchCallBrowser, minter, paintedPattern as painted, reportChildren, start, stopAll, until } from "./harness.mjs";
 
 const bin = resolve(process.argv[2] ?? "../target/debug");
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 const packaging = fileURLToPath(new URL("../../packaging/server/", import.meta.url));
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-drain-"));
-
-const freePort = () =>
-  new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
 
 const need = (program) => {
   const found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map((d) => join(d, program)).find(existsSync);
@@ -53,12 +42,7 @@ function configure(name, replacements) {
   return path;
 }
 
-const mint = (room, role, name) =>
-  execFileSync(join(bin, "hearth-signaling"), ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
-    env: { ...process.env, HEARTH_SECRET: secret },
-  })
-    .toString()
-    .trim();
+const mint = minter(join(bin, "hearth-signaling"), secret);
 
 /** How many clients node `n` serves, from its metrics. */
 async function connections(n) {

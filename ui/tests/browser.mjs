@@ -12,7 +12,6 @@
 //
 // Usage: node tests/browser.mjs <target dir> [--screenshots]
 //   (needs hearth-signaling, hearth-cli; ui/dist built; --screenshots writes docs/screenshots/)
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -23,7 +22,7 @@ const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-browser-"));
 const { axeViolations } = await import("./serve.mjs");
-const { launchCallBrowser, paintedPattern: painted, reportChildren, start, stopAll, until } = await import("./harness.mjs");
+const { launchCallBrowser, minter, paintedPattern: painted, reportChildren, start, stopAll, until } = await import("./harness.mjs");
 const shotDir = process.argv.includes("--screenshots") ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url)) : null;
 
 /** axe-core over the live screen, and a screenshot of it when asked. */
@@ -40,12 +39,7 @@ async function check(page, name) {
 /** Starts a process with `env` added to this one's. */
 const run = (cmd, args, name, env = {}) => start(cmd, args, { name, env: { ...process.env, ...env } });
 
-const mint = (room, role, name) =>
-  execFileSync(join(bin, "hearth-signaling"), ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
-    env: { ...process.env, HEARTH_SECRET: secret },
-  })
-    .toString()
-    .trim();
+const mint = minter(join(bin, "hearth-signaling"), secret);
 
 /** Whether the page's canvas `selector` shows a moving, coloured picture (within 700 ms). */
 const paintedPattern = async (page, selector) =>

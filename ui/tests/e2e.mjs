@@ -20,11 +20,10 @@
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
-import { launchCallBrowser, paintedPattern as painted, reportChildren, sleep, start, stopAll, until } from "./harness.mjs";
+import { freePort, launchCallBrowser, minter, paintedPattern as painted, reportChildren, sleep, start, stopAll, until } from "./harness.mjs";
 
 const bin = resolve(process.argv[2] ?? "../target/debug");
 const app = join(bin, "hearth");
@@ -33,16 +32,6 @@ const cli = join(bin, "hearth-cli");
 const secret = (await import("node:crypto")).randomBytes(32).toString("hex");
 const work = mkdtempSync(join(tmpdir(), "hearth-e2e-"));
 process.on("exit", stopAll);
-
-async function freePort() {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
 
 // HEARTH_SCREENSHOTS=<dir>: also save screenshots of the real app at each step.
 const shotDir = process.env.HEARTH_SCREENSHOTS;
@@ -62,13 +51,7 @@ async function shot(name) {
   execFileSync("import", ["-window", "root", join(resolve(shotDir), `app-${name}.png`)], { env: process.env });
 }
 
-function mint(room, role, name) {
-  return execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
-    env: { ...process.env, HEARTH_SECRET: secret },
-  })
-    .toString()
-    .trim();
-}
+const mint = minter(signaling, secret);
 
 function settingsDir(name, token, url, resident) {
   const dir = join(work, name);

@@ -1,7 +1,8 @@
 // Shared by the end-to-end tests (the app under tauri-driver, the browser mode in Chromium):
 // child processes with their output kept, waiting for a condition, and reading a canvas to tell
 // whether it shows a moving picture.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createServer } from "node:net";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -22,6 +23,26 @@ export function start(cmd, args, opts = {}) {
   children.push(child);
   return child;
 }
+
+/** A TCP port free on 127.0.0.1 now. */
+export function freePort() {
+  return new Promise((ok) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** `mint(room, role, name)`: an hour's token signed with `secret`, by `hearth-signaling mint`
+ *  (the binary at `signaling`). */
+export const minter = (signaling, secret) => (room, role, name) =>
+  execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
+    env: { ...process.env, HEARTH_SECRET: secret },
+  })
+    .toString()
+    .trim();
 
 /** Debian's Chromium, headless, set up for calls: fake camera and microphone (a moving
  *  pattern and a beep) given without asking, peer connections on loopback with plain

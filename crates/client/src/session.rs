@@ -1372,16 +1372,7 @@ impl Actor {
                 self.stats = Some(stats);
             }
             RoomEvent::DeviceError { device, message } => {
-                let id = self.next_notice;
-                self.next_notice += 1;
-                self.state.notices.push(Notice {
-                    id,
-                    device: Some(device.into()),
-                    code: None,
-                    message,
-                });
-                let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
-                self.state.notices.drain(..excess);
+                self.push_notice(Some(device.into()), None, message);
             }
             RoomEvent::Disconnected { code, reason } => self.signaling_down(code, reason).await,
             RoomEvent::Reconnecting {
@@ -1420,15 +1411,25 @@ impl Actor {
         }
     }
 
-    /// Tells the person something in a sentence (no device concerned).
+    /// Tells the person of an error (no device concerned).
     fn notice(&mut self, error: ClientError) {
+        self.push_notice(None, Some(error.code), error.message);
+    }
+
+    /// Adds a notice, dropping the oldest beyond the most kept.
+    fn push_notice(
+        &mut self,
+        device: Option<DeviceKind>,
+        code: Option<ErrorCode>,
+        message: String,
+    ) {
         let id = self.next_notice;
         self.next_notice += 1;
         self.state.notices.push(Notice {
             id,
-            device: None,
-            code: Some(error.code),
-            message: error.message,
+            device,
+            code,
+            message,
         });
         let excess = self.state.notices.len().saturating_sub(MAX_NOTICES);
         self.state.notices.drain(..excess);

@@ -321,10 +321,15 @@ export function browserBackend(location: Location): Backend {
     }
   };
 
-  const refuse = (code: ErrorCode, message: string) => {
-    // Closed for good: not to be taken up again, a move a `shutdown` asked for included.
+  /** Calls off the move a `shutdown` scheduled, if any. */
+  const cancelMove = () => {
     if (moveTimer !== null) window.clearTimeout(moveTimer);
     moveTimer = null;
+  };
+
+  const refuse = (code: ErrorCode, message: string) => {
+    // Closed for good: not to be taken up again, a move a `shutdown` asked for included.
+    cancelMove();
     state.connection = { state: "refused", error: err(code, message) };
     state.call = { state: "idle" };
     calls.hangUp(null);
@@ -426,7 +431,7 @@ export function browserBackend(location: Location): Backend {
         // and a move that works is not news for the screen (a failed one is, as any drop).
         if (state.connection.state === "refused") return;
         const m = msg as Extract<ServerMessage, { type: "shutdown" }>;
-        if (moveTimer !== null) window.clearTimeout(moveTimer);
+        cancelMove();
         moveTimer = window.setTimeout(() => {
           moveTimer = null;
           const old = ws;
@@ -540,8 +545,8 @@ export function browserBackend(location: Location): Backend {
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
       // Nothing of the old session may reach the next invitation's: no pending move or retry
       // (which would resume it with the new token), no id or secret to resume.
-      for (const timer of [moveTimer, retryTimer]) if (timer !== null) window.clearTimeout(timer);
-      moveTimer = null;
+      cancelMove();
+      if (retryTimer !== null) window.clearTimeout(retryTimer);
       retryTimer = null;
       session = null;
       lastSeq = 0;

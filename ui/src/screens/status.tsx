@@ -53,11 +53,12 @@ export function Waiting({ position, over = false }: { position: number | null; o
   );
 }
 
-/** The server refuses this device's invitation: say why and offer to enter a new one. A
- * clinician's own words, when they turned a patient away, are shown as they wrote them. */
 // What the server says when a clinician gave no reason (`ErrorCode::Denied`'s default sentence in
 // hearth-proto): the heading and the error already say it, in the patient's language.
 const NO_REASON = "The clinician could not let you in this time.";
+
+/** The server refuses this device's invitation: say why and offer to enter a new one. A
+ * clinician's own words, when they turned a patient away, are shown as they wrote them. */
 
 export function Refused({ error }: { error: ClientError }) {
   const { t, api, act } = useApp();
