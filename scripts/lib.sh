@@ -97,7 +97,7 @@ node_need() {
 
 # The app's end-to-end test: a virtual display, WebKitGTK's WebDriver and tauri-driver.
 app_test_need() {
-  apt_need xvfb xauth webkit2gtk-driver procps
+  apt_need xvfb xauth webkit2gtk-driver procps python3
   if ! command -v tauri-driver >/dev/null 2>&1; then
     say "installing tauri-driver (cargo install, about a minute)"
     cargo install tauri-driver --locked --version 2.1.0

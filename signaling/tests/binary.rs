@@ -233,7 +233,7 @@ async fn invitations_rules_and_the_audit_trail_survive_a_restart() {
     let staff = minted("staff", "Nurse Park");
     let http = reqwest::Client::new();
     let rules = json!({"callers":[{"sub":"inv-x","name":"Ann","auto_answer":true}],
-                       "quiet_hours":{"from":"21:00","to":"07:00"}});
+                       "quiet_hours":{"from":"21:00","to":"07:00"},"kiosk":false});
 
     let (child, base, url) = serve_on(&store).await;
     let create = |name: &str, role: &str| {

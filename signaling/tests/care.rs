@@ -235,7 +235,7 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     let kim_id = peer(&welcome);
     assert_eq!(
         kim.next_rules().await,
-        json!({"callers": null, "quiet_hours": null})
+        json!({"callers": null, "quiet_hours": null, "kiosk": null})
     );
     let (mut ann, w) = Client::join(&server, "kim", Role::Family, "Ann").await;
     let ann_id = peer(&w);
@@ -247,7 +247,8 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
 
     let rules = json!({
         "callers": [{"sub":"sub-ann","name":"Ann","auto_answer":true}],
-        "quiet_hours": {"from":"21:00","to":"07:30"}
+        "quiet_hours": {"from":"21:00","to":"07:30"},
+        "kiosk": true
     });
     let (status, tablet) = api
         .put("/v1/tablets/sub-mrs kim/rules", &staff, rules.clone())
@@ -284,7 +285,7 @@ async fn staff_rules_reach_the_tablet_at_once_and_are_enforced() {
     kim.quiet_for(Duration::from_millis(300)).await;
 
     // Listed again (anyone may call): both sides see each other arrive.
-    let open = json!({"callers": null, "quiet_hours": null});
+    let open = json!({"callers": null, "quiet_hours": null, "kiosk": null});
     let (status, _) = api
         .put("/v1/tablets/sub-mrs kim/rules", &staff, open.clone())
         .await;

@@ -6,7 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tauri::WebviewWindow;
+use hearth_client::AppState;
+use tauri::{LogicalSize, WebviewWindow};
+use tokio::sync::watch;
+
+/// The window's size out of kiosk mode.
+pub(crate) const WINDOW_SIZE: (f64, f64) = (1024.0, 720.0);
 
 /// The desktop entry that starts Hearth in kiosk mode at login.
 pub fn autostart_entry(exec: &Path) -> String {
@@ -112,6 +117,47 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Follows kiosk mode as staff's rules turn it on or off while the app runs: the window goes
+/// full screen without chrome or back to an ordinary window, and the start-at-login entry is
+/// added or removed. (Whether the window may be closed is asked of the state at each close.)
+pub(crate) fn follow(window: WebviewWindow, mut state: watch::Receiver<AppState>) {
+    let mut was = state.borrow().kiosk;
+    tauri::async_runtime::spawn(async move {
+        while state.changed().await.is_ok() {
+            let kiosk = state.borrow_and_update().kiosk;
+            if kiosk == was {
+                continue;
+            }
+            was = kiosk;
+            apply(&window, kiosk);
+            if let Err(e) = set_autostart(kiosk) {
+                tracing::warn!(error = %e, kiosk, "start-at-login entry not changed");
+            }
+        }
+    });
+}
+
+/// Puts the window into kiosk mode or out of it.
+fn apply(window: &WebviewWindow, kiosk: bool) {
+    let changed = if kiosk {
+        window
+            .set_decorations(false)
+            .and_then(|()| window.set_fullscreen(true))
+    } else {
+        let (w, h) = WINDOW_SIZE;
+        window
+            .set_fullscreen(false)
+            .and_then(|()| window.set_decorations(true))
+            .and_then(|()| window.set_size(LogicalSize::new(w, h)))
+    };
+    if let Err(e) = changed {
+        tracing::warn!(error = %e, kiosk, "could not change the window for kiosk mode");
+    }
+    if kiosk {
+        cover_screen(window);
     }
 }
 

@@ -45,6 +45,18 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     let invoke = builder.invoke_handler();
     tauri::Builder::default()
         .invoke_handler(invoke)
+        .on_window_event(|window, event| {
+            // A kiosk's window stays: a resident cannot close it by mistake, nor with a
+            // keyboard's Alt+F4. Staff turn kiosk mode off in their console to close it.
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event
+                && window
+                    .try_state::<Session>()
+                    .is_some_and(|s| s.state().kiosk)
+            {
+                tracing::info!("kiosk mode: the window is not closed");
+                api.prevent_close();
+            }
+        })
         .setup(move |app| {
             builder.mount_events(app);
             let data_dir = match &options.data_dir {
@@ -67,9 +79,10 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                     room,
                     camera: options.camera,
                     video: video.clone(),
+                    kiosk: options.kiosk,
                 })
             });
-            let kiosk = options.kiosk || session.state().kiosk;
+            let kiosk = session.state().kiosk;
             // Tells the page how to draw video (see `gpu_compositing`).
             let renderer = if options.gpu_compositing {
                 "webgl"
@@ -80,7 +93,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
                     .initialization_script(format!("window.hearthRenderer = {renderer:?};"))
                     .title("Hearth")
-                    .inner_size(1024.0, 720.0)
+                    .inner_size(kiosk::WINDOW_SIZE.0, kiosk::WINDOW_SIZE.1)
                     .min_inner_size(360.0, 480.0)
                     .fullscreen(kiosk)
                     .decorations(!kiosk)
@@ -99,6 +112,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 // into Hearth (xinit, no window manager) gets the whole screen this way.
                 kiosk::cover_screen(&window);
             }
+            kiosk::follow(window.clone(), session.watch());
             attention::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);

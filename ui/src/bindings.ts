@@ -550,6 +550,12 @@ export type Rules = {
 	callers?: Caller[] | null,
 	/**  When the tablet does not ring: calls are declined as unavailable. */
 	quiet_hours?: QuietHours | null,
+	/**
+	 *  Kiosk mode on the tablet (full screen, started at login, brought back after a crash,
+	 *  its window not closed); `None` leaves it as the tablet was set up. Staff turn it off
+	 *  here to get the tablet's desktop back without a keyboard or a password on the tablet.
+	 */
+	kiosk?: boolean | null,
 };
 
 /**  What the settings screen shows (the token stays in Rust). */

@@ -205,6 +205,7 @@ const tablets: Tablet[] = [
         { sub: "inv-Min-jun Kim", name: "Min-jun Kim", auto_answer: false },
       ],
       quiet_hours: { from: "21:00", to: "07:30" },
+      kiosk: true,
     },
   },
   {

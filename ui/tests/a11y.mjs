@@ -14,8 +14,10 @@ const fixtures = [
   "family-idle", "family-ringing", "family-calling", "family-in-call", "family-in-call-muted", "family-ended", "family-devices", "family-check",
   "clinician-lobby", "clinician-empty", "clinician-consult",
   "patient-checking", "patient-waiting", "patient-in-consult", "patient-denied",
-  "staff-tablets", "staff-invitations", "staff-audit",
+  "staff-tablets", "staff-rules", "staff-invitations", "staff-audit",
 ];
+// Screens reached from a fixture by a click: the fixture, then what to press.
+const opened = { "staff-rules": ["staff-tablets", 'button[aria-expanded="false"]'] };
 const shots = {
   "resident-idle": 1, "resident-ringing": 1, "resident-in-call": 1, "family-idle": 1, "family-ringing": 1, "family-in-call": 1,
   "clinician-lobby": 1, "clinician-consult": 1, "patient-waiting": 1, "staff-tablets": 1, "staff-invitations": 1,
@@ -88,8 +90,13 @@ try {
     for (const f of fixtures) {
       const pages = { "family-devices": "devices", "family-check": "check", "staff-invitations": "invitations", "staff-audit": "audit" };
       const extra = pages[f] ? `&page=${pages[f]}` : "";
-      await page.goto(`${server.url}?fixture=${f}&lang=${lang}${extra}`);
+      const [fixture, press] = opened[f] ?? [f, null];
+      await page.goto(`${server.url}?fixture=${fixture}&lang=${lang}${extra}`);
       await page.waitForSelector("main");
+      if (press) {
+        await page.click(press);
+        await page.waitForSelector("form.rules");
+      }
       await page.waitForTimeout(f.includes("in-call") || f.includes("consult") ? 600 : f.startsWith("staff-") ? 300 : 150);
       const result = await axeViolations(page);
       const resident = f.startsWith("resident-") ? await page.evaluate(residentRules) : [];

@@ -9,6 +9,9 @@
 //      call from hearth-cli: the countdown answers it, both sides get video. This one runs
 //      with --decode-video-here: the fallback where the app decodes and sends pictures
 //      (the family's app in 1 decodes in the page, WebCodecs).
+//      Then staff turn kiosk mode off and on from their console (the HTTP API): the kiosk
+//      window refuses a window manager's close; it follows each change at once (full screen
+//      or not, its start-at-login entry); out of kiosk mode it closes.
 //   3. `hearth --kiosk` brings the app back after it is killed.
 //   4. The app as a clinician: two hearth-cli patients wait, in arrival order, with an alert
 //      for each; admit the first, see their video, end and admit the second, see theirs.
@@ -19,7 +22,7 @@
 //
 // Usage: node tests/e2e.mjs <target dir>   (needs target/<dir>/{hearth,hearth-signaling,hearth-cli})
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
@@ -84,6 +87,73 @@ async function launchApp(dataDir, port, extra = []) {
   });
 }
 
+// Each app's start-at-login entry goes here (tauri-driver's children inherit it).
+const configHome = join(work, "config");
+const autostartEntry = join(configHome, "autostart", "hearth-kiosk.desktop");
+
+/** The running app started with `dataDir`, by its process id. */
+function appPid(dataDir) {
+  const out = execFileSync("ps", ["-eo", "pid=,args="]).toString();
+  const line = out.split("\n").find((l) => l.includes(app) && l.includes(dataDir));
+  return line ? Number(line.trim().split(/\s+/)[0]) : null;
+}
+
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A window manager's close (Alt+F4, the title bar's button) for the app's window. */
+const closeWindow = () => execFileSync("python3", [resolve("tests/wm-close.py"), "Hearth"], { env: process.env }).toString().trim();
+
+/** The kiosk tablet `tablet-lee` (full screen, on the screen now) as staff turn kiosk mode off
+ *  and on from their console: its window refuses to close while it is a kiosk, follows each
+ *  change at once with its start-at-login entry, and closes once kiosk mode is off. */
+async function kioskFromStaff(browser, dataDir, port) {
+  const pid = appPid(dataDir);
+  if (!pid) throw new Error("the tablet's app process was not found");
+  const said = closeWindow();
+  await sleep(2000);
+  if (!alive(pid)) throw new Error("kiosk mode: the window closed when asked to (Alt+F4 would close the tablet)");
+  await (await browser.$(".resident-home")).waitForExist({ timeout: 5_000 });
+  console.log(`kiosk: the window stays when the window manager asks it to close (${said})`);
+
+  const staff = mint("lee", "staff", "Nurse Yoon");
+  const setKiosk = async (kiosk) => {
+    const r = await fetch(`http://127.0.0.1:${port}/v1/tablets/tablet-lee/rules`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${staff}`, "content-type": "application/json" },
+      body: JSON.stringify({ callers: null, quiet_hours: null, kiosk }),
+    });
+    if (!r.ok) throw new Error(`staff could not set kiosk mode: ${r.status} ${await r.text()}`);
+  };
+  const fills = async () => {
+    const r = await browser.getWindowRect();
+    return r.width === 1280 && r.height === 800;
+  };
+  const entry = () => (existsSync(autostartEntry) ? readFileSync(autostartEntry, "utf8") : null);
+
+  await setKiosk(false);
+  await until("the window out of kiosk mode", async () => !(await fills()), 10_000);
+  const rect = await browser.getWindowRect();
+  console.log(`kiosk: staff turned it off; an ordinary ${rect.width}x${rect.height} window`);
+  await setKiosk(true);
+  await until("the window full screen again", fills, 10_000);
+  const on = await until("the start-at-login entry", entry, 10_000);
+  if (!on.includes("--kiosk")) throw new Error(`the start-at-login entry does not start kiosk mode:\n${on}`);
+  console.log("kiosk: staff turned it on; full screen again, and it starts at login");
+  await setKiosk(false);
+  await until("the start-at-login entry removed", () => entry() === null, 10_000);
+  await until("the window out of kiosk mode", async () => !(await fills()), 10_000);
+  closeWindow();
+  await until("the app to close", () => !alive(pid), 10_000);
+  console.log("kiosk: off again; no start at login, and the window closed when asked");
+}
+
 async function main() {
   const display = `:${90 + Math.floor(Math.random() * 9)}`;
   start("Xvfb", [display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"], { name: "xvfb" });
@@ -101,7 +171,7 @@ async function main() {
 
   const driverPort = await freePort();
   start("tauri-driver", ["--port", String(driverPort), "--native-driver", "/usr/bin/WebKitWebDriver"], {
-    env: { ...process.env, RUST_LOG: "warn" },
+    env: { ...process.env, RUST_LOG: "warn", XDG_CONFIG_HOME: configHome },
     name: "tauri-driver",
   });
   await sleep(1000);
@@ -159,7 +229,7 @@ async function main() {
   resident.kill("SIGTERM");
 
   // 2. A resident tablet with auto-answer for Ann receives her call.
-  const tabletDir = settingsDir("tablet", mint("lee", "resident", "Mr Lee"), url, {
+  const tabletDir = settingsDir("tablet", mint("lee", "resident", "Mr Lee", "tablet-lee"), url, {
     auto_answer: true,
     auto_answer_seconds: 2,
     kiosk: true,
@@ -205,6 +275,7 @@ async function main() {
       throw new Error(`hearth-cli did not get the app's video in order: ${JSON.stringify(got)}`);
     }
     console.log(`resident: hearth-cli decoded ${got.frames_decoded} frames from the app in order, ${got.missing_frames} skipped, latency p50 ${got.latency_ms.p50} ms`);
+    await kioskFromStaff(browser, tabletDir, port);
   } finally {
     await browser.deleteSession().catch(() => {});
   }

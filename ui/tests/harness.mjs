@@ -37,8 +37,8 @@ export function freePort() {
 
 /** `mint(room, role, name)`: an hour's token signed with `secret`, by `hearth-signaling mint`
  *  (the binary at `signaling`). */
-export const minter = (signaling, secret) => (room, role, name) =>
-  execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h"], {
+export const minter = (signaling, secret) => (room, role, name, sub) =>
+  execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h", ...(sub ? ["--sub", sub] : [])], {
     env: { ...process.env, HEARTH_SECRET: secret },
   })
     .toString()

@@ -52,6 +52,9 @@ pub struct SessionOptions {
     pub camera: (u32, u32, u32),
     /// Where pictures go.
     pub video: Arc<dyn VideoSink>,
+    /// Started as a kiosk (`hearth --kiosk`): kiosk mode whatever the settings say, until
+    /// staff's rules say otherwise.
+    pub kiosk: bool,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -150,7 +153,7 @@ impl Session {
         let loaded = store.load();
         let mut state = AppState {
             language: loaded.settings.language,
-            kiosk: loaded.settings.resident.kiosk,
+            kiosk: options.kiosk || loaded.settings.resident.kiosk,
             ..AppState::default()
         };
         if loaded.set_aside.is_some() {
@@ -1017,6 +1020,24 @@ impl Actor {
         Ok(())
     }
 
+    /// Staff's rules turn kiosk mode on or off: the window follows `state.kiosk`, and the
+    /// choice is kept for the next start.
+    fn set_kiosk(&mut self, kiosk: bool) {
+        if self.my_role() != Some(Role::Resident) {
+            return;
+        }
+        if self.state.kiosk != kiosk {
+            tracing::info!(kiosk, "staff changed kiosk mode");
+        }
+        self.state.kiosk = kiosk;
+        if self.settings.resident.kiosk != kiosk {
+            self.settings.resident.kiosk = kiosk;
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e.message, "could not keep the kiosk setting");
+            }
+        }
+    }
+
     fn my_role(&self) -> Option<Role> {
         self.state.me.as_ref().map(|m| m.role)
     }
@@ -1279,6 +1300,9 @@ impl Actor {
             }
             RoomEvent::Rules(rules) => {
                 tracing::info!("rules from staff received");
+                if let Some(kiosk) = rules.kiosk {
+                    self.set_kiosk(kiosk);
+                }
                 self.rules = Some(rules);
                 self.state.quiet = self.in_quiet_hours();
             }

@@ -194,6 +194,7 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
             auto_answer: true,
         }]),
         quiet_hours: None,
+        kiosk: None,
     };
     api.set_rules("tablet-kim", &rules).await.unwrap();
     let s = until(&mut kim, "only Ann, trusted", |s| {
@@ -274,6 +275,35 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
         ),
         "the tablet did not ring"
     );
+
+    // Kiosk mode from staff's console: on, kept for the next start; rules that leave it
+    // unsaid keep the tablet as it is; off again.
+    assert!(!kim.state.borrow().kiosk);
+    let kiosk_on = Rules {
+        kiosk: Some(true),
+        ..quiet.clone()
+    };
+    api.set_rules("tablet-kim", &kiosk_on).await.unwrap();
+    until(&mut kim, "kiosk mode on", |s| s.kiosk).await;
+    assert!(kim.session.settings().await.unwrap().resident.kiosk);
+    // (Anyone may call now, so the rules' arrival shows as a second contact.)
+    let unsaid = Rules {
+        callers: None,
+        ..quiet.clone()
+    };
+    api.set_rules("tablet-kim", &unsaid).await.unwrap();
+    let s = until(&mut kim, "the rules without kiosk", |s| {
+        s.contacts.len() == 2
+    })
+    .await;
+    assert!(s.kiosk, "rules that leave kiosk unsaid keep it");
+    let kiosk_off = Rules {
+        kiosk: Some(false),
+        ..unsaid
+    };
+    api.set_rules("tablet-kim", &kiosk_off).await.unwrap();
+    until(&mut kim, "kiosk mode off", |s| !s.kiosk).await;
+    assert!(!kim.session.settings().await.unwrap().resident.kiosk);
 
     // Withdrawn: Bob's device is told the invitation no longer works.
     api.revoke_invitation(&family[1].1.id).await.unwrap();

@@ -123,6 +123,11 @@ pub struct Rules {
     /// When the tablet does not ring: calls are declined as unavailable.
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
+    /// Kiosk mode on the tablet (full screen, started at login, brought back after a crash,
+    /// its window not closed); `None` leaves it as the tablet was set up. Staff turn it off
+    /// here to get the tablet's desktop back without a keyboard or a password on the tablet.
+    #[serde(default)]
+    pub kiosk: Option<bool>,
 }
 
 /// The most callers one resident's rules may list.
@@ -373,6 +378,7 @@ mod tests {
                 auto_answer: true,
             }]),
             quiet_hours: None,
+            kiosk: None,
         };
         assert!(listed.allows("ann") && !listed.allows("bob"));
         assert!(listed.validate().is_ok());
@@ -383,6 +389,7 @@ mod tests {
                 auto_answer: false,
             }]),
             quiet_hours: None,
+            kiosk: None,
         };
         assert!(nameless.validate().is_err());
     }

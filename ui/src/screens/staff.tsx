@@ -39,6 +39,7 @@ function RulesEditor({ tablet, invitations, onSaved }: { tablet: Tablet; invitat
   const [quiet, setQuiet] = useState(tablet.rules.quiet_hours !== null && tablet.rules.quiet_hours !== undefined);
   const [from, setFrom] = useState(tablet.rules.quiet_hours?.from ?? "21:00");
   const [to, setTo] = useState(tablet.rules.quiet_hours?.to ?? "07:30");
+  const [kiosk, setKiosk] = useState<boolean | null>(tablet.rules.kiosk ?? null);
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
   const find = (sub: string) => callers.find((c) => c.sub === sub);
@@ -47,7 +48,7 @@ function RulesEditor({ tablet, invitations, onSaved }: { tablet: Tablet; invitat
   const trust = (sub: string, on: boolean) => setCallers(callers.map((c) => (c.sub === sub ? { ...c, auto_answer: on } : c)));
   const save = async (e: Event) => {
     e.preventDefault();
-    const rules: Rules = { callers: anyone ? null : callers, quiet_hours: quiet ? { from, to } : null };
+    const rules: Rules = { callers: anyone ? null : callers, quiet_hours: quiet ? { from, to } : null, kiosk };
     const r = await api.setRules(tablet.sub, rules);
     setError(r?.code ?? null);
     setSaved(r === null);
@@ -67,7 +68,7 @@ function RulesEditor({ tablet, invitations, onSaved }: { tablet: Tablet; invitat
           {candidates.map((i) => {
             const c = find(i.sub);
             return (
-              <li key={i.sub} class="caller">
+              <li key={i.sub} class="rules-caller">
                 <span class="check-line">
                   <input id={id(`may-${i.id}`)} type="checkbox" checked={!!c} onChange={(e) => toggle(i, (e.target as HTMLInputElement).checked)} />
                   <label for={id(`may-${i.id}`)}>{t.t("rules.mayCall", { name: i.name })}</label>
@@ -99,6 +100,22 @@ function RulesEditor({ tablet, invitations, onSaved }: { tablet: Tablet; invitat
           <input id={id("to")} class="input" type="time" required value={to} onInput={(e) => setTo((e.target as HTMLInputElement).value)} />
         </p>
       )}
+      <p class="row">
+        <label for={id("kiosk")}>{t.t("rules.kiosk")}</label>
+        <select
+          id={id("kiosk")}
+          class="input"
+          value={kiosk === null ? "" : kiosk ? "on" : "off"}
+          onChange={(e) => {
+            const v = (e.target as HTMLSelectElement).value;
+            setKiosk(v === "" ? null : v === "on");
+          }}
+        >
+          <option value="">{t.t("rules.kioskAsSetUp")}</option>
+          <option value="on">{t.t("rules.kioskOn")}</option>
+          <option value="off">{t.t("rules.kioskOff")}</option>
+        </select>
+      </p>
       <button type="submit" class="btn btn-primary">
         {t.t("rules.save")}
       </button>

@@ -120,6 +120,7 @@ fn start_device(
         room,
         camera: (320, 240, 30),
         video: video.clone(),
+        kiosk: false,
     });
     Device {
         state: session.watch(),
