@@ -432,6 +432,13 @@ export type KnownContact = {
 	photo?: string | null,
 	/**  Their calls are answered after the countdown when auto-answer is on. */
 	trusted?: boolean,
+	/**
+	 *  Their invitation's subject (`sub`, as the invitations API gives it). When given, only
+	 *  calls from that invitation are answered by themselves. Without it, a trusted name is
+	 *  answered only while one invitation in the room has that name: two people invited
+	 *  under the same name ring as usual.
+	 */
+	sub?: string | null,
 };
 
 /**  The languages the app speaks. */

@@ -108,11 +108,13 @@ mod tests {
                 name: "Ann".into(),
                 photo: Some("/p/ann.jpg".into()),
                 trusted: true,
+                sub: None,
             },
             KnownContact {
                 name: "Bo".into(),
                 photo: None,
                 trusted: false,
+                sub: None,
             },
         ];
         let peers = vec![

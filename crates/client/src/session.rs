@@ -612,6 +612,7 @@ impl Actor {
                         name: c.name.clone(),
                         photo: self.photo_of(&c.name),
                         trusted: c.auto_answer,
+                        sub: Some(c.sub.clone()),
                     })
                     .collect();
                 let subs: Vec<String> = callers.iter().map(|c| c.sub.clone()).collect();
@@ -1043,7 +1044,8 @@ impl Actor {
     }
 
     /// A resident's tablet answers a trusted caller by itself after a countdown: trusted by
-    /// staff's rules when they name callers, else by the tablet's own list.
+    /// staff's rules when they name callers (by subject), else by the tablet's own list (by
+    /// subject when it gives one, else by a name only one invitation in the room carries).
     fn auto_answer_seconds(&self, peer: &str, name: &str) -> Option<u32> {
         let resident = &self.settings.resident;
         if self.my_role() != Some(Role::Resident) {
@@ -1059,11 +1061,18 @@ impl Actor {
                 .iter()
                 .any(|c| c.auto_answer && Some(c.sub.as_str()) == sub),
             None => {
+                // Devices of one invitation share its subject; people invited under one
+                // name do not.
+                let mut named = self.peers.iter().filter(|p| p.name == name).map(|p| &p.sub);
+                let unambiguous = named.next().is_some_and(|first| named.all(|s| s == first));
                 resident.auto_answer
-                    && resident
-                        .contacts
-                        .iter()
-                        .any(|c| c.trusted && c.name == name)
+                    && resident.contacts.iter().any(|c| {
+                        c.trusted
+                            && match &c.sub {
+                                Some(trusted) => Some(trusted.as_str()) == sub,
+                                None => c.name == name && unambiguous,
+                            }
+                    })
             }
         };
         trusted.then_some(resident.auto_answer_seconds)

@@ -48,6 +48,12 @@ pub struct KnownContact {
     /// Their calls are answered after the countdown when auto-answer is on.
     #[serde(default)]
     pub trusted: bool,
+    /// Their invitation's subject (`sub`, as the invitations API gives it). When given, only
+    /// calls from that invitation are answered by themselves. Without it, a trusted name is
+    /// answered only while one invitation in the room has that name: two people invited
+    /// under the same name ring as usual.
+    #[serde(default)]
+    pub sub: Option<String>,
 }
 
 /// What staff set on a resident's tablet.
@@ -206,6 +212,8 @@ mod tests {
             name: "Ann".into(),
             photo: None,
             trusted: true,
+
+            sub: Some("inv-ann".into()),
         });
         store.save(&s).unwrap();
         assert_eq!(store.load().settings, s);

@@ -17,6 +17,88 @@ use hearth_engine::Role;
 use signaling::secret::Secret;
 use signaling::{Server, ServerOptions};
 
+/// `caller` calls Mrs Kim; returns the countdown her tablet shows (`None`: it just rings), then
+/// calls off.
+async fn countdown_for(caller: &mut Device, tablet: &mut Device) -> Option<u32> {
+    until(caller, "Mrs Kim available", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Available)
+    })
+    .await;
+    caller.session.call("Mrs Kim".into()).await.unwrap();
+    let s = until(tablet, "the incoming call", |s| {
+        matches!(s.call, CallView::Incoming { .. })
+    })
+    .await;
+    let CallView::Incoming {
+        auto_answer_seconds,
+        ..
+    } = s.call
+    else {
+        unreachable!()
+    };
+    caller.session.hang_up().await.unwrap();
+    until(tablet, "the call called off", |s| {
+        !matches!(s.call, CallView::Incoming { .. })
+    })
+    .await;
+    auto_answer_seconds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_name_is_answered_by_itself_only_while_one_invitation_carries_it() {
+    let server = Server::start(ServerOptions::default()).await.unwrap();
+    let url = server.ws_url();
+    let trusting = |sub: Option<&str>| ResidentOptions {
+        auto_answer: true,
+        auto_answer_seconds: 3,
+        contacts: vec![KnownContact {
+            name: "Ann".into(),
+            photo: None,
+            trusted: true,
+            sub: sub.map(str::to_owned),
+        }],
+        ..ResidentOptions::default()
+    };
+    let person = |room: &str, sub: &str| {
+        device(
+            &url,
+            token(&server, room, Role::Family, "Ann", Some(sub)),
+            ResidentOptions::default(),
+        )
+    };
+
+    // Trusted by name: Ann alone is answered; once a second invitation named Ann is in the
+    // room, a call from either name rings as usual.
+    let mut tablet = device(
+        &url,
+        token(&server, "kim", Role::Resident, "Mrs Kim", None),
+        trusting(None),
+    );
+    let mut ann = person("kim", "inv-ann");
+    assert_eq!(countdown_for(&mut ann, &mut tablet).await, Some(3));
+    let mut other = person("kim", "inv-other");
+    assert_eq!(countdown_for(&mut other, &mut tablet).await, None);
+    let mut ann_again = person("kim", "inv-ann");
+    assert_eq!(
+        countdown_for(&mut ann_again, &mut tablet).await,
+        None,
+        "a name two invitations carry is not trusted"
+    );
+
+    // Trusted by subject: only that invitation, whatever the names.
+    let mut tablet = device(
+        &url,
+        token(&server, "lee", Role::Resident, "Mrs Kim", None),
+        trusting(Some("inv-ann")),
+    );
+    let mut ann = person("lee", "inv-ann");
+    let mut other = person("lee", "inv-other");
+    assert_eq!(countdown_for(&mut other, &mut tablet).await, None);
+    assert_eq!(countdown_for(&mut ann, &mut tablet).await, Some(3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn family_calls_a_resident_who_answers_by_herself() {
     let server = Server::start(ServerOptions::default()).await.unwrap();
@@ -29,11 +111,13 @@ async fn family_calls_a_resident_who_answers_by_herself() {
                 name: "Ann".into(),
                 photo: None,
                 trusted: true,
+                sub: None,
             },
             KnownContact {
                 name: "Bo".into(),
                 photo: None,
                 trusted: false,
+                sub: None,
             },
         ],
         ..ResidentOptions::default()
