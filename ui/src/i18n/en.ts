@@ -112,7 +112,7 @@ export const en = {
   "check.micDetail": "Sound level {level} %",
   "check.serverDetail": "Answered in {ms} ms",
   "check.cameraFailed": "No picture. Check that the camera is plugged in and no other program uses it.",
-  "check.microphoneFailed": "No sound. Check that the microphone is plugged in and no other program uses it.",
+  "check.microphoneFailed": "No sound. Check that the microphone is plugged in, not muted, and not used by another program.",
   "check.speakerFailed": "The speaker did not play. Check that it is plugged in and switched on.",
   "check.serverFailed": "Hearth could not be reached. Check the internet connection.",
   "check.relayFailed": "The relay did not answer. Calls may not connect on some networks.",

@@ -113,7 +113,7 @@ export const ko: Record<MessageKey, string> = {
   "check.micDetail": "소리 크기 {level}%",
   "check.serverDetail": "{ms}ms 만에 응답",
   "check.cameraFailed": "화면이 나오지 않습니다. 카메라가 연결되어 있고 다른 프로그램이 사용하고 있지 않은지 확인하세요.",
-  "check.microphoneFailed": "소리가 들어오지 않습니다. 마이크가 연결되어 있고 다른 프로그램이 사용하고 있지 않은지 확인하세요.",
+  "check.microphoneFailed": "소리가 들어오지 않습니다. 마이크가 연결되어 있고 음소거되어 있지 않으며 다른 프로그램이 사용하고 있지 않은지 확인하세요.",
   "check.speakerFailed": "스피커에서 소리가 나지 않았습니다. 연결되어 있고 켜져 있는지 확인하세요.",
   "check.serverFailed": "Hearth에 연결할 수 없습니다. 인터넷 연결을 확인하세요.",
   "check.relayFailed": "중계 서버가 응답하지 않았습니다. 일부 네트워크에서는 통화가 연결되지 않을 수 있습니다.",

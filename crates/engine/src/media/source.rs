@@ -35,6 +35,10 @@ pub(crate) struct AudioPacket {
     pub payload: Bytes,
     /// Position in the stream, in 20 ms frames.
     pub index: u64,
+    /// The loudest sample the microphone (or tone) gave for this frame, before processing and
+    /// muting: 0 for a device that delivers digital silence (muted at the source, switched off,
+    /// unplugged behind a sound server), which noise suppression cannot be told from otherwise.
+    pub captured_peak: u16,
 }
 
 struct Running {
@@ -413,6 +417,7 @@ impl AudioEncoder {
     }
 
     fn push(&mut self, pcm: &mut [i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
+        let captured_peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
         if let Some(p) = self.processing.as_mut() {
             apm::capture(p, pcm);
         }
@@ -434,6 +439,7 @@ impl AudioEncoder {
         let _ = tx.send(Arc::new(AudioPacket {
             payload,
             index: self.index,
+            captured_peak,
         }));
         self.index += 1;
     }
