@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hearth_client::AppState;
+use hearth_client::{AppState, Connection, Role};
 use tauri::{LogicalSize, WebviewWindow};
 use tokio::sync::watch;
 
@@ -21,27 +21,39 @@ pub fn autostart_entry(exec: &Path) -> String {
     )
 }
 
-/// Adds or removes this user's start-at-login entry (in `$XDG_CONFIG_HOME/autostart`).
+/// This user's entry that keeps Hearth from starting at login: it has the name of the
+/// packages' system-wide entry (`/etc/xdg/autostart/hearth-kiosk.desktop`, when staff copied it
+/// there), which a user's entry of the same name overrides (XDG autostart), and `Hidden=true`.
+const AUTOSTART_OFF: &str = "[Desktop Entry]\nType=Application\nName=Hearth (kiosk)\nHidden=true\n";
+
+/// Writes this user's start-at-login entry (in `$XDG_CONFIG_HOME/autostart`): one that starts
+/// kiosk mode, or one that keeps any system-wide entry from starting it.
 pub fn set_autostart(enabled: bool) -> std::io::Result<()> {
     let Some(config) = dirs::config_dir() else {
         return Ok(());
     };
-    write_autostart(&config, &std::env::current_exe()?, enabled)
+    write_autostart(&config, &installed_path(std::env::current_exe()?), enabled)
 }
 
-/// Adds or removes `config/autostart/hearth-kiosk.desktop`, starting `exe`.
+/// The program's path as installed: Linux names a running program whose file a package
+/// upgrade replaced `<path> (deleted)`, and the entry must start the new file.
+fn installed_path(exe: std::path::PathBuf) -> std::path::PathBuf {
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(path) => path.into(),
+        None => exe,
+    }
+}
+
+/// Writes `config/autostart/hearth-kiosk.desktop`: starting `exe` in kiosk mode, or hidden.
 fn write_autostart(config: &Path, exe: &Path, enabled: bool) -> std::io::Result<()> {
     let dir = config.join("autostart");
-    let path = dir.join("hearth-kiosk.desktop");
-    if enabled {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(&path, autostart_entry(exe))
+    std::fs::create_dir_all(&dir)?;
+    let entry = if enabled {
+        autostart_entry(exe)
     } else {
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
+        AUTOSTART_OFF.to_owned()
+    };
+    std::fs::write(dir.join("hearth-kiosk.desktop"), entry)
 }
 
 /// Restarts the app when it crashes: at once the first time, then with growing pauses if it
@@ -120,21 +132,34 @@ impl Supervisor {
     }
 }
 
+/// Whether a kiosk's window refuses to close (a resident's stray Alt+F4, a window manager's
+/// close button): only while staff can release it, signed in to the server as a resident's
+/// tablet, where their console turns kiosk mode off. A tablet that is offline, not set up or
+/// refused closes when asked, so staff with a keyboard are never locked out.
+pub(crate) fn holds_window(state: &AppState) -> bool {
+    state.kiosk
+        && state.connection == Connection::Online
+        && state.me.as_ref().is_some_and(|m| m.role == Role::Resident)
+}
+
 /// Follows kiosk mode as staff's rules turn it on or off while the app runs: the window goes
 /// full screen without chrome or back to an ordinary window, and the start-at-login entry is
-/// added or removed. (Whether the window may be closed is asked of the state at each close.)
-pub(crate) fn follow(window: WebviewWindow, mut state: watch::Receiver<AppState>) {
-    let mut was = state.borrow().kiosk;
+/// added or masked. `built` is the mode the window was made in, so a change that came while it
+/// was being made is applied too.
+pub(crate) fn follow(window: WebviewWindow, mut state: watch::Receiver<AppState>, built: bool) {
+    let mut was = built;
     tauri::async_runtime::spawn(async move {
-        while state.changed().await.is_ok() {
+        loop {
             let kiosk = state.borrow_and_update().kiosk;
-            if kiosk == was {
-                continue;
+            if kiosk != was {
+                was = kiosk;
+                apply(&window, kiosk);
+                if let Err(e) = set_autostart(kiosk) {
+                    tracing::warn!(error = %e, kiosk, "start-at-login entry not changed");
+                }
             }
-            was = kiosk;
-            apply(&window, kiosk);
-            if let Err(e) = set_autostart(kiosk) {
-                tracing::warn!(error = %e, kiosk, "start-at-login entry not changed");
+            if state.changed().await.is_err() {
+                return;
             }
         }
     });
@@ -216,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn kiosk_mode_adds_and_removes_the_start_at_login_entry() {
+    fn kiosk_mode_writes_or_masks_the_start_at_login_entry() {
         let config = tempfile::tempdir().unwrap();
         let entry = config.path().join("autostart/hearth-kiosk.desktop");
         write_autostart(config.path(), Path::new("/opt/hearth/hearth"), true).unwrap();
@@ -225,10 +250,69 @@ mod tests {
             text.contains("Exec=\"/opt/hearth/hearth\" --kiosk\n"),
             "{text}"
         );
-        write_autostart(config.path(), Path::new("/opt/hearth/hearth"), false).unwrap();
-        assert!(!entry.exists());
-        // Turning it off twice is fine.
-        write_autostart(config.path(), Path::new("/opt/hearth/hearth"), false).unwrap();
+        // Off: an entry of the same name that hides the system-wide one, twice over.
+        for _ in 0..2 {
+            write_autostart(config.path(), Path::new("/opt/hearth/hearth"), false).unwrap();
+            let text = std::fs::read_to_string(&entry).unwrap();
+            assert!(text.contains("\nHidden=true\n"), "{text}");
+            assert!(!text.contains("Exec="), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_entry_starts_the_installed_program_after_an_upgrade_replaced_it() {
+        assert_eq!(
+            installed_path("/usr/bin/hearth (deleted)".into()),
+            Path::new("/usr/bin/hearth")
+        );
+        assert_eq!(
+            installed_path("/usr/bin/hearth".into()),
+            Path::new("/usr/bin/hearth")
+        );
+    }
+
+    #[test]
+    fn a_kiosk_holds_its_window_only_while_staff_can_release_it() {
+        let me = |role| {
+            Some(hearth_client::Me {
+                name: "Mrs Kim".into(),
+                role,
+                room: "kim".into(),
+                expires_at_ms: None,
+            })
+        };
+        let signed_in = AppState {
+            kiosk: true,
+            connection: Connection::Online,
+            me: me(Role::Resident),
+            ..AppState::default()
+        };
+        assert!(holds_window(&signed_in));
+        let not_kiosk = AppState {
+            kiosk: false,
+            ..signed_in.clone()
+        };
+        assert!(!holds_window(&not_kiosk));
+        let not_set_up = AppState {
+            me: None,
+            connection: Connection::SetupNeeded { error: None },
+            ..signed_in.clone()
+        };
+        assert!(!holds_window(&not_set_up), "staff must be able to close it");
+        let offline = AppState {
+            connection: Connection::Connecting {
+                attempt: 3,
+                error: None,
+                retry_at_ms: None,
+            },
+            ..signed_in.clone()
+        };
+        assert!(!holds_window(&offline), "staff must be able to close it");
+        let family = AppState {
+            me: me(Role::Family),
+            ..signed_in
+        };
+        assert!(!holds_window(&family));
     }
 
     #[test]

@@ -46,12 +46,10 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     tauri::Builder::default()
         .invoke_handler(invoke)
         .on_window_event(|window, event| {
-            // A kiosk's window stays: a resident cannot close it by mistake, nor with a
-            // keyboard's Alt+F4. Staff turn kiosk mode off in their console to close it.
             if let tauri::WindowEvent::CloseRequested { api, .. } = event
                 && window
                     .try_state::<Session>()
-                    .is_some_and(|s| s.state().kiosk)
+                    .is_some_and(|s| kiosk::holds_window(&s.state()))
             {
                 tracing::info!("kiosk mode: the window is not closed");
                 api.prevent_close();
@@ -112,7 +110,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
                 // into Hearth (xinit, no window manager) gets the whole screen this way.
                 kiosk::cover_screen(&window);
             }
-            kiosk::follow(window.clone(), session.watch());
+            kiosk::follow(window.clone(), session.watch(), kiosk);
             attention::watch_calls(window, session.watch());
             commands::forward_state(app.handle().clone(), session.watch());
             app.manage(session);

@@ -435,8 +435,8 @@ export type KnownContact = {
 	/**
 	 *  Their invitation's subject (`sub`, as the invitations API gives it). When given, only
 	 *  calls from that invitation are answered by themselves. Without it, a trusted name is
-	 *  answered only while one invitation in the room has that name: two people invited
-	 *  under the same name ring as usual.
+	 *  answered only while nobody else connected has that name, and the first invitation
+	 *  answered by it is written here.
 	 */
 	sub?: string | null,
 };
@@ -559,8 +559,8 @@ export type Rules = {
 	quiet_hours?: QuietHours | null,
 	/**
 	 *  Kiosk mode on the tablet (full screen, started at login, brought back after a crash,
-	 *  its window not closed); `None` leaves it as the tablet was set up. Staff turn it off
-	 *  here to get the tablet's desktop back without a keyboard or a password on the tablet.
+	 *  its window not closed while signed in); `None` leaves the tablet's mode as it is. Staff
+	 *  turn it off here to get the tablet's desktop back without a password on the tablet.
 	 */
 	kiosk?: boolean | null,
 };

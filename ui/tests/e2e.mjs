@@ -12,7 +12,8 @@
 //      Then staff turn kiosk mode off and on from their console (the HTTP API): the kiosk
 //      window refuses a window manager's close; it follows each change at once (full screen
 //      or not, its start-at-login entry); out of kiosk mode it closes.
-//   3. `hearth --kiosk` brings the app back after it is killed.
+//   3. `hearth --kiosk` brings the app back after it is killed; with its server gone, the
+//      kiosk closes when asked and the supervisor ends with it.
 //   4. The app as a clinician: two hearth-cli patients wait, in arrival order, with an alert
 //      for each; admit the first, see their video, end and admit the second, see theirs.
 //   5. The app as care-home staff creates an invitation; a browser guest (headless Chromium)
@@ -147,11 +148,12 @@ async function kioskFromStaff(browser, dataDir, port) {
   if (!on.includes("--kiosk")) throw new Error(`the start-at-login entry does not start kiosk mode:\n${on}`);
   console.log("kiosk: staff turned it on; full screen again, and it starts at login");
   await setKiosk(false);
-  await until("the start-at-login entry removed", () => entry() === null, 10_000);
+  const off = await until("the start-at-login entry masked", () => (entry()?.includes("Hidden=true") ? entry() : null), 10_000);
+  if (off.includes("Exec=")) throw new Error(`the start-at-login entry still starts Hearth:\n${off}`);
   await until("the window out of kiosk mode", async () => !(await fills()), 10_000);
   closeWindow();
   await until("the app to close", () => !alive(pid), 10_000);
-  console.log("kiosk: off again; no start at login, and the window closed when asked");
+  console.log("kiosk: off again; its start-at-login entry hidden, and the window closed when asked");
 }
 
 async function main() {
@@ -431,9 +433,15 @@ async function main() {
     return c && c !== first ? c : null;
   });
   console.log(`kiosk: app ${first} killed, supervisor started ${second}`);
-  supervisor.kill("SIGTERM");
-  process.kill(second, "SIGTERM");
-  server.kill("SIGTERM");
+  // Offline, a kiosk closes when asked (staff with a keyboard are never locked out), and the
+  // supervisor ends with it.
+  await sleep(1500);
+  server.kill("SIGKILL");
+  await sleep(1500);
+  closeWindow();
+  await until("the offline kiosk app to close when asked", () => !alive(second), 15_000);
+  await until("the supervisor to end with it", () => supervisor.exitCode !== null, 10_000);
+  console.log(`kiosk: offline, the window closed when asked; the supervisor ended (exit ${supervisor.exitCode})`);
   console.log("e2e: all passed");
 }
 

@@ -1044,38 +1044,60 @@ impl Actor {
     }
 
     /// A resident's tablet answers a trusted caller by itself after a countdown: trusted by
-    /// staff's rules when they name callers (by subject), else by the tablet's own list (by
-    /// subject when it gives one, else by a name only one invitation in the room carries).
-    fn auto_answer_seconds(&self, peer: &str, name: &str) -> Option<u32> {
-        let resident = &self.settings.resident;
+    /// staff's rules when they name callers (by subject), else by the tablet's own list. There
+    /// a contact with a subject trusts that invitation only. One given by name alone trusts
+    /// the name while nobody else connected carries it, and the first invitation it counts
+    /// down for is remembered (trust on first use): from then on only that subject is, so a
+    /// stranger invited later under the same name rings as usual.
+    fn auto_answer_seconds(&mut self, peer: &str, name: &str) -> Option<u32> {
         if self.my_role() != Some(Role::Resident) {
             return None;
         }
+        // An empty subject (a token minted without one) names nobody.
         let sub = self
             .peers
             .iter()
             .find(|p| p.peer == peer)
-            .map(|p| p.sub.as_str());
+            .map(|p| p.sub.clone())
+            .filter(|s| !s.is_empty());
         let trusted = match self.rules.as_ref().and_then(|r| r.callers.as_ref()) {
             Some(callers) => callers
                 .iter()
-                .any(|c| c.auto_answer && Some(c.sub.as_str()) == sub),
-            None => {
-                // Devices of one invitation share its subject; people invited under one
-                // name do not.
-                let mut named = self.peers.iter().filter(|p| p.name == name).map(|p| &p.sub);
-                let unambiguous = named.next().is_some_and(|first| named.all(|s| s == first));
-                resident.auto_answer
-                    && resident.contacts.iter().any(|c| {
-                        c.trusted
-                            && match &c.sub {
-                                Some(trusted) => Some(trusted.as_str()) == sub,
-                                None => c.name == name && unambiguous,
-                            }
-                    })
-            }
+                .any(|c| c.auto_answer && Some(&c.sub) == sub.as_ref()),
+            None => self.settings.resident.auto_answer && self.trusted_on_this_tablet(name, sub),
         };
-        trusted.then_some(resident.auto_answer_seconds)
+        trusted.then_some(self.settings.resident.auto_answer_seconds)
+    }
+
+    /// Whether the tablet's own list trusts the caller `name` with subject `sub`; a name
+    /// trusted for the first time is tied to `sub` and saved.
+    fn trusted_on_this_tablet(&mut self, name: &str, sub: Option<String>) -> bool {
+        let Some(sub) = sub else {
+            return false;
+        };
+        // Devices of one invitation share its subject; people invited under one name do not.
+        let alone = self
+            .peers
+            .iter()
+            .filter(|p| p.name == name)
+            .all(|p| p.sub == sub);
+        let Some(contact) = self.settings.resident.contacts.iter_mut().find(|c| {
+            c.trusted
+                && match &c.sub {
+                    Some(trusted) => *trusted == sub,
+                    None => c.name == name && alone,
+                }
+        }) else {
+            return false;
+        };
+        if contact.sub.is_none() {
+            tracing::info!("a trusted contact is now tied to the invitation first answered");
+            contact.sub = Some(sub);
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e.message, "could not keep the trusted contact's invitation");
+            }
+        }
+        true
     }
 
     /// True while a resident's quiet hours last, in this device's local time.

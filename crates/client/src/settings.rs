@@ -50,8 +50,8 @@ pub struct KnownContact {
     pub trusted: bool,
     /// Their invitation's subject (`sub`, as the invitations API gives it). When given, only
     /// calls from that invitation are answered by themselves. Without it, a trusted name is
-    /// answered only while one invitation in the room has that name: two people invited
-    /// under the same name ring as usual.
+    /// answered only while nobody else connected has that name, and the first invitation
+    /// answered by it is written here.
     #[serde(default)]
     pub sub: Option<String>,
 }

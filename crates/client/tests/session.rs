@@ -17,6 +17,13 @@ use hearth_engine::Role;
 use signaling::secret::Secret;
 use signaling::{Server, ServerOptions};
 
+/// The invitation the tablet's trusted contact is tied to.
+async fn tied(tablet: &hearth_client::Session) -> Option<String> {
+    tablet.settings().await.unwrap().resident.contacts[0]
+        .sub
+        .clone()
+}
+
 /// `caller` calls Mrs Kim; returns the countdown her tablet shows (`None`: it just rings), then
 /// calls off.
 async fn countdown_for(caller: &mut Device, tablet: &mut Device) -> Option<u32> {
@@ -47,7 +54,7 @@ async fn countdown_for(caller: &mut Device, tablet: &mut Device) -> Option<u32> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trusted_name_is_answered_by_itself_only_while_one_invitation_carries_it() {
+async fn a_trusted_name_is_tied_to_the_first_invitation_and_never_to_two_at_once() {
     let server = Server::start(ServerOptions::default()).await.unwrap();
     let url = server.ws_url();
     let trusting = |sub: Option<&str>| ResidentOptions {
@@ -68,33 +75,38 @@ async fn a_trusted_name_is_answered_by_itself_only_while_one_invitation_carries_
             ResidentOptions::default(),
         )
     };
+    let resident = |room: &str, sub: Option<&str>| {
+        device(
+            &url,
+            token(&server, room, Role::Resident, "Mrs Kim", None),
+            trusting(sub),
+        )
+    };
 
-    // Trusted by name: Ann alone is answered; once a second invitation named Ann is in the
-    // room, a call from either name rings as usual.
-    let mut tablet = device(
-        &url,
-        token(&server, "kim", Role::Resident, "Mrs Kim", None),
-        trusting(None),
-    );
+    // Trusted by name: the first Ann is answered, and the name is tied to her invitation; a
+    // second invitation named Ann rings as usual, and the first is still answered.
+    let mut tablet = resident("kim", None);
     let mut ann = person("kim", "inv-ann");
     assert_eq!(countdown_for(&mut ann, &mut tablet).await, Some(3));
+    assert_eq!(tied(&tablet.session).await.as_deref(), Some("inv-ann"));
     let mut other = person("kim", "inv-other");
     assert_eq!(countdown_for(&mut other, &mut tablet).await, None);
     let mut ann_again = person("kim", "inv-ann");
-    assert_eq!(
-        countdown_for(&mut ann_again, &mut tablet).await,
-        None,
-        "a name two invitations carry is not trusted"
-    );
+    assert_eq!(countdown_for(&mut ann_again, &mut tablet).await, Some(3));
 
-    // Trusted by subject: only that invitation, whatever the names.
-    let mut tablet = device(
-        &url,
-        token(&server, "lee", Role::Resident, "Mrs Kim", None),
-        trusting(Some("inv-ann")),
-    );
+    // Two invitations named Ann connected before either was answered: neither is trusted,
+    // and nothing is tied.
+    let mut tablet = resident("lee", None);
     let mut ann = person("lee", "inv-ann");
     let mut other = person("lee", "inv-other");
+    assert_eq!(countdown_for(&mut other, &mut tablet).await, None);
+    assert_eq!(countdown_for(&mut ann, &mut tablet).await, None);
+    assert_eq!(tied(&tablet.session).await, None);
+
+    // Trusted by subject: only that invitation, whatever the names.
+    let mut tablet = resident("park", Some("inv-ann"));
+    let mut ann = person("park", "inv-ann");
+    let mut other = person("park", "inv-other");
     assert_eq!(countdown_for(&mut other, &mut tablet).await, None);
     assert_eq!(countdown_for(&mut ann, &mut tablet).await, Some(3));
 }

@@ -124,8 +124,8 @@ pub struct Rules {
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
     /// Kiosk mode on the tablet (full screen, started at login, brought back after a crash,
-    /// its window not closed); `None` leaves it as the tablet was set up. Staff turn it off
-    /// here to get the tablet's desktop back without a keyboard or a password on the tablet.
+    /// its window not closed while signed in); `None` leaves the tablet's mode as it is. Staff
+    /// turn it off here to get the tablet's desktop back without a password on the tablet.
     #[serde(default)]
     pub kiosk: Option<bool>,
 }

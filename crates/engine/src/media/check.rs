@@ -45,14 +45,11 @@ pub async fn camera(video: VideoInput) -> Result<Option<(u32, u32)>, DeviceError
     Ok(Some((frame.frame.width(), frame.frame.height())))
 }
 
-/// A microphone whose every sample for a second stays at or below this gives no sound at all.
-/// A working one in a quiet room still hears its own noise, tens of steps of 32,767 and more.
-const SILENT_PEAK: u16 = 1;
-
 /// Listens to the microphone for a second (through the same processing and encoder a call
 /// uses) and returns the loudest 20 ms, 0.0 to 1.0. A microphone that gives digital silence
-/// (every sample zero, before processing) fails: noise suppression and DTX make a quiet room
-/// nearly silent after processing, so only the captured samples tell the two apart.
+/// (every sample exactly zero as captured, for as long as the check waits, so a device that
+/// starts with a moment of zeros is not failed) fails: noise suppression and DTX make a quiet
+/// room nearly silent after processing, so only the captured samples tell the two apart.
 pub async fn microphone(audio: AudioInput) -> Result<Option<f32>, DeviceError> {
     let sources = Sources::new(VideoInput::None, audio, None, None);
     let Some(mut feed) = sources.audio().await? else {
@@ -65,14 +62,14 @@ pub async fn microphone(audio: AudioInput) -> Result<Option<f32>, DeviceError> {
         })?;
     let mut pcm = [0i16; FRAME_SAMPLES];
     let mut loudest = 0.0f32;
-    let mut captured_peak = 0u16;
+    let mut heard = false;
     let mut frames = 0;
     let listen = async {
-        while frames < 50 {
+        while frames < 50 || !heard {
             match feed.rx.recv().await {
                 Ok(p) => {
                     frames += 1;
-                    captured_peak = captured_peak.max(p.captured_peak);
+                    heard |= p.captured_sound;
                     if p.payload.is_empty() {
                         continue;
                     }
@@ -88,7 +85,7 @@ pub async fn microphone(audio: AudioInput) -> Result<Option<f32>, DeviceError> {
     if tokio::time::timeout(WAIT, listen).await.is_err() && frames == 0 {
         return Err(no_signal(DeviceKind::Microphone, "microphone"));
     }
-    if captured_peak <= SILENT_PEAK {
+    if !heard {
         tracing::info!(frames, "the microphone gave only digital silence");
         return Err(DeviceError {
             kind: DeviceKind::Microphone,

@@ -35,10 +35,11 @@ pub(crate) struct AudioPacket {
     pub payload: Bytes,
     /// Position in the stream, in 20 ms frames.
     pub index: u64,
-    /// The loudest sample the microphone (or tone) gave for this frame, before processing and
-    /// muting: 0 for a device that delivers digital silence (muted at the source, switched off,
-    /// unplugged behind a sound server), which noise suppression cannot be told from otherwise.
-    pub captured_peak: u16,
+    /// The microphone (or tone) gave a sample that is not zero in this frame, before
+    /// conversion, processing and muting. A device that delivers digital silence (muted at the
+    /// source, switched off, unplugged behind a sound server) never does; a working one in a
+    /// quiet room does, though noise suppression may make its frames silent.
+    pub captured_sound: bool,
 }
 
 struct Running {
@@ -416,8 +417,13 @@ impl AudioEncoder {
         }
     }
 
-    fn push(&mut self, pcm: &mut [i16; FRAME_SAMPLES], tx: &broadcast::Sender<Arc<AudioPacket>>) {
-        let captured_peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    /// Encodes one frame; `captured_sound`: see [`AudioPacket::captured_sound`].
+    fn push(
+        &mut self,
+        pcm: &mut [i16; FRAME_SAMPLES],
+        captured_sound: bool,
+        tx: &broadcast::Sender<Arc<AudioPacket>>,
+    ) {
         if let Some(p) = self.processing.as_mut() {
             apm::capture(p, pcm);
         }
@@ -439,7 +445,7 @@ impl AudioEncoder {
         let _ = tx.send(Arc::new(AudioPacket {
             payload,
             index: self.index,
-            captured_peak,
+            captured_sound,
         }));
         self.index += 1;
     }
@@ -460,7 +466,8 @@ fn synthetic_audio(
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         tone.next_frame(&mut pcm);
-        enc.push(&mut pcm, tx);
+        let sound = pcm.iter().any(|&s| s != 0);
+        enc.push(&mut pcm, sound, tx);
         sleep_until(start + frame * enc.index as u32);
     }
 }
@@ -539,16 +546,20 @@ fn microphone(
     let mut resampler = Resampler::new(rate, SAMPLE_RATE);
     let mut frame = [0i16; FRAME_SAMPLES];
     let mut filled = 0;
+    // Judged on the samples as captured: one quieter than 16 bits can hold is still sound.
+    let mut sound = false;
     while !stop.load(Ordering::Relaxed) {
         let Ok(chunk) = samples_rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
         for s in resampler.process(&chunk) {
+            sound |= s != 0.0;
             frame[filled] = (s.clamp(-1.0, 1.0) * 32767.0) as i16;
             filled += 1;
             if filled == FRAME_SAMPLES {
-                enc.push(&mut frame, tx);
+                enc.push(&mut frame, sound, tx);
                 filled = 0;
+                sound = false;
             }
         }
     }
