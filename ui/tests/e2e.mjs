@@ -148,7 +148,10 @@ async function kioskFromStaff(browser, dataDir, port) {
   if (!on.includes("--kiosk")) throw new Error(`the start-at-login entry does not start kiosk mode:\n${on}`);
   console.log("kiosk: staff turned it on; full screen again, and it starts at login");
   await setKiosk(false);
-  const off = await until("the start-at-login entry masked", () => (entry()?.includes("Hidden=true") ? entry() : null), 10_000);
+  const off = await until("the start-at-login entry masked", () => {
+    const text = entry();
+    return text?.includes("Hidden=true") ? text : null;
+  }, 10_000);
   if (off.includes("Exec=")) throw new Error(`the start-at-login entry still starts Hearth:\n${off}`);
   await until("the window out of kiosk mode", async () => !(await fills()), 10_000);
   closeWindow();

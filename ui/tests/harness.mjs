@@ -35,8 +35,8 @@ export function freePort() {
   });
 }
 
-/** `mint(room, role, name)`: an hour's token signed with `secret`, by `hearth-signaling mint`
- *  (the binary at `signaling`). */
+/** `mint(room, role, name, sub?)`: an hour's token signed with `secret`, by `hearth-signaling
+ *  mint` (the binary at `signaling`); its subject `sub`, or a random one. */
 export const minter = (signaling, secret) => (room, role, name, sub) =>
   execFileSync(signaling, ["mint", "--room", room, "--role", role, "--name", name, "--ttl", "1h", ...(sub ? ["--sub", sub] : [])], {
     env: { ...process.env, HEARTH_SECRET: secret },

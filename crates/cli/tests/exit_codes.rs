@@ -96,7 +96,11 @@ async fn exit_codes_say_what_went_wrong() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("declined"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("declined"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 6: the call happens but, with --expect-media, nothing arrives (Bob sends no media).
     let bob = token(&server, "Bob", Duration::from_secs(60));

@@ -212,7 +212,6 @@ mod tests {
             name: "Ann".into(),
             photo: None,
             trusted: true,
-
             sub: Some("inv-ann".into()),
         });
         store.save(&s).unwrap();

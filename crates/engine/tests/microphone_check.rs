@@ -74,7 +74,7 @@ pcm.silence { type null }
 
 #[test]
 fn a_microphone_in_a_quiet_room_passes_the_check() {
-    // Ten seconds of noise at about -62 dBFS (peaks of 40 steps of 32,767), from a fixed
+    // Ten seconds of noise at about -63 dBFS RMS (peaks of 40 steps of 32,767), from a fixed
     // linear congruential sequence, preceded by a quarter second of zeros as some devices give
     // when they open.
     let noise = |dir: &Path| {

@@ -192,7 +192,8 @@ impl std::fmt::Debug for Nats {
 }
 
 /// The servers' addresses as they may be logged: without the user and password an address may
-/// carry (`nats://user:password@host:4222`, several separated by commas).
+/// carry (`nats://user:password@host:4222`, several separated by commas). By hand: `url` needs
+/// a scheme on every address, which async-nats does not.
 fn without_credentials(url: &str) -> String {
     url.split(',')
         .map(|one| match one.rsplit_once('@') {

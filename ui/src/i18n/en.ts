@@ -224,7 +224,7 @@ export const en = {
   "rules.mayCall": "{name} may call",
   "rules.autoAnswer": "Answer by itself",
   "rules.kiosk": "Kiosk mode (full screen, starts by itself, its window does not close)",
-  "rules.kioskAsSetUp": "Leave as it is",
+  "rules.kioskUnchanged": "Leave as it is",
   "rules.kioskOn": "On",
   "rules.kioskOff": "Off (the window can be closed)",
   "rules.quiet": "Quiet hours (the tablet does not ring)",

@@ -225,7 +225,7 @@ export const ko: Record<MessageKey, string> = {
   "rules.mayCall": "{name} 님 전화 허용",
   "rules.autoAnswer": "자동으로 받기",
   "rules.kiosk": "키오스크 모드(전체 화면, 자동 시작, 창이 닫히지 않음)",
-  "rules.kioskAsSetUp": "그대로 두기",
+  "rules.kioskUnchanged": "그대로 두기",
   "rules.kioskOn": "켜기",
   "rules.kioskOff": "끄기(창을 닫을 수 있음)",
   "rules.quiet": "방해 금지 시간(태블릿이 울리지 않음)",

@@ -111,7 +111,7 @@ function RulesEditor({ tablet, invitations, onSaved }: { tablet: Tablet; invitat
             setKiosk(v === "" ? null : v === "on");
           }}
         >
-          <option value="">{t.t("rules.kioskAsSetUp")}</option>
+          <option value="">{t.t("rules.kioskUnchanged")}</option>
           <option value="on">{t.t("rules.kioskOn")}</option>
           <option value="off">{t.t("rules.kioskOff")}</option>
         </select>
