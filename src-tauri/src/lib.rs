@@ -15,7 +15,7 @@ use hearth_client::{Session, SessionOptions};
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 pub use commands::{StateChanged, specta_builder};
-pub use kiosk::{Supervisor, autostart_entry, set_autostart};
+pub use kiosk::{Supervisor, autostart_entry, end_with_supervisor, set_autostart, supervised};
 pub use screen::{Screen, ScreenError};
 
 /// How the app was started.

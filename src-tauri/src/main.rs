@@ -10,6 +10,7 @@ use clap::Parser;
 #[command(version)]
 struct Args {
     /// Full screen without window chrome (a resident's tablet), restarted after a crash.
+    /// Staff's console can also turn kiosk mode on and off.
     #[arg(long)]
     kiosk: bool,
     /// Where settings are kept (default: the platform's app data directory).
@@ -52,12 +53,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.kiosk && std::env::var_os("HEARTH_SUPERVISED").is_none() {
-        // This process only watches; the app runs in a child it restarts after a crash.
+    if !hearth_desktop::supervised() {
+        // This process only watches; the app runs in a child, restarted after a crash while
+        // it is a kiosk (`--kiosk`, or made one from staff's console while it runs).
         let exe = std::env::current_exe()?;
         let argv: Vec<String> = std::env::args().skip(1).collect();
-        return Ok(hearth_desktop::Supervisor::new().run(&exe, &argv)?);
+        let code = hearth_desktop::Supervisor::new().run(&exe, &argv, args.kiosk)?;
+        std::process::exit(code);
     }
+    hearth_desktop::end_with_supervisor();
     hearth_desktop::run(hearth_desktop::AppOptions {
         data_dir: args.data_dir,
         kiosk: args.kiosk,

@@ -12,8 +12,10 @@
 //      Then staff turn kiosk mode off and on from their console (the HTTP API): the kiosk
 //      window refuses a window manager's close; it follows each change at once (full screen
 //      or not, its start-at-login entry); out of kiosk mode it closes.
-//   3. `hearth --kiosk` brings the app back after it is killed; with its server gone, the
-//      kiosk closes when asked and the supervisor ends with it.
+//   3. A tablet started without --kiosk that staff make a kiosk from their console comes
+//      back after it is killed; with kiosk mode off again, a crash ends it. `hearth --kiosk`
+//      brings the app back after it is killed; with its server gone, the kiosk closes when
+//      asked and the supervisor ends with it.
 //   4. The app as a clinician: two hearth-cli patients wait, in arrival order, with an alert
 //      for each; admit the first, see their video, end and admit the second, see theirs.
 //   5. The app as care-home staff creates an invitation; a browser guest (headless Chromium)
@@ -92,12 +94,28 @@ async function launchApp(dataDir, port, extra = []) {
 const configHome = join(work, "config");
 const autostartEntry = join(configHome, "autostart", "hearth-kiosk.desktop");
 
-/** The running app started with `dataDir`, by its process id. */
+/** The running app started with `dataDir`, by its process id: the child of its supervisor,
+ *  which has the same command line. */
 function appPid(dataDir) {
-  const out = execFileSync("ps", ["-eo", "pid=,args="]).toString();
-  const line = out.split("\n").find((l) => l.includes(app) && l.includes(dataDir));
-  return line ? Number(line.trim().split(/\s+/)[0]) : null;
+  const rows = execFileSync("ps", ["-eo", "pid=,ppid=,args="])
+    .toString()
+    .split("\n")
+    .filter((l) => l.includes(app) && l.includes(dataDir))
+    .map((l) => l.trim().split(/\s+/).slice(0, 2).map(Number));
+  const supervisors = new Set(rows.map(([pid]) => pid));
+  return rows.find(([, ppid]) => supervisors.has(ppid))?.[0] ?? null;
 }
+
+/** The first child process of `ppid`, or null (`ps` exits 1 when it lists nothing). */
+const childOf = (ppid) => {
+  try {
+    const out = execFileSync("ps", ["-o", "pid=", "--ppid", String(ppid)]).toString().trim();
+    return out ? Number(out.split(/\s+/)[0]) : null;
+  } catch (e) {
+    if (e.status === 1) return null;
+    throw e;
+  }
+};
 
 const alive = (pid) => {
   try {
@@ -111,6 +129,17 @@ const alive = (pid) => {
 /** A window manager's close (Alt+F4, the title bar's button) for the app's window. */
 const closeWindow = () => execFileSync("python3", [resolve("tests/wm-close.py"), "Hearth"], { env: process.env }).toString().trim();
 
+/** `setKiosk(on)`: staff (their token `staff`) turn tablet `sub`'s kiosk mode on or off from
+ *  their console (its HTTP API), leaving its other rules open. */
+const kioskSetter = (port, staff, sub) => async (kiosk) => {
+  const r = await fetch(`http://127.0.0.1:${port}/v1/tablets/${sub}/rules`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${staff}`, "content-type": "application/json" },
+    body: JSON.stringify({ callers: null, quiet_hours: null, kiosk }),
+  });
+  if (!r.ok) throw new Error(`staff could not set kiosk mode: ${r.status} ${await r.text()}`);
+};
+
 /** The kiosk tablet `tablet-lee` (full screen, on the screen now) as staff turn kiosk mode off
  *  and on from their console: its window refuses to close while it is a kiosk, follows each
  *  change at once with its start-at-login entry, and closes once kiosk mode is off. */
@@ -123,15 +152,7 @@ async function kioskFromStaff(browser, dataDir, port) {
   await (await browser.$(".resident-home")).waitForExist({ timeout: 5_000 });
   console.log(`kiosk: the window stays when the window manager asks it to close (${said})`);
 
-  const staff = mint("lee", "staff", "Nurse Yoon");
-  const setKiosk = async (kiosk) => {
-    const r = await fetch(`http://127.0.0.1:${port}/v1/tablets/tablet-lee/rules`, {
-      method: "PUT",
-      headers: { authorization: `Bearer ${staff}`, "content-type": "application/json" },
-      body: JSON.stringify({ callers: null, quiet_hours: null, kiosk }),
-    });
-    if (!r.ok) throw new Error(`staff could not set kiosk mode: ${r.status} ${await r.text()}`);
-  };
+  const setKiosk = kioskSetter(port, mint("lee", "staff", "Nurse Yoon"), "tablet-lee");
   const fills = async () => {
     const r = await browser.getWindowRect();
     return r.width === 1280 && r.height === 800;
@@ -157,6 +178,49 @@ async function kioskFromStaff(browser, dataDir, port) {
   closeWindow();
   await until("the app to close", () => !alive(pid), 10_000);
   console.log("kiosk: off again; its start-at-login entry hidden, and the window closed when asked");
+}
+
+/** Kiosk mode turned on from staff's console, for a tablet's app started as a person would
+ *  (no `--kiosk`, not through WebDriver): its supervisor restarts it after a crash at once, as a
+ *  kiosk; with kiosk mode off again, a crash is not restarted and the supervisor ends with it. */
+async function consoleKiosk(url, port) {
+  const dir = settingsDir("console-kiosk", mint("park2", "resident", "Mr Park", "tablet-park2"), url);
+  const supervisor = start(app, ["--data-dir", dir, "--bind", "127.0.0.1:0"], {
+    env: { ...process.env, XDG_CONFIG_HOME: configHome },
+    name: "console-kiosk",
+  });
+  const staff = mint("park2", "staff", "Nurse Yoon");
+  const online = async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v1/tablets`, { headers: { authorization: `Bearer ${staff}` } });
+    if (!r.ok) throw new Error(`staff could not list the tablets: ${r.status} ${await r.text()}`);
+    return (await r.json()).tablets.find((t) => t.sub === "tablet-park2")?.online_since != null;
+  };
+  const setKiosk = kioskSetter(port, staff, "tablet-park2");
+  const entry = () => (existsSync(autostartEntry) ? readFileSync(autostartEntry, "utf8") : "");
+  const first = await until("the tablet's app", () => childOf(supervisor.pid));
+  await until("the tablet online", online, 30_000);
+  await setKiosk(true);
+  await until("the start-at-login entry to start kiosk mode", () => entry().includes("--kiosk"), 10_000);
+  process.kill(first, "SIGKILL");
+  const second = await until("the app restarted as a kiosk", () => {
+    const c = childOf(supervisor.pid);
+    return c && c !== first ? c : null;
+  });
+  await until("the tablet online again", online, 30_000);
+  // Signed in as a kiosk, the restarted app refuses a window manager's close.
+  closeWindow();
+  await sleep(2000);
+  if (!alive(second)) throw new Error("the restarted tablet is not a kiosk: its window closed when asked to");
+  console.log(`kiosk from the console: app ${first} killed, its supervisor started ${second}, a kiosk again`);
+  await setKiosk(false);
+  await until("the start-at-login entry masked", () => entry().includes("Hidden=true"), 10_000);
+  process.kill(second, "SIGKILL");
+  await until("the supervisor to end", () => supervisor.exitCode !== null, 10_000);
+  const third = childOf(supervisor.pid);
+  if (supervisor.exitCode !== 128 + 9 || third) {
+    throw new Error(`kiosk mode off, a crash should end the supervisor with 137: exit ${supervisor.exitCode}, child ${third}`);
+  }
+  console.log(`kiosk from the console: off again, a crash ends the supervisor (exit ${supervisor.exitCode})`);
 }
 
 async function main() {
@@ -421,13 +485,13 @@ async function main() {
     await chrome.close();
   }
 
-  // 3. Kiosk mode survives a crash: the supervisor starts the app again.
+  // 3. A tablet staff make a kiosk from their console, started without --kiosk, comes back
+  //    after a crash from that moment; once they turn kiosk mode off, a crash ends it.
+  await consoleKiosk(url, port);
+
+  // Kiosk mode survives a crash: the supervisor starts the app again.
   const kioskDir = settingsDir("kiosk", mint("park", "resident", "Mr Park"), url);
   const supervisor = start(app, ["--kiosk", "--data-dir", kioskDir, "--bind", "127.0.0.1:0"], { name: "kiosk" });
-  const childOf = (ppid) => {
-    const out = execFileSync("ps", ["-o", "pid=", "--ppid", String(ppid)]).toString().trim();
-    return out ? Number(out.split(/\s+/)[0]) : null;
-  };
   const first = await until("the kiosk app", () => childOf(supervisor.pid));
   await sleep(1500);
   process.kill(first, "SIGKILL");
