@@ -1061,8 +1061,10 @@ impl Hub {
             .map(|(id, l)| (*id, l.room.clone()))
             .collect();
         let n = conns.len() as u64;
+        // At least 250 ms, but within half the drain time, however short that was set.
         let window = (n * 5)
-            .clamp(250, ms(self.options.limits.shutdown_grace) / 2)
+            .max(250)
+            .min(ms(self.options.limits.shutdown_grace) / 2)
             .max(1);
         info!(connections = n, window_ms = window, "draining");
         // Every notice at once, each through the room's log when the backplane takes it soon;

@@ -589,6 +589,27 @@ async fn graceful_shutdown_tells_clients_and_closes() {
 }
 
 #[tokio::test]
+async fn a_drain_time_shorter_than_the_spread_window_still_drains() {
+    // Half of 200 ms is under the 250 ms the spread window starts from.
+    let server = start_with(Limits {
+        shutdown_grace: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let (mut a, mut b, _, _) = pair(&server, "r").await;
+    let shutting = tokio::spawn(server.shutdown());
+    for c in [&mut a, &mut b] {
+        let told = c.expect("shutdown").await;
+        assert!(told["retry_after_ms"].as_u64().unwrap() < 100, "{told}");
+        assert_eq!(c.closed().await, Some(1001));
+    }
+    tokio::time::timeout(Duration::from_secs(3), shutting)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn readyz_fails_while_shutting_down() {
     let server = start().await;
     // A client that ignores the shutdown keeps the server in its grace period.
