@@ -144,6 +144,7 @@ impl Conn {
         self.send(&ServerMessage::Error {
             code,
             message: message.into(),
+            peer: None,
         });
     }
 
@@ -312,6 +313,7 @@ impl Conn {
         let msg = ServerMessage::Error {
             code,
             message: message.into(),
+            peer: None,
         };
         self.hub.metrics.error(code);
         let event = Event::Tell {

@@ -752,6 +752,7 @@ impl Hub {
         let error = ServerMessage::Error {
             code,
             message: message.to_owned(),
+            peer: None,
         };
         let Some(text) = encode(&error) else {
             conn.mailbox.cut();

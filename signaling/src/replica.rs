@@ -567,7 +567,7 @@ impl Replica {
                             }
                             other => other.default_message(),
                         };
-                        self.refuse(&from, code, message, ctx, out);
+                        self.refuse(&from, code, message, Some(to), ctx, out);
                     }
                 }
             }
@@ -599,7 +599,7 @@ impl Replica {
                             }
                             (other, _) => other.default_message(),
                         };
-                        self.refuse(&by, code, message, ctx, out);
+                        self.refuse(&by, code, message, Some(peer), ctx, out);
                     }
                 }
             }
@@ -1098,18 +1098,22 @@ impl Replica {
         }
     }
 
-    /// An error in `peer`'s stream about something it sent.
+    /// An error in `peer`'s stream about something it sent, naming the peer that request
+    /// named (`about`).
+    #[allow(clippy::too_many_arguments)]
     fn refuse(
         &mut self,
         peer: &PeerId,
         code: ErrorCode,
         message: &str,
+        about: Option<PeerId>,
         ctx: &Ctx<'_>,
         out: &mut Vec<Out>,
     ) {
         let msg = ServerMessage::Error {
             code,
             message: message.to_owned(),
+            peer: about,
         };
         self.send(peer, &msg, ctx, out);
     }

@@ -71,11 +71,12 @@ async fn bad_messages_get_their_code_and_the_connection_lives_on() {
     );
 
     // A signal to someone not in the room, including a member of another room.
+    // The error names whom the refused signal was for.
     a.send(json!({"type":"signal","to":"nobody","data":1}))
         .await;
-    a.expect_error("unknown_peer").await;
+    assert_eq!(a.expect_error("unknown_peer").await["peer"], "nobody");
     a.send(json!({"type":"signal","to": x_id,"data":1})).await;
-    a.expect_error("unknown_peer").await;
+    assert_eq!(a.expect_error("unknown_peer").await["peer"], x_id);
     a.send(json!({"type":"signal","to": a_id,"data":1})).await;
     a.expect_error("unknown_peer").await;
     // A non-clinician admitting: forbidden.

@@ -140,7 +140,7 @@ async fn waiting_room_queues_in_order_admits_and_denies() {
 
     // Admitting someone no longer waiting is an error, not a crash.
     doc.send(json!({"type":"admit","peer": p2_id})).await;
-    doc.expect_error("unknown_peer").await;
+    assert_eq!(doc.expect_error("unknown_peer").await["peer"], p2_id);
 }
 
 #[tokio::test]

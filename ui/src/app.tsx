@@ -149,8 +149,11 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
     screen = <Connecting retryInSeconds={conn.retryInSeconds} error={conn.error} />;
   } else if (conn.kind === "refused") {
     screen = <Refused error={conn.error} />;
+  } else if (conn.kind === "consultOver") {
+    // The consult was hung up and this device left the room.
+    screen = <Waiting position={null} over />;
   } else if (mode === "patient" && conn.kind === "online") {
-    // Let in: the clinician's call is on its way, or the consult is over.
+    // Let in: the clinician's call is on its way (or a consult broke off and may be called again).
     screen = <Waiting position={null} over={hadCall.current} />;
   } else if (conn.kind === "waiting") {
     screen = <Waiting position={conn.position} />;

@@ -259,6 +259,12 @@ retry_at_ms: number | null } |
 { state: "waiting"; 
 /**  Place in the queue, 1 for next. */
 position: number } | 
+/**
+ *  A patient's (or a guest's) consult is over: the clinician or they hung up, and this device
+ *  left the room, so that it does not take a place in the clinician's next consults.
+ *  Opening the invitation again waits again.
+ */
+{ state: "consult_over" } | 
 /**  The server refuses this invitation: a new one is needed (or the device was replaced). */
 { state: "refused"; 
 /**  Why. */

@@ -150,6 +150,19 @@ async function main() {
     }
     await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 10_000 });
     console.log(`browser: the patient's connection was cut; the page resumed session ${waiting.peer.slice(0, 8)} (last seq ${hello.resume.last_seq}) and still waits`);
+    // A reload keeps the place too: the page does not leave the queue as it goes, and the same
+    // invitation coming back is given its place and id.
+    // The page's `pagehide` handler runs first while its socket is still open (Chromium may
+    // close the socket before a send made during a real unload goes out).
+    await patient.evaluate(() => window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: false })));
+    await patient.reload();
+    const third = await until("the reloaded page connects", () => sockets[2]);
+    const back = await until("the reloaded page waits", () => third.got.find((m) => m.type === "waiting"));
+    if (second.sent.some((m) => m.type === "leave") || back.peer !== waiting.peer || back.position !== waiting.position) {
+      throw new Error(`a reload lost the place: before ${JSON.stringify(waiting)}, after ${JSON.stringify(back)}`);
+    }
+    await patient.getByRole("heading", { name: "The doctor will be with you soon" }).waitFor({ timeout: 10_000 });
+    console.log(`browser: reloaded while waiting; the same place (${back.position}) and id`);
     const doctor = run(
       join(bin, "hearth-cli"),
       ["--server", url, "--bind", "127.0.0.1:0", "--duration", "8", "--expect-media", "--stats-json", docStats, "consult"],
@@ -163,6 +176,12 @@ async function main() {
     console.log(`browser: admitted, the consult started by itself; the clinician's picture is painted (${c2} colours)`);
     const dcode = await doctor.exited;
     if (dcode !== 0) throw new Error(`hearth-cli clinician exited ${dcode}:\n${doctor.log()}`);
+    // The clinician hung up: the consult is over, and the page leaves the room, so that it
+    // keeps no place the clinician's next patients need.
+    await patient.getByRole("heading", { name: "The consultation has ended" }).waitFor({ timeout: 15_000 });
+    const last = sockets[sockets.length - 1];
+    await until("the page to leave the room", () => last.sent.some((m) => m.type === "leave"));
+    console.log("browser: the clinician hung up; the page says the consultation has ended and left the room");
     if (!/waiting room: Mr Park/.test(doctor.log())) throw new Error("the clinician did not see Mr Park waiting");
     const dgot = Object.values(JSON.parse(readFileSync(docStats, "utf8")).peers ?? {})[0];
     if (!dgot || dgot.frames_decoded < 60) throw new Error(`the clinician did not decode the patient's video: ${JSON.stringify(dgot)}`);

@@ -199,6 +199,7 @@ impl Session {
             check_requests: Vec::new(),
             before_reconnect: None,
             awaiting_consult: false,
+            let_in: false,
         };
         tokio::spawn(actor.run(cmd_rx, connected_rx, checks_rx));
         Self {
@@ -487,6 +488,9 @@ struct Actor {
     /// A patient or guest just let in from the waiting room: the clinician's first call is
     /// answered by itself (later calls ring).
     awaiting_consult: bool,
+    /// Let in from the waiting room since signing in: a consult that is hung up ends this
+    /// device's stay in the room.
+    let_in: bool,
 }
 
 /// A background pre-call check finished: for sign-in `generation`, answering `request`.
@@ -1210,6 +1214,7 @@ impl Actor {
             RoomEvent::Joined { room, peers, .. } => {
                 // Let in from the waiting room: the clinician's call comes next.
                 self.awaiting_consult = matches!(self.state.connection, Connection::Waiting { .. });
+                self.let_in |= self.awaiting_consult;
                 // A resident's tablet tells staff whether its camera and microphone work.
                 if self.my_role() == Some(Role::Resident)
                     && !matches!(self.state.connection, Connection::Online)
@@ -1351,18 +1356,41 @@ impl Actor {
                     self.call_ended(&peer, EndReason::NotAllowed).await;
                 }
             }
-            RoomEvent::Refused { code, message } => {
+            RoomEvent::Refused {
+                code,
+                message,
+                peer,
+            } => {
                 tracing::info!(code = code.as_str(), "the server refused a request");
-                // Admissions are answered in order: a refused one is the oldest still pending
-                // (each one let in was taken off the list when they joined).
-                if matches!(
+                // A refused admission is not to be called when they join. The server names the
+                // peer a refusal is about: a `signal` to someone who just left is refused too.
+                // (A server that does not name it answers admissions in order: the oldest
+                // still pending, as each one let in was taken off the list when they joined.)
+                let admission = matches!(
                     code,
                     hearth_proto::ErrorCode::RoomFull | hearth_proto::ErrorCode::UnknownPeer
-                ) && !self.admitted.is_empty()
-                {
-                    self.admitted.remove(0);
+                );
+                let was_admitted = match &peer {
+                    Some(p) => {
+                        let before = self.admitted.len();
+                        self.admitted.retain(|a| *a != p.as_str());
+                        self.admitted.len() < before
+                    }
+                    None if admission && !self.admitted.is_empty() => {
+                        self.admitted.remove(0);
+                        true
+                    }
+                    None => false,
+                };
+                // The engine's own signals to someone who has just left (it tells everyone in
+                // the room when it starts or ends a call) are nobody's doing: not for the screen.
+                let engine_signal_to_someone_gone =
+                    code == hearth_proto::ErrorCode::UnknownPeer && peer.is_some() && !was_admitted;
+                if engine_signal_to_someone_gone {
+                    tracing::debug!("a signal to someone who has left the room was refused");
+                } else {
+                    self.notice(ClientError::new(ErrorCode::from_server(code), message));
                 }
-                self.notice(ClientError::new(ErrorCode::from_server(code), message));
             }
             RoomEvent::Ringing { peer } => {
                 if let CallView::Calling {
@@ -1511,6 +1539,11 @@ impl Actor {
             _ => None,
         };
         if let Some(n) = ended {
+            // Let in from the waiting room, and the consult hung up rather than broken: leave,
+            // or each finished patient would keep a place in the room (it holds four) and the
+            // clinician could not let in the next ones.
+            let consult_over =
+                self.let_in && matches!(reason, EndReason::HungUp | EndReason::RemoteHungUp);
             self.state.call = CallView::Ended {
                 name: if n.is_empty() { name } else { n },
                 reason,
@@ -1522,7 +1555,13 @@ impl Actor {
                 let first = self.check_requests.remove(0);
                 self.start_check(Some(first));
             }
-            if self.reconnect_after_call {
+            if consult_over {
+                tracing::info!("the consult is over: leaving the room");
+                self.let_in = false;
+                self.reconnect_after_call = false;
+                self.drop_room().await;
+                self.state.connection = Connection::ConsultOver;
+            } else if self.reconnect_after_call {
                 self.reconnect_after_call = false;
                 self.drop_room().await;
                 self.connect();

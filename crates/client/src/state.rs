@@ -83,6 +83,10 @@ pub enum Connection {
         /// Place in the queue, 1 for next.
         position: u32,
     },
+    /// A patient's (or a guest's) consult is over: the clinician or they hung up, and this device
+    /// left the room, so that it does not take a place in the clinician's next consults.
+    /// Opening the invitation again waits again.
+    ConsultOver,
     /// The server refuses this invitation: a new one is needed (or the device was replaced).
     Refused {
         /// Why.

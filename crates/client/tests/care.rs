@@ -90,6 +90,48 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
     };
     assert_eq!(peers.len(), 1, "Mr Park's consult ended");
     assert_eq!(doc.session.admit_next().await.unwrap(), None);
+    // The clinician hung up on Mr Park: his device says the consult is over and left the room.
+    until(&mut park, "Mr Park's consult over", |s| {
+        s.connection == Connection::ConsultOver
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_sees_more_patients_in_turn_than_a_room_holds_at_once() {
+    // A room holds four; each patient leaves once their consult is hung up, so the fourth and
+    // the fifth are let in after the first three.
+    let server = server().await;
+    let mut doc = person(&server, "consult", Role::Clinician, "Dr Cho");
+    let names = ["Mr Park", "Ms Lee", "Mr Choi", "Mrs Han", "Mr Jung"];
+    let mut patients = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        patients.push(person(&server, "consult", Role::Patient, name));
+        until(&mut doc, "the next patient waiting", |s| {
+            s.lobby.len() == i + 1
+        })
+        .await;
+    }
+    for (i, name) in names.iter().enumerate() {
+        let next = doc.session.admit_next().await.unwrap();
+        assert!(next.is_some(), "{name} let in");
+        until(&mut patients[i], "in the consult", |s| {
+            connected_to(s, "Dr Cho")
+        })
+        .await;
+        until(&mut doc, "the consult with the next patient", |s| {
+            connected_to(s, name) && s.notices.is_empty()
+        })
+        .await;
+    }
+    // The last one's consult hung up too.
+    doc.session.hang_up().await.unwrap();
+    for p in &mut patients {
+        until(p, "the consult over", |s| {
+            s.connection == Connection::ConsultOver
+        })
+        .await;
+    }
 }
 
 /// Dr Cho's consult with Mr Park waiting in it; the lobby as she sees it.

@@ -130,6 +130,9 @@ pub enum RoomEvent {
         code: hearth_proto::ErrorCode,
         /// A plain sentence.
         message: String,
+        /// The peer the refused request named (who could not be admitted or signalled), when
+        /// the server says.
+        peer: Option<PeerId>,
     },
     /// The connection to the signaling server broke; the engine reconnects by itself (the
     /// session resumes, calls go on) and tries again after `retry_in_ms`. (A server that is

@@ -659,7 +659,11 @@ impl Actor {
                     }
                 }
             }
-            ServerMessage::Error { code, message } => {
+            ServerMessage::Error {
+                code,
+                message,
+                peer,
+            } => {
                 // The code only: the sentence may be a clinician's own words to a patient.
                 tracing::warn!(code = code.as_str(), "server error");
                 if code.closes_connection() {
@@ -667,7 +671,12 @@ impl Actor {
                     // Not to be taken up again, a move a `shutdown` asked for included.
                     self.link.retry_at = None;
                 } else {
-                    self.emit(RoomEvent::Refused { code, message }).await;
+                    self.emit(RoomEvent::Refused {
+                        code,
+                        message,
+                        peer,
+                    })
+                    .await;
                 }
             }
             ServerMessage::Shutdown { retry_after_ms } => {

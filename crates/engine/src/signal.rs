@@ -55,7 +55,7 @@ pub(crate) async fn connect(
             ) => {
                 return Ok((sink, stream, first));
             }
-            Some((_, ServerMessage::Error { code, message })) => {
+            Some((_, ServerMessage::Error { code, message, .. })) => {
                 return Err(EngineError::Rejected { code, message });
             }
             Some((_, other)) => {

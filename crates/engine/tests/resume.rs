@@ -251,6 +251,7 @@ fn replaced() -> ServerMessage {
     ServerMessage::Error {
         code: ErrorCode::Replaced,
         message: "Opened somewhere else.".into(),
+        peer: None,
     }
 }
 

@@ -297,6 +297,10 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// A plain sentence.
         message: String,
+        /// Extension: the peer the refused request named (a `signal`'s `to`, an `admit`'s or
+        /// `deny`'s `peer`), so a client with several requests in flight knows which failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerId>,
     },
     /// Extension, residents' tablets only: the rules staff set, at joining and on every change.
     Rules {
@@ -321,6 +325,7 @@ impl ServerMessage {
         ServerMessage::Error {
             code,
             message: code.default_message().to_owned(),
+            peer: None,
         }
     }
 }

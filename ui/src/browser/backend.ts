@@ -251,6 +251,7 @@ export function browserBackend(location: Location): Backend {
         }
         if (over !== null) {
           state.call = { state: "ended", name: over || nameOf(peer), reason };
+          if (letIn && (reason === "hung_up" || reason === "remote_hung_up")) leaveAfterConsult();
           releaseMedia();
           if (endedTimer !== null) window.clearTimeout(endedTimer);
           endedTimer = window.setTimeout(() => {
@@ -337,6 +338,24 @@ export function browserBackend(location: Location): Backend {
     publish();
   };
 
+  /** Let in from the waiting room since the page joined: a consult hung up ends its stay. */
+  let letIn = false;
+  /** The consult is over: leave the room, so that this page keeps no place in it (a room holds
+   *  four) and the clinician can let in the next patients. Opening the link again waits again. */
+  const leaveAfterConsult = () => {
+    letIn = false;
+    cancelMove();
+    if (retryTimer !== null) window.clearTimeout(retryTimer);
+    retryTimer = null;
+    const old = ws;
+    ws = null;
+    if (old?.readyState === WebSocket.OPEN) old.send(JSON.stringify({ type: "leave" }));
+    old?.close(1000, "consult over");
+    session = null;
+    lastSeq = 0;
+    state.connection = { state: "consult_over" };
+  };
+
   const retry = (why: ClientError) => {
     attempt++;
     const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
@@ -365,6 +384,7 @@ export function browserBackend(location: Location): Backend {
         peers = m.peers.map((p) => ({ ...p, in_call: false }));
         attempt = 0;
         awaitingConsult = state.connection.state === "waiting";
+        letIn ||= awaitingConsult;
         state.connection = { state: "online" };
         publish();
         return;
@@ -449,7 +469,7 @@ export function browserBackend(location: Location): Backend {
   /** Opens the connection and says hello, resuming the session when there is one. `quietly`:
    *  a move a draining server asked for, which the screen is not told of. */
   function connect(quietly = false) {
-    if (!token) return;
+    if (!token || state.connection.state === "consult_over") return;
     retryTimer = null;
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
     const socket = new WebSocket(url);
@@ -520,8 +540,11 @@ export function browserBackend(location: Location): Backend {
   const nothing = async <T>(): Promise<Got<T>> => ({ ok: false, error: err("forbidden", "The browser mode does not do this.") });
 
   // Closing the page leaves the room at once; a connection that merely drops is held for a
-  // resume instead, and the others would see the guest for the grace period.
+  // resume instead, and the others would see the guest for the grace period. A patient waiting
+  // does not leave: the page may be reloading (a closed one's place is let go after the
+  // waiting room's grace), and the same invitation coming back keeps its place in the queue.
   window.addEventListener("pagehide", () => {
+    if (state.connection.state === "waiting") return;
     if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
   });
 

@@ -8,6 +8,7 @@ export type ConnectionView =
   | { kind: "connecting"; retryInSeconds: number | null; error: ErrorCode | null }
   | { kind: "online" }
   | { kind: "waiting"; position: number }
+  | { kind: "consultOver" }
   | { kind: "refused"; error: ClientError };
 
 export function connectionView(c: Connection, now: number): ConnectionView {
@@ -22,6 +23,8 @@ export function connectionView(c: Connection, now: number): ConnectionView {
       return { kind: "online" };
     case "waiting":
       return { kind: "waiting", position: c.position };
+    case "consult_over":
+      return { kind: "consultOver" };
     case "refused":
       return { kind: "refused", error: c.error };
   }
