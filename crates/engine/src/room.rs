@@ -958,7 +958,13 @@ impl Actor {
                 }
                 let in_other_call = self.call_id.as_ref().is_some_and(|c| *c != id)
                     && self.legs.values().any(|l| l.phase != Phase::Incoming);
-                if in_other_call || self.legs.len() + 1 >= MAX_CALL_SIZE {
+                // Someone else's call is ringing here already: one call rings at a time, and
+                // the second caller hears "busy" at once rather than ringing until no answer.
+                let ringing_other = self
+                    .legs
+                    .iter()
+                    .any(|(p, l)| *p != from && l.phase == Phase::Incoming && l.id != id);
+                if in_other_call || ringing_other || self.legs.len() + 1 >= MAX_CALL_SIZE {
                     self.send_call(
                         &from,
                         &CallMessage::Decline {

@@ -178,6 +178,33 @@ async fn declined_and_unanswered_calls_end_with_their_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_caller_while_a_call_rings_hears_busy_at_once() {
+    let server = server().await;
+    let (mut ann, mut kim) = pair(&server, loopback_options(), loopback_options()).await;
+    let mut cho = join(&server, "kim", "Cho", loopback_options()).await;
+    let kim_id = kim.room.me().clone();
+    ring(&mut ann, &mut kim).await;
+    // Cho calls while Ann's call rings: Kim's screen shows one caller, so Cho is told at once.
+    cho.room.call(&kim_id).await.unwrap();
+    expect_event(&mut cho, "busy", |e| {
+        matches!(
+            e,
+            RoomEvent::CallEnded {
+                reason: CallEndReason::Busy,
+                ..
+            }
+        )
+    })
+    .await;
+    // Ann's call still rings, and Kim can answer it.
+    kim.room.answer(ann.room.me()).await.unwrap();
+    expect_event(&mut ann, "the call connected", |e| {
+        matches!(e, RoomEvent::CallConnected { .. })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_and_microphone_that_cannot_be_opened_are_reported_and_the_call_goes_on() {
     use hearth_engine::{AudioInput, DeviceKind, VideoInput};
     let server = server().await;
