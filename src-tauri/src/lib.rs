@@ -6,6 +6,7 @@ mod attention;
 mod commands;
 mod kiosk;
 mod screen;
+mod supervisor;
 mod video;
 
 use std::path::PathBuf;
@@ -15,8 +16,9 @@ use hearth_client::{Session, SessionOptions};
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
 pub use commands::{StateChanged, specta_builder};
-pub use kiosk::{Supervisor, autostart_entry, end_with_supervisor, set_autostart, supervised};
+pub use kiosk::{autostart_entry, set_autostart};
 pub use screen::{Screen, ScreenError};
+pub use supervisor::{Supervisor, end_with_supervisor, supervised};
 
 /// How the app was started.
 #[derive(Debug, Clone)]

@@ -93,6 +93,8 @@ async function launchApp(dataDir, port, extra = []) {
 // Each app's start-at-login entry goes here (tauri-driver's children inherit it).
 const configHome = join(work, "config");
 const autostartEntry = join(configHome, "autostart", "hearth-kiosk.desktop");
+/** The start-at-login entry's text, or null while there is none. */
+const entry = () => (existsSync(autostartEntry) ? readFileSync(autostartEntry, "utf8") : null);
 
 /** The running app started with `dataDir`, by its process id: the child of its supervisor,
  *  which has the same command line. */
@@ -116,6 +118,13 @@ const childOf = (ppid) => {
     throw e;
   }
 };
+
+/** The app `supervisor` started in place of its child `first`, once there is one. */
+const restarted = (supervisor, first, what) =>
+  until(what, () => {
+    const c = childOf(supervisor.pid);
+    return c && c !== first ? c : null;
+  });
 
 const alive = (pid) => {
   try {
@@ -157,7 +166,6 @@ async function kioskFromStaff(browser, dataDir, port) {
     const r = await browser.getWindowRect();
     return r.width === 1280 && r.height === 800;
   };
-  const entry = () => (existsSync(autostartEntry) ? readFileSync(autostartEntry, "utf8") : null);
 
   await setKiosk(false);
   await until("the window out of kiosk mode", async () => !(await fills()), 10_000);
@@ -196,16 +204,12 @@ async function consoleKiosk(url, port) {
     return (await r.json()).tablets.find((t) => t.sub === "tablet-park2")?.online_since != null;
   };
   const setKiosk = kioskSetter(port, staff, "tablet-park2");
-  const entry = () => (existsSync(autostartEntry) ? readFileSync(autostartEntry, "utf8") : "");
   const first = await until("the tablet's app", () => childOf(supervisor.pid));
   await until("the tablet online", online, 30_000);
   await setKiosk(true);
-  await until("the start-at-login entry to start kiosk mode", () => entry().includes("--kiosk"), 10_000);
+  await until("the start-at-login entry to start kiosk mode", () => entry()?.includes("--kiosk"), 10_000);
   process.kill(first, "SIGKILL");
-  const second = await until("the app restarted as a kiosk", () => {
-    const c = childOf(supervisor.pid);
-    return c && c !== first ? c : null;
-  });
+  const second = await restarted(supervisor, first, "the app restarted as a kiosk");
   await until("the tablet online again", online, 30_000);
   // Signed in as a kiosk, the restarted app refuses a window manager's close.
   closeWindow();
@@ -213,7 +217,7 @@ async function consoleKiosk(url, port) {
   if (!alive(second)) throw new Error("the restarted tablet is not a kiosk: its window closed when asked to");
   console.log(`kiosk from the console: app ${first} killed, its supervisor started ${second}, a kiosk again`);
   await setKiosk(false);
-  await until("the start-at-login entry masked", () => entry().includes("Hidden=true"), 10_000);
+  await until("the start-at-login entry masked", () => entry()?.includes("Hidden=true"), 10_000);
   process.kill(second, "SIGKILL");
   await until("the supervisor to end", () => supervisor.exitCode !== null, 10_000);
   const third = childOf(supervisor.pid);
@@ -495,10 +499,7 @@ async function main() {
   const first = await until("the kiosk app", () => childOf(supervisor.pid));
   await sleep(1500);
   process.kill(first, "SIGKILL");
-  const second = await until("the kiosk app restarted", () => {
-    const c = childOf(supervisor.pid);
-    return c && c !== first ? c : null;
-  });
+  const second = await restarted(supervisor, first, "the kiosk app restarted");
   console.log(`kiosk: app ${first} killed, supervisor started ${second}`);
   // Offline, a kiosk closes when asked (staff with a keyboard are never locked out), and the
   // supervisor ends with it.

@@ -1362,32 +1362,29 @@ impl Actor {
                 peer,
             } => {
                 tracing::info!(code = code.as_str(), "the server refused a request");
+                use hearth_proto::ErrorCode as S;
                 // A refused admission is not to be called when they join. The server names the
-                // peer a refusal is about: a `signal` to someone who just left is refused too.
-                // (A server that does not name it answers admissions in order: the oldest
-                // still pending, as each one let in was taken off the list when they joined.)
-                let admission = matches!(
-                    code,
-                    hearth_proto::ErrorCode::RoomFull | hearth_proto::ErrorCode::UnknownPeer
-                );
-                let was_admitted = match &peer {
+                // peer a refusal is about; one that does not answers admissions in order (the
+                // oldest still pending: each one let in was taken off the list as they joined).
+                let admission = match &peer {
                     Some(p) => {
-                        let before = self.admitted.len();
+                        let pending = self.admitted.len();
                         self.admitted.retain(|a| *a != p.as_str());
-                        self.admitted.len() < before
+                        self.admitted.len() < pending
                     }
-                    None if admission && !self.admitted.is_empty() => {
+                    None if matches!(code, S::RoomFull | S::UnknownPeer)
+                        && !self.admitted.is_empty() =>
+                    {
                         self.admitted.remove(0);
                         true
                     }
                     None => false,
                 };
-                // The engine's own signals to someone who has just left (it tells everyone in
-                // the room when it starts or ends a call) are nobody's doing: not for the screen.
-                let engine_signal_to_someone_gone =
-                    code == hearth_proto::ErrorCode::UnknownPeer && peer.is_some() && !was_admitted;
-                if engine_signal_to_someone_gone {
-                    tracing::debug!("a signal to someone who has left the room was refused");
+                // Someone gone who was not being let in: the engine's own signals to a peer who
+                // has just left (it tells everyone in the room when a call starts or ends), or
+                // turning away someone already gone. Nothing for the screen.
+                if code == S::UnknownPeer && peer.is_some() && !admission {
+                    tracing::debug!("a request about someone who has left the room was refused");
                 } else {
                     self.notice(ClientError::new(ErrorCode::from_server(code), message));
                 }

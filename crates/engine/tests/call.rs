@@ -126,16 +126,7 @@ async fn call_answer_decode_in_order_end_and_call_again() {
             ),
             "{ended:?}"
         );
-        expect_event(&mut ann, "the call ending", |e| {
-            matches!(
-                e,
-                RoomEvent::CallEnded {
-                    reason: CallEndReason::HungUp,
-                    ..
-                }
-            )
-        })
-        .await;
+        expect_end(&mut ann, CallEndReason::HungUp).await;
     }
 }
 
@@ -147,30 +138,12 @@ async fn declined_and_unanswered_calls_end_with_their_reason() {
 
     ring(&mut ann, &mut kim).await;
     kim.room.decline(&ann_id).await.unwrap();
-    expect_event(&mut ann, "the decline", |e| {
-        matches!(
-            e,
-            RoomEvent::CallEnded {
-                reason: CallEndReason::Declined,
-                ..
-            }
-        )
-    })
-    .await;
+    expect_end(&mut ann, CallEndReason::Declined).await;
 
     // The caller gives up before an answer: the callee sees it as cancelled.
     ring(&mut ann, &mut kim).await;
     ann.room.hang_up(kim.room.me()).await.unwrap();
-    expect_event(&mut kim, "the cancel", |e| {
-        matches!(
-            e,
-            RoomEvent::CallEnded {
-                reason: CallEndReason::Cancelled,
-                ..
-            }
-        )
-    })
-    .await;
+    expect_end(&mut kim, CallEndReason::Cancelled).await;
 
     // Answering a call that is not there is a clear error.
     let err = kim.room.answer(&ann_id).await.unwrap_err();
@@ -186,16 +159,7 @@ async fn a_second_caller_while_a_call_rings_hears_busy_at_once() {
     ring(&mut ann, &mut kim).await;
     // Cho calls while Ann's call rings: Kim's screen shows one caller, so Cho is told at once.
     cho.room.call(&kim_id).await.unwrap();
-    expect_event(&mut cho, "busy", |e| {
-        matches!(
-            e,
-            RoomEvent::CallEnded {
-                reason: CallEndReason::Busy,
-                ..
-            }
-        )
-    })
-    .await;
+    expect_end(&mut cho, CallEndReason::Busy).await;
     // Ann's call still rings, and Kim can answer it.
     kim.room.answer(ann.room.me()).await.unwrap();
     expect_event(&mut ann, "the call connected", |e| {

@@ -165,14 +165,5 @@ async fn a_tablet_gets_its_rules_and_can_decline_as_unavailable() {
     )
     .await;
     kim.room.decline_unavailable(&ann_id).await.unwrap();
-    expect_event(&mut ann, "unavailable", |e| {
-        matches!(
-            e,
-            RoomEvent::CallEnded {
-                reason: CallEndReason::Unavailable,
-                ..
-            }
-        )
-    })
-    .await;
+    expect_end(&mut ann, CallEndReason::Unavailable).await;
 }

@@ -344,16 +344,23 @@ export function browserBackend(location: Location): Backend {
    *  four) and the clinician can let in the next patients. Opening the link again waits again. */
   const leaveAfterConsult = () => {
     letIn = false;
+    endSession(true);
+    state.connection = { state: "consult_over" };
+  };
+
+  /** Ends this page's session for good: nothing of it may come back (no pending move or retry,
+   *  which would resume it; no id or secret to resume), its socket closed, after `leave` when
+   *  `leave` (the server lets its place go at once). */
+  const endSession = (leave: boolean) => {
     cancelMove();
     if (retryTimer !== null) window.clearTimeout(retryTimer);
     retryTimer = null;
-    const old = ws;
-    ws = null;
-    if (old?.readyState === WebSocket.OPEN) old.send(JSON.stringify({ type: "leave" }));
-    old?.close(1000, "consult over");
     session = null;
     lastSeq = 0;
-    state.connection = { state: "consult_over" };
+    const old = ws;
+    ws = null;
+    if (leave && old?.readyState === WebSocket.OPEN) old.send(JSON.stringify({ type: "leave" }));
+    old?.close();
   };
 
   const retry = (why: ClientError) => {
@@ -566,15 +573,8 @@ export function browserBackend(location: Location): Backend {
     async forgetInvitation() {
       token = null;
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
-      // Nothing of the old session may reach the next invitation's: no pending move or retry
-      // (which would resume it with the new token), no id or secret to resume.
-      cancelMove();
-      if (retryTimer !== null) window.clearTimeout(retryTimer);
-      retryTimer = null;
-      session = null;
-      lastSeq = 0;
-      ws?.close();
-      ws = null;
+      // Nothing of the old session may reach the next invitation's.
+      endSession(false);
       calls.hangUp(null);
       releaseMedia();
       state = { ...state, me: null, connection: { state: "setup_needed", error: null }, call: { state: "idle" } };

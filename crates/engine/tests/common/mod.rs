@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_engine::media::pattern;
-use hearth_engine::{AudioOutput, PeerId, Role, Room, RoomEvent, RoomOptions, VideoInput};
+use hearth_engine::{
+    AudioOutput, CallEndReason, PeerId, Role, Room, RoomEvent, RoomOptions, VideoInput,
+};
 use signaling::{Server, ServerOptions};
 use tokio::sync::mpsc;
 
@@ -118,6 +120,17 @@ pub async fn expect_event(
     want: impl Fn(&RoomEvent) -> bool,
 ) -> RoomEvent {
     expect_event_within(peer, what, Duration::from_secs(15), want).await
+}
+
+/// Waits for `peer` to see a call end for `reason`.
+pub async fn expect_end(peer: &mut Peer, reason: CallEndReason) {
+    let what = format!("a call ending ({reason:?})");
+    expect_event(
+        peer,
+        &what,
+        |e| matches!(e, RoomEvent::CallEnded { reason: r, .. } if *r == reason),
+    )
+    .await;
 }
 
 pub async fn expect_event_within(
