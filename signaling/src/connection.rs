@@ -364,6 +364,8 @@ impl Conn {
             let mut timed_backlog = None;
             // The `seq` the last ping asked the client to confirm, until its pong does.
             let mut asked: Option<NonZeroU64> = None;
+            // The socket failed on writing: only what the client sent before is still read.
+            let mut gone = false;
             // Idleness is checked on the ping tick rather than with a timer reset per message. When
             // draining is over, the hub queues each connection's close (see
             // [`Hub::stop_connections`]) and marks itself stopped for the ones still joining.
@@ -398,9 +400,14 @@ impl Conn {
                 // relies on even when the client floods, then the socket.
                 let frame = tokio::select! {
                     biased;
-                    next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)) => {
-                        let Next::Item(()) = next else { return false };
-                        if !self.write_queued() {
+                    next = poll_fn(|cx| self.mailbox().poll_ready(take, cx)), if !gone => {
+                        // Writing failed (here or in a relaying task): the client is gone, but
+                        // what it sent before (a `leave`, say) is read to the end first.
+                        if !matches!(next, Next::Item(())) || !self.write_queued() {
+                            if self.outlet.wire().broken {
+                                gone = true;
+                                continue;
+                            }
                             return false;
                         }
                         // A mailbox always refilled must not keep the timer and the socket waiting:
@@ -408,7 +415,7 @@ impl Conn {
                         tokio::task::consume_budget().await;
                         continue;
                     }
-                    _ = ping.tick() => {
+                    _ = ping.tick(), if !gone => {
                         // Read again: a relaying task may have begun one since.
                         let backlog_since = self.outlet.wire().backlog_since;
                         if let Some(since) = backlog_since {

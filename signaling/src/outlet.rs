@@ -111,6 +111,11 @@ pub(crate) struct Wire {
     pub backlog_since: Option<Instant>,
     /// A close frame was handed to the socket: nothing more is.
     pub closed: bool,
+    /// Writing failed: the client is gone (its socket was reset or shut), and nothing more is
+    /// written. What it sent before is still read: a `leave` sent just before a client closed
+    /// its socket with unread messages in it (which makes its kernel reset the connection)
+    /// must not be lost.
+    pub broken: bool,
 }
 
 impl Outlet {
@@ -124,6 +129,7 @@ impl Outlet {
                 sending: Sending::default(),
                 backlog_since: None,
                 closed: false,
+                broken: false,
             }),
         }
     }
@@ -184,9 +190,11 @@ impl Outlet {
         Wrote::Some
     }
 
-    /// Writing failed: logged, and the connection is cut off.
-    fn failed(&self, e: &std::io::Error) {
+    /// Writing failed: logged, and the connection is cut off; its socket is only read from now.
+    fn failed(&self, wire: &mut Wire, e: &std::io::Error) {
         debug!(conn = self.id, error = %e, "socket write failed");
+        wire.broken = true;
+        wire.backlog_since = None;
         self.mailbox.cut();
     }
 
@@ -210,7 +218,7 @@ impl Outlet {
             Outbound::Close { code, reason } => (Outgoing::Close { code, reason }, None, true),
         };
         if let Err(e) = wire.sending.start(message) {
-            self.failed(&e);
+            self.failed(wire, &e);
             return false;
         }
         metrics.messages_out.increment(1);
@@ -223,7 +231,7 @@ impl Outlet {
         match sending.poll_flush(io, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
-                self.failed(&e);
+                self.failed(wire, &e);
                 return false;
             }
             Poll::Pending => {
@@ -247,7 +255,7 @@ impl Outlet {
                 true
             }
             Err(e) => {
-                self.failed(&e);
+                self.failed(wire, &e);
                 false
             }
         })
@@ -255,7 +263,8 @@ impl Outlet {
 
     /// Polls for the backlog to be written, when there is one, then for the next message read
     /// into `receiving`. `knew` is the backlog the caller knows of: a relaying task may have
-    /// begun another since, which the caller then hears of first (to time it).
+    /// begun another since, which the caller then hears of first (to time it). When writing
+    /// the backlog fails, what the client sent before it went is still read.
     pub(crate) fn poll_socket(
         &self,
         receiving: &mut Receiving,
@@ -267,13 +276,9 @@ impl Outlet {
             return Poll::Ready(FromSocket::Backlog);
         }
         if wire.backlog_since.is_some()
-            && let Poll::Ready(written) = self.poll_backlog(&mut wire, cx)
+            && let Poll::Ready(true) = self.poll_backlog(&mut wire, cx)
         {
-            return Poll::Ready(if written {
-                FromSocket::Written
-            } else {
-                FromSocket::Read(None)
-            });
+            return Poll::Ready(FromSocket::Written);
         }
         receiving.poll_next(&mut wire.io, cx).map(FromSocket::Read)
     }

@@ -412,6 +412,46 @@ async fn a_client_that_does_not_read_is_heard_until_the_write_timeout_cuts_it_of
     );
 }
 
+#[tokio::test]
+async fn what_a_client_sent_before_its_socket_was_reset_is_still_heard() {
+    let server = start_with(Limits {
+        outbound_queue: 100_000,
+        rate_per_second: 100_000,
+        rate_burst: 100_000,
+        write_timeout: Duration::from_secs(30),
+        ping_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    })
+    .await;
+    let (a, mut gone, a_id, gone_id) = pair(&server, "r").await;
+    let (mut sink, mut inbox) = a.into_split();
+    // `gone` does not read: the server's writes to it stall, so what is written next to it
+    // fails once its socket is reset.
+    let frame = json!({"type":"signal","to": gone_id,"data": "z".repeat(60 * 1024)}).to_string();
+    for _ in 0..300 {
+        futures_util::SinkExt::send(&mut sink, Message::text(frame.clone()))
+            .await
+            .unwrap();
+    }
+    // It says goodbye and leaves, then closes its socket with what it did not read still in it,
+    // so its kernel resets the connection (as a process that exits does). Its messages are
+    // sent at once: the reset would drop what Nagle's algorithm still held back.
+    gone.no_delay();
+    gone.send(json!({"type":"signal","to": a_id,"data": "bye"}))
+        .await;
+    gone.send(json!({"type":"leave"})).await;
+    drop(gone);
+    let m = next_in(&mut inbox).await;
+    assert_eq!((&m["type"], &m["data"]), (&json!("signal"), &json!("bye")));
+    // It left: the others hear so at once, not after the resume grace (30 s here).
+    let m = next_in(&mut inbox).await;
+    assert_eq!(
+        (&m["type"], &m["peer"]),
+        (&json!("peer_left"), &json!(gone_id))
+    );
+}
+
 /// Waits until one of the pair's two sessions is gone, failing with `why` after [`common::WAIT`].
 async fn until_one_is_left(server: &Server, why: &str) {
     let since = tokio::time::Instant::now();

@@ -449,12 +449,12 @@ impl Actor {
                 }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Leave(done)) => {
-                        self.leave().await;
+                        self.leave(signaling_up.then_some(&mut stream)).await;
                         let _ = done.send(());
                         return;
                     }
                     None => {
-                        self.leave().await;
+                        self.leave(signaling_up.then_some(&mut stream)).await;
                         return;
                     }
                     Some(cmd) => {
@@ -469,10 +469,16 @@ impl Actor {
         }
     }
 
-    async fn leave(&mut self) {
+    /// Ends every call and leaves the room; the connection (`stream`, when it is up) is then
+    /// closed cleanly, so that nothing sent is lost to a reset.
+    async fn leave(&mut self, stream: Option<&mut signal::SignalStream>) {
         self.end_all(CallEndReason::HungUp, HangupReason::Ended)
             .await;
-        let _ = self.send_server(&ClientMessage::Leave).await;
+        if self.send_server(&ClientMessage::Leave).await.is_ok()
+            && let Some(stream) = stream
+        {
+            signal::close_after_leave(&mut self.sink, stream).await;
+        }
     }
 
     /// Keeps what resumes the session: the id and secret from `welcome` or `waiting`.

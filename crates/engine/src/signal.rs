@@ -28,13 +28,14 @@ pub(crate) async fn connect(
     token: &str,
     resume: Option<Resume>,
 ) -> Result<(SignalSink, SignalStream, Numbered), EngineError> {
-    let (ws, _) =
-        tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| EngineError::Unreachable {
-                url: url.to_owned(),
-                detail: e.to_string(),
-            })?;
+    // Without Nagle's algorithm: signaling messages are small and each one is wanted now (a
+    // decline, a leave), not held back until the one before is acknowledged.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .map_err(|e| EngineError::Unreachable {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        })?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMessage::Hello {
         token: token.to_owned(),
@@ -106,6 +107,25 @@ pub(crate) async fn close(sink: &mut SignalSink) {
     });
     if !matches!(closed.await, Ok(Ok(()))) {
         tracing::debug!("the old signaling connection did not close cleanly");
+    }
+}
+
+/// Ends the connection after a `leave`: a close frame, then what the server still sends is
+/// read until it closes too. A socket closed with unread data in it is reset by the kernel,
+/// which throws away what it had not sent yet (the `leave` itself, say). Waits at most a
+/// second.
+pub(crate) async fn close_after_leave(sink: &mut SignalSink, stream: &mut SignalStream) {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "left".into(),
+    };
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        if sink.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(_)) = stream.next().await {}
+        }
+    });
+    if closed.await.is_err() {
+        tracing::debug!("the server did not close the connection after we left");
     }
 }
 

@@ -94,6 +94,14 @@ impl Client {
         }
     }
 
+    /// Sends each message at once (no Nagle delay), as the engine does.
+    #[allow(dead_code)]
+    pub fn no_delay(&self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            tcp.set_nodelay(true).expect("TCP_NODELAY");
+        }
+    }
+
     /// The connection drops (no close frame, no `leave`); what the client keeps to resume.
     pub fn hang_up(self) -> Gone {
         Gone {
