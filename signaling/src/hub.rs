@@ -588,7 +588,7 @@ impl Hub {
     }
 
     fn empty_room(&self, room: &str) -> Replica {
-        Replica::new(room, self.options.limits.max_participants)
+        Replica::new(room, self.options.limits.capacity())
     }
 
     /// Puts a connection with a verified token into its room: as the session it resumes when
@@ -1302,7 +1302,7 @@ impl Sink for Hub {
             None if shared => return,
             None => rooms.insert(Followed::new(
                 RoomName::from(room),
-                Replica::new(room, self.options.limits.max_participants),
+                Replica::new(room, self.options.limits.capacity()),
                 0,
                 unix_ms(),
                 &self.ctx(),
@@ -1492,7 +1492,21 @@ mod tests {
             ice: &ice,
             resume: &ctx_keys,
         };
-        let room = |name: &str| Followed::new(name.into(), Replica::new(name, 2), 0, 0, &ctx);
+        let room = |name: &str| {
+            Followed::new(
+                name.into(),
+                Replica::new(
+                    name,
+                    crate::room::Capacity {
+                        members: 2,
+                        call: 2,
+                    },
+                ),
+                0,
+                0,
+                &ctx,
+            )
+        };
         let mut rooms = Rooms::default();
         rooms.insert(room("a")).pos = 1;
         rooms.insert(room("b")).pos = 2;

@@ -80,9 +80,12 @@ enum Command {
         /// How long TURN credentials stay valid.
         #[arg(long, env = "HEARTH_TURN_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
         turn_ttl: Duration,
-        /// Participants in one call.
+        /// People in a consult's call (admitting more from the waiting room is refused).
         #[arg(long, env = "HEARTH_MAX_PARTICIPANTS", default_value_t = 4)]
         max_participants: usize,
+        /// People present in one room at once (a tablet and the relatives' open apps).
+        #[arg(long, env = "HEARTH_MAX_MEMBERS", default_value_t = 16)]
+        max_members: usize,
         /// The database file for invitations, tablets' rules and the audit trail (default:
         /// hearth.redb in the data dir); `memory` keeps them in memory only.
         #[arg(long, env = "HEARTH_STORE")]
@@ -195,6 +198,7 @@ async fn run() -> anyhow::Result<()> {
             turn_urls,
             turn_ttl,
             max_participants,
+            max_members,
             store,
             public_url,
             web_root,
@@ -227,6 +231,9 @@ async fn run() -> anyhow::Result<()> {
             if *max_participants < 2 {
                 bail!("--max-participants must be at least 2");
             }
+            if max_members < max_participants {
+                bail!("--max-members must be at least --max-participants");
+            }
             let options = ServerOptions {
                 listen: *listen,
                 secret: secret(&cli)?,
@@ -236,6 +243,7 @@ async fn run() -> anyhow::Result<()> {
                 },
                 limits: Limits {
                     max_participants: *max_participants,
+                    max_members: *max_members,
                     resume_grace: *resume_grace,
                     shutdown_grace: *drain_timeout,
                     ..Limits::default()

@@ -58,8 +58,12 @@ impl Default for ServerOptions {
 /// Limits that keep one client from hurting others.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Participants in one call (mesh); more get `room_full`.
+    /// People in a consult's call: admitting one more from the waiting room gets `room_full`.
+    /// (Calls in family rooms are held to four by the clients, which know who is in a call.)
     pub max_participants: usize,
+    /// People present in one room at once: a resident's tablet, the relatives whose apps are
+    /// open, a clinician doing rounds. One more gets `room_full` at `hello`.
+    pub max_members: usize,
     /// Time from socket open to `hello`.
     pub hello_timeout: Duration,
     /// Largest accepted text frame, bytes.
@@ -94,10 +98,21 @@ pub struct Limits {
     pub redeem_per_address: u32,
 }
 
+impl Limits {
+    /// How many people each room holds.
+    pub fn capacity(&self) -> crate::room::Capacity {
+        crate::room::Capacity {
+            members: self.max_members,
+            call: self.max_participants,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_participants: 4,
+            max_members: 16,
             hello_timeout: Duration::from_secs(5),
             max_frame_bytes: hearth_proto::MAX_FRAME_BYTES,
             rate_per_second: 50,

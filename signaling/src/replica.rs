@@ -17,7 +17,7 @@ use tracing::warn;
 
 use crate::ice::IceOptions;
 use crate::resume::ResumeKeys;
-use crate::room::{Effect, Entrant, Placement, Room};
+use crate::room::{Capacity, Effect, Entrant, Placement, Room};
 use crate::store::TabletChange;
 
 /// A server process, by the id it picked at start.
@@ -388,7 +388,7 @@ fn signal_json(from: &PeerId, data: &str) -> String {
 
 impl Replica {
     /// An empty room.
-    pub(crate) fn new(name: &str, capacity: usize) -> Replica {
+    pub(crate) fn new(name: &str, capacity: Capacity) -> Replica {
         Replica {
             room: Room::new(name, capacity),
             sessions: LiteMap::new(),
@@ -1329,7 +1329,13 @@ mod tests {
             ice: &ice,
             resume: &resume_keys,
         };
-        let mut r = Replica::new("r", 4);
+        let mut r = Replica::new(
+            "r",
+            Capacity {
+                members: 4,
+                call: 4,
+            },
+        );
         join(&mut r, "a", 1, &ctx);
         join(&mut r, "b", 2, &ctx);
         for n in 0..5 {

@@ -94,7 +94,8 @@ struct Waiter {
     check: Option<CheckReport>,
 }
 
-/// A room: the call (mesh, at most `capacity` members) and, for consults, a waiting room.
+/// A room: who is present (a family room's tablet and relatives, who call each other in
+/// groups the clients hold to four; or a consult's call) and, for consults, a waiting room.
 ///
 /// The members first: a relayed `signal` reads them (see [`crate::replica::Replica`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,21 +103,37 @@ struct Waiter {
 pub struct Room {
     members: Vec<Entrant>,
     name: String,
+    /// People present at once.
     capacity: usize,
+    /// People in a consult's call: admitting from the waiting room stops there.
+    #[serde(default = "default_call_capacity")]
+    call_capacity: usize,
     queue: Vec<Waiter>,
-    /// A clinician has hosted this room since it was created: guests wait too.
-    consult: bool,
+}
+
+/// A room's call capacity where a record written before it was kept has none.
+fn default_call_capacity() -> usize {
+    4
+}
+
+/// How many people a room holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Present at once.
+    pub members: usize,
+    /// In a consult's call.
+    pub call: usize,
 }
 
 impl Room {
-    /// An empty room named `name` whose call holds at most `capacity` participants.
-    pub fn new(name: &str, capacity: usize) -> Room {
+    /// An empty room named `name`.
+    pub fn new(name: &str, capacity: Capacity) -> Room {
         Room {
             name: name.to_owned(),
-            capacity,
+            capacity: capacity.members,
+            call_capacity: capacity.call,
             members: Vec::new(),
             queue: Vec::new(),
-            consult: false,
         }
     }
 
@@ -143,7 +160,11 @@ impl Room {
     fn must_wait(&self, role: Role) -> bool {
         match role {
             Role::Patient => true,
-            Role::Guest => self.consult || !self.queue.is_empty(),
+            // A consult is on while a clinician is here (a doctor on rounds in a family room
+            // too): a guest then waits to be let in like a patient.
+            Role::Guest => {
+                self.members.iter().any(|m| m.role == Role::Clinician) || !self.queue.is_empty()
+            }
             Role::Resident | Role::Family | Role::Clinician | Role::Staff => false,
         }
     }
@@ -225,12 +246,11 @@ impl Room {
         );
         let clinician = who.role == Role::Clinician;
         let id = who.peer.clone();
-        // Exactly as many as there are: a call holds a few people and a server holds many
-        // calls, and `push` alone would make room for four at the first.
+        // Exactly as many as there are: a room holds a few people and a server holds many
+        // rooms, and `push` alone would make room for four at the first.
         self.members.reserve_exact(1);
         self.members.push(who);
         if clinician {
-            self.consult = true;
             out.push(Effect::Send(id, self.lobby()));
         }
     }
@@ -353,7 +373,7 @@ impl Room {
             .iter()
             .position(|w| &w.who.peer == peer && w.dropped_ms.is_none())
             .ok_or(ErrorCode::UnknownPeer)?;
-        if self.members.len() >= self.capacity {
+        if self.members.len() >= self.call_capacity {
             return Err(ErrorCode::RoomFull);
         }
         let waiter = self.queue.remove(i);
@@ -513,7 +533,13 @@ mod tests {
 
     /// A room of `capacity` that these people joined, in order, at the given times.
     fn room_of(capacity: usize, people: &[(&str, Role, u64)]) -> (Room, Vec<Effect>) {
-        let mut room = Room::new("r", capacity);
+        let mut room = Room::new(
+            "r",
+            Capacity {
+                members: capacity,
+                call: capacity,
+            },
+        );
         let mut out = vec![];
         for (peer, role, at) in people {
             room.join(entrant(peer, *role), *at, &mut out).unwrap();
@@ -541,7 +567,13 @@ mod tests {
 
     #[test]
     fn family_enters_and_others_hear_of_it() {
-        let mut room = Room::new("r", 4);
+        let mut room = Room::new(
+            "r",
+            Capacity {
+                members: 4,
+                call: 4,
+            },
+        );
         let mut out = vec![];
         assert_eq!(
             room.join(entrant("kim", Role::Resident), 0, &mut out),
@@ -586,7 +618,13 @@ mod tests {
     #[test]
     fn the_audit_trail_follows_a_consult_without_its_reasons() {
         use AuditEvent::*;
-        let mut room = Room::new("r", 4);
+        let mut room = Room::new(
+            "r",
+            Capacity {
+                members: 4,
+                call: 4,
+            },
+        );
         let mut out = vec![];
         room.join(entrant("doc", Role::Clinician), 0, &mut out)
             .unwrap();
@@ -629,7 +667,13 @@ mod tests {
 
     #[test]
     fn patients_queue_in_order_and_clinician_admits_and_denies() {
-        let mut room = Room::new("r", 4);
+        let mut room = Room::new(
+            "r",
+            Capacity {
+                members: 4,
+                call: 4,
+            },
+        );
         let mut out = vec![];
         assert_eq!(
             room.join(entrant("p1", Role::Patient), 10, &mut out),
@@ -756,7 +800,7 @@ mod tests {
     }
 
     #[test]
-    fn the_call_is_capped_and_the_same_subject_replaces_itself() {
+    fn the_room_is_capped_and_the_same_subject_replaces_itself() {
         let (mut room, mut out) = room_of(2, &[("a", Role::Family, 0), ("b", Role::Family, 0)]);
         assert_eq!(
             room.join(entrant("c", Role::Family), 0, &mut out),
@@ -771,6 +815,74 @@ mod tests {
         assert!(out.iter().any(|e| matches!(e, Effect::Close { peer, code: ErrorCode::Replaced, .. } if peer.as_str() == "b")));
         assert!(sent_to(&out, "a").contains(&&ServerMessage::PeerLeft { peer: "b".into() }));
         assert_eq!(room.member_count(), 2);
+    }
+
+    #[test]
+    fn a_family_room_holds_more_people_than_a_call_and_a_consult_admits_up_to_a_call() {
+        // A resident's tablet and five relatives' apps left open: all present (the clients
+        // hold each call to four).
+        let mut room = Room::new(
+            "r",
+            Capacity {
+                members: 8,
+                call: 4,
+            },
+        );
+        let mut out = vec![];
+        room.join(entrant("tablet", Role::Resident), 0, &mut out)
+            .unwrap();
+        for i in 0..5 {
+            assert_eq!(
+                room.join(entrant(&format!("fam{i}"), Role::Family), 0, &mut out),
+                Ok(Placement::Call)
+            );
+        }
+        assert_eq!(room.member_count(), 6);
+        // A consult: the clinician admits until the call holds four, then gets room_full and
+        // the patient keeps waiting.
+        let mut room = Room::new(
+            "c",
+            Capacity {
+                members: 8,
+                call: 4,
+            },
+        );
+        room.join(entrant("doc", Role::Clinician), 0, &mut out)
+            .unwrap();
+        for i in 0..4 {
+            room.join(entrant(&format!("p{i}"), Role::Patient), 0, &mut out)
+                .unwrap();
+        }
+        for i in 0..3 {
+            room.admit(&"doc".into(), &format!("p{i}").as_str().into(), &mut out)
+                .unwrap();
+        }
+        assert_eq!(
+            room.admit(&"doc".into(), &"p3".into(), &mut out),
+            Err(ErrorCode::RoomFull)
+        );
+        assert_eq!(room.waiting(), vec![PeerId::from("p3")]);
+    }
+
+    #[test]
+    fn a_guest_waits_only_while_a_clinician_is_there() {
+        // A doctor on rounds visits a resident's family room.
+        let (mut room, mut out) = room_of(
+            8,
+            &[("tablet", Role::Resident, 0), ("doc", Role::Clinician, 0)],
+        );
+        assert_eq!(
+            room.join(entrant("g1", Role::Guest), 0, &mut out),
+            Ok(Placement::Waiting("g1".into()))
+        );
+        room.deny(&"doc".into(), &"g1".into(), None, &mut out)
+            .unwrap();
+        room.leave(&"doc".into(), &mut out);
+        // The doctor has gone: a relative from a browser link walks straight in again.
+        assert_eq!(
+            room.join(entrant("g2", Role::Guest), 0, &mut out),
+            Ok(Placement::Call)
+        );
     }
 
     #[test]

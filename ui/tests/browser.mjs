@@ -117,6 +117,22 @@ async function main() {
     await page.getByRole("heading", { name: /ended the call/ }).waitFor({ timeout: 10_000 });
     await page.close();
 
+    // A room that has as many people present as it holds: the server answers `hello` with
+    // room_full and closes (signaling/tests/protocol.rs has the real server do so). The page
+    // keeps trying and says why, not that the server cannot be reached.
+    const full = await browser.newPage();
+    await full.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      ws.onMessage(() => {
+        ws.send(JSON.stringify({ type: "error", code: "room_full", message: "There is no room for anyone else here right now." }));
+        ws.close({ code: 1008, reason: "room_full" });
+      });
+    });
+    await full.goto((await invite("kim", "family", "Bea")).link);
+    await full.getByText("Too many people are connected to this room right now").waitFor({ timeout: 20_000 });
+    if (await full.getByText("Check that this device is connected to the internet").count()) throw new Error("a full room was shown as no internet");
+    await full.close();
+    console.log("browser: a full room is said to be full while the page keeps trying");
+
     // 2. A patient waits, is checked, admitted and called by a hearth-cli clinician.
     const patientInv = await invite("consult", "patient", "Mr Park");
     const docStats = join(work, "doc.json");

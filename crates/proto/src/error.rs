@@ -124,7 +124,7 @@ impl ErrorCode {
                 "Too many messages too quickly; the message was not delivered."
             }
             ErrorCode::UnknownPeer => "That person is not in this room.",
-            ErrorCode::RoomFull => "This call already has as many people as it can hold.",
+            ErrorCode::RoomFull => "There is no room for anyone else here right now.",
             ErrorCode::Denied => "The clinician could not let you in this time.",
             ErrorCode::Replaced => "This account connected from another place.",
             ErrorCode::HelloTimeout => {

@@ -125,6 +125,8 @@ export function browserBackend(location: Location): Backend {
   let peers: PeerInfo[] = [];
   let attempt = 0;
   let retryTimer: number | null = null;
+  /** Why the server did not let this connection in (said at `hello`), for the retry. */
+  let notLetIn: ClientError | null = null;
   // A draining server's `shutdown`: when to move to another (docs/protocol.md, Drain).
   let moveTimer: number | null = null;
   // The session, to resume it after the connection drops (docs/protocol.md, Sessions): its id
@@ -443,6 +445,9 @@ export function browserBackend(location: Location): Backend {
         const m = msg as Extract<ServerMessage, { type: "error" }>;
         const joined = state.connection.state === "online" || state.connection.state === "waiting";
         if (FINAL.has(m.code) || (m.code === "forbidden" && !joined)) refuse(mapError(m.code), m.message);
+        // Not let in this time (the room is full, the server is busy): the server closes, and
+        // the retry says why.
+        else if (!joined && state.connection.state === "connecting") notLetIn = err(mapError(m.code), m.message);
         else if (m.code === "forbidden" && state.call.state === "calling") {
           calls.hangUp(state.call.peer);
         } else {
@@ -502,7 +507,8 @@ export function browserBackend(location: Location): Backend {
       if (moveTimer !== null) return;
       if (state.connection.state !== "connecting") beforeDrop = state.connection;
       // The call is peer to peer and goes on; signaling comes back by itself.
-      retry(err("server_unreachable", "The connection to the Hearth server was lost."));
+      retry(notLetIn ?? err("server_unreachable", "The connection to the Hearth server was lost."));
+      notLetIn = null;
     };
   }
 

@@ -16,6 +16,7 @@ export const en = {
   "conn.connecting": "Connecting to Hearth…",
   "conn.retrying": "Cannot reach the Hearth server. Trying again in {seconds} s.",
   "conn.checkInternet": "Check that this device is connected to the internet.",
+  "conn.roomFull": "Too many people are connected to this room right now. Hearth keeps trying.",
   "conn.waiting": "Please wait: you are number {position} in the queue.",
   "refused.title": "This device needs a new invitation",
   "refused.replacedTitle": "Signed in on another device",

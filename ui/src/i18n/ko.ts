@@ -17,6 +17,7 @@ export const ko: Record<MessageKey, string> = {
   "conn.connecting": "Hearth에 연결하는 중…",
   "conn.retrying": "Hearth 서버에 연결할 수 없습니다. {seconds}초 후에 다시 시도합니다.",
   "conn.checkInternet": "이 기기가 인터넷에 연결되어 있는지 확인하세요.",
+  "conn.roomFull": "지금 이 방에 연결된 사람이 너무 많습니다. Hearth가 계속 다시 시도합니다.",
   "conn.waiting": "잠시 기다려 주세요. 대기 순서는 {position}번입니다.",
   "refused.title": "이 기기에 새 초대가 필요합니다",
   "refused.replacedTitle": "다른 기기에서 로그인되었습니다",

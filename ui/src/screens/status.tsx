@@ -17,6 +17,7 @@ export function Connecting({ retryInSeconds, error }: { retryInSeconds: number |
         <h1>{title}</h1>
       </div>
       {error === "server_unreachable" && <p class="lead">{t.t("conn.checkInternet")}</p>}
+      {error === "room_full" && <p class="lead">{t.t("conn.roomFull")}</p>}
     </Screen>
   );
 }
