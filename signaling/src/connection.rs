@@ -140,6 +140,10 @@ impl Conn {
         }
     }
 
+    /// An error about a frame this connection sent that was not taken as a request (over the
+    /// rate, too large, not a message): about the connection, not the session, so it is sent
+    /// directly and unnumbered. Numbered in the session's stream, each would be written to the
+    /// room's shared log first, and a client sending junk would cost a log write per frame.
     fn refuse(&self, code: ErrorCode, message: impl Into<String>) {
         self.send(&ServerMessage::Error {
             code,
@@ -304,24 +308,6 @@ impl Conn {
                 Some(Session { room, slot })
             }
             Err(code) => fail(code, code.default_message()),
-        }
-    }
-
-    /// An error for this connection's session, numbered in its stream like everything else it
-    /// is sent; directly, unnumbered, when the room's log cannot be reached.
-    async fn tell(&self, session: &Session, code: ErrorCode, message: impl Into<String>) {
-        let msg = ServerMessage::Error {
-            code,
-            message: message.into(),
-            peer: None,
-        };
-        self.hub.metrics.error(code);
-        let event = Event::Tell {
-            conn: self.hub.conn_ref(self.outlet.id()),
-            msg: msg.clone(),
-        };
-        if self.hub.publish(&session.room, event).await.is_err() {
-            self.send(&msg);
         }
     }
 
@@ -509,8 +495,8 @@ impl Conn {
                     }
                     Received::Skip => continue,
                     Received::Refused(code, message) => {
-                        let told = self.tell(session, code, message);
-                        Either::Right(rare(told.map(|()| false)))
+                        self.refuse(code, message);
+                        continue;
                     }
                     Received::End => return false,
                 };
@@ -526,8 +512,7 @@ impl Conn {
         match parse_client(&text) {
             Ok(msg) => self.dispatch(session, msg, seq_of(&text), read_at).await,
             Err(e) => {
-                self.tell(session, ErrorCode::BadMessage, e.sentence())
-                    .await;
+                self.refuse(ErrorCode::BadMessage, e.sentence());
                 false
             }
         }
@@ -587,12 +572,7 @@ impl Conn {
             ClientMessage::Signal { to, data } => match serde_json::to_string(&data) {
                 Ok(data) => self.signal(to, Part::from(data), cseq, read_at),
                 Err(_) => {
-                    self.tell(
-                        session,
-                        ErrorCode::Internal,
-                        ErrorCode::Internal.default_message(),
-                    )
-                    .await;
+                    self.refuse(ErrorCode::Internal, ErrorCode::Internal.default_message());
                     return false;
                 }
             },
@@ -633,21 +613,17 @@ impl Conn {
                 return true;
             }
             ClientMessage::Hello { .. } => {
-                self.tell(
-                    session,
+                self.refuse(
                     ErrorCode::BadMessage,
                     "Already joined; hello is sent only once.",
-                )
-                .await;
+                );
                 return false;
             }
             _ => {
-                self.tell(
-                    session,
+                self.refuse(
                     ErrorCode::BadMessage,
                     "This server does not handle that message type.",
-                )
-                .await;
+                );
                 return false;
             }
         };

@@ -67,6 +67,43 @@ async fn members_on_different_nodes_see_each_other_and_relay_both_ways() {
     assert_eq!(seen, want, "{}", c.logs());
 }
 
+/// Junk from a client is answered by its node, unnumbered, and never written to the room's
+/// shared log: written there, each refusal cost a NATS round trip, and a client sending junk was
+/// held back by that round trip rather than by the rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_frames_are_answered_by_the_node_and_not_written_to_the_log() {
+    let c = Cluster::start(1).await;
+    let (mut ann, _) = Client::join_at(&c.nodes[0].url(), &c.token("r", Role::Family, "Ann")).await;
+    let js = async_nats::jetstream::new(async_nats::connect(c.nats_url()).await.unwrap());
+    let mut log = js.get_stream("HEARTH_ROOMS").await.unwrap();
+    let before = log.info().await.unwrap().state.messages;
+    let sent = 200;
+    for _ in 0..sent {
+        ann.send_text("not json".into()).await;
+    }
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for _ in 0..sent {
+        let m = ann.recv().await;
+        assert_eq!(m["type"], "error", "{m}");
+        assert!(m.get("seq").is_none(), "a refusal is not numbered: {m}");
+        *codes
+            .entry(m["code"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    // The burst (50) is read and refused as bad JSON; the rest is over the rate.
+    assert!(codes["rate_limited"] >= 100, "{codes:?}");
+    assert!(codes["bad_message"] >= 50, "{codes:?}");
+    let written = log.info().await.unwrap().state.messages - before;
+    assert!(
+        written <= 2,
+        "{written} records written to the room's log for junk"
+    );
+    // Once the rate allows again, the session goes on.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    ann.send(json!({"type":"leave"})).await;
+    assert!(ann.closed().await.is_some());
+}
+
 /// A node that starts serving a room which has been busy elsewhere loads it from the log (no
 /// snapshot yet: fewer than 500 events) while events keep coming, and hands each one to its
 /// replica once, in order: the newcomer sees both members, each member sees it join once, and
