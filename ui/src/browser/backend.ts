@@ -17,6 +17,7 @@ import type {
   PrecheckReport,
   Role,
 } from "../bindings";
+import { openDevices } from "../logic/media";
 import { attachStream } from "../video/registry";
 import { type CallMessage, Calls, type EndReason } from "./calls";
 
@@ -162,23 +163,24 @@ export function browserBackend(location: Location): Backend {
   const nameOf = (peer: string) => peers.find((p) => p.peer === peer)?.name ?? "";
 
   const media = (): Promise<MediaStream | null> => {
-    local ??= navigator.mediaDevices
-      .getUserMedia({
-        audio: choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
-        video: { width: 640, height: 480, frameRate: 30, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
-      })
-      .then((s) => {
-        for (const t of s.getAudioTracks()) t.enabled = !state.muted;
-        for (const t of s.getVideoTracks()) t.enabled = !state.camera_off;
-        attachStream(null, s);
-        return s;
-      })
-      .catch((e) => {
-        console.warn("camera or microphone unavailable", e);
-        state.notices = [...state.notices, { id: Date.now(), device: "camera", code: null, message: String(e) }];
-        publish();
-        return null;
-      });
+    local ??= openDevices(
+      (c) => navigator.mediaDevices.getUserMedia(c),
+      choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
+      { width: 640, height: 480, frameRate: 30, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
+    ).then(({ tracks, failed }) => {
+      // Each device that failed is said on its own; the call goes on with what works.
+      for (const { device, error } of failed) {
+        console.warn(`${device} unavailable`, error);
+        state.notices = [...state.notices, { id: Date.now() + state.notices.length, device, code: null, message: String(error) }];
+      }
+      if (failed.length) publish();
+      if (!tracks.length) return null;
+      const s = new MediaStream(tracks);
+      for (const t of s.getAudioTracks()) t.enabled = !state.muted;
+      for (const t of s.getVideoTracks()) t.enabled = !state.camera_off;
+      attachStream(null, s);
+      return s;
+    });
     return local;
   };
 
@@ -269,8 +271,8 @@ export function browserBackend(location: Location): Backend {
       quality(peer, q) {
         updatePeer(peer, (p) => (p.quality === q ? p : { ...p, quality: q }));
       },
-      cameraOff(peer, off) {
-        updatePeer(peer, (p) => ({ ...p, their_video: off ? "camera_off" : "on" }));
+      theirVideo(peer, video) {
+        updatePeer(peer, (p) => (p.their_video === video ? p : { ...p, their_video: video }));
       },
       presence(peer, inCall) {
         peers = peers.map((p) => (p.peer === peer ? { ...p, in_call: inCall } : p));
@@ -308,20 +310,17 @@ export function browserBackend(location: Location): Backend {
 
   /** The part of the pre-call check a browser can do: camera and microphone give tracks. */
   const deviceCheck = async (): Promise<CheckResult> => {
-    try {
-      const s = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-      const live = (kind: "audio" | "video") => s.getTracks().some((t) => t.kind === kind && t.readyState === "live");
-      const result: CheckResult = {
-        camera: live("video") ? "ok" : "failed",
-        microphone: live("audio") ? "ok" : "failed",
-        speaker: "not_used",
-        connection: ws?.readyState === WebSocket.OPEN ? "ok" : "failed",
-      };
-      s.getTracks().forEach((t) => t.stop());
-      return result;
-    } catch {
-      return { camera: "failed", microphone: "failed", speaker: "not_used", connection: ws?.readyState === WebSocket.OPEN ? "ok" : "failed" };
-    }
+    // Each device on its own merits: a broken camera does not fail the microphone too.
+    const { tracks } = await openDevices((c) => navigator.mediaDevices.getUserMedia(c), true, true);
+    const live = (kind: "audio" | "video") => tracks.some((t) => t.kind === kind && t.readyState === "live");
+    const result: CheckResult = {
+      camera: live("video") ? "ok" : "failed",
+      microphone: live("audio") ? "ok" : "failed",
+      speaker: "not_used",
+      connection: ws?.readyState === WebSocket.OPEN ? "ok" : "failed",
+    };
+    tracks.forEach((t) => t.stop());
+    return result;
   };
 
   /** Calls off the move a `shutdown` scheduled, if any. */
@@ -449,7 +448,8 @@ export function browserBackend(location: Location): Backend {
         // the retry says why.
         else if (!joined && state.connection.state === "connecting") notLetIn = err(mapError(m.code), m.message);
         else if (m.code === "forbidden" && state.call.state === "calling") {
-          calls.hangUp(state.call.peer);
+          // The care home has not set up calls between the two (the resident's rules).
+          calls.hangUp(state.call.peer, "not_allowed");
         } else {
           state.notices = [...state.notices.slice(-2), { id: Date.now(), device: null, code: mapError(m.code), message: m.message }];
           publish();

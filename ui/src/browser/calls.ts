@@ -2,6 +2,8 @@
 // one connection per other person (mesh, up to four people), invites with the offer attached,
 // trickle ICE, ringing, answer, decline, hangup, glare, camera-off notes, presence and ICE
 // restarts. It knows nothing of screens: it reports to its owner through `CallEvents`.
+import type { VideoState } from "../bindings";
+import { theirVideo } from "../logic/media";
 
 /** A call message, as `data` of a `signal`. */
 export type CallMessage =
@@ -24,6 +26,7 @@ export type EndReason =
   | "no_answer"
   | "cancelled"
   | "peer_left"
+  | "not_allowed"
   | "connection_lost"
   | "failed";
 
@@ -52,7 +55,8 @@ export interface CallEvents {
   connected(peer: string): void;
   ended(peer: string, reason: EndReason): void;
   quality(peer: string, state: "good" | "weak" | "reconnecting"): void;
-  cameraOff(peer: string, off: boolean): void;
+  /** Their picture: coming, paused by their weak connection, or their camera off. */
+  theirVideo(peer: string, video: VideoState): void;
   presence(peer: string, inCall: boolean): void;
   stream(peer: string, stream: MediaStream): void;
 }
@@ -193,7 +197,8 @@ export class Calls {
     this.ev.ended(peer, "declined");
   }
 
-  hangUp(peer: string | null) {
+  /** Ends our calls (or the one with `peer`); `reason` is what this side is told. */
+  hangUp(peer: string | null, reason: EndReason = "hung_up") {
     for (const p of peer === null ? [...this.legs.keys()] : [peer]) {
       const leg = this.legs.get(p);
       if (!leg) continue;
@@ -203,7 +208,7 @@ export class Calls {
       }
       this.ev.send(p, { call: "hangup", id: leg.id, reason: leg.phase === "outgoing" ? "cancelled" : "ended" });
       this.drop(p);
-      this.ev.ended(p, "hung_up");
+      this.ev.ended(p, reason);
     }
   }
 
@@ -363,7 +368,7 @@ export class Calls {
         }
         return;
       case "media":
-        if (same) this.ev.cameraOff(from, !!msg.camera_off);
+        if (same) this.ev.theirVideo(from, theirVideo(msg));
         return;
       case "decline":
         if (!same) return;
