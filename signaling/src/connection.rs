@@ -104,8 +104,10 @@ impl Conn {
             // Borrowed, not moved out of the `Option`: the task would keep both.
             let session = Box::pin(self.handshake(rx)).await;
             if let Some(session) = &session {
-                let on_purpose = self.serve(rx, session).await;
-                Box::pin(self.hub.ended(self.outlet.id(), &session.room, on_purpose)).await;
+                if self.serve(rx, session).await {
+                    debug!("the client left");
+                }
+                Box::pin(self.hub.ended(self.outlet.id(), &session.room)).await;
             }
             // What is still queued (a close frame, say) is written, bounded by the write timeout.
             let grace = self.hub.options.limits.write_timeout + Duration::from_secs(1);

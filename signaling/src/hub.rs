@@ -696,14 +696,16 @@ impl Hub {
         }
     }
 
-    /// The connection ended. Unless its client left on purpose (its `leave` is in the log
-    /// already) or its session moved on, the session is held for the grace period.
-    pub(crate) async fn ended(&self, conn: u64, room: &str, on_purpose: bool) {
+    /// The connection ended. Unless its session moved on, the session is held for the grace
+    /// period. Also after a `leave`: it is in the log before this, and when it was applied the
+    /// session is gone and this changes nothing; when it was not (a number already applied,
+    /// which the log drops) the session must still end, not stay bound to no connection.
+    pub(crate) async fn ended(&self, conn: u64, room: &str) {
         let local = unregister(&mut self.lock(), conn);
         let Some(local) = local else {
             return;
         };
-        if on_purpose || local.detached || local.peer.is_none() {
+        if local.detached || local.peer.is_none() {
             return;
         }
         let event = Event::Gone {
@@ -1549,7 +1551,7 @@ mod tests {
         hub.join(&claims("r", "c"), c.clone(), None).await.unwrap();
         assert_eq!(locals(&hub, "r"), vec![a.id(), b.id(), c.id()]);
 
-        hub.ended(b.id(), &room, false).await;
+        hub.ended(b.id(), &room).await;
         hub.forget(c.id());
         assert_eq!(locals(&hub, "r"), vec![a.id()]);
         // Nothing of the hub holds the ended connections' outlets (and so their sockets).
@@ -1559,7 +1561,7 @@ mod tests {
             3,
             "the connection map's and the room's"
         );
-        hub.ended(a.id(), &room, true).await;
+        hub.ended(a.id(), &room).await;
         assert_eq!(Arc::strong_count(&a), 1);
     }
 

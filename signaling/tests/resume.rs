@@ -330,3 +330,33 @@ async fn a_waiting_patient_resumes_in_place_and_the_clinician_sees_it() {
     doc.send(json!({"type":"admit","peer": peer(&w1)})).await;
     assert_eq!(p1.expect("welcome").await["peer"], peer(&w1));
 }
+
+#[tokio::test]
+async fn a_leave_numbered_like_a_message_already_applied_still_ends_the_session() {
+    let server = start_with(Limits {
+        resume_grace: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let Pair {
+        mut kim,
+        kim_id,
+        mut ann,
+        ann_id,
+        ann_token,
+    } = kim_then_ann(&server).await;
+    ann.send(json!({"type":"signal","to": kim_id,"data": 1,"seq": 1}))
+        .await;
+    kim.expect("signal").await;
+    // A client that numbers wrongly: its `leave` reuses a number already applied, so the
+    // server drops it as a message sent again, and the connection closes as after a leave.
+    ann.send(json!({"type":"leave","seq": 1})).await;
+    assert_eq!(ann.closed().await, Some(1000));
+    let gone = ann.hang_up();
+    // Its session ends anyway once the grace has passed: it is not kept bound to a
+    // connection that no longer exists, present to the others for ever.
+    assert_eq!(kim.expect("peer_left").await["peer"], ann_id);
+    let (_ann, again) = Client::resume(&server, &ann_token, &gone).await;
+    assert_eq!(again["type"], "welcome", "{again}");
+    assert_ne!(peer(&again), ann_id);
+}
