@@ -427,8 +427,13 @@ impl Room {
         let Some(w) = self.queue.iter_mut().find(|w| &w.who.peer == peer) else {
             return false;
         };
+        // The same result again changes nothing the clinicians see: the lobby is not sent
+        // again (a patient sending checks over and over would flood every clinician).
+        let news = w.check.is_none_or(|c| c.result != report.result);
         w.check = Some(report);
-        self.queue_changed(out);
+        if news {
+            self.queue_changed(out);
+        }
         true
     }
 
@@ -663,6 +668,35 @@ mod tests {
                 .any(|e| format!("{e:?}").contains("private reason")),
             "a denial's reason is not audited"
         );
+    }
+
+    #[test]
+    fn the_same_check_again_does_not_resend_the_lobby() {
+        use hearth_proto::care::{CheckOutcome, CheckResult};
+        let (mut room, mut out) =
+            room_of(4, &[("doc", Role::Clinician, 0), ("p1", Role::Patient, 0)]);
+        let result = |camera| CheckResult {
+            camera,
+            microphone: CheckOutcome::Ok,
+            speaker: CheckOutcome::Ok,
+            connection: CheckOutcome::Ok,
+        };
+        let report = |camera, at| CheckReport {
+            result: result(camera),
+            at,
+        };
+        room.set_check(&"p1".into(), report(CheckOutcome::Ok, 1), &mut out);
+        assert_eq!(sent_to(&out, "doc").len(), 1, "the first check is news");
+        out.clear();
+        for at in 2..50 {
+            room.set_check(&"p1".into(), report(CheckOutcome::Ok, at), &mut out);
+        }
+        assert!(
+            sent_to(&out, "doc").is_empty(),
+            "the same result again is not"
+        );
+        room.set_check(&"p1".into(), report(CheckOutcome::Failed, 60), &mut out);
+        assert_eq!(sent_to(&out, "doc").len(), 1, "a changed result is");
     }
 
     #[test]
