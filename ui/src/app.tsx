@@ -6,6 +6,7 @@ import { i18n } from "./i18n";
 import { connectionView } from "./logic/connection";
 import { type Effect, type Incoming, idle, secondsLeft, step } from "./logic/incoming";
 import { type LobbyAlerts, lobbyStep, lobbyTitle, noAlerts } from "./logic/lobby";
+import { expired, lineAt, type Shown } from "./logic/notices";
 import { Calling, Ended, IncomingCall, InCall } from "./screens/call";
 import { ClinicianHome, ConsultPanel } from "./screens/clinician";
 import { ErrorText } from "./screens/common";
@@ -118,6 +119,18 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
   };
   const ctx: Ctx = { state, api, t, now, act };
   const mode = modeOf(state.me?.role);
+
+  // A resident's notices go by themselves (nothing on the tablet needs a tap to go away), and
+  // anyone's line about a failed tap does (it has no close button).
+  const noticesSeen = useRef(new Map<number, number>());
+  const errorShown = useRef<Shown<string> | null>(null);
+  useEffect(() => {
+    if (mode === "resident") {
+      for (const id of expired(state.notices.map((n) => n.id), noticesSeen.current, now)) void api.dismissNotice(id);
+    }
+    errorShown.current = lineAt(errorShown.current, error, now);
+    if (error !== null && errorShown.current === null) setError(null);
+  }, [now, error, state.notices, mode]);
   const variant = mode === "resident" ? "resident" : "family";
   const seen = () => feedLobby({ type: "seen" });
 
