@@ -348,6 +348,10 @@ export type ErrorCode =
 "not_set_up" | 
 /**  The text given is not an invitation link or code. */
 "bad_invitation" | 
+/**  A bare invitation code was given without the server address that came with it. */
+"needs_server" | 
+/**  The server address given is not one (it looks like https://calls.example.org). */
+"bad_server_address" | 
 /**  The server does not accept the device's invitation (forged, for another server, malformed). */
 "bad_token" | 
 /**  The invitation has expired. */

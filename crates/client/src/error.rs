@@ -12,6 +12,10 @@ pub enum ErrorCode {
     NotSetUp,
     /// The text given is not an invitation link or code.
     BadInvitation,
+    /// A bare invitation code was given without the server address that came with it.
+    NeedsServer,
+    /// The server address given is not one (it looks like https://calls.example.org).
+    BadServerAddress,
     /// The server does not accept the device's invitation (forged, for another server, malformed).
     BadToken,
     /// The invitation has expired.

@@ -71,7 +71,12 @@ impl Invitation {
             let server = server
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| bad("This code needs the server address that came with it."))?;
+                .ok_or_else(|| {
+                    ClientError::new(
+                        ErrorCode::NeedsServer,
+                        "This code needs the server address that came with it.",
+                    )
+                })?;
             (websocket_url(server)?, input.to_owned())
         } else {
             from_link(input)?
@@ -139,7 +144,12 @@ impl Pasted {
             let server = server
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| bad("This code needs the server address that came with it."))?;
+                .ok_or_else(|| {
+                    ClientError::new(
+                        ErrorCode::NeedsServer,
+                        "This code needs the server address that came with it.",
+                    )
+                })?;
             return Ok(Self::Code {
                 server: websocket_url(server)?,
                 code: input.to_owned(),
@@ -182,14 +192,18 @@ fn looks_like_token(s: &str) -> bool {
 /// host's `/v1/ws`.
 fn websocket_url(s: &str) -> Result<String, ClientError> {
     let url = url::Url::parse(s).map_err(|_| {
-        bad("The server address is not valid. It looks like https://calls.example.org.")
+        ClientError::new(
+            ErrorCode::BadServerAddress,
+            "The server address is not valid. It looks like https://calls.example.org.",
+        )
     })?;
     let scheme = match url.scheme() {
         "ws" | "wss" => return Ok(url.to_string()),
         "http" => "ws",
         "https" => "wss",
         _ => {
-            return Err(bad(
+            return Err(ClientError::new(
+                ErrorCode::BadServerAddress,
                 "The server address is not valid. It looks like https://calls.example.org.",
             ));
         }
@@ -274,8 +288,12 @@ mod tests {
                 code: "K7MQ2XR9".into()
             }
         );
+        // A code alone: the person is told it needs its server address, not that it is no
+        // invitation at all.
         let e = Pasted::read("K7MQ-2XR9", None).unwrap_err();
-        assert_eq!(e.code, ErrorCode::BadInvitation);
+        assert_eq!(e.code, ErrorCode::NeedsServer);
+        let e = Pasted::read("K7MQ-2XR9", Some("ftp://calls.example.org")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadServerAddress);
         let t = token(r#"{"room":"kim","role":"family","name":"Ann"}"#);
         assert!(matches!(
             Pasted::read(&t, Some("ws://h:1/v1/ws")).unwrap(),
@@ -294,19 +312,20 @@ mod tests {
     #[test]
     fn refuses_what_is_not_an_invitation() {
         let t = token(r#"{"room":"kim","role":"family","name":"Ann"}"#);
-        for (input, server) in [
-            ("", None),
-            ("hello", None),
-            ("https://example.org/", None),
-            (t.as_str(), None),
-            (t.as_str(), Some("ftp://x")),
+        for (input, server, code) in [
+            ("", None, ErrorCode::BadInvitation),
+            ("hello", None, ErrorCode::BadInvitation),
+            ("https://example.org/", None, ErrorCode::BadInvitation),
+            (t.as_str(), None, ErrorCode::NeedsServer),
+            (t.as_str(), Some("ftp://x"), ErrorCode::BadServerAddress),
             (
                 "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln",
                 Some("ws://h/v1/ws"),
+                ErrorCode::BadInvitation,
             ),
         ] {
             let e = Invitation::parse(input, server).unwrap_err();
-            assert_eq!(e.code, ErrorCode::BadInvitation, "{input:?}");
+            assert_eq!(e.code, code, "{input:?}");
             assert!(e.message.ends_with('.'), "a sentence: {}", e.message);
         }
         let doctor = token(r#"{"room":"kim","role":"doctor","name":"X"}"#);

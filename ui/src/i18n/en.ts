@@ -24,6 +24,8 @@ export const en = {
 
   "err.not_set_up": "This device has no invitation yet.",
   "err.bad_invitation": "This is not a Hearth invitation. Copy the whole link or code from the care home's message.",
+  "err.needs_server": "This code needs the server address that came with it. Enter it below the code.",
+  "err.bad_server_address": "The server address is not valid. It looks like https://calls.example.org.",
   "err.bad_token": "The server does not accept this invitation. Ask the care home for a new one.",
   "err.expired_token": "This invitation has expired. Ask the care home for a new one.",
   "err.server_unreachable": "The Hearth server cannot be reached. Check the internet connection; Hearth keeps trying.",

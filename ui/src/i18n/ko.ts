@@ -25,6 +25,8 @@ export const ko: Record<MessageKey, string> = {
 
   "err.not_set_up": "이 기기에는 아직 초대가 없습니다.",
   "err.bad_invitation": "Hearth 초대가 아닙니다. 요양원에서 받은 메시지의 링크나 코드를 전부 복사하세요.",
+  "err.needs_server": "이 코드에는 함께 받은 서버 주소가 필요합니다. 코드 아래에 입력하세요.",
+  "err.bad_server_address": "서버 주소가 올바르지 않습니다. https://calls.example.org 와 같은 형태입니다.",
   "err.bad_token": "서버가 이 초대를 받아들이지 않습니다. 요양원에 새 초대를 요청하세요.",
   "err.expired_token": "이 초대는 만료되었습니다. 요양원에 새 초대를 요청하세요.",
   "err.server_unreachable": "Hearth 서버에 연결할 수 없습니다. 인터넷 연결을 확인하세요. Hearth가 계속 다시 시도합니다.",
