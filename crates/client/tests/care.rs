@@ -97,6 +97,50 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
     .await;
 }
 
+/// A doctor doing rounds of a care home remotely: in a resident's room, the resident is
+/// listed to call, and the call rings on the tablet and connects when answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_on_rounds_calls_a_resident() {
+    use hearth_client::Presence;
+    let server = server().await;
+    let mut kim = person(&server, "kim", Role::Resident, "Mrs Kim");
+    until(&mut kim, "the tablet online", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    let mut doc = person(&server, "kim", Role::Clinician, "Dr Cho");
+    let s = until(&mut doc, "Mrs Kim listed to call", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Available)
+    })
+    .await;
+    let key = s
+        .contacts
+        .iter()
+        .find(|c| c.name == "Mrs Kim")
+        .unwrap()
+        .key
+        .clone();
+    doc.session.call(key).await.unwrap();
+    let s = until(&mut kim, "the doctor's call ringing", |s| {
+        matches!(s.call, CallView::Incoming { .. })
+    })
+    .await;
+    let CallView::Incoming { peer, .. } = s.call else {
+        unreachable!()
+    };
+    kim.session.answer(peer).await.unwrap();
+    until(&mut doc, "the call with Mrs Kim", |s| {
+        connected_to(s, "Mrs Kim")
+    })
+    .await;
+    until(&mut kim, "the call with Dr Cho", |s| {
+        connected_to(s, "Dr Cho")
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinician_sees_more_patients_in_turn_than_a_room_holds_at_once() {
     // A room holds four; each patient leaves once their consult is hung up, so the fourth and

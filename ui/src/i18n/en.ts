@@ -194,6 +194,8 @@ export const en = {
   "lobby.endNoNext": "Nobody else is waiting",
 
   "consult.addTitle": "Also in the room",
+  "lobby.inRoom": "In the room",
+  "lobby.callName": "Call {name}",
   "consult.add": "Add {name}",
   "consult.invite": "Invite a nurse or relative",
 

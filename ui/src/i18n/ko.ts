@@ -195,6 +195,8 @@ export const ko: Record<MessageKey, string> = {
   "lobby.endNoNext": "기다리는 사람이 없습니다",
 
   "consult.addTitle": "방에 있는 사람",
+  "lobby.inRoom": "방에 있는 사람",
+  "lobby.callName": "{name} 님에게 전화",
   "consult.add": "{name} 님 추가",
   "consult.invite": "간호사나 가족 초대",
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { WaitingPatient } from "../bindings";
+import type { Contact, WaitingPatient } from "../bindings";
 import { en } from "../i18n/en";
 import { retranslate } from "../i18n";
 import { ko } from "../i18n/ko";
-import { checkSummary, lobbyStep, lobbyTitle, nextToAdmit, noAlerts, waitedSeconds } from "./lobby";
+import { checkSummary, inRoom, lobbyStep, lobbyTitle, nextToAdmit, noAlerts, waitedSeconds } from "./lobby";
 
 const w = (peer: string, over: Partial<WaitingPatient> = {}): WaitingPatient => ({
   peer,
@@ -86,5 +86,35 @@ describe("a turned-away patient's reason", () => {
     expect(retranslate(en["lobby.reason.later"], keys, "ko")).toBe(ko["lobby.reason.later"]);
     expect(retranslate(ko["lobby.reason.callBack"], keys, "en")).toBe(en["lobby.reason.callBack"]);
     expect(retranslate("Bring your blood pressure diary.", keys, "ko")).toBe("Bring your blood pressure diary.");
+  });
+});
+
+describe("who else is in the room", () => {
+  const contact = (name: string, role: Contact["role"], presence: Contact["presence"], peer: string | null): Contact => ({
+    key: name,
+    name,
+    role,
+    presence,
+    peer,
+    has_photo: false,
+    trusted: false,
+  });
+  const contacts = [
+    contact("Mrs Kim", "resident", "available", "k"),
+    contact("Mr Lee", "resident", "in_call", "l"),
+    contact("Ann", "family", "offline", null),
+    contact("Nurse Yoon", "staff", "available", "y"),
+  ];
+
+  it("lists a resident on a round and a nurse to call, someone in another call as busy, not the absent", () => {
+    expect(inRoom(contacts, []).map((p) => [p.contact.name, p.busy])).toEqual([
+      ["Mrs Kim", false],
+      ["Mr Lee", true],
+      ["Nurse Yoon", false],
+    ]);
+  });
+
+  it("leaves out who is in our call already", () => {
+    expect(inRoom(contacts, ["k", "y"]).map((p) => p.contact.name)).toEqual(["Mr Lee"]);
   });
 });

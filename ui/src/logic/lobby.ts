@@ -1,7 +1,7 @@
 // The clinician's waiting room: who is new (an alert for every arrival that cannot be missed,
 // not only the first), how long each has waited, what their check says, and who is next. Pure
 // functions and a reducer, `now` passed in, so Vitest drives them without timers.
-import type { CheckResult, WaitingPatient } from "../bindings";
+import type { CheckResult, Contact, WaitingPatient } from "../bindings";
 
 export interface LobbyAlerts {
   /** Every waiting id seen so far: a patient who reconnects keeps their id and is not new. */
@@ -51,4 +51,20 @@ export function nextToAdmit(lobby: WaitingPatient[]): WaitingPatient | null {
 /** The window title: the number waiting, so it shows in the taskbar too. */
 export function lobbyTitle(app: string, waiting: number): string {
   return waiting > 0 ? `(${waiting}) ${app}` : app;
+}
+
+/** Someone in the room (not waiting) a clinician may call: `busy` while they are in a call. */
+export interface InRoom {
+  contact: Contact;
+  busy: boolean;
+}
+
+/**
+ * Who is in the room besides the waiting room, and not already in our call: a resident on a
+ * doctor's round, a nurse, a relative. They are called (or added to the consult) directly.
+ */
+export function inRoom(contacts: readonly Contact[], inCall: readonly string[]): InRoom[] {
+  return contacts
+    .filter((c) => c.peer !== null && c.presence !== "offline" && !inCall.includes(c.peer))
+    .map((contact) => ({ contact, busy: contact.presence !== "available" }));
 }

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import type { CheckOutcome, CheckResult, Invitation, Role, WaitingPatient } from "../bindings";
 import { useApp } from "../context";
-import { checkSummary, nextToAdmit, waitedSeconds } from "../logic/lobby";
+import { checkSummary, inRoom, nextToAdmit, waitedSeconds } from "../logic/lobby";
 import { ErrorText, Icon, Notices, Screen } from "./common";
 
 /** The parts of a check a clinician looks at, each in words with a mark. */
@@ -228,7 +228,34 @@ export function InvitePanel({ roles, room, onMade }: { roles: Role[]; room: stri
   );
 }
 
-/** A clinician between consults: the waiting room, and inviting someone. */
+/** Who is in the room outside the waiting room (a resident on a round, a nurse): between
+ *  consults they are called, in one they are added to it. Someone in another call is shown as
+ *  such, and cannot be called until they are free. */
+function InRoomList({ inCall }: { inCall: string[] }) {
+  const { state, t, api, act } = useApp();
+  const people = inRoom(state.contacts, inCall);
+  if (people.length === 0) return null;
+  const adding = inCall.length > 0;
+  return (
+    <section aria-labelledby="in-room-title">
+      <h2 id="in-room-title">{t.t(adding ? "consult.addTitle" : "lobby.inRoom")}</h2>
+      <ul class="people" role="list">
+        {people.map(({ contact: c, busy }) => (
+          <li key={c.key} class="person">
+            <p class="person-name">{c.name}</p>
+            {busy && <p class="small">{t.t("presence.in_call")}</p>}
+            <button type="button" class="btn btn-quiet" disabled={busy} onClick={() => void act(api.call(c.key))}>
+              {t.t(adding ? "consult.add" : "lobby.callName", { name: c.name })}
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+/** A clinician between consults: the waiting room, who else is in the room, and inviting
+ *  someone. */
 export function ClinicianHome({ unseen, onSeen }: { unseen: string[]; onSeen: () => void }) {
   const { state, t, api, act } = useApp();
   const next = nextToAdmit(state.lobby);
@@ -245,6 +272,7 @@ export function ClinicianHome({ unseen, onSeen }: { unseen: string[]; onSeen: ()
       </header>
       <h1>{t.t("lobby.heading")}</h1>
       <WaitingList unseen={unseen} onSeen={onSeen} inCall={false} />
+      <InRoomList inCall={[]} />
       <InvitePanel roles={["patient", "guest", "family"]} room={state.me?.room ?? null} />
       <Notices />
     </Screen>
@@ -256,7 +284,6 @@ export function ConsultPanel({ unseen, onSeen }: { unseen: string[]; onSeen: () 
   const { state, t, api, act } = useApp();
   const next = nextToAdmit(state.lobby);
   const inCall = state.call.state === "active" ? state.call.peers.map((p) => p.peer) : [];
-  const addable = state.contacts.filter((c) => c.peer !== null && c.presence === "available" && !inCall.includes(c.peer));
   const [inviting, setInviting] = useState(false);
   return (
     <aside class="consult-panel" aria-label={t.t("lobby.title")}>
@@ -265,21 +292,7 @@ export function ConsultPanel({ unseen, onSeen }: { unseen: string[]; onSeen: () 
         {next ? t.t("lobby.endAndAdmit", { name: next.name }) : t.t("lobby.endNoNext")}
       </button>
       <WaitingList unseen={unseen} onSeen={onSeen} inCall />
-      {addable.length > 0 && (
-        <section aria-labelledby="add-title">
-          <h2 id="add-title">{t.t("consult.addTitle")}</h2>
-          <ul class="people" role="list">
-            {addable.map((c) => (
-              <li key={c.key} class="person">
-                <p class="person-name">{c.name}</p>
-                <button type="button" class="btn btn-quiet" onClick={() => void act(api.call(c.key))}>
-                  {t.t("consult.add", { name: c.name })}
-                </button>
-              </li>
-            ))}
-          </ul>
-        </section>
-      )}
+      <InRoomList inCall={inCall} />
       <button type="button" class="btn btn-quiet" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         {t.t("consult.invite")}
       </button>
