@@ -115,6 +115,10 @@ async function main() {
     if (!got || got.frames_decoded < 60) throw new Error(`hearth-cli did not decode the browser's video: ${JSON.stringify(got)}`);
     console.log(`browser: hearth-cli decoded ${got.frames_decoded} frames from the browser`);
     await page.getByRole("heading", { name: /ended the call/ }).waitFor({ timeout: 10_000 });
+    // hearth-cli (Mrs Kim's tablet here) has left the room: she stays on the list, not available.
+    await page.getByText("Not available").waitFor({ timeout: 20_000 });
+    if (await call.isEnabled()) throw new Error("a resident who is away can be called");
+    console.log("browser: Mrs Kim's tablet has gone; she stays on the list as not available");
     await page.close();
 
     // A room that has as many people present as it holds: the server answers `hello` with

@@ -1,5 +1,6 @@
-//! Who a device may call, with presence: the people in its room, merged with the people a
-//! resident's tablet knows by name (who show as offline when they are not connected).
+//! Who a device may call, with presence: the people in its room, merged with the people the
+//! device knows by name, who show as offline when they are not connected (a tablet's family,
+//! the residents a relative's device has seen).
 
 use crate::settings::KnownContact;
 use crate::state::{Contact, Presence};
@@ -42,12 +43,19 @@ pub fn contacts(
     allowed: Option<&[String]>,
     has_photo: impl Fn(&KnownContact) -> bool,
 ) -> Vec<Contact> {
+    // The people a device knows are the ones it calls: family for a tablet, residents for
+    // everyone else.
+    let known_role = if role == Role::Resident {
+        Role::Family
+    } else {
+        Role::Resident
+    };
     let mut out: Vec<Contact> = known
         .iter()
         .map(|k| Contact {
             key: k.name.clone(),
             name: k.name.clone(),
-            role: Role::Family,
+            role: known_role,
             presence: Presence::Offline,
             peer: None,
             has_photo: has_photo(k),

@@ -24,7 +24,7 @@ pub use invitation::{Identity, Invitation, Pasted, http_base};
 pub use precheck::{CheckItem, CheckStatus, PrecheckReport};
 pub use session::{NO_SPEAKER, SYNTHETIC, Session, SessionOptions, VideoSink, devices};
 pub use settings::{
-    DeviceChoice, KnownContact, Language, ResidentOptions, Settings, SettingsStore,
+    DeviceChoice, KnownContact, Language, ResidentOptions, SeenResident, Settings, SettingsStore,
 };
 pub use state::{
     AppState, CallPeer, CallView, Connection, Contact, Device, DeviceKind, EndReason, Me, Notice,

@@ -19,7 +19,7 @@ use crate::error::{ClientError, ErrorCode};
 use crate::invitation::{Identity, Invitation, Pasted};
 use crate::precheck::PrecheckReport;
 use crate::settings::{
-    DeviceChoice, KnownContact, Language, ResidentOptions, Settings, SettingsStore,
+    DeviceChoice, KnownContact, Language, ResidentOptions, SeenResident, Settings, SettingsStore,
 };
 use crate::state::{
     AppState, CallPeer, CallView, Connection, Device, DeviceKind, EndReason, Me, Notice, Quality,
@@ -605,7 +605,19 @@ impl Actor {
             return Vec::new();
         };
         if me.role != Role::Resident {
-            return contacts(me.role, &self.peers, &[], None, |_| false);
+            // The residents seen here before stay listed while their tablet is off.
+            let known: Vec<KnownContact> = self
+                .settings
+                .residents
+                .iter()
+                .map(|r| KnownContact {
+                    name: r.name.clone(),
+                    photo: None,
+                    trusted: false,
+                    sub: Some(r.sub.clone()),
+                })
+                .collect();
+            return contacts(me.role, &self.peers, &known, None, |_| false);
         }
         match self.rules.as_ref().and_then(|r| r.callers.as_ref()) {
             // Staff decided who may call: those people, with the photos this tablet has.
@@ -641,6 +653,35 @@ impl Actor {
             .iter()
             .find(|k| k.name == name)
             .and_then(|k| k.photo.clone())
+    }
+
+    /// Keeps the residents in the room in the settings (not on a tablet), so that their tablet
+    /// being off later does not take them off the list.
+    fn remember_residents(&mut self) {
+        if self.my_role() == Some(Role::Resident) {
+            return;
+        }
+        let mut changed = false;
+        for p in self.peers.iter().filter(|p| p.role == Role::Resident) {
+            let seen = &mut self.settings.residents;
+            match seen.iter_mut().find(|r| r.sub == p.sub) {
+                Some(r) if r.name == p.name => {}
+                Some(r) => {
+                    r.name.clone_from(&p.name);
+                    changed = true;
+                }
+                None => {
+                    seen.push(SeenResident {
+                        name: p.name.clone(),
+                        sub: p.sub.clone(),
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if changed && let Err(e) = self.save() {
+            tracing::warn!(code = ?e.code, "could not keep the residents seen");
+        }
     }
 
     fn save(&self) -> Result<(), ClientError> {
@@ -821,6 +862,7 @@ impl Actor {
             }
             Command::ForgetInvitation(done) => {
                 self.settings.invitation = None;
+                self.settings.residents.clear();
                 let r = self.save();
                 self.drop_room().await;
                 self.state.call = CallView::Idle;
@@ -989,6 +1031,7 @@ impl Actor {
             ));
         }
         self.settings.invitation = Some(invitation);
+        self.settings.residents.clear();
         self.save()?;
         self.drop_room().await;
         self.backoff.reset();
@@ -1235,6 +1278,7 @@ impl Actor {
                         sub: p.sub,
                     })
                     .collect();
+                self.remember_residents();
             }
             RoomEvent::Waiting { position } => {
                 // While they wait, patients run their check; the clinician sees the result.
@@ -1255,6 +1299,7 @@ impl Actor {
                     in_call: false,
                     sub: p.sub,
                 });
+                self.remember_residents();
                 // Someone a clinician just admitted: into the consult at once.
                 if let Some(i) = self.admitted.iter().position(|a| *a == id) {
                     self.admitted.remove(i);

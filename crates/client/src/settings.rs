@@ -93,6 +93,19 @@ pub struct Settings {
     pub devices: DeviceChoice,
     /// Options for a resident's tablet.
     pub resident: ResidentOptions,
+    /// The residents this device has seen in its room (family and others, not a tablet), so
+    /// that a resident whose tablet is off is still listed, as not available, rather than
+    /// gone from the list. Forgotten with the invitation.
+    pub residents: Vec<SeenResident>,
+}
+
+/// A resident seen in the device's room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SeenResident {
+    /// Their name.
+    pub name: String,
+    /// Their token's subject.
+    pub sub: String,
 }
 
 /// Where the settings live.

@@ -391,3 +391,63 @@ async fn refused_and_replaced_invitations_ask_for_a_new_one() {
     let garbage = old.session.accept_invitation("hello".into(), None).await;
     assert_eq!(garbage.unwrap_err().code, ErrorCode::BadInvitation);
 }
+
+/// A family member's list keeps a resident whose tablet went off, as not available, and
+/// remembers them across restarts of the app; a new invitation starts the list afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_whose_tablet_is_off_stays_on_the_family_list_as_not_available() {
+    let server = Server::start(ServerOptions::default()).await.unwrap();
+    let url = server.ws_url();
+    let mut ann = device(
+        &url,
+        token(&server, "kim", Role::Family, "Ann", None),
+        ResidentOptions::default(),
+    );
+    let kim = device(
+        &url,
+        token(
+            &server,
+            "kim",
+            Role::Resident,
+            "Mrs Kim",
+            Some("tablet-kim"),
+        ),
+        ResidentOptions::default(),
+    );
+    until(&mut ann, "Mrs Kim available", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Available)
+    })
+    .await;
+    kim.session.leave().await;
+    let s = until(&mut ann, "Mrs Kim not available", |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Offline)
+    })
+    .await;
+    let kim_tile = s.contacts.iter().find(|c| c.name == "Mrs Kim").unwrap();
+    assert_eq!(
+        (kim_tile.role, kim_tile.peer.as_deref()),
+        (Role::Resident, None)
+    );
+    // Kept in the settings, so a restarted app lists her before her tablet is back.
+    let seen = ann.session.settings().await.unwrap().residents;
+    assert_eq!(
+        seen.iter()
+            .map(|r| (r.name.as_str(), r.sub.as_str()))
+            .collect::<Vec<_>>(),
+        [("Mrs Kim", "tablet-kim")]
+    );
+    // Another invitation (another room) forgets her.
+    ann.session
+        .accept_invitation(token(&server, "lee", Role::Family, "Ann", None), Some(url))
+        .await
+        .unwrap();
+    let s = until(&mut ann, "online in the new room", |s| {
+        s.connection == Connection::Online
+    })
+    .await;
+    assert!(s.contacts.is_empty(), "{:?}", s.contacts);
+}

@@ -146,6 +146,18 @@ export function browserBackend(location: Location): Backend {
     for (const l of listeners) l(state);
   };
 
+  /** The residents this page has seen in its room, kept in the browser: one whose tablet is
+   *  off stays listed, as not available, instead of vanishing (also after a reload). */
+  const residentsKey = () => `hearth.residents.${state.me?.room ?? ""}`;
+  const rememberedResidents = (): string[] => {
+    try {
+      const kept: unknown = JSON.parse(localStorage.getItem(residentsKey()) ?? "[]");
+      return Array.isArray(kept) ? kept.filter((n): n is string => typeof n === "string") : [];
+    } catch {
+      return [];
+    }
+  };
+
   const contacts = (): Contact[] => {
     const role = state.me?.role;
     if (!role) return [];
@@ -155,6 +167,17 @@ export function browserBackend(location: Location): Backend {
       const had = seen.get(p.name);
       if (!had || (had.presence === "in_call" && presence === "available")) {
         seen.set(p.name, { key: p.name, name: p.name, role: p.role, presence, peer: p.peer, has_photo: false, trusted: false });
+      }
+    }
+    if (role !== "resident") {
+      const here = peers.filter((p) => p.role === "resident").map((p) => p.name);
+      const remembered = rememberedResidents();
+      const all = [...new Set([...remembered, ...here])];
+      if (all.length !== remembered.length) localStorage.setItem(residentsKey(), JSON.stringify(all));
+      for (const name of all) {
+        if (!seen.has(name) && callable(role, "resident")) {
+          seen.set(name, { key: name, name, role: "resident", presence: "offline", peer: null, has_photo: false, trusted: false });
+        }
       }
     }
     return [...seen.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -579,6 +602,7 @@ export function browserBackend(location: Location): Backend {
     async forgetInvitation() {
       token = null;
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
+      for (const k of Object.keys(localStorage)) if (k.startsWith("hearth.residents.")) localStorage.removeItem(k);
       // Nothing of the old session may reach the next invitation's.
       endSession(false);
       calls.hangUp(null);
