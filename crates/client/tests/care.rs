@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use hearth_client::care::{Caller, CheckOutcome, NewInvitation, QuietHours, Rules};
-use hearth_client::{CallView, Connection, EndReason, ErrorCode, ResidentOptions};
+use hearth_client::{CallView, Connection, EndReason, ErrorCode, Presence, ResidentOptions};
 use hearth_engine::Role;
 use signaling::{Server, ServerOptions};
 
@@ -101,7 +101,6 @@ async fn a_clinician_admits_patients_in_order_and_moves_on() {
 /// listed to call, and the call rings on the tablet and connects when answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinician_on_rounds_calls_a_resident() {
-    use hearth_client::Presence;
     let server = server().await;
     let mut kim = person(&server, "kim", Role::Resident, "Mrs Kim");
     until(&mut kim, "the tablet online", |s| {
@@ -109,12 +108,7 @@ async fn a_clinician_on_rounds_calls_a_resident() {
     })
     .await;
     let mut doc = person(&server, "kim", Role::Clinician, "Dr Cho");
-    let s = until(&mut doc, "Mrs Kim listed to call", |s| {
-        s.contacts
-            .iter()
-            .any(|c| c.name == "Mrs Kim" && c.presence == Presence::Available)
-    })
-    .await;
+    let s = until_listed(&mut doc, "Mrs Kim", Presence::Available).await;
     let key = s
         .contacts
         .iter()
@@ -291,8 +285,14 @@ async fn staff_invite_set_rules_and_check_a_tablet_which_follows_at_once() {
     let [(ann, _), (bob, _)] = &mut family[..] else {
         unreachable!()
     };
-    // Bob and Mrs Kim no longer see each other.
-    until(bob, "Bob no longer sees Mrs Kim", |s| s.contacts.is_empty()).await;
+    // Bob and Mrs Kim no longer see each other: she is gone from the room for him, and his
+    // list keeps her only as not available (as when her tablet is off), not to be called.
+    let s = until_listed(bob, "Mrs Kim", Presence::Offline).await;
+    assert!(
+        s.contacts.iter().all(|c| c.peer.is_none()),
+        "{:?}",
+        s.contacts
+    );
     // Ann's call rings with the countdown that answers it (the page counts down and answers).
     until(ann, "Ann sees Mrs Kim", |s| !s.contacts.is_empty()).await;
     ann.session.call("Mrs Kim".into()).await.unwrap();

@@ -130,6 +130,21 @@ fn start_device(
     }
 }
 
+/// Waits until `name` is on `d`'s list with `presence`.
+#[allow(dead_code)]
+pub async fn until_listed(
+    d: &mut Device,
+    name: &str,
+    presence: hearth_client::Presence,
+) -> AppState {
+    until(d, &format!("{name} listed as {presence:?}"), |s| {
+        s.contacts
+            .iter()
+            .any(|c| c.name == name && c.presence == presence)
+    })
+    .await
+}
+
 pub async fn until(d: &mut Device, what: &str, want: impl Fn(&AppState) -> bool) -> AppState {
     let result = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
