@@ -394,6 +394,9 @@ impl Conn {
                         if !matches!(next, Next::Item(())) || !self.write_queued() {
                             if self.outlet.wire().broken {
                                 gone = true;
+                                // What it sent is in the socket already: a bound, in case the
+                                // socket still reads on.
+                                ping.reset_after(self.limits().write_timeout);
                                 continue;
                             }
                             return false;
@@ -403,7 +406,10 @@ impl Conn {
                         tokio::task::consume_budget().await;
                         continue;
                     }
-                    _ = ping.tick(), if !gone => {
+                    _ = ping.tick() => {
+                        if gone {
+                            return false;
+                        }
                         // Read again: a relaying task may have begun one since.
                         let backlog_since = self.outlet.wire().backlog_since;
                         if let Some(since) = backlog_since {

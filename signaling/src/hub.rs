@@ -563,7 +563,12 @@ impl Hub {
         let snapshot = self.backplane.snapshot(room).await.map_err(unavailable)?;
         let (replica, pos) = match snapshot {
             Some(s) => match serde_json::from_slice::<Replica>(&s.state) {
-                Ok(r) => (r, s.pos),
+                // The room's limits are this server's, not those a snapshot was taken with
+                // (an older version's, or before the options changed).
+                Ok(mut r) => {
+                    r.set_capacity(self.options.limits.capacity());
+                    (r, s.pos)
+                }
                 Err(e) => {
                     // A snapshot this version cannot read: the log alone rebuilds the room as
                     // far as it reaches back.

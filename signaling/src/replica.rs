@@ -397,6 +397,11 @@ impl Replica {
         }
     }
 
+    /// Holds the room to these limits from now on.
+    pub(crate) fn set_capacity(&mut self, capacity: Capacity) {
+        self.room.set_capacity(capacity);
+    }
+
     /// Nobody in the call, nobody waiting, no session held.
     pub(crate) fn is_empty(&self) -> bool {
         self.room.is_empty() && self.sessions.is_empty()

@@ -103,15 +103,21 @@ struct Waiter {
 pub struct Room {
     members: Vec<Entrant>,
     name: String,
-    /// People present at once.
+    /// People present at once. Written in snapshots, but a server holds a room it loads to its
+    /// own limits ([`Room::set_capacity`]).
     capacity: usize,
     /// People in a consult's call: admitting from the waiting room stops there.
     #[serde(default = "default_call_capacity")]
     call_capacity: usize,
     queue: Vec<Waiter>,
+    /// Not used: written for servers of the previous version, whose snapshots require it
+    /// (while a cluster is upgraded one server at a time). They set it again as a clinician
+    /// arrives.
+    #[serde(default)]
+    consult: bool,
 }
 
-/// A room's call capacity where a record written before it was kept has none.
+/// A room's call capacity where a snapshot has none (an older version's).
 fn default_call_capacity() -> usize {
     4
 }
@@ -134,7 +140,14 @@ impl Room {
             call_capacity: capacity.call,
             members: Vec::new(),
             queue: Vec::new(),
+            consult: false,
         }
+    }
+
+    /// Holds the room to these limits from now on (people already in stay).
+    pub fn set_capacity(&mut self, capacity: Capacity) {
+        self.capacity = capacity.members;
+        self.call_capacity = capacity.call;
     }
 
     /// The room's name.
@@ -157,14 +170,51 @@ impl Room {
         self.queue.iter().map(|w| w.who.peer.clone()).collect()
     }
 
+    /// A consult is on while a clinician or a patient is here (a doctor on rounds in a family
+    /// room too), or patients wait: a guest then waits to be let in, like a patient.
+    fn is_consult(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| matches!(m.role, Role::Clinician | Role::Patient))
+            || self.queue.iter().any(|w| w.who.role == Role::Patient)
+    }
+
+    /// Guests still waiting when the consult is over (the clinician and the patients gone) are
+    /// let in: nobody is left to admit them. Those whose connection dropped wait until they are
+    /// back.
+    fn release_guests(&mut self, out: &mut Vec<Effect>) {
+        if self.is_consult() {
+            return;
+        }
+        let mut moved = false;
+        while self.members.len() < self.capacity
+            && let Some(i) = self
+                .queue
+                .iter()
+                .position(|w| w.who.role == Role::Guest && w.dropped_ms.is_none())
+        {
+            let waiter = self.queue.remove(i);
+            self.enter(waiter.who, out);
+            moved = true;
+        }
+        if moved {
+            self.queue_changed(out);
+        }
+    }
+
+    /// How many are in a consult's call: its clinicians and those let in from the waiting room
+    /// (a family room's tablet and relatives, present during a doctor's round, are not).
+    fn in_consult(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| matches!(m.role, Role::Clinician | Role::Patient | Role::Guest))
+            .count()
+    }
+
     fn must_wait(&self, role: Role) -> bool {
         match role {
             Role::Patient => true,
-            // A consult is on while a clinician is here (a doctor on rounds in a family room
-            // too): a guest then waits to be let in like a patient.
-            Role::Guest => {
-                self.members.iter().any(|m| m.role == Role::Clinician) || !self.queue.is_empty()
-            }
+            Role::Guest => self.is_consult(),
             Role::Resident | Role::Family | Role::Clinician | Role::Staff => false,
         }
     }
@@ -264,6 +314,7 @@ impl Room {
         } else {
             self.remove_member(peer, out);
         }
+        self.release_guests(out);
     }
 
     /// A waiter's connection dropped: its place is held until [`Room::expire`] finds it older
@@ -292,6 +343,7 @@ impl Room {
         } else {
             self.tell_positions(out);
         }
+        self.release_guests(out);
         true
     }
 
@@ -349,6 +401,7 @@ impl Room {
         let changed = self.queue.len() != before;
         if changed {
             self.queue_changed(out);
+            self.release_guests(out);
         }
         changed
     }
@@ -373,7 +426,7 @@ impl Room {
             .iter()
             .position(|w| &w.who.peer == peer && w.dropped_ms.is_none())
             .ok_or(ErrorCode::UnknownPeer)?;
-        if self.members.len() >= self.call_capacity {
+        if self.in_consult() >= self.call_capacity || self.members.len() >= self.capacity {
             return Err(ErrorCode::RoomFull);
         }
         let waiter = self.queue.remove(i);
@@ -899,24 +952,78 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_waits_only_while_a_clinician_is_there() {
-        // A doctor on rounds visits a resident's family room.
+    fn a_guest_waits_only_while_a_consult_is_on_and_is_let_in_when_it_is_over() {
+        // A doctor on rounds visits a resident's family room, where the tablet and three
+        // relatives' apps are open: the doctor's call counts only the doctor and those let in.
         let (mut room, mut out) = room_of(
             8,
-            &[("tablet", Role::Resident, 0), ("doc", Role::Clinician, 0)],
+            &[
+                ("tablet", Role::Resident, 0),
+                ("f1", Role::Family, 0),
+                ("f2", Role::Family, 0),
+                ("f3", Role::Family, 0),
+                ("doc", Role::Clinician, 0),
+            ],
         );
-        assert_eq!(
-            room.join(entrant("g1", Role::Guest), 0, &mut out),
-            Ok(Placement::Waiting("g1".into()))
-        );
-        room.deny(&"doc".into(), &"g1".into(), None, &mut out)
-            .unwrap();
+        for g in ["g1", "g2"] {
+            assert_eq!(
+                room.join(entrant(g, Role::Guest), 0, &mut out),
+                Ok(Placement::Waiting(g.into()))
+            );
+        }
+        room.admit(&"doc".into(), &"g1".into(), &mut out).unwrap();
+        // The doctor goes without letting g2 in: nobody is left to, so g2 comes in.
+        out.clear();
         room.leave(&"doc".into(), &mut out);
-        // The doctor has gone: a relative from a browser link walks straight in again.
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Welcome { peer, .. } if peer.as_str() == "g2")),
+            "{out:?}"
+        );
+        assert!(room.waiting().is_empty());
+        // A relative from a browser link now walks straight in.
         assert_eq!(
-            room.join(entrant("g2", Role::Guest), 0, &mut out),
+            room.join(entrant("g3", Role::Guest), 0, &mut out),
             Ok(Placement::Call)
         );
+        // In a consult room a patient still in the call keeps guests waiting after the
+        // clinician has gone: they would see the patient.
+        let (mut room, mut out) =
+            room_of(4, &[("doc", Role::Clinician, 0), ("p1", Role::Patient, 0)]);
+        room.admit(&"doc".into(), &"p1".into(), &mut out).unwrap();
+        room.leave(&"doc".into(), &mut out);
+        assert_eq!(
+            room.join(entrant("g", Role::Guest), 0, &mut out),
+            Ok(Placement::Waiting("g".into()))
+        );
+        out.clear();
+        room.leave(&"p1".into(), &mut out);
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Welcome { peer, .. } if peer.as_str() == "g"))
+        );
+    }
+
+    #[test]
+    fn a_room_from_an_older_snapshot_reads_and_takes_this_servers_limits() {
+        let old = serde_json::json!({
+            "members": [], "name": "r", "capacity": 4, "queue": [], "consult": true
+        });
+        let mut room: Room = serde_json::from_value(old).unwrap();
+        room.set_capacity(Capacity {
+            members: 16,
+            call: 4,
+        });
+        let mut out = vec![];
+        for i in 0..6 {
+            assert_eq!(
+                room.join(entrant(&format!("f{i}"), Role::Family), 0, &mut out),
+                Ok(Placement::Call)
+            );
+        }
+        // What it writes still has what a server of the previous version requires.
+        let written = serde_json::to_value(&room).unwrap();
+        assert!(written.get("capacity").is_some() && written.get("consult").is_some());
     }
 
     #[test]

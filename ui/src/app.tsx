@@ -42,7 +42,10 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
 }) {
   const [state, setState] = useState(initial);
   const [now, setNow] = useState(Date.now());
-  const [error, setError] = useState<string | null>(null);
+  // The line about the last failed tap: each failure its own object, so that the same error
+  // again is shown for its full time.
+  const [error, setError] = useState<{ code: string } | null>(null);
+  const failed = (r: Outcome) => setError(r ? { code: r.code } : null);
   const [page, setPage] = useState<FamilyPage>(initialPage);
   const [tab, setTab] = useState<StaffTab>(initialTab);
   const incoming = useRef<Incoming>(idle);
@@ -56,7 +59,7 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
       if (fx === "ring") startRing();
       else if (fx === "stop_ring") stopRing();
       else if (fx === "chime") chime();
-      else void api.answer(fx.answer).then((r) => setError(r?.code ?? null));
+      else void api.answer(fx.answer).then(failed);
     }
   };
   const feed = (e: Parameters<typeof step>[1]) => {
@@ -114,7 +117,7 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
 
   const act = async (p: Promise<Outcome>) => {
     const r = await p;
-    setError(r?.code ?? null);
+    failed(r);
     return r === null;
   };
   const ctx: Ctx = { state, api, t, now, act };
@@ -123,7 +126,7 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
   // A resident's notices go by themselves (nothing on the tablet needs a tap to go away), and
   // anyone's line about a failed tap does (it has no close button).
   const noticesSeen = useRef(new Map<number, number>());
-  const errorShown = useRef<Shown<string> | null>(null);
+  const errorShown = useRef<Shown<{ code: string }> | null>(null);
   useEffect(() => {
     if (mode === "resident") {
       for (const id of expired(state.notices.map((n) => n.id), noticesSeen.current, now)) void api.dismissNotice(id);
@@ -187,9 +190,9 @@ export function App({ api, initial, initialPage = "home", initialTab = "tablets"
     <AppContext.Provider value={ctx}>
       <div class={`app mode-${mode}${state.kiosk ? " kiosk" : ""}`}>
         {screen}
-        {error && error !== "no_call" && (
+        {error && error.code !== "no_call" && (
           <div class="toast">
-            <ErrorText code={error} />
+            <ErrorText code={error.code} />
           </div>
         )}
       </div>

@@ -527,14 +527,19 @@ impl Actor {
             let clear_ended = self.ended_at.map(|t| t + ENDED_SHOWN);
             tokio::select! {
                 cmd = commands.recv() => match cmd {
+                    // Stopping: the leave is waited for, so that it is sent before the app ends.
                     Some(Command::Leave(done)) => {
-                        self.drop_room().await;
+                        if let Some(room) = self.take_room() {
+                            room.leave().await;
+                        }
                         let _ = done.send(());
                         return;
                     }
                     Some(cmd) => self.on_command(cmd).await,
                     None => {
-                        self.drop_room().await;
+                        if let Some(room) = self.take_room() {
+                            room.leave().await;
+                        }
                         return;
                     }
                 },
@@ -779,7 +784,9 @@ impl Actor {
     ) {
         if generation != self.generation {
             if let Ok((room, _)) = result {
-                room.leave().await;
+                // Not waited for: leaving closes the connection cleanly, which may take a
+                // moment the screens should not wait.
+                tokio::spawn(async move { room.leave().await });
             }
             return;
         }
@@ -826,12 +833,18 @@ impl Actor {
         };
     }
 
+    /// Leaves the room without waiting: leaving closes the connection cleanly, which may take
+    /// a moment the screens should not wait.
     async fn drop_room(&mut self) {
+        if let Some(room) = self.take_room() {
+            tokio::spawn(async move { room.leave().await });
+        }
+    }
+
+    fn take_room(&mut self) -> Option<Room> {
         self.events = None;
         self.peers.clear();
-        if let Some(room) = self.room.take() {
-            room.leave().await;
-        }
+        self.room.take()
     }
 
     fn room(&self) -> Result<&Room, ClientError> {

@@ -146,12 +146,13 @@ export function browserBackend(location: Location): Backend {
     for (const l of listeners) l(state);
   };
 
-  /** The residents this page has seen in its room, kept in the browser: one whose tablet is
-   *  off stays listed, as not available, instead of vanishing (also after a reload). */
+  /** The residents this page has seen in its room, kept for this tab (as its invitation is,
+   *  not on a shared computer for good): one whose tablet is off stays listed, as not
+   *  available, instead of vanishing (also after a reload). */
   const residentsKey = () => `hearth.residents.${state.me?.room ?? ""}`;
   const rememberedResidents = (): string[] => {
     try {
-      const kept: unknown = JSON.parse(localStorage.getItem(residentsKey()) ?? "[]");
+      const kept: unknown = JSON.parse(sessionStorage.getItem(residentsKey()) ?? "[]");
       return Array.isArray(kept) ? kept.filter((n): n is string => typeof n === "string") : [];
     } catch {
       return [];
@@ -173,7 +174,7 @@ export function browserBackend(location: Location): Backend {
       const here = peers.filter((p) => p.role === "resident").map((p) => p.name);
       const remembered = rememberedResidents();
       const all = [...new Set([...remembered, ...here])];
-      if (all.length !== remembered.length) localStorage.setItem(residentsKey(), JSON.stringify(all));
+      if (all.length !== remembered.length) sessionStorage.setItem(residentsKey(), JSON.stringify(all));
       for (const name of all) {
         if (!seen.has(name) && callable(role, "resident")) {
           seen.set(name, { key: name, name, role: "resident", presence: "offline", peer: null, has_photo: false, trusted: false });
@@ -602,7 +603,7 @@ export function browserBackend(location: Location): Backend {
     async forgetInvitation() {
       token = null;
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
-      for (const k of Object.keys(localStorage)) if (k.startsWith("hearth.residents.")) localStorage.removeItem(k);
+      for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.residents.")) sessionStorage.removeItem(k);
       // Nothing of the old session may reach the next invitation's.
       endSession(false);
       calls.hangUp(null);
