@@ -53,6 +53,44 @@ pub(crate) fn routes() -> Router<Arc<Hub>> {
         .route("/v1/tablets/{sub}/rules", put(put_rules))
         .route("/v1/tablets/{sub}/check", post(run_check))
         .route("/v1/audit", get(export_audit))
+        .layer(axum::middleware::map_response(as_api_error))
+}
+
+/// The server's own refusals on these routes (no such method, a body over the size limit) in
+/// the API's shape, a code and a sentence, like every other answer here.
+async fn as_api_error(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, NOTHING_HERE),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::BadMessage,
+            "This address does not take that method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::TooLarge, "The request is too large."),
+        s if s.is_client_error() => (ErrorCode::BadMessage, "The request could not be read."),
+        _ => (ErrorCode::Internal, ErrorCode::Internal.default_message()),
+    };
+    let mut answer = Failure::new(status, code, message).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
+}
+
+/// What is said for an address with nothing at it.
+const NOTHING_HERE: &str = "There is nothing at this address.";
+
+/// Any other address under the API's prefix: not found, in the API's shape.
+pub(crate) async fn not_found() -> Response {
+    Failure::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, NOTHING_HERE).into_response()
 }
 
 /// An error answer: status, code, sentence.
@@ -75,7 +113,7 @@ impl Failure {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Offline => StatusCode::CONFLICT,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure(status, code, code.default_message().to_owned())

@@ -57,6 +57,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
         .merge(crate::web::routes(web_root))
+        .fallback(crate::api::not_found)
         .with_state(hub)
 }
 

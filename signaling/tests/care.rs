@@ -412,6 +412,17 @@ async fn withdrawing_an_invitation_frees_a_dropped_patients_place() {
 }
 
 #[tokio::test]
+async fn the_servers_own_refusals_are_in_the_apis_shape() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Yoon");
+    assert_error(&api.get("/v1/nothing-here", &staff).await, 404, "not_found");
+    assert_error(&api.delete("/v1/redeem", &staff).await, 405, "bad_message");
+    let big = json!({"code": "z".repeat(3 << 20)});
+    assert_error(&api.post("/v1/redeem", None, big).await, 413, "too_large");
+}
+
+#[tokio::test]
 async fn one_address_cannot_try_codes_quickly() {
     let server = start().await;
     let api = Api::new(&server);
