@@ -444,11 +444,15 @@ async fn redeem(
     // Present when served by `Server` (mounted elsewhere without addresses, only the global
     // limit applies).
     from: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Answer<Response> {
     let ask: Redeem = json_body(&body)?;
+    // Behind a load balancer every request comes from it: the client is who it says.
+    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let address_ok = from.is_none_or(|axum::Extension(ConnectInfo(a))| {
-        hub.redeem_by_address.check_key(&a.ip()).is_ok()
+        let client = hub.options.client_address(a.ip(), forwarded_for);
+        hub.redeem_by_address.check_key(&client).is_ok()
     });
     if !address_ok || hub.redeem_limiter.check().is_err() {
         return Err(Failure::new(

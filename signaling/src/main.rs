@@ -86,6 +86,14 @@ enum Command {
         /// People present in one room at once (a tablet and the relatives' open apps).
         #[arg(long, env = "HEARTH_MAX_MEMBERS", default_value_t = 16)]
         max_members: usize,
+        /// Load balancers (addresses or networks, like 10.0.0.0/24) whose X-Forwarded-For
+        /// names the client; loopback is always trusted.
+        #[arg(
+            long = "trusted-proxy",
+            env = "HEARTH_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxies: Vec<ipnet::IpNet>,
         /// The database file for invitations, tablets' rules and the audit trail (default:
         /// hearth.redb in the data dir); `memory` keeps them in memory only.
         #[arg(long, env = "HEARTH_STORE")]
@@ -199,6 +207,7 @@ async fn run() -> anyhow::Result<()> {
             turn_ttl,
             max_participants,
             max_members,
+            trusted_proxies,
             store,
             public_url,
             web_root,
@@ -257,6 +266,7 @@ async fn run() -> anyhow::Result<()> {
                 web_root: web_root.clone(),
                 nats_url: nats_url.clone(),
                 node_id: node_id.clone(),
+                trusted_proxies: trusted_proxies.clone(),
             };
             if let Some(root) = web_root
                 && !signaling::web::looks_built(root)

@@ -35,6 +35,27 @@ pub struct ServerOptions {
     pub nats_url: Option<String>,
     /// This node's id among the nodes sharing rooms; `None` picks a random one.
     pub node_id: Option<String>,
+    /// Load balancers whose `X-Forwarded-For` names the client, besides loopback (always
+    /// trusted: a proxy on the same machine, as the shipped nginx and compose files have it).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ServerOptions {
+    /// The client's address for a request from `peer`: what a trusted proxy says in
+    /// `X-Forwarded-For` (its last entry, the one the proxy itself wrote), else `peer`.
+    pub fn client_address(
+        &self,
+        peer: std::net::IpAddr,
+        forwarded_for: Option<&str>,
+    ) -> std::net::IpAddr {
+        let trusted =
+            peer.is_loopback() || self.trusted_proxies.iter().any(|net| net.contains(&peer));
+        forwarded_for
+            .filter(|_| trusted)
+            .and_then(|list| list.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok())
+            .unwrap_or(peer)
+    }
 }
 
 impl Default for ServerOptions {
@@ -51,6 +72,7 @@ impl Default for ServerOptions {
             web_root: None,
             nats_url: None,
             node_id: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -129,5 +151,46 @@ impl Default for Limits {
             redeem_per_second: 100,
             redeem_per_address: 5,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_no_one_else_does() {
+        let options = ServerOptions {
+            trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()],
+            ..ServerOptions::default()
+        };
+        // Loopback and the configured network are proxies: the last entry is the client.
+        let said = Some("6.6.6.6, 198.51.100.9");
+        assert_eq!(
+            options.client_address(ip("127.0.0.1"), said),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            options.client_address(ip("10.0.0.5"), said),
+            ip("198.51.100.9")
+        );
+        // Anyone else's header is ignored, as is one that is not an address.
+        assert_eq!(
+            options.client_address(ip("192.0.2.1"), said),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            options.client_address(ip("127.0.0.1"), Some("nonsense")),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            options.client_address(ip("127.0.0.1"), None),
+            ip("127.0.0.1")
+        );
     }
 }

@@ -444,6 +444,37 @@ async fn one_address_cannot_try_codes_quickly() {
     );
 }
 
+/// Behind the load balancer (nginx on the same machine, as packaging/server has it) every
+/// request comes from nginx: each client's address is the one nginx names.
+#[tokio::test]
+async fn behind_a_proxy_each_client_is_limited_on_its_own() {
+    let server = start().await;
+    let redeem = |client: String| {
+        let url = format!("http://{}/v1/redeem", server.local_addr());
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-forwarded-for", client)
+                .json(&json!({"code":"ZZZZ-ZZZZ"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Thirty people, one code each: none is held back by the others' tries.
+    for i in 0..30 {
+        assert_eq!(redeem(format!("198.51.100.{i}")).await, 404, "client {i}");
+    }
+    // One of them trying code after code is, even from behind the proxy.
+    let mut statuses = vec![];
+    for _ in 0..30 {
+        statuses.push(redeem("203.0.113.7".into()).await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn staff_run_a_check_on_a_tablet_remotely() {
     let server = start_with(Limits {
