@@ -247,7 +247,7 @@ export const en = {
   "inv.revokeFor": "Withdraw {name}'s invitation",
 
   "audit.title": "Records of who joined",
-  "audit.intro": "Every consult and call leaves a record: who joined which room and when, who let whom in, and when it ended. Nothing said and no pictures are recorded.",
+  "audit.intro": "Every visit to a room leaves a record: who came into which room and when, who let whom into a consult, when the room emptied, and who changed invitations and calling rules. Who called whom inside a room is not recorded, nor anything said or shown.",
   "audit.export": "Save the records as a spreadsheet (CSV)",
   "audit.saved": "Saved to {path}",
 } as const;
