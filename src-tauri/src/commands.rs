@@ -202,6 +202,18 @@ async fn run_tablet_check(
     session.api().await?.run_check(&sub).await
 }
 
+/// CSV as spreadsheet programs read it: UTF-8 marked as such at the start, or Excel shows
+/// Korean (or any non-ASCII) names garbled.
+fn for_spreadsheets(csv: &str) -> Vec<u8> {
+    const BOM: &str = "\u{FEFF}";
+    let mut out = Vec::with_capacity(BOM.len() + csv.len());
+    if !csv.starts_with(BOM) {
+        out.extend_from_slice(BOM.as_bytes());
+    }
+    out.extend_from_slice(csv.as_bytes());
+    out
+}
+
 /// Staff: saves the audit trail as CSV in the Downloads folder; returns the file's path.
 #[tauri::command]
 #[specta::specta]
@@ -218,13 +230,15 @@ async fn export_audit(app: AppHandle, session: State<'_, Session>) -> Result<Str
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let path = dir.join(format!("hearth-audit-{stamp}.csv"));
-    tokio::fs::write(&path, csv).await.map_err(|e| {
-        tracing::warn!(error = %e, "audit export not written");
-        ClientError::new(
-            ErrorCode::Internal,
-            "The file could not be saved in the Downloads folder.",
-        )
-    })?;
+    tokio::fs::write(&path, for_spreadsheets(&csv))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "audit export not written");
+            ClientError::new(
+                ErrorCode::Internal,
+                "The file could not be saved in the Downloads folder.",
+            )
+        })?;
     Ok(path.display().to_string())
 }
 
@@ -369,4 +383,19 @@ pub(crate) fn forward_state(app: AppHandle, mut state: watch::Receiver<AppState>
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_spreadsheets;
+
+    #[test]
+    fn the_saved_records_are_marked_as_utf8_once() {
+        let csv = "seq,name\n1,김영희\n";
+        let saved = for_spreadsheets(csv);
+        assert_eq!(&saved[..3], [0xEF, 0xBB, 0xBF]);
+        assert_eq!(std::str::from_utf8(&saved[3..]).unwrap(), csv);
+        let again = for_spreadsheets(std::str::from_utf8(&saved).unwrap());
+        assert_eq!(again, saved, "a file marked already is not marked twice");
+    }
 }

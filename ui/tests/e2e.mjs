@@ -478,10 +478,14 @@ async function main() {
       const withdraw = await browser.$('button[aria-label="Withdraw Grandson\'s invitation"]');
       await withdraw.waitForExist({ timeout: 15_000 });
       await withdraw.click();
+      // One click only asks: nothing is withdrawn until staff confirm.
+      await sleep(1000);
+      if (await guest.getByText("The care home withdrew this invitation").count()) throw new Error("one click withdrew the invitation");
+      await (await browser.$("button=Yes, withdraw it")).click();
       await guest.getByText("The care home withdrew this invitation").waitFor({ timeout: 15_000 });
       await guest.reload();
       await guest.getByText("The care home withdrew this invitation").waitFor({ timeout: 15_000 });
-      console.log("staff: withdrew the invitation; the guest's page was shut out at once and stays out after a reload");
+      console.log("staff: withdrew the invitation after confirming; the guest's page was shut out at once and stays out after a reload");
     } finally {
       await browser.deleteSession().catch(() => {});
     }

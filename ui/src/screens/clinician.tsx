@@ -1,6 +1,7 @@
 import { useState } from "preact/hooks";
 import type { CheckOutcome, CheckResult, Invitation, Role, WaitingPatient } from "../bindings";
 import { useApp } from "../context";
+import { defaultDays } from "../logic/invitations";
 import { checkSummary, inRoom, nextToAdmit, waitedSeconds } from "../logic/lobby";
 import { ErrorText, Icon, Notices, Screen } from "./common";
 
@@ -15,7 +16,7 @@ export function CheckBadges({ check }: { check: CheckResult | null }) {
       </p>
     );
   }
-  const part = (key: "camera" | "microphone" | "connection", outcome: CheckOutcome) => (
+  const part = (key: "camera" | "microphone" | "speaker" | "connection", outcome: CheckOutcome) => (
     <li class={`check-badge check-${outcome}`} key={key}>
       <Icon name={outcome === "failed" ? "cross" : "check"} />
       {t.t(`lobby.part.${key}`)}: {t.t(`lobby.outcome.${outcome}`)}
@@ -25,6 +26,7 @@ export function CheckBadges({ check }: { check: CheckResult | null }) {
     <ul class="check-badges" role="list">
       {part("camera", check.camera)}
       {part("microphone", check.microphone)}
+      {check.speaker !== "not_used" && part("speaker", check.speaker)}
       {part("connection", check.connection)}
     </ul>
   );
@@ -159,7 +161,9 @@ export function InvitePanel({ roles, room, onMade }: { roles: Role[]; room: stri
   const [name, setName] = useState("");
   const [role, setRole] = useState<Role>(roles[0] ?? "family");
   const [targetRoom, setTargetRoom] = useState(room ?? state.me?.room ?? "");
-  const [days, setDays] = useState(7);
+  // Until staff change it, the default for the role chosen.
+  const [chosenDays, setDays] = useState<number | null>(null);
+  const days = chosenDays ?? defaultDays(role);
   const [made, setMade] = useState<Invitation | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);

@@ -124,7 +124,7 @@ export function Notices() {
   const { state, t, api } = useApp();
   if (state.notices.length === 0) return null;
   return (
-    <aside class="notices" aria-label={t.t("err.device")}>
+    <aside class="notices" aria-label={t.t("notice.title")}>
       {state.notices.map((n) => (
         <p class="notice" role="alert" key={n.id}>
           <span>{noticeText(n, t)}</span>

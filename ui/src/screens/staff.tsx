@@ -1,6 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Caller, CheckReport, Invitation, Rules, Tablet } from "../bindings";
 import { useApp } from "../context";
+import { invitationView } from "../logic/invitations";
 import { CheckBadges, InvitePanel } from "./clinician";
 import { ErrorText, Icon, Notices, Screen } from "./common";
 
@@ -173,7 +174,16 @@ function TabletRow({ tablet, invitations, onChanged }: { tablet: Tablet; invitat
 
 function InvitationRow({ inv, onChanged }: { inv: Invitation; onChanged: () => void }) {
   const { t, api, act, now } = useApp();
-  const status = inv.revoked_at !== null ? "revoked" : (inv.expires_at ?? 0) <= now ? "expired" : "active";
+  const { status, soonDays } = invitationView(inv, now);
+  // Withdrawing closes the device at once (a resident's tablet too): asked once more first.
+  const [confirming, setConfirming] = useState(false);
+  const [copied, setCopied] = useState(false);
+  const used = inv.redeemed === 0 ? t.t("inv.unused") : inv.redeemed === 1 ? t.t("inv.usedOnce") : t.t("inv.redeemed", { count: inv.redeemed });
+  const copy = () =>
+    void navigator.clipboard?.writeText(inv.link).then(
+      () => setCopied(true),
+      () => setCopied(false),
+    );
   return (
     <li class={`invitation inv-${status}`}>
       <div>
@@ -181,19 +191,38 @@ function InvitationRow({ inv, onChanged }: { inv: Invitation; onChanged: () => v
           {inv.name} · {t.t(`role.${inv.role}`)}
         </p>
         <p class="small">
-          {t.t("tablets.room", { room: inv.room })} · <span class="code">{inv.code}</span> · {t.t(`inv.${status}`)} ·{" "}
-          {t.t("inv.redeemed", { count: inv.redeemed })}
+          {t.t("tablets.room", { room: inv.room })} · <span class="code">{inv.code}</span> · {t.t(`inv.${status}`)} · {used}
+          {status === "active" && inv.expires_at !== null && <> · {t.t("invite.until", { date: t.date(inv.expires_at) })}</>}
         </p>
+        {soonDays !== null && (
+          <p class="small warning" role="note">
+            {t.t("inv.expiresSoon", { days: soonDays })}
+          </p>
+        )}
+        {status === "active" && (
+          <p class="small link">
+            <span class="link-text">{inv.link}</span>{" "}
+            <button type="button" class="btn btn-quiet" aria-label={t.t("inv.copyFor", { name: inv.name })} onClick={copy}>
+              {copied ? t.t("inv.copied") : t.t("inv.copy")}
+            </button>
+          </p>
+        )}
       </div>
-      {status === "active" && (
-        <button
-          type="button"
-          class="btn btn-quiet"
-          aria-label={t.t("inv.revokeFor", { name: inv.name })}
-          onClick={() => void act(api.revokeInvitation(inv.id)).then(onChanged)}
-        >
+      {status === "active" && !confirming && (
+        <button type="button" class="btn btn-quiet" aria-label={t.t("inv.revokeFor", { name: inv.name })} onClick={() => setConfirming(true)}>
           {t.t("inv.revoke")}
         </button>
+      )}
+      {status === "active" && confirming && (
+        <div class="confirm" role="group" aria-label={t.t("inv.revokeFor", { name: inv.name })}>
+          <p class="small">{t.t(inv.role === "resident" ? "inv.revokeTabletWarning" : "inv.revokeWarning", { name: inv.name })}</p>
+          <button type="button" class="btn btn-end" onClick={() => void act(api.revokeInvitation(inv.id)).then(onChanged)}>
+            {t.t("inv.revokeConfirm")}
+          </button>
+          <button type="button" class="btn btn-quiet" onClick={() => setConfirming(false)}>
+            {t.t("inv.keep")}
+          </button>
+        </div>
       )}
     </li>
   );
