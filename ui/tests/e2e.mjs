@@ -421,6 +421,12 @@ async function main() {
         value,
       );
     await (await browser.$("#invite-name")).waitForExist({ timeout: 10_000 });
+    // The room starts empty (the staff's own room would send a relative to nobody), with the
+    // tablets' rooms offered.
+    const room = await (await browser.$("#invite-room")).getValue();
+    if (room !== "") throw new Error(`the invitation's room starts as "${room}"`);
+    const offered = await browser.execute(() => [...document.querySelectorAll("#invite-rooms option")].map((o) => o.value));
+    console.log(`staff: the room starts empty; offered: ${offered.join(", ") || "none yet"}`);
     await fill("#invite-name", "Grandson");
     await fill("#invite-room", "kim2");
     await (await browser.$("button=Create invitation")).click();

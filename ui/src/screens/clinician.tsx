@@ -155,12 +155,14 @@ export function WaitingList({ unseen, onSeen, inCall }: { unseen: string[]; onSe
   );
 }
 
-/** Creates an invitation and shows its link and code to pass on. */
-export function InvitePanel({ roles, room, onMade }: { roles: Role[]; room: string | null; onMade?: () => void }) {
-  const { t, api, state } = useApp();
+/** Creates an invitation and shows its link and code to pass on. With `room` null (staff) the
+ *  room is asked for, starting empty (not the staff's own room, where a relative's invitation
+ *  left as it was would find nobody), with `rooms` (the tablets' rooms) offered. */
+export function InvitePanel({ roles, room, rooms = [], onMade }: { roles: Role[]; room: string | null; rooms?: string[]; onMade?: () => void }) {
+  const { t, api } = useApp();
   const [name, setName] = useState("");
   const [role, setRole] = useState<Role>(roles[0] ?? "family");
-  const [targetRoom, setTargetRoom] = useState(room ?? state.me?.room ?? "");
+  const [targetRoom, setTargetRoom] = useState(room ?? "");
   // Until staff change it, the default for the role chosen.
   const [chosenDays, setDays] = useState<number | null>(null);
   const days = chosenDays ?? defaultDays(role);
@@ -198,7 +200,20 @@ export function InvitePanel({ roles, room, onMade }: { roles: Role[]; room: stri
         {room === null && (
           <>
             <label for="invite-room">{t.t("invite.room")}</label>
-            <input id="invite-room" class="input" required maxLength={128} value={targetRoom} onInput={(e) => setTargetRoom((e.target as HTMLInputElement).value)} />
+            <input
+              id="invite-room"
+              class="input"
+              required
+              maxLength={128}
+              list="invite-rooms"
+              value={targetRoom}
+              onInput={(e) => setTargetRoom((e.target as HTMLInputElement).value)}
+            />
+            <datalist id="invite-rooms">
+              {[...new Set(rooms)].sort().map((r) => (
+                <option key={r} value={r} />
+              ))}
+            </datalist>
           </>
         )}
         <label for="invite-days">{t.t("invite.days")}</label>

@@ -265,7 +265,12 @@ export function StaffHome({ tab, go }: { tab: StaffTab; go: (t: StaffTab) => voi
       )}
       {tab === "invitations" && (
         <>
-          <InvitePanel roles={["family", "resident", "patient", "guest", "clinician", "staff"]} room={null} onMade={changed} />
+          <InvitePanel
+            roles={["family", "resident", "patient", "guest", "clinician", "staff"]}
+            room={null}
+            rooms={(tablets.items ?? []).map((tb) => tb.room)}
+            onMade={changed}
+          />
           <section aria-labelledby="inv-title">
             <h2 id="inv-title">{t.t("inv.title")}</h2>
             <ErrorText code={invitations.error} />
