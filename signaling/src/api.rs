@@ -367,7 +367,51 @@ async fn create_invitation(
         &invitation.room,
         (&invitation.sub, &invitation.name, invitation.role),
     );
+    if invitation.role == Role::Resident {
+        carry_rules_over(&hub, &who, &invitation).await?;
+    }
     Ok((StatusCode::CREATED, axum::Json(invitation)).into_response())
+}
+
+/// A new invitation for a resident whose tablet has rules (the same name in the same room: a
+/// tablet set up again, its old invitation near its end or withdrawn) takes those rules, so
+/// staff need not enter again who may call and when.
+async fn carry_rules_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation) -> Answer<()> {
+    let previous = blocking(hub, {
+        let (room, name, sub) = (
+            invitation.room.clone(),
+            invitation.name.clone(),
+            invitation.sub.clone(),
+        );
+        move |s| {
+            Ok(s.tablets()?
+                .into_iter()
+                .filter(|t| t.room == room && t.name == name && t.sub != sub)
+                .filter(|t| t.rules != Rules::default())
+                .max_by_key(|t| t.last_seen))
+        }
+    })
+    .await?;
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    hub.changes
+        .make(StoreOp::Rules {
+            sub: invitation.sub.clone(),
+            name: invitation.name.clone(),
+            room: invitation.room.clone(),
+            rules: previous.rules.clone(),
+        })
+        .await?;
+    hub.set_rules(&invitation.sub, previous.rules).await;
+    info!(tablet = %invitation.sub, from = %previous.sub, "rules carried over to a new invitation");
+    who.audit(
+        hub,
+        AuditEvent::RulesChanged,
+        &invitation.room,
+        (&invitation.sub, &invitation.name, Role::Resident),
+    );
+    Ok(())
 }
 
 #[derive(Deserialize)]

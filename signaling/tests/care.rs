@@ -475,6 +475,47 @@ async fn behind_a_proxy_each_client_is_limited_on_its_own() {
     assert!(statuses.contains(&429), "{statuses:?}");
 }
 
+/// A tablet set up again with a new invitation (its old one near its end, or the tablet
+/// replaced) keeps the rules staff gave it.
+#[tokio::test]
+async fn a_new_invitation_for_a_resident_keeps_the_tablets_rules() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Yoon");
+    let invite = |name: &'static str| {
+        api.post(
+            "/v1/invitations",
+            Some(&staff),
+            json!({"room":"kim","role":"resident","name": name}),
+        )
+    };
+    let (status, first) = invite("Mrs Kim").await;
+    assert_eq!(status, 201, "{first}");
+    let rules = json!({
+        "callers": [{"sub":"inv-ann","name":"Ann","auto_answer":true}],
+        "quiet_hours": {"from":"21:00","to":"07:30"},
+        "kiosk": true
+    });
+    let path = format!("/v1/tablets/{}/rules", first["sub"].as_str().unwrap());
+    let (status, _) = api.put(&path, &staff, rules.clone()).await;
+    assert_eq!(status, 200);
+    let (status, second) = invite("Mrs Kim").await;
+    assert_eq!(status, 201, "{second}");
+    // Someone else in the room starts with no rules.
+    let (_, other) = invite("Mr Lee").await;
+    let (_, tablets) = api.get("/v1/tablets", &staff).await;
+    let rules_of = |sub: &Value| {
+        tablets["tablets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["sub"] == *sub)
+            .map(|t| t["rules"].clone())
+    };
+    assert_eq!(rules_of(&second["sub"]), Some(rules), "{tablets}");
+    assert_eq!(rules_of(&other["sub"]), None, "{tablets}");
+}
+
 #[tokio::test]
 async fn staff_run_a_check_on_a_tablet_remotely() {
     let server = start_with(Limits {

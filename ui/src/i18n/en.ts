@@ -254,7 +254,7 @@ export const en = {
   "inv.copyFor": "Copy {name}'s invitation link",
   "inv.copied": "Copied",
   "inv.revokeWarning": "{name} will be signed out at once and cannot use this invitation again.",
-  "inv.revokeTabletWarning": "{name}'s tablet will be signed out at once and will show that it needs a new invitation. A new invitation starts without this one's calling rules: set them again.",
+  "inv.revokeTabletWarning": "{name}'s tablet will be signed out at once and will show that it needs a new invitation. A new invitation for {name} in the same room keeps the calling rules.",
   "inv.revokeConfirm": "Yes, withdraw it",
   "inv.keep": "Keep it",
 

@@ -255,7 +255,7 @@ export const ko: Record<MessageKey, string> = {
   "inv.copyFor": "{name} 님 초대 링크 복사",
   "inv.copied": "복사됨",
   "inv.revokeWarning": "{name} 님은 즉시 로그아웃되며 이 초대를 다시 사용할 수 없습니다.",
-  "inv.revokeTabletWarning": "{name} 님의 태블릿은 즉시 로그아웃되고 새 초대가 필요하다고 표시됩니다. 새 초대에는 이 초대의 통화 규칙이 없으니 다시 설정하세요.",
+  "inv.revokeTabletWarning": "{name} 님의 태블릿은 즉시 로그아웃되고 새 초대가 필요하다고 표시됩니다. 같은 방에서 {name} 님에게 새 초대를 만들면 통화 규칙이 그대로 유지됩니다.",
   "inv.revokeConfirm": "네, 취소합니다",
   "inv.keep": "유지",
 
