@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use futures_util::StreamExt;
 use hearth_proto::care::{
-    ApiError, AuditEvent, AuditRecord, Invitation, NewInvitation, Redeem, Redeemed, Rules, Tablet,
+    ApiError, AuditEvent, AuditRecord, Caller, Invitation, MAX_CALLERS, NewInvitation, Redeem,
+    Redeemed, Rules, Tablet,
 };
 use hearth_proto::{ErrorCode, Role};
 use serde::Deserialize;
@@ -369,8 +370,62 @@ async fn create_invitation(
     );
     if invitation.role == Role::Resident {
         carry_rules_over(&hub, &who, &invitation).await?;
+    } else {
+        carry_callers_over(&hub, &who, &invitation).await?;
     }
     Ok((StatusCode::CREATED, axum::Json(invitation)).into_response())
+}
+
+/// A new invitation for someone a tablet in the room lists by name as a caller (a relative's
+/// invitation made again) is listed too, on the same terms: staff made it for that person, and
+/// the old invitation's subject alone would leave the new one unable to call. The old entry
+/// stays until staff take it off.
+async fn carry_callers_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation) -> Answer<()> {
+    let tablets = blocking(hub, {
+        let room = invitation.room.clone();
+        move |s| {
+            Ok(s.tablets()?
+                .into_iter()
+                .filter(|t| t.room == room)
+                .collect::<Vec<_>>())
+        }
+    })
+    .await?;
+    for tablet in tablets {
+        let Some(callers) = &tablet.rules.callers else {
+            continue;
+        };
+        let Some(listed) = callers.iter().find(|c| c.name == invitation.name) else {
+            continue;
+        };
+        if callers.iter().any(|c| c.sub == invitation.sub) || callers.len() >= MAX_CALLERS {
+            continue;
+        }
+        let mut rules = tablet.rules.clone();
+        let added = Caller {
+            sub: invitation.sub.clone(),
+            name: invitation.name.clone(),
+            auto_answer: listed.auto_answer,
+        };
+        rules.callers.get_or_insert_with(Vec::new).push(added);
+        hub.changes
+            .make(StoreOp::Rules {
+                sub: tablet.sub.clone(),
+                name: tablet.name.clone(),
+                room: tablet.room.clone(),
+                rules: rules.clone(),
+            })
+            .await?;
+        hub.set_rules(&tablet.sub, rules).await;
+        info!(tablet = %tablet.sub, caller = %invitation.sub, "a new invitation listed as a caller");
+        who.audit(
+            hub,
+            AuditEvent::RulesChanged,
+            &tablet.room,
+            (&tablet.sub, &tablet.name, Role::Resident),
+        );
+    }
+    Ok(())
 }
 
 /// A new invitation for a resident whose tablet has rules (the same name in the same room: a

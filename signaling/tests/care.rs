@@ -516,6 +516,45 @@ async fn a_new_invitation_for_a_resident_keeps_the_tablets_rules() {
     assert_eq!(rules_of(&other["sub"]), None, "{tablets}");
 }
 
+/// A relative's invitation made again (the old one ran out or was lost) may call as before:
+/// the tablets in the room that list the person by name list the new invitation too.
+#[tokio::test]
+async fn a_new_invitation_for_a_listed_caller_may_call_as_before() {
+    let server = start().await;
+    let api = Api::new(&server);
+    let staff = token(&server, "office", Role::Staff, "Nurse Yoon");
+    let invite = |role: &'static str, name: &'static str| {
+        api.post(
+            "/v1/invitations",
+            Some(&staff),
+            json!({"room":"kim","role": role,"name": name}),
+        )
+    };
+    let (_, tablet) = invite("resident", "Mrs Kim").await;
+    let (_, ann) = invite("family", "Ann").await;
+    let rules = json!({
+        "callers": [{"sub": ann["sub"],"name":"Ann","auto_answer":true}],
+        "quiet_hours": null,
+        "kiosk": null
+    });
+    let path = format!("/v1/tablets/{}/rules", tablet["sub"].as_str().unwrap());
+    let (status, _) = api.put(&path, &staff, rules).await;
+    assert_eq!(status, 200);
+    let (_, ann_again) = invite("family", "Ann").await;
+    let (_, zed) = invite("family", "Zed").await;
+    let (_, tablets) = api.get("/v1/tablets", &staff).await;
+    let callers = tablets["tablets"][0]["rules"]["callers"].clone();
+    assert_eq!(
+        callers,
+        json!([
+            {"sub": ann["sub"],"name":"Ann","auto_answer":true},
+            {"sub": ann_again["sub"],"name":"Ann","auto_answer":true}
+        ]),
+        "not {}",
+        zed["sub"]
+    );
+}
+
 #[tokio::test]
 async fn staff_run_a_check_on_a_tablet_remotely() {
     let server = start_with(Limits {
