@@ -408,23 +408,35 @@ async fn carry_callers_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitatio
             auto_answer: listed.auto_answer,
         };
         rules.callers.get_or_insert_with(Vec::new).push(added);
-        hub.changes
-            .make(StoreOp::Rules {
-                sub: tablet.sub.clone(),
-                name: tablet.name.clone(),
-                room: tablet.room.clone(),
-                rules: rules.clone(),
-            })
-            .await?;
-        hub.set_rules(&tablet.sub, rules).await;
+        save_rules(hub, who, (&tablet.sub, &tablet.name, &tablet.room), rules).await?;
         info!(tablet = %tablet.sub, caller = %invitation.sub, "a new invitation listed as a caller");
-        who.audit(
-            hub,
-            AuditEvent::RulesChanged,
-            &tablet.room,
-            (&tablet.sub, &tablet.name, Role::Resident),
-        );
     }
+    Ok(())
+}
+
+/// Saves the rules of tablet `(sub, name, room)` (its record is made when new), hands them to
+/// its room at once, and records who changed them.
+async fn save_rules(
+    hub: &Arc<Hub>,
+    who: &Bearer,
+    (sub, name, room): (&str, &str, &str),
+    rules: Rules,
+) -> Answer<()> {
+    hub.changes
+        .make(StoreOp::Rules {
+            sub: sub.to_owned(),
+            name: name.to_owned(),
+            room: room.to_owned(),
+            rules: rules.clone(),
+        })
+        .await?;
+    hub.set_rules(sub, rules).await;
+    who.audit(
+        hub,
+        AuditEvent::RulesChanged,
+        room,
+        (sub, name, Role::Resident),
+    );
     Ok(())
 }
 
@@ -450,22 +462,13 @@ async fn carry_rules_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation)
     let Some(previous) = previous else {
         return Ok(());
     };
-    hub.changes
-        .make(StoreOp::Rules {
-            sub: invitation.sub.clone(),
-            name: invitation.name.clone(),
-            room: invitation.room.clone(),
-            rules: previous.rules.clone(),
-        })
-        .await?;
-    hub.set_rules(&invitation.sub, previous.rules).await;
-    info!(tablet = %invitation.sub, from = %previous.sub, "rules carried over to a new invitation");
-    who.audit(
-        hub,
-        AuditEvent::RulesChanged,
-        &invitation.room,
-        (&invitation.sub, &invitation.name, Role::Resident),
+    let tablet = (
+        invitation.sub.as_str(),
+        invitation.name.as_str(),
+        invitation.room.as_str(),
     );
+    save_rules(hub, who, tablet, previous.rules).await?;
+    info!(tablet = %invitation.sub, from = %previous.sub, "rules carried over to a new invitation");
     Ok(())
 }
 
@@ -693,28 +696,14 @@ async fn put_rules(
             "No resident's tablet has this id. Create a resident invitation for it first.",
         ));
     };
-    hub.changes
-        .make(StoreOp::Rules {
-            sub: sub.clone(),
-            name,
-            room,
-            rules: rules.clone(),
-        })
-        .await?;
+    save_rules(&hub, &who, (&sub, &name, &room), rules).await?;
+    info!(tablet = %sub, "rules changed");
     let tablet = blocking(&hub, {
         let sub = sub.clone();
         move |s| s.tablet(&sub)
     })
     .await?
     .ok_or_else(|| Failure::of(ErrorCode::Internal))?;
-    hub.set_rules(&sub, rules).await;
-    info!(tablet = %sub, "rules changed");
-    who.audit(
-        &hub,
-        AuditEvent::RulesChanged,
-        &tablet.room,
-        (&tablet.sub, &tablet.name, Role::Resident),
-    );
     Ok(axum::Json(tablet).into_response())
 }
 
