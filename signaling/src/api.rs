@@ -368,9 +368,11 @@ async fn create_invitation(
         &invitation.room,
         (&invitation.sub, &invitation.name, invitation.role),
     );
+    // Only staff decide who may call a resident: a clinician's invitation named like a listed
+    // relative is not listed (nor could a clinician invite a resident).
     if invitation.role == Role::Resident {
         carry_rules_over(&hub, &who, &invitation).await?;
-    } else {
+    } else if who.0.role == Role::Staff {
         carry_callers_over(&hub, &who, &invitation).await?;
     }
     Ok((StatusCode::CREATED, axum::Json(invitation)).into_response())

@@ -542,6 +542,17 @@ async fn a_new_invitation_for_a_listed_caller_may_call_as_before() {
     assert_eq!(status, 200);
     let (_, ann_again) = invite("family", "Ann").await;
     let (_, zed) = invite("family", "Zed").await;
+    // A clinician doing rounds here may invite family, but not onto the tablet's list by
+    // naming the invitation like a listed relative.
+    let doctor = token(&server, "kim", Role::Clinician, "Dr Cho");
+    let (status, by_doctor) = api
+        .post(
+            "/v1/invitations",
+            Some(&doctor),
+            json!({"room":"kim","role":"family","name":"Ann"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{by_doctor}");
     let (_, tablets) = api.get("/v1/tablets", &staff).await;
     let callers = tablets["tablets"][0]["rules"]["callers"].clone();
     assert_eq!(
