@@ -17,17 +17,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use futures_util::StreamExt;
 use hearth_proto::care::{
-    ApiError, AuditEvent, AuditRecord, Caller, Invitation, MAX_CALLERS, NewInvitation, Redeem,
-    Redeemed, Rules, Tablet,
+    ApiError, AuditEvent, AuditRecord, Invitation, NewInvitation, Redeem, Redeemed, Rules, Tablet,
 };
 use hearth_proto::{ErrorCode, Role};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::hub::{Hub, unix_ms};
 use crate::store::{AuditQuery, Store, StoreError, StoreOp, normalise_code};
 use crate::token::{Claims, MAX_ID_BYTES, MAX_NAME_BYTES};
+
+/// A resident's invitation this close to its end (or past it, or withdrawn) is being replaced
+/// when staff make another for the same resident: two weeks, as the console warns.
+const RENEWAL_WINDOW_MS: u64 = 14 * 24 * 3600 * 1000;
 
 /// How long an invitation lasts unless asked otherwise: a week.
 const DEFAULT_EXPIRY_S: u32 = 7 * 24 * 3600;
@@ -368,52 +371,14 @@ async fn create_invitation(
         &invitation.room,
         (&invitation.sub, &invitation.name, invitation.role),
     );
-    // Only staff decide who may call a resident: a clinician's invitation named like a listed
-    // relative is not listed (nor could a clinician invite a resident).
-    if invitation.role == Role::Resident {
-        carry_rules_over(&hub, &who, &invitation).await?;
-    } else if who.0.role == Role::Staff {
-        carry_callers_over(&hub, &who, &invitation).await?;
+    // The invitation is made whatever happens here: a failure is logged, not answered (staff
+    // would make a second one), and the rules can be set by hand.
+    if invitation.role == Role::Resident
+        && let Err(Failure(_, code, _)) = carry_rules_over(&hub, &who, &invitation).await
+    {
+        warn!(invitation = %invitation.id, ?code, "a tablet's rules could not be carried over");
     }
     Ok((StatusCode::CREATED, axum::Json(invitation)).into_response())
-}
-
-/// A new invitation for someone a tablet in the room lists by name as a caller (a relative's
-/// invitation made again) is listed too, on the same terms: staff made it for that person, and
-/// the old invitation's subject alone would leave the new one unable to call. The old entry
-/// stays until staff take it off.
-async fn carry_callers_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation) -> Answer<()> {
-    let tablets = blocking(hub, {
-        let room = invitation.room.clone();
-        move |s| {
-            Ok(s.tablets()?
-                .into_iter()
-                .filter(|t| t.room == room)
-                .collect::<Vec<_>>())
-        }
-    })
-    .await?;
-    for tablet in tablets {
-        let Some(callers) = &tablet.rules.callers else {
-            continue;
-        };
-        let Some(listed) = callers.iter().find(|c| c.name == invitation.name) else {
-            continue;
-        };
-        if callers.iter().any(|c| c.sub == invitation.sub) || callers.len() >= MAX_CALLERS {
-            continue;
-        }
-        let mut rules = tablet.rules.clone();
-        let added = Caller {
-            sub: invitation.sub.clone(),
-            name: invitation.name.clone(),
-            auto_answer: listed.auto_answer,
-        };
-        rules.callers.get_or_insert_with(Vec::new).push(added);
-        save_rules(hub, who, (&tablet.sub, &tablet.name, &tablet.room), rules).await?;
-        info!(tablet = %tablet.sub, caller = %invitation.sub, "a new invitation listed as a caller");
-    }
-    Ok(())
 }
 
 /// Saves the rules of tablet `(sub, name, room)` (its record is made when new), hands them to
@@ -442,10 +407,12 @@ async fn save_rules(
     Ok(())
 }
 
-/// A new invitation for a resident whose tablet has rules (the same name in the same room: a
-/// tablet set up again, its old invitation near its end or withdrawn) takes those rules, so
-/// staff need not enter again who may call and when.
+/// A new invitation for a resident whose tablet is being set up again takes that tablet's
+/// rules, so staff need not enter again who may call and when: a tablet with rules, the same
+/// name in the same room, whose own invitation is withdrawn, over, or in its last two weeks
+/// (two residents of one name, both with working invitations, keep their own rules).
 async fn carry_rules_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation) -> Answer<()> {
+    let ending = invitation.created_at + RENEWAL_WINDOW_MS;
     let previous = blocking(hub, {
         let (room, name, sub) = (
             invitation.room.clone(),
@@ -453,10 +420,16 @@ async fn carry_rules_over(hub: &Arc<Hub>, who: &Bearer, invitation: &Invitation)
             invitation.sub.clone(),
         );
         move |s| {
+            let invitations = s.invitations()?;
+            let replaced = |tablet_sub: &str| {
+                invitations.iter().any(|i| {
+                    i.sub == tablet_sub && (i.revoked_at.is_some() || i.expires_at <= ending)
+                })
+            };
             Ok(s.tablets()?
                 .into_iter()
                 .filter(|t| t.room == room && t.name == name && t.sub != sub)
-                .filter(|t| t.rules != Rules::default())
+                .filter(|t| t.rules != Rules::default() && replaced(&t.sub))
                 .max_by_key(|t| t.last_seen))
         }
     })

@@ -5,12 +5,14 @@ const DAY = 86_400_000;
 
 describe("invitations in the staff console", () => {
   it("last a year for a tablet, its family and staff, a week for a consult's visitors", () => {
-    expect(defaultDays("resident")).toBe(365);
-    expect(defaultDays("family")).toBe(365);
-    expect(defaultDays("staff")).toBe(365);
-    expect(defaultDays("clinician")).toBe(365);
-    expect(defaultDays("patient")).toBe(7);
-    expect(defaultDays("guest")).toBe(7);
+    expect(defaultDays("resident", true)).toBe(365);
+    expect(defaultDays("family", true)).toBe(365);
+    expect(defaultDays("staff", true)).toBe(365);
+    expect(defaultDays("clinician", true)).toBe(365);
+    expect(defaultDays("patient", true)).toBe(7);
+    expect(defaultDays("guest", true)).toBe(7);
+    // A clinician's invitations are for a consult, family included.
+    expect(defaultDays("family", false)).toBe(7);
   });
 
   it("warn in their last two weeks and say when they are over", () => {

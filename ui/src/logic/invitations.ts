@@ -2,11 +2,12 @@
 // passed in, so Vitest drives them.
 import type { Invitation, Role } from "../bindings";
 
-/** Days a new invitation lasts unless staff say otherwise. A resident's tablet, its family and
- *  the home's own people are set up once and kept (an expired tablet invitation leaves the
- *  resident with a screen she cannot fix); a consult's patients and guests come for a visit. */
-export function defaultDays(role: Role): number {
-  return role === "patient" || role === "guest" ? 7 : 365;
+/** Days a new invitation lasts unless changed. Staff set up a resident's tablet, its family and
+ *  the home's own people once and keep them (an expired tablet invitation leaves the resident
+ *  with a screen she cannot fix); a consult's patients and guests come for a visit, and so does
+ *  everyone a clinician invites (`byStaff` false). */
+export function defaultDays(role: Role, byStaff: boolean): number {
+  return byStaff && role !== "patient" && role !== "guest" ? 365 : 7;
 }
 
 /** An invitation this close to its end is shown with a warning, so a new one is made first. */

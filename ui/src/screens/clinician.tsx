@@ -165,7 +165,7 @@ export function InvitePanel({ roles, room, rooms = [], onMade }: { roles: Role[]
   const [targetRoom, setTargetRoom] = useState(room ?? "");
   // Until staff change it, the default for the role chosen.
   const [chosenDays, setDays] = useState<number | null>(null);
-  const days = chosenDays ?? defaultDays(role);
+  const days = chosenDays ?? defaultDays(role, room === null);
   const [made, setMade] = useState<Invitation | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Caller, CheckReport, Invitation, Rules, Tablet } from "../bindings";
 import { useApp } from "../context";
 import { invitationView } from "../logic/invitations";
@@ -177,13 +177,16 @@ function InvitationRow({ inv, onChanged }: { inv: Invitation; onChanged: () => v
   const { status, soonDays } = invitationView(inv, now);
   // Withdrawing closes the device at once (a resident's tablet too): asked once more first.
   const [confirming, setConfirming] = useState(false);
-  const [copied, setCopied] = useState(false);
+  // Focus follows the question: to it when it opens, back to Withdraw when it is put away.
+  const question = useRef<HTMLButtonElement>(null);
+  const withdraw = useRef<HTMLButtonElement>(null);
+  const asked = useRef(false);
+  useEffect(() => {
+    if (confirming) question.current?.focus();
+    else if (asked.current) withdraw.current?.focus();
+    asked.current ||= confirming;
+  }, [confirming]);
   const used = inv.redeemed === 0 ? t.t("inv.unused") : inv.redeemed === 1 ? t.t("inv.usedOnce") : t.t("inv.redeemed", { count: inv.redeemed });
-  const copy = () =>
-    void navigator.clipboard?.writeText(inv.link).then(
-      () => setCopied(true),
-      () => setCopied(false),
-    );
   return (
     <li class={`invitation inv-${status}`}>
       <div>
@@ -200,23 +203,29 @@ function InvitationRow({ inv, onChanged }: { inv: Invitation; onChanged: () => v
           </p>
         )}
         {status === "active" && (
+          // The link to pass on, selected whole when focused, to copy with the keyboard or the
+          // menu: the app's web view has no clipboard to write to.
           <p class="small link">
-            <span class="link-text">{inv.link}</span>{" "}
-            <button type="button" class="btn btn-quiet" aria-label={t.t("inv.copyFor", { name: inv.name })} onClick={copy}>
-              {copied ? t.t("inv.copied") : t.t("inv.copy")}
-            </button>
+            <label for={`link-${inv.id}`}>{t.t("inv.linkFor", { name: inv.name })}</label>{" "}
+            <input
+              id={`link-${inv.id}`}
+              class="input link-text"
+              readOnly
+              value={inv.link}
+              onFocus={(e) => (e.target as HTMLInputElement).select()}
+            />
           </p>
         )}
       </div>
       {status === "active" && !confirming && (
-        <button type="button" class="btn btn-quiet" aria-label={t.t("inv.revokeFor", { name: inv.name })} onClick={() => setConfirming(true)}>
+        <button ref={withdraw} type="button" class="btn btn-quiet" aria-label={t.t("inv.revokeFor", { name: inv.name })} onClick={() => setConfirming(true)}>
           {t.t("inv.revoke")}
         </button>
       )}
       {status === "active" && confirming && (
         <div class="confirm" role="group" aria-label={t.t("inv.revokeFor", { name: inv.name })}>
           <p class="small">{t.t(inv.role === "resident" ? "inv.revokeTabletWarning" : "inv.revokeWarning", { name: inv.name })}</p>
-          <button type="button" class="btn btn-end" onClick={() => void act(api.revokeInvitation(inv.id)).then(onChanged)}>
+          <button ref={question} type="button" class="btn btn-end" onClick={() => void act(api.revokeInvitation(inv.id)).then(onChanged)}>
             {t.t("inv.revokeConfirm")}
           </button>
           <button type="button" class="btn btn-quiet" onClick={() => setConfirming(false)}>
