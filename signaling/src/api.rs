@@ -92,7 +92,8 @@ async fn as_api_error(response: Response) -> Response {
 /// What is said for an address with nothing at it.
 const NOTHING_HERE: &str = "There is nothing at this address.";
 
-/// Any other address under the API's prefix: not found, in the API's shape.
+/// Any address the server does not have (the whole server's fallback): not found, in the
+/// API's shape.
 pub(crate) async fn not_found() -> Response {
     Failure::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, NOTHING_HERE).into_response()
 }

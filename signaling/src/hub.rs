@@ -1502,13 +1502,7 @@ mod tests {
         let room = |name: &str| {
             Followed::new(
                 name.into(),
-                Replica::new(
-                    name,
-                    crate::room::Capacity {
-                        members: 2,
-                        call: 2,
-                    },
-                ),
+                Replica::new(name, crate::room::Capacity::both(2)),
                 0,
                 0,
                 &ctx,

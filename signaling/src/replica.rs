@@ -1334,13 +1334,7 @@ mod tests {
             ice: &ice,
             resume: &resume_keys,
         };
-        let mut r = Replica::new(
-            "r",
-            Capacity {
-                members: 4,
-                call: 4,
-            },
-        );
+        let mut r = Replica::new("r", Capacity::both(4));
         join(&mut r, "a", 1, &ctx);
         join(&mut r, "b", 2, &ctx);
         for n in 0..5 {

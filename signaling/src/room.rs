@@ -131,6 +131,17 @@ pub struct Capacity {
     pub call: usize,
 }
 
+#[cfg(test)]
+impl Capacity {
+    /// `n` present, and `n` in a consult's call.
+    pub(crate) fn both(n: usize) -> Capacity {
+        Capacity {
+            members: n,
+            call: n,
+        }
+    }
+}
+
 impl Room {
     /// An empty room named `name`.
     pub fn new(name: &str, capacity: Capacity) -> Room {
@@ -591,13 +602,7 @@ mod tests {
 
     /// A room of `capacity` that these people joined, in order, at the given times.
     fn room_of(capacity: usize, people: &[(&str, Role, u64)]) -> (Room, Vec<Effect>) {
-        let mut room = Room::new(
-            "r",
-            Capacity {
-                members: capacity,
-                call: capacity,
-            },
-        );
+        let mut room = Room::new("r", Capacity::both(capacity));
         let mut out = vec![];
         for (peer, role, at) in people {
             room.join(entrant(peer, *role), *at, &mut out).unwrap();
@@ -625,13 +630,7 @@ mod tests {
 
     #[test]
     fn family_enters_and_others_hear_of_it() {
-        let mut room = Room::new(
-            "r",
-            Capacity {
-                members: 4,
-                call: 4,
-            },
-        );
+        let mut room = Room::new("r", Capacity::both(4));
         let mut out = vec![];
         assert_eq!(
             room.join(entrant("kim", Role::Resident), 0, &mut out),
@@ -676,13 +675,7 @@ mod tests {
     #[test]
     fn the_audit_trail_follows_a_consult_without_its_reasons() {
         use AuditEvent::*;
-        let mut room = Room::new(
-            "r",
-            Capacity {
-                members: 4,
-                call: 4,
-            },
-        );
+        let mut room = Room::new("r", Capacity::both(4));
         let mut out = vec![];
         room.join(entrant("doc", Role::Clinician), 0, &mut out)
             .unwrap();
@@ -754,13 +747,7 @@ mod tests {
 
     #[test]
     fn patients_queue_in_order_and_clinician_admits_and_denies() {
-        let mut room = Room::new(
-            "r",
-            Capacity {
-                members: 4,
-                call: 4,
-            },
-        );
+        let mut room = Room::new("r", Capacity::both(4));
         let mut out = vec![];
         assert_eq!(
             room.join(entrant("p1", Role::Patient), 10, &mut out),

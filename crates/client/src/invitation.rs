@@ -57,6 +57,22 @@ fn bad(message: &str) -> ClientError {
     ClientError::new(ErrorCode::BadInvitation, message)
 }
 
+/// A bare code or token without its server.
+fn needs_server() -> ClientError {
+    ClientError::new(
+        ErrorCode::NeedsServer,
+        "This code needs the server address that came with it.",
+    )
+}
+
+/// A server address that is not one.
+fn bad_address() -> ClientError {
+    ClientError::new(
+        ErrorCode::BadServerAddress,
+        "The server address is not valid. It looks like https://calls.example.org.",
+    )
+}
+
 const NOT_AN_INVITATION: &str =
     "This is not a Hearth invitation. Copy the whole link or code from the care home's message.";
 
@@ -71,12 +87,7 @@ impl Invitation {
             let server = server
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    ClientError::new(
-                        ErrorCode::NeedsServer,
-                        "This code needs the server address that came with it.",
-                    )
-                })?;
+                .ok_or_else(needs_server)?;
             (websocket_url(server)?, input.to_owned())
         } else {
             from_link(input)?
@@ -144,12 +155,7 @@ impl Pasted {
             let server = server
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    ClientError::new(
-                        ErrorCode::NeedsServer,
-                        "This code needs the server address that came with it.",
-                    )
-                })?;
+                .ok_or_else(needs_server)?;
             return Ok(Self::Code {
                 server: websocket_url(server)?,
                 code: input.to_owned(),
@@ -191,21 +197,13 @@ fn looks_like_token(s: &str) -> bool {
 /// `ws`/`wss` URLs are kept; `http(s)://host[:port]` (with or without a path) becomes that
 /// host's `/v1/ws`.
 fn websocket_url(s: &str) -> Result<String, ClientError> {
-    let url = url::Url::parse(s).map_err(|_| {
-        ClientError::new(
-            ErrorCode::BadServerAddress,
-            "The server address is not valid. It looks like https://calls.example.org.",
-        )
-    })?;
+    let url = url::Url::parse(s).map_err(|_| bad_address())?;
     let scheme = match url.scheme() {
         "ws" | "wss" => return Ok(url.to_string()),
         "http" => "ws",
         "https" => "wss",
         _ => {
-            return Err(ClientError::new(
-                ErrorCode::BadServerAddress,
-                "The server address is not valid. It looks like https://calls.example.org.",
-            ));
+            return Err(bad_address());
         }
     };
     let host = url.host_str().ok_or_else(|| bad(NOT_AN_INVITATION))?;

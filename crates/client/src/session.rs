@@ -529,17 +529,13 @@ impl Actor {
                 cmd = commands.recv() => match cmd {
                     // Stopping: the leave is waited for, so that it is sent before the app ends.
                     Some(Command::Leave(done)) => {
-                        if let Some(room) = self.take_room() {
-                            room.leave().await;
-                        }
+                        self.leave_room().await;
                         let _ = done.send(());
                         return;
                     }
                     Some(cmd) => self.on_command(cmd).await,
                     None => {
-                        if let Some(room) = self.take_room() {
-                            room.leave().await;
-                        }
+                        self.leave_room().await;
                         return;
                     }
                 },
@@ -835,9 +831,17 @@ impl Actor {
 
     /// Leaves the room without waiting: leaving closes the connection cleanly, which may take
     /// a moment the screens should not wait.
-    async fn drop_room(&mut self) {
+    fn drop_room(&mut self) {
         if let Some(room) = self.take_room() {
             tokio::spawn(async move { room.leave().await });
+        }
+    }
+
+    /// Leaves the room and waits until it is done (when stopping, so that the `leave` is sent
+    /// before the app ends).
+    async fn leave_room(&mut self) {
+        if let Some(room) = self.take_room() {
+            room.leave().await;
         }
     }
 
@@ -877,7 +881,7 @@ impl Actor {
                 self.settings.invitation = None;
                 self.settings.residents.clear();
                 let r = self.save();
-                self.drop_room().await;
+                self.drop_room();
                 self.state.call = CallView::Idle;
                 self.connect();
                 let _ = done.send(r);
@@ -970,7 +974,7 @@ impl Actor {
                 // Devices are opened by the room: sign in again with them, unless a call is
                 // up (then they are used from the next call).
                 if changed && !self.in_call() && self.room.is_some() {
-                    self.drop_room().await;
+                    self.drop_room();
                     self.connect();
                 } else if changed {
                     self.reconnect_after_call |= self.in_call();
@@ -1046,7 +1050,7 @@ impl Actor {
         self.settings.invitation = Some(invitation);
         self.settings.residents.clear();
         self.save()?;
-        self.drop_room().await;
+        self.drop_room();
         self.backoff.reset();
         self.last_error = None;
         self.retry_at = None;
@@ -1614,11 +1618,11 @@ impl Actor {
                 tracing::info!("the consult is over: leaving the room");
                 self.let_in = false;
                 self.reconnect_after_call = false;
-                self.drop_room().await;
+                self.drop_room();
                 self.state.connection = Connection::ConsultOver;
             } else if self.reconnect_after_call {
                 self.reconnect_after_call = false;
-                self.drop_room().await;
+                self.drop_room();
                 self.connect();
             }
         }
@@ -1649,7 +1653,7 @@ impl Actor {
             _ => None,
         };
         if let Some(error) = error {
-            self.drop_room().await;
+            self.drop_room();
             self.state.call = CallView::Idle;
             self.state.connection = Connection::Refused { error };
             return;
@@ -1663,7 +1667,7 @@ impl Actor {
             self.reconnect_after_call = true;
             self.last_error = Some(lost);
         } else {
-            self.drop_room().await;
+            self.drop_room();
             self.retry_later(Some(lost));
         }
     }

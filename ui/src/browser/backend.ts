@@ -150,13 +150,22 @@ export function browserBackend(location: Location): Backend {
    *  not on a shared computer for good): one whose tablet is off stays listed, as not
    *  available, instead of vanishing (also after a reload). */
   const residentsKey = () => `hearth.residents.${state.me?.room ?? ""}`;
-  const rememberedResidents = (): string[] => {
-    try {
-      const kept: unknown = JSON.parse(sessionStorage.getItem(residentsKey()) ?? "[]");
-      return Array.isArray(kept) ? kept.filter((n): n is string => typeof n === "string") : [];
-    } catch {
-      return [];
+  /** Read from the tab's storage once per room, written back only when someone new is seen
+   *  (the list is made at every change of state). */
+  let remembered: { key: string; names: Set<string> } | null = null;
+  const rememberedResidents = (): Set<string> => {
+    const key = residentsKey();
+    if (remembered?.key !== key) {
+      let names: string[] = [];
+      try {
+        const kept: unknown = JSON.parse(sessionStorage.getItem(key) ?? "[]");
+        if (Array.isArray(kept)) names = kept.filter((n): n is string => typeof n === "string");
+      } catch {
+        // Unreadable: started again from who is here.
+      }
+      remembered = { key, names: new Set(names) };
     }
+    return remembered.names;
   };
 
   const contacts = (): Contact[] => {
@@ -171,10 +180,10 @@ export function browserBackend(location: Location): Backend {
       }
     }
     if (role !== "resident") {
-      const here = peers.filter((p) => p.role === "resident").map((p) => p.name);
-      const remembered = rememberedResidents();
-      const all = [...new Set([...remembered, ...here])];
-      if (all.length !== remembered.length) sessionStorage.setItem(residentsKey(), JSON.stringify(all));
+      const all = rememberedResidents();
+      const before = all.size;
+      for (const p of peers) if (p.role === "resident") all.add(p.name);
+      if (all.size !== before) sessionStorage.setItem(residentsKey(), JSON.stringify([...all]));
       for (const name of all) {
         if (!seen.has(name) && callable(role, "resident")) {
           seen.set(name, { key: name, name, role: "resident", presence: "offline", peer: null, has_photo: false, trusted: false });
@@ -604,6 +613,7 @@ export function browserBackend(location: Location): Backend {
       token = null;
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.token.")) sessionStorage.removeItem(k);
       for (const k of Object.keys(sessionStorage)) if (k.startsWith("hearth.residents.")) sessionStorage.removeItem(k);
+      remembered = null;
       // Nothing of the old session may reach the next invitation's.
       endSession(false);
       calls.hangUp(null);
